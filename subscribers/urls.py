@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from django.urls import path
+
+from subscribers import import_export_views, views
+
+urlpatterns = [
+    path("", views.subscriber_list, name="subscriber_list"),
+    path("new/", views.subscriber_create, name="subscriber_create"),
+    path("bulk/", views.subscriber_bulk, name="subscriber_bulk"),
+    path("<int:subscriber_id>/", views.subscriber_detail, name="subscriber_detail"),
+    path("<int:subscriber_id>/edit/", views.subscriber_edit, name="subscriber_edit"),
+    path("<int:subscriber_id>/tags/", views.subscriber_tag, name="subscriber_tag"),
+    path(
+        "<int:subscriber_id>/tags/<int:tag_id>/remove/",
+        views.subscriber_untag,
+        name="subscriber_untag",
+    ),
+    path(
+        "<int:subscriber_id>/unsubscribe/",
+        views.subscriber_unsubscribe,
+        name="subscriber_unsubscribe",
+    ),
+    path("<int:subscriber_id>/delete/", views.subscriber_delete, name="subscriber_delete"),
+    path("tags/", views.tag_list, name="tag_list"),
+    path("tags/<int:tag_id>/delete/", views.tag_delete, name="tag_delete"),
+    path("fields/", views.custom_field_list, name="custom_field_list"),
+    path("fields/<int:field_id>/delete/", views.custom_field_delete, name="custom_field_delete"),
+    path("import/", import_export_views.import_upload, name="subscriber_import"),
+    path("import/<int:job_id>/map/", import_export_views.import_map, name="subscriber_import_map"),
+    path("export.csv", import_export_views.export_csv, name="subscriber_export"),
+]

@@ -1,0 +1,74 @@
+"""Shared fixtures: the alice/bob/charlie personas, logged-in clients, and real services.
+
+alice owns account A, bob is a member of A, charlie owns account B and must see nothing of A.
+"""
+
+from __future__ import annotations
+
+import pytest
+from django.core.cache import cache
+from django.test import Client
+
+from convertkit.models import Membership
+from tests.factories import AccountFactory, MembershipFactory, UserFactory
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache():
+    """Each test starts with an empty Redis cache (rate limits, buffers)."""
+    cache.clear()
+    yield
+
+
+@pytest.fixture
+def account_a(db):
+    return AccountFactory(name="Ann's Kitchen")
+
+
+@pytest.fixture
+def account_b(db):
+    return AccountFactory(name="Charlie's Garage")
+
+
+@pytest.fixture
+def alice(account_a):
+    user = UserFactory(email="alice@example.com")
+    MembershipFactory(user=user, account=account_a, role=Membership.Role.OWNER)
+    return user
+
+
+@pytest.fixture
+def bob(account_a):
+    user = UserFactory(email="bob@example.com")
+    MembershipFactory(user=user, account=account_a, role=Membership.Role.MEMBER)
+    return user
+
+
+@pytest.fixture
+def charlie(account_b):
+    user = UserFactory(email="charlie@example.com")
+    MembershipFactory(user=user, account=account_b, role=Membership.Role.OWNER)
+    return user
+
+
+def _client_for(user) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def alice_client(alice):
+    return _client_for(alice)
+
+
+@pytest.fixture
+def bob_client(bob):
+    return _client_for(bob)
+
+
+@pytest.fixture
+def charlie_client(charlie):
+    return _client_for(charlie)

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import factory
+
+from convertkit.models import Account, Membership, User
+from subscribers.models import CustomField, Subscriber, Tag, Tagging
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = User
+        django_get_or_create = ("email",)
+
+    email = factory.Sequence(lambda n: f"creator{n}@example.com")
+    password = factory.django.Password("correct horse battery staple")
+
+
+class AccountFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Account
+
+    name = factory.Sequence(lambda n: f"Newsletter {n}")
+    sender_name = "Ann Example"
+    sender_email = factory.Sequence(lambda n: f"news{n}@example.com")
+    postal_address = "1 Main Street, Springfield"
+    time_zone = "Europe/Paris"
+
+
+class MembershipFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Membership
+
+    user = factory.SubFactory(UserFactory)
+    account = factory.SubFactory(AccountFactory)
+    role = Membership.Role.MEMBER
+
+
+class SubscriberFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Subscriber
+
+    account = factory.SubFactory(AccountFactory)
+    email = factory.Sequence(lambda n: f"reader{n}@example.org")
+    first_name = factory.Faker("first_name")
+    state = Subscriber.State.ACTIVE
+    source = "manual"
+
+
+class TagFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Tag
+
+    account = factory.SubFactory(AccountFactory)
+    name = factory.Sequence(lambda n: f"tag-{n}")
+
+
+class TaggingFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = Tagging
+
+    tag = factory.SubFactory(TagFactory)
+    subscriber = factory.SubFactory(
+        SubscriberFactory, account=factory.SelfAttribute("..tag.account")
+    )
+    account = factory.SelfAttribute("tag.account")
+
+
+class CustomFieldFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = CustomField
+
+    account = factory.SubFactory(AccountFactory)
+    key = factory.Sequence(lambda n: f"field_{n}")
+    label = factory.Sequence(lambda n: f"Field {n}")

@@ -1,0 +1,1 @@
+"""Links, events and rollups: built by the tracking issue (see DESIGN.md)."""
