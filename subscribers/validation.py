@@ -1,0 +1,46 @@
+"""Email address rules shared by the subscriber form, the import and (later) the public forms."""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.core.validators import EmailValidator
+
+MAX_EMAIL_LENGTH = 254
+_validator = EmailValidator()
+
+
+def normalize_email(raw: str) -> str:
+    """The address as we store it (trimmed, lower-cased, IDN domain in ASCII), or ValidationError.
+
+    Each message says what is wrong in words a creator can act on.
+    """
+    email = (raw or "").strip()
+    if not email:
+        raise ValidationError("The email address is empty.", code="empty")
+    if any(ch in email for ch in "\r\n\0"):
+        raise ValidationError("The email address contains a line break.", code="control")
+    if any(ch.isspace() for ch in email):
+        raise ValidationError("The email address contains a space.", code="space")
+    if email.count("@") != 1:
+        raise ValidationError(f"“{email[:80]}” is not an email address.", code="invalid")
+    local, domain = email.rsplit("@", 1)
+    if not local.isascii():
+        raise ValidationError(
+            "Letters with accents or other non-ASCII characters before the @ are not supported.",
+            code="unicode",
+        )
+    if not domain.isascii():
+        try:
+            domain = domain.encode("idna").decode("ascii")
+        except UnicodeError:
+            raise ValidationError(f"“{domain[:80]}” is not a valid domain.", code="invalid") from None
+    email = f"{local}@{domain}".lower()
+    if len(email) > MAX_EMAIL_LENGTH:
+        raise ValidationError(
+            f"The email address is longer than {MAX_EMAIL_LENGTH} characters.", code="too_long"
+        )
+    try:
+        _validator(email)
+    except ValidationError:
+        raise ValidationError(f"“{email[:80]}” is not a valid email address.", code="invalid") from None
+    return email
