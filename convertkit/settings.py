@@ -10,6 +10,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import dj_database_url
+import django
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
@@ -160,16 +161,38 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE: dict = {}
 
 # --- Email: every message goes through Django's mail API; anymail backends for ESPs --------------
-EMAIL_BACKEND = env_str("EMAIL_BACKEND") or "django.core.mail.backends.smtp.EmailBackend"
-EMAIL_HOST = env_str("EMAIL_HOST") or "127.0.0.1"
-EMAIL_PORT = env_int("EMAIL_PORT", 1025, minimum=1)
-EMAIL_HOST_USER = env_str("EMAIL_HOST_USER") or ""
-EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD") or ""
-EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
-EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
-EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 30, minimum=1)
-if EMAIL_USE_TLS and EMAIL_USE_SSL:
+# Operators set EMAIL_* variables; Django 6.1+ reads them as the "default" entry of MAILERS, older
+# Django (5.2 on Python 3.11) as the classic EMAIL_* settings.
+_email_backend = env_str("EMAIL_BACKEND") or "django.core.mail.backends.smtp.EmailBackend"
+_email_use_tls = env_bool("EMAIL_USE_TLS", False)
+_email_use_ssl = env_bool("EMAIL_USE_SSL", False)
+if _email_use_tls and _email_use_ssl:
     raise ImproperlyConfigured("EMAIL_USE_TLS and EMAIL_USE_SSL are exclusive; set only one")
+_smtp_options = {
+    "host": env_str("EMAIL_HOST") or "127.0.0.1",
+    "port": env_int("EMAIL_PORT", 1025, minimum=1),
+    "username": env_str("EMAIL_HOST_USER") or "",
+    "password": env_str("EMAIL_HOST_PASSWORD") or "",
+    "use_tls": _email_use_tls,
+    "use_ssl": _email_use_ssl,
+    "timeout": env_int("EMAIL_TIMEOUT", 30, minimum=1),
+}
+if django.VERSION >= (6, 1):
+    MAILERS = {
+        "default": {
+            "BACKEND": _email_backend,
+            "OPTIONS": _smtp_options if _email_backend.endswith("smtp.EmailBackend") else {},
+        }
+    }
+else:
+    EMAIL_BACKEND = _email_backend
+    EMAIL_HOST = _smtp_options["host"]
+    EMAIL_PORT = _smtp_options["port"]
+    EMAIL_HOST_USER = _smtp_options["username"]
+    EMAIL_HOST_PASSWORD = _smtp_options["password"]
+    EMAIL_USE_TLS = _email_use_tls
+    EMAIL_USE_SSL = _email_use_ssl
+    EMAIL_TIMEOUT = _smtp_options["timeout"]
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL") or f"ConvertKit <noreply@{_site.hostname}>"
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 # ANYMAIL_POSTMARK_SERVER_TOKEN=... becomes ANYMAIL["POSTMARK_SERVER_TOKEN"], and so on for any ESP.
