@@ -3,11 +3,44 @@
 from __future__ import annotations
 
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from convertkit.models import Account
-from subscribers.models import Tag
+from subscribers.models import (
+    CustomField,
+    StateChange,
+    Subscriber,
+    Suppression,
+    Tag,
+    Tagging,
+    email_hash,
+)
 
 MAX_TAG_NAME_LENGTH = 100
+# States a creator may move to unsubscribed; the suppressed ones stay as they are.
+UNSUBSCRIBABLE_STATES = (Subscriber.State.ACTIVE, Subscriber.State.UNCONFIRMED)
+
+
+class SubscriberExists(Exception):
+    """The account already has a subscriber with this address."""
+
+    def __init__(self, subscriber: Subscriber):
+        super().__init__(subscriber.email)
+        self.subscriber = subscriber
+
+
+class SubscriberSuppressed(Exception):
+    """The address was erased at the subscriber's request and may only come back if they ask."""
+
+
+class TagExists(Exception):
+    def __init__(self, tag: Tag):
+        super().__init__(tag.name)
+        self.tag = tag
+
+
+class CustomFieldExists(Exception):
+    pass
 
 
 def tag_get_or_create(*, account: Account, name: str) -> Tag:
@@ -23,3 +56,180 @@ def tag_get_or_create(*, account: Account, name: str) -> Tag:
             return Tag.objects.create(account=account, name=name)
     except IntegrityError:
         return Tag.objects.get(account=account, name__iexact=name)
+
+
+def tag_create(*, account: Account, name: str) -> Tag:
+    """A new tag; TagExists if the account has one of that name (case-insensitive)."""
+    name = " ".join(name.split())[:MAX_TAG_NAME_LENGTH]
+    if not name:
+        raise ValueError("A tag needs a name")
+    try:
+        with transaction.atomic():
+            return Tag.objects.create(account=account, name=name)
+    except IntegrityError:
+        raise TagExists(Tag.objects.get(account=account, name__iexact=name)) from None
+
+
+def tag_delete(*, tag: Tag) -> None:
+    """Deletes the tag and its taggings; the subscribers stay."""
+    tag.delete()
+
+
+def custom_field_create(*, account: Account, key: str, label: str) -> CustomField:
+    try:
+        with transaction.atomic():
+            return CustomField.objects.create(account=account, key=key, label=label)
+    except IntegrityError:
+        raise CustomFieldExists(key) from None
+
+
+def custom_field_delete(*, custom_field: CustomField) -> None:
+    """Removes the definition only: values stay in Subscriber.fields, hidden, and come back if a
+    field with the same key is defined again (rewriting millions of JSON values is not worth it)."""
+    custom_field.delete()
+
+
+def _is_suppressed(*, account_id: int, email: str) -> bool:
+    return Suppression.objects.filter(account_id=account_id, email_hash=email_hash(email)).exists()
+
+
+def subscriber_create(
+    *,
+    account: Account,
+    email: str,
+    first_name: str = "",
+    fields: dict[str, str] | None = None,
+    tag_names: list[str] | tuple[str, ...] = (),
+    source: str = "manual",
+    consent_method: str = "",
+    consent_ip: str | None = None,
+    readd: bool = False,
+) -> Subscriber:
+    """Adds an active subscriber with an already normalised `email`.
+
+    Raises SubscriberExists for an address the account has, and SubscriberSuppressed for one that
+    was erased unless `readd` says the person asked to be added again (the suppression then goes).
+    """
+    with transaction.atomic():
+        if _is_suppressed(account_id=account.id, email=email):
+            if not readd:
+                raise SubscriberSuppressed(email)
+            Suppression.objects.filter(account=account, email_hash=email_hash(email)).delete()
+        now = timezone.now()
+        try:
+            with transaction.atomic():
+                subscriber = Subscriber.objects.create(
+                    account=account,
+                    email=email,
+                    first_name=first_name,
+                    fields={key: value for key, value in (fields or {}).items() if value != ""},
+                    state=Subscriber.State.ACTIVE,
+                    source=source,
+                    consent_at=now,
+                    consent_method=consent_method,
+                    consent_ip=consent_ip,
+                    confirmed_at=now,
+                )
+        except IntegrityError:
+            existing = Subscriber.objects.filter(account=account, email=email).first()
+            if existing is None:
+                raise
+            raise SubscriberExists(existing) from None
+        for name in tag_names:
+            subscriber_tag(subscriber=subscriber, name=name)
+    return subscriber
+
+
+def subscriber_update(
+    *, subscriber: Subscriber, email: str, first_name: str, fields: dict[str, str]
+) -> Subscriber:
+    """Edits the address, name and the given custom field values (blank clears one).
+
+    Values of fields not given (such as those of deleted definitions) are kept. The state is never
+    touched here, so an edit cannot reactivate an unsubscribed, bounced or complained subscriber.
+    """
+    values = dict(subscriber.fields)
+    for key, value in fields.items():
+        if value == "":
+            values.pop(key, None)
+        else:
+            values[key] = value
+    with transaction.atomic():
+        if email != subscriber.email and _is_suppressed(
+            account_id=subscriber.account_id, email=email
+        ):
+            raise SubscriberSuppressed(email)
+        try:
+            with transaction.atomic():
+                Subscriber.objects.filter(pk=subscriber.pk).update(
+                    email=email, first_name=first_name, fields=values, updated_at=timezone.now()
+                )
+        except IntegrityError:
+            existing = Subscriber.objects.filter(
+                account_id=subscriber.account_id, email=email
+            ).first()
+            if existing is None:
+                raise
+            raise SubscriberExists(existing) from None
+    subscriber.email, subscriber.first_name, subscriber.fields = email, first_name, values
+    return subscriber
+
+
+def subscriber_unsubscribe(*, subscriber: Subscriber, reason: str) -> bool:
+    """Moves an active or unconfirmed subscriber to unsubscribed, with a history row.
+
+    A conditional UPDATE decides, so a double submit writes one history row; returns whether the
+    state changed.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        from_state = (
+            Subscriber.objects.select_for_update()
+            .filter(pk=subscriber.pk, state__in=UNSUBSCRIBABLE_STATES)
+            .values_list("state", flat=True)
+            .first()
+        )
+        if from_state is None:
+            return False
+        Subscriber.objects.filter(pk=subscriber.pk).update(
+            state=Subscriber.State.UNSUBSCRIBED, unsubscribed_at=now, updated_at=now
+        )
+        StateChange.objects.create(
+            account_id=subscriber.account_id,
+            subscriber=subscriber,
+            from_state=from_state,
+            to_state=Subscriber.State.UNSUBSCRIBED,
+            reason=reason[:255],
+        )
+    subscriber.state, subscriber.unsubscribed_at = Subscriber.State.UNSUBSCRIBED, now
+    return True
+
+
+def subscriber_delete(*, subscriber: Subscriber) -> None:
+    """Erases the subscriber with their taggings and history, keeping only the hash of the
+    address in Suppression, so that no import or form brings them back unasked."""
+    with transaction.atomic():
+        Suppression.objects.bulk_create(
+            [
+                Suppression(
+                    account_id=subscriber.account_id, email_hash=email_hash(subscriber.email)
+                )
+            ],
+            ignore_conflicts=True,
+        )
+        subscriber.delete()
+
+
+def subscriber_tag(*, subscriber: Subscriber, name: str) -> Tag:
+    """Tags the subscriber with the account's tag of that name, creating the tag if needed."""
+    tag = tag_get_or_create(account=subscriber.account, name=name)
+    Tagging.objects.bulk_create(
+        [Tagging(account_id=subscriber.account_id, tag=tag, subscriber=subscriber)],
+        ignore_conflicts=True,
+    )
+    return tag
+
+
+def subscriber_untag(*, subscriber: Subscriber, tag: Tag) -> bool:
+    deleted, _ = Tagging.objects.filter(subscriber=subscriber, tag=tag).delete()
+    return bool(deleted)

@@ -1,57 +1,378 @@
+"""The creator's subscriber pages: list, detail, add and edit, tags, custom fields, bulk actions."""
+
 from __future__ import annotations
 
-from django.http import HttpResponse
+from django.contrib import messages
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.views.decorators.vary import vary_on_headers
 
-# Placeholder views, replaced as the work lands.
+from convertkit.tenancy import account_required, get_for_account
+from subscribers import bulk, selectors, services
+from subscribers.forms import (
+    BulkActionForm,
+    CustomFieldForm,
+    SubscriberCreateForm,
+    SubscriberFilterForm,
+    SubscriberForm,
+    TagNameForm,
+)
+from subscribers.models import CustomField, Subscriber, Tag
 
-
-def subscriber_list(request, **kwargs):
-    return HttpResponse("todo")
-
-
-def subscriber_create(request, **kwargs):
-    return HttpResponse("todo")
-
-
-def subscriber_bulk(request, **kwargs):
-    return HttpResponse("todo")
-
-
-def subscriber_detail(request, **kwargs):
-    return HttpResponse("todo")
-
-
-def subscriber_edit(request, **kwargs):
-    return HttpResponse("todo")
+# Names offered in the "add a tag" datalist; an account with more still types the rest.
+DATALIST_LIMIT = 500
 
 
-def subscriber_tag(request, **kwargs):
-    return HttpResponse("todo")
+def _cursor(request, name: str) -> int | None:
+    value = request.GET.get(name, "")
+    return int(value) if value.isdigit() and len(value) < 19 else None
 
 
-def subscriber_untag(request, **kwargs):
-    return HttpResponse("todo")
+def _account_tags(request) -> list[Tag]:
+    return list(Tag.objects.filter(account=request.account).order_by("name", "id"))
 
 
-def subscriber_unsubscribe(request, **kwargs):
-    return HttpResponse("todo")
+def _custom_fields(request) -> list[CustomField]:
+    return list(CustomField.objects.filter(account=request.account))
 
 
-def subscriber_delete(request, **kwargs):
-    return HttpResponse("todo")
+@account_required
+@vary_on_headers("HX-Request")
+def subscriber_list(request):
+    tags = _account_tags(request)
+    form = SubscriberFilterForm(request.GET or None, tags=tags)
+    form.is_valid()
+    filters = form.filters()
+    counts = selectors.subscriber_counts(account=request.account)
+    page = selectors.subscriber_page(
+        account=request.account,
+        filters=filters,
+        after=_cursor(request, "after"),
+        before=_cursor(request, "before"),
+    )
+    tag = next((tag for tag in tags if tag.id == filters.tag_id), None)
+    total = selectors.subscriber_total(
+        account=request.account, filters=filters, counts=counts, tag=tag, page=page
+    )
+    context = {
+        "form": form,
+        "filters": filters,
+        "filter_tag": tag,
+        "counts": counts,
+        "page": page,
+        "rows": [
+            (subscriber, page.tags_by_subscriber.get(subscriber.id, []))
+            for subscriber in page.subscribers
+        ],
+        "total": total,
+        "bulk_form": BulkActionForm(tags=tags),
+        "bulk_allowed": form.is_bound is False or not form.errors,
+    }
+    if request.htmx and not request.htmx.history_restore_request:
+        return render(
+            request, "subscribers/partials/subscriber_results.html", {**context, "partial": True}
+        )
+    return render(request, "subscribers/subscriber_list.html", context)
 
 
-def tag_list(request, **kwargs):
-    return HttpResponse("todo")
+@account_required
+def subscriber_create(request):
+    custom_fields = _custom_fields(request)
+    form = SubscriberCreateForm(request.POST or None, custom_fields=custom_fields)
+    if request.method == "POST" and form.is_valid():
+        try:
+            subscriber = services.subscriber_create(
+                account=request.account,
+                email=form.cleaned_data["email"],
+                first_name=form.cleaned_data["first_name"],
+                fields=form.custom_field_values(),
+                tag_names=form.cleaned_data["tags"],
+                source="manual",
+                consent_method=f"Added by {request.user.email}",
+                readd=form.cleaned_data["readd"],
+            )
+        except services.SubscriberExists as exists:
+            form.add_duplicate_error(exists.subscriber)
+        except services.SubscriberSuppressed:
+            form.add_suppressed_error()
+        else:
+            messages.success(request, f"{subscriber.email} was added.")
+            return redirect("subscriber_detail", subscriber.id)
+    return render(
+        request,
+        "subscribers/subscriber_form.html",
+        {"form": form, "tag_names": _tag_names(request), "creating": True},
+        status=400 if form.errors else 200,
+    )
 
 
-def tag_delete(request, **kwargs):
-    return HttpResponse("todo")
+@account_required
+def subscriber_detail(request, subscriber_id: int):
+    subscriber = get_for_account(request, Subscriber, pk=subscriber_id)
+    return _render_detail(request, subscriber, TagNameForm())
 
 
-def custom_field_list(request, **kwargs):
-    return HttpResponse("todo")
+def _tag_names(request) -> list[str]:
+    return list(
+        Tag.objects.filter(account=request.account)
+        .order_by("name")
+        .values_list("name", flat=True)[:DATALIST_LIMIT]
+    )
 
 
-def custom_field_delete(request, **kwargs):
-    return HttpResponse("todo")
+def _render_detail(request, subscriber: Subscriber, tag_form: TagNameForm):
+    custom_fields = _custom_fields(request)
+    return render(
+        request,
+        "subscribers/subscriber_detail.html",
+        {
+            "subscriber": subscriber,
+            "field_values": [
+                (custom_field, subscriber.fields.get(custom_field.key))
+                for custom_field in custom_fields
+            ],
+            "tags": list(
+                Tag.objects.filter(taggings__subscriber=subscriber).order_by("name", "id")
+            ),
+            "tag_form": tag_form,
+            "tag_names": _tag_names(request),
+            "history": selectors.subscriber_history(subscriber=subscriber),
+        },
+        status=400 if tag_form.errors else 200,
+    )
+
+
+@account_required
+def subscriber_edit(request, subscriber_id: int):
+    subscriber = get_for_account(request, Subscriber, pk=subscriber_id)
+    custom_fields = _custom_fields(request)
+    form = SubscriberForm(
+        request.POST or None,
+        custom_fields=custom_fields,
+        initial=SubscriberForm.initial_for(subscriber, custom_fields),
+    )
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.subscriber_update(
+                subscriber=subscriber,
+                email=form.cleaned_data["email"],
+                first_name=form.cleaned_data["first_name"],
+                fields=form.custom_field_values(),
+            )
+        except services.SubscriberExists as exists:
+            form.add_duplicate_error(exists.subscriber)
+        except services.SubscriberSuppressed:
+            form.add_suppressed_error()
+        else:
+            messages.success(request, "Changes saved.")
+            return redirect("subscriber_detail", subscriber.id)
+    return render(
+        request,
+        "subscribers/subscriber_form.html",
+        {"form": form, "subscriber": subscriber, "creating": False},
+        status=400 if form.errors else 200,
+    )
+
+
+@account_required
+def subscriber_tag(request, subscriber_id: int):
+    subscriber = get_for_account(request, Subscriber, pk=subscriber_id)
+    if request.method != "POST":
+        return redirect("subscriber_detail", subscriber.id)
+    form = TagNameForm(request.POST)
+    if not form.is_valid():
+        return _render_detail(request, subscriber, form)
+    tag = services.subscriber_tag(subscriber=subscriber, name=form.cleaned_data["name"])
+    messages.success(request, f"Tagged with “{tag.name}”.")
+    return redirect("subscriber_detail", subscriber.id)
+
+
+@account_required
+def subscriber_untag(request, subscriber_id: int, tag_id: int):
+    subscriber = get_for_account(request, Subscriber, pk=subscriber_id)
+    tag = get_for_account(request, Tag, pk=tag_id)
+    if request.method == "POST" and services.subscriber_untag(subscriber=subscriber, tag=tag):
+        messages.success(request, f"Removed the tag “{tag.name}”.")
+    return redirect("subscriber_detail", subscriber.id)
+
+
+@account_required
+def subscriber_unsubscribe(request, subscriber_id: int):
+    subscriber = get_for_account(request, Subscriber, pk=subscriber_id)
+    if request.method == "POST":
+        if services.subscriber_unsubscribe(
+            subscriber=subscriber, reason=f"unsubscribed by {request.user.email}"
+        ):
+            messages.success(request, f"{subscriber.email} was unsubscribed.")
+        else:
+            messages.info(request, f"{subscriber.email} is already {subscriber.state}.")
+        return redirect("subscriber_detail", subscriber.id)
+    return render(
+        request,
+        "subscribers/confirm.html",
+        {
+            "title": f"Unsubscribe {subscriber.email}?",
+            "explanation": "They will get no more broadcasts. Only they can subscribe again, "
+            "through one of your forms.",
+            "button": "Unsubscribe",
+            "cancel_url": reverse("subscriber_detail", args=[subscriber.id]),
+        },
+    )
+
+
+@account_required
+def subscriber_delete(request, subscriber_id: int):
+    subscriber = get_for_account(request, Subscriber, pk=subscriber_id)
+    if request.method == "POST":
+        services.subscriber_delete(subscriber=subscriber)
+        messages.success(
+            request,
+            f"{subscriber.email} was deleted with their tags and history. "
+            "An import will not bring them back.",
+        )
+        return redirect("subscriber_list")
+    return render(
+        request,
+        "subscribers/confirm.html",
+        {
+            "title": f"Delete {subscriber.email}?",
+            "explanation": "This erases the subscriber, their custom fields, tags and history. "
+            "We keep only a fingerprint of the address (not the address itself), so that an "
+            "import or a form will not bring them back unless they ask to be added again.",
+            "button": "Delete for good",
+            "danger": True,
+            "cancel_url": reverse("subscriber_detail", args=[subscriber.id]),
+        },
+    )
+
+
+@account_required
+def tag_list(request):
+    form = TagNameForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            tag = services.tag_create(account=request.account, name=form.cleaned_data["name"])
+        except services.TagExists as exists:
+            form.add_error("name", f"You already have a tag named “{exists.tag.name}”.")
+        else:
+            messages.success(request, f"Tag “{tag.name}” created.")
+            return redirect("tag_list")
+    return render(
+        request,
+        "subscribers/tag_list.html",
+        {"form": form, "tags": _account_tags(request)},
+        status=400 if form.errors else 200,
+    )
+
+
+@account_required
+def tag_delete(request, tag_id: int):
+    tag = get_for_account(request, Tag, pk=tag_id)
+    if request.method == "POST":
+        services.tag_delete(tag=tag)
+        messages.success(request, f"Tag “{tag.name}” deleted. Its subscribers stay on your list.")
+        return redirect("tag_list")
+    return render(
+        request,
+        "subscribers/confirm.html",
+        {
+            "title": f"Delete the tag “{tag.name}”?",
+            "explanation": f"It is removed from the {tag.subscriber_count:,} subscriber"
+            f"{'' if tag.subscriber_count == 1 else 's'} who have it; they stay on your list.",
+            "button": "Delete tag",
+            "danger": True,
+            "cancel_url": reverse("tag_list"),
+        },
+    )
+
+
+@account_required
+def custom_field_list(request):
+    form = CustomFieldForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            custom_field = services.custom_field_create(
+                account=request.account,
+                key=form.cleaned_data["key"],
+                label=form.cleaned_data["label"],
+            )
+        except services.CustomFieldExists:
+            form.add_error("key", "You already have a field with this key.")
+        else:
+            messages.success(request, f"Field “{custom_field.label}” created.")
+            return redirect("custom_field_list")
+    return render(
+        request,
+        "subscribers/custom_field_list.html",
+        {"form": form, "custom_fields": _custom_fields(request)},
+        status=400 if form.errors else 200,
+    )
+
+
+@account_required
+def custom_field_delete(request, field_id: int):
+    custom_field = get_for_account(request, CustomField, pk=field_id)
+    if request.method == "POST":
+        services.custom_field_delete(custom_field=custom_field)
+        messages.success(
+            request,
+            f"Field “{custom_field.label}” deleted. Stored values are hidden, not erased.",
+        )
+        return redirect("custom_field_list")
+    return render(
+        request,
+        "subscribers/confirm.html",
+        {
+            "title": f"Delete the field “{custom_field.label}”?",
+            "explanation": "The field disappears from subscriber pages and forms. The values "
+            "already stored stay in the database, hidden; if you create a field with the same "
+            f"key ({custom_field.key}) again, they show up again.",
+            "button": "Delete field",
+            "danger": True,
+            "cancel_url": reverse("custom_field_list"),
+        },
+    )
+
+
+@account_required
+def subscriber_bulk(request):
+    """Confirm, then start, a bulk action on the list's current filter (state, tag, q).
+
+    GET (from the list) or a POST without `confirmed` shows what will happen to how many; a POST
+    with `confirmed` creates the Job and sends the creator to its progress bar.
+    """
+    tags = _account_tags(request)
+    data = request.POST if request.method == "POST" else request.GET
+    filter_form = SubscriberFilterForm(data, tags=tags)
+    action_form = BulkActionForm(data if "action" in data else None, tags=tags)
+    filter_valid = filter_form.is_valid()
+    context = {"filter_form": filter_form, "action_form": action_form}
+    if filter_valid:
+        filters = filter_form.filters()
+        tag = next((tag for tag in tags if tag.id == filters.tag_id), None)
+        total = selectors.subscriber_total(
+            account=request.account,
+            filters=filters,
+            counts=selectors.subscriber_counts(account=request.account),
+            tag=tag,
+        )
+        context.update(filters=filters, filter_tag=tag, total=total)
+        if action_form.is_bound and action_form.is_valid():
+            title = bulk.bulk_title(
+                action=action_form.cleaned_data["action"], total=total, tag=action_form.tag
+            )
+            if request.method == "POST" and request.POST.get("confirmed") == "yes":
+                job = bulk.bulk_job_create(
+                    account=request.account,
+                    user=request.user,
+                    action=action_form.cleaned_data["action"],
+                    filters=filters,
+                    tag=action_form.tag,
+                    total=total,
+                )
+                messages.success(request, f"Started: {job.title}.")
+                return redirect("job_detail", job.id)
+            context["confirm_title"] = title
+            context["danger"] = action_form.cleaned_data["action"] in ("delete", "unsubscribe")
+    invalid = not filter_valid or (action_form.is_bound and not action_form.is_valid())
+    return render(request, "subscribers/bulk.html", context, status=400 if invalid else 200)
