@@ -1,17 +1,281 @@
+"""CSV import (upload, then map columns and choose tags) and the streamed CSV export."""
+
 from __future__ import annotations
 
-from django.http import HttpResponse
+import csv
 
-# Placeholder views, replaced as the work lands.
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.core.files.uploadhandler import FileUploadHandler, StopUpload
+from django.http import Http404, HttpResponseBadRequest, StreamingHttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt, csrf_protect
+
+from convertkit.models import Job
+from convertkit.tenancy import account_required, get_for_account
+from subscribers import exporter, importer
+from subscribers.models import CustomField, Subscriber, Tag
+from subscribers.selectors import SubscriberFilter
+from subscribers.services import MAX_TAG_NAME_LENGTH
+
+ACCEPTED_EXTENSIONS = (".csv", ".txt", ".tsv")
+# Room for the multipart envelope around the file when comparing Content-Length to the limit.
+_ENVELOPE_BYTES = 64 * 1024
 
 
-def import_upload(request, **kwargs):
-    return HttpResponse("todo")
+def _size_label(size: int) -> str:
+    return f"{size / (1024 * 1024):,.0f} MB"
 
 
-def import_map(request, **kwargs):
-    return HttpResponse("todo")
+class _SizeLimitedUploadHandler(FileUploadHandler):
+    """Stops reading an upload as soon as it passes IMPORT_MAX_BYTES: nothing bigger is kept."""
+
+    def __init__(self, request, limit: int):
+        super().__init__(request)
+        self.limit = limit
+        self.received = 0
+        self.exceeded = False
+
+    def receive_data_chunk(self, raw_data, start):
+        self.received += len(raw_data)
+        if self.received > self.limit:
+            self.exceeded = True
+            # Read (and drop) the rest of the request, so the browser gets our message.
+            raise StopUpload(connection_reset=False)
+        return raw_data
+
+    def file_complete(self, file_size):
+        return None
 
 
-def export_csv(request, **kwargs):
-    return HttpResponse("todo")
+class ImportUploadForm(forms.Form):
+    file = forms.FileField(
+        label="CSV file",
+        widget=forms.ClearableFileInput(attrs={"accept": ".csv,.txt,.tsv,text/csv,text/plain"}),
+    )
+
+    def __init__(self, *args, max_bytes: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["file"].help_text = (
+            "One subscriber per row, with a header row naming the columns (for example "
+            f"email,first_name). Up to {_size_label(max_bytes)}. In Excel or Google Sheets "
+            "choose File › Save as (or Download) › CSV."
+        )
+        self.fields["file"].widget.attrs["data-max-bytes"] = str(max_bytes)
+
+    def clean_file(self):
+        uploaded = self.cleaned_data["file"]
+        if not uploaded.name.lower().endswith(ACCEPTED_EXTENSIONS):
+            raise forms.ValidationError(
+                "Choose a .csv file. From a spreadsheet, use File › Save as › CSV first."
+            )
+        return uploaded
+
+
+@csrf_exempt
+def import_upload(request):
+    """Step 1: the file. The size limit is enforced while the upload streams in."""
+    handler = _SizeLimitedUploadHandler(request, settings.IMPORT_MAX_BYTES)
+    if request.method == "POST":
+        # Must happen before anything reads request.POST, hence CSRF is checked inside.
+        request.upload_handlers.insert(0, handler)
+    return _import_upload(request, handler)
+
+
+@account_required
+@csrf_protect
+def _import_upload(request, handler: _SizeLimitedUploadHandler):
+    max_bytes = settings.IMPORT_MAX_BYTES
+    form = ImportUploadForm(max_bytes=max_bytes)
+    if request.method == "POST":
+        too_large = (
+            f"The file is larger than {_size_label(max_bytes)}. Split it into smaller files, "
+            "or ask the operator to import it with manage.py import_subscribers."
+        )
+        declared = int(request.META.get("CONTENT_LENGTH") or 0)
+        if declared > max_bytes + _ENVELOPE_BYTES:
+            form.add_error(None, too_large)
+            return render(request, "subscribers/import_upload.html", {"form": form}, status=413)
+        form = ImportUploadForm(request.POST, request.FILES, max_bytes=max_bytes)
+        if handler.exceeded:
+            form = ImportUploadForm(max_bytes=max_bytes)
+            form.add_error("file", too_large)
+            return render(request, "subscribers/import_upload.html", {"form": form}, status=413)
+        if form.is_valid():
+            uploaded = form.cleaned_data["file"]
+            try:
+                job = importer.import_job_create(
+                    account=request.account,
+                    created_by=request.user,
+                    file_name=uploaded.name,
+                    chunks=uploaded.chunks(importer.CHUNK_SIZE),
+                    max_bytes=max_bytes,
+                )
+            except importer.ImportFileError as exc:
+                form.add_error("file", str(exc))
+            else:
+                return redirect("subscriber_import_map", job_id=job.id)
+    return render(request, "subscribers/import_upload.html", {"form": form})
+
+
+class ImportMapForm(forms.Form):
+    """One "import as" choice per column of the file, the tags for everyone, the encoding."""
+
+    tags = forms.CharField(
+        label="Tag everyone in this file with",
+        required=False,
+        max_length=2000,
+        help_text="Tag names separated by commas; new tags are created. Leave empty for none.",
+    )
+    encoding = forms.ChoiceField(
+        label="Character encoding",
+        choices=list(importer.ENCODINGS.items()),
+        help_text="UTF-8 unless the file came from an older Excel on Windows and accents look wrong "
+        "in the preview.",
+    )
+
+    def __init__(
+        self, *args, header: list[str], custom_fields: list[CustomField], preview_url: str, **kwargs
+    ):
+        super().__init__(*args, **kwargs)
+        # Changing the encoding re-reads the preview, keeping the choices made so far.
+        self.fields["encoding"].widget.attrs.update(
+            {
+                "hx-get": preview_url,
+                "hx-include": "closest form",
+                "hx-target": "#import-preview",
+                "hx-select": "#import-preview",
+                "hx-swap": "outerHTML",
+            }
+        )
+        choices = [(importer.IGNORE, "Ignore this column"), *importer.TARGET_LABELS.items()]
+        choices += [
+            (importer.FIELD_PREFIX + field.key, f"Custom field: {field.label}")
+            for field in custom_fields
+        ]
+        self.column_names = []
+        for index, title in enumerate(header):
+            name = f"column_{index}"
+            self.fields[name] = forms.ChoiceField(
+                label=title or f"Column {index + 1}", choices=choices, required=False
+            )
+            self.column_names.append(name)
+
+    def clean_tags(self) -> list[str]:
+        names = []
+        for raw in self.cleaned_data["tags"].split(","):
+            name = " ".join(raw.split())
+            if not name:
+                continue
+            if len(name) > MAX_TAG_NAME_LENGTH:
+                raise forms.ValidationError(
+                    f"“{name[:40]}…” is longer than {MAX_TAG_NAME_LENGTH} characters."
+                )
+            if name.lower() not in {existing.lower() for existing in names}:
+                names.append(name)
+        if len(names) > 20:
+            raise forms.ValidationError("Choose at most 20 tags.")
+        return names
+
+    def mapping(self) -> list[str]:
+        return [self.cleaned_data.get(name) or importer.IGNORE for name in self.column_names]
+
+    def column_fields(self):
+        return [self[name] for name in self.column_names]
+
+
+def _import_job(request, job_id: int) -> Job:
+    return get_for_account(request, Job, pk=job_id, kind=Job.Kind.IMPORT)
+
+
+@account_required
+def import_map(request, job_id: int):
+    """Step 2: map each column, choose tags and the encoding, then start the import."""
+    job = _import_job(request, job_id)
+    if job.state != Job.State.QUEUED or job.params.get("mapping"):
+        return redirect("job_detail", job_id=job.id)
+    custom_fields = list(CustomField.objects.filter(account=request.account))
+    header = job.params.get("columns", [])
+    encoding = request.GET.get("encoding")
+    if encoding not in importer.ENCODINGS:
+        encoding = job.params.get("suggested_encoding", importer.DEFAULT_ENCODING)
+    form_options = {
+        "header": header,
+        "custom_fields": custom_fields,
+        "preview_url": reverse("subscriber_import_map", args=[job.id]),
+    }
+    if request.method == "POST":
+        form = ImportMapForm(request.POST, **form_options)
+        if form.is_valid():
+            mapping = form.mapping()
+            for problem in importer.import_mapping_check(mapping=mapping, account=request.account):
+                form.add_error(None, problem)
+        if form.is_valid():
+            started = importer.import_job_start(
+                job=job,
+                mapping=mapping,
+                tag_names=form.cleaned_data["tags"],
+                encoding=form.cleaned_data["encoding"],
+                consent_by=request.user.email,
+            )
+            if started:
+                messages.success(request, "The import has started; this page shows its progress.")
+            return redirect("job_detail", job_id=job.id)
+        encoding = form.data.get("encoding", encoding)
+    else:
+        guess = importer.import_mapping_guess(header=header, custom_fields=custom_fields)
+        initial = {
+            f"column_{index}": request.GET.get(f"column_{index}", target)
+            for index, target in enumerate(guess)
+        }
+        form = ImportMapForm(initial={**initial, "encoding": encoding}, **form_options)
+    if encoding not in importer.ENCODINGS:
+        encoding = importer.DEFAULT_ENCODING
+    preview = importer.import_preview(job=job, encoding=encoding)
+    columns = [
+        (field, [row[index] for row in preview.rows])
+        for index, field in enumerate(form.column_fields())
+    ]
+    context = {
+        "job": job,
+        "form": form,
+        "columns": columns,
+        "row_count": len(preview.rows),
+        "email_found": request.method == "POST" or importer.EMAIL in form.initial.values(),
+        "suggested_encoding": preview.suggested_encoding,
+        "existing_tags": Tag.objects.filter(account=request.account).order_by("name")[:500],
+    }
+    return render(request, "subscribers/import_map.html", context)
+
+
+class _Echo:
+    def write(self, value: str) -> str:
+        return value
+
+
+@account_required
+def export_csv(request):
+    """All subscribers matching the list's filters (state, tag, q), streamed as CSV."""
+    state = request.GET.get("state", "")
+    if state and state not in Subscriber.State.values:
+        return HttpResponseBadRequest(f"Unknown state “{state[:40]}”.")
+    tag_id = None
+    if request.GET.get("tag"):
+        raw_tag = request.GET["tag"]
+        if not raw_tag.isdigit() or len(raw_tag) > 18:
+            raise Http404
+        tag_id = get_for_account(request, Tag, pk=int(raw_tag)).id
+    filters = SubscriberFilter(
+        state=state, tag_id=tag_id, q=" ".join(request.GET.get("q", "").split())[:254]
+    )
+    writer = csv.writer(_Echo())
+    rows = exporter.export_rows(account=request.account, filters=filters)
+    response = StreamingHttpResponse(
+        (writer.writerow(row) for row in rows), content_type="text/csv; charset=utf-8"
+    )
+    stamp = timezone.now().strftime("%Y-%m-%d")
+    response["Content-Disposition"] = f'attachment; filename="subscribers-{stamp}.csv"'
+    return response
