@@ -26,10 +26,6 @@ ACCEPTED_EXTENSIONS = (".csv", ".txt", ".tsv")
 _ENVELOPE_BYTES = 64 * 1024
 
 
-def _size_label(size: int) -> str:
-    return f"{size / (1024 * 1024):,.0f} MB"
-
-
 class _SizeLimitedUploadHandler(FileUploadHandler):
     """Stops reading an upload as soon as it passes IMPORT_MAX_BYTES: nothing bigger is kept."""
 
@@ -61,7 +57,7 @@ class ImportUploadForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.fields["file"].help_text = (
             "One subscriber per row, with a header row naming the columns (for example "
-            f"email,first_name). Up to {_size_label(max_bytes)}. In Excel or Google Sheets "
+            f"email,first_name). Up to {importer.size_text(max_bytes)}. In Excel or Google Sheets "
             "choose File › Save as (or Download) › CSV."
         )
         self.fields["file"].widget.attrs["data-max-bytes"] = str(max_bytes)
@@ -75,35 +71,38 @@ class ImportUploadForm(forms.Form):
         return uploaded
 
 
+def _too_large_message(max_bytes: int) -> str:
+    return (
+        f"The file is larger than {importer.size_text(max_bytes)}. Split it into smaller files, "
+        "or ask the operator to import it with manage.py import_subscribers."
+    )
+
+
 @csrf_exempt
+@account_required
 def import_upload(request):
     """Step 1: the file. The size limit is enforced while the upload streams in."""
-    handler = _SizeLimitedUploadHandler(request, settings.IMPORT_MAX_BYTES)
-    if request.method == "POST":
-        # Must happen before anything reads request.POST, hence CSRF is checked inside.
-        request.upload_handlers.insert(0, handler)
-    return _import_upload(request, handler)
-
-
-@account_required
-@csrf_protect
-def _import_upload(request, handler: _SizeLimitedUploadHandler):
     max_bytes = settings.IMPORT_MAX_BYTES
+    handler = _SizeLimitedUploadHandler(request, max_bytes)
+    if request.method == "POST":
+        declared = request.META.get("CONTENT_LENGTH") or "0"
+        if not declared.isdigit() or int(declared) > max_bytes + _ENVELOPE_BYTES:
+            # Refused before reading a byte of the body.
+            form = ImportUploadForm(max_bytes=max_bytes)
+            return _upload_refused(request, form, _too_large_message(max_bytes))
+        # Must happen before anything reads request.POST, hence CSRF is checked after it.
+        request.upload_handlers.insert(0, handler)
+    return _import_upload(request, handler, max_bytes)
+
+
+@csrf_protect
+def _import_upload(request, handler: _SizeLimitedUploadHandler, max_bytes: int):
     form = ImportUploadForm(max_bytes=max_bytes)
     if request.method == "POST":
-        too_large = (
-            f"The file is larger than {_size_label(max_bytes)}. Split it into smaller files, "
-            "or ask the operator to import it with manage.py import_subscribers."
-        )
-        declared = int(request.META.get("CONTENT_LENGTH") or 0)
-        if declared > max_bytes + _ENVELOPE_BYTES:
-            form.add_error(None, too_large)
-            return render(request, "subscribers/import_upload.html", {"form": form}, status=413)
         form = ImportUploadForm(request.POST, request.FILES, max_bytes=max_bytes)
         if handler.exceeded:
             form = ImportUploadForm(max_bytes=max_bytes)
-            form.add_error("file", too_large)
-            return render(request, "subscribers/import_upload.html", {"form": form}, status=413)
+            return _upload_refused(request, form, _too_large_message(max_bytes))
         if form.is_valid():
             uploaded = form.cleaned_data["file"]
             try:
@@ -119,6 +118,11 @@ def _import_upload(request, handler: _SizeLimitedUploadHandler):
             else:
                 return redirect("subscriber_import_map", job_id=job.id)
     return render(request, "subscribers/import_upload.html", {"form": form})
+
+
+def _upload_refused(request, form: ImportUploadForm, message: str):
+    context = {"form": form, "refused": message}
+    return render(request, "subscribers/import_upload.html", context, status=413)
 
 
 class ImportMapForm(forms.Form):

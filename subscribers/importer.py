@@ -120,7 +120,7 @@ def import_job_create(
             size += len(chunk)
             if max_bytes is not None and size > max_bytes:
                 raise ImportFileError(
-                    f"The file is larger than {_megabytes(max_bytes)}. Split it into smaller "
+                    f"The file is larger than {size_text(max_bytes)}. Split it into smaller "
                     "files, or ask the operator to import it with manage.py import_subscribers."
                 )
             if len(head) < CHUNK_SIZE:
@@ -146,7 +146,8 @@ def import_job_create(
     return job
 
 
-def _megabytes(size: int) -> str:
+def size_text(size: int) -> str:
+    """A file size as a creator reads it: "256 MB", or bytes for small ones."""
     return f"{size / (1024 * 1024):,.0f} MB" if size >= 1024 * 1024 else f"{size:,} bytes"
 
 
@@ -176,7 +177,7 @@ def import_header_read(data: bytes) -> tuple[list[str], str, str]:
         data.decode("utf-8")
     except UnicodeDecodeError as exc:
         # A multi-byte character cut at the chunk end is still UTF-8.
-        if exc.start < len(data) - 3:
+        if exc.reason != "unexpected end of data":
             encoding = "cp1252"
     text_line = first_line.decode(encoding, "replace")
     delimiter = max(",;\t", key=text_line.count)
@@ -541,7 +542,7 @@ def import_job_run(
                 progress=progress,
             )
             message = "Merging into your list…"
-            Job.objects.filter(pk=job.pk).update(message=message)
+            Job.objects.filter(pk=job.pk, state=Job.State.RUNNING).update(message=message)
             progress(parsed.rows, parsed.rows, message)
             _merge(job=job, columns=columns, staging=staging, parsed=parsed, cursor=cursor)
     except ImportFileError as exc:
@@ -601,7 +602,8 @@ def _parse_into_staging(
             errors_buffer = io.StringIO()
             write_error = csv.writer(errors_buffer, lineterminator="\n").writerow
         total = max(result.rows, int(result.rows * size / lines.bytes_read)) if size else None
-        Job.objects.filter(pk=job.pk).update(
+        # Only while running: a second run racing a finished one must not overwrite its figures.
+        Job.objects.filter(pk=job.pk, state=Job.State.RUNNING).update(
             processed=result.rows, total=total, error_count=result.errors
         )
         progress(result.rows, total, "")
