@@ -1,0 +1,372 @@
+"""Subscriber pages at scale: p95 of the list pages at 20,000 and at 2,000,000 subscribers.
+
+    python -m convertkit.devstack bench bench/pages.py [--subscribers N] [--repeat R] [--keep]
+    (or: DATABASE_URL=... REDIS_URL=... DEBUG=true python bench/pages.py ...)
+
+1. Creates its own database (convertkit_bench beside the one in DATABASE_URL; dropped and
+   recreated if it exists) and migrates it. No other database is touched.
+2. Seeds an account with 20,000 subscribers (seed_demo's service), VACUUM ANALYZEs (the state
+   autovacuum keeps a table in), and measures four pages through Django's test client, logged in
+   as the owner: "first" (/subscribers/), "deep" (?after= an id 90% down the list), "tag"
+   (?tag= the median-sized tag), "search" (?q= one subscriber's address up to the @).
+   Beside each, the limit: the page's subscriber-list SELECT, captured from the page and run raw
+   through psycopg2 on the same connection.
+3. Seeds a second account with --subscribers and measures the same pages again.
+4. Imports a generated --import-rows CSV through the importer (bench/import_speed.py), beside the
+   limit: COPY of the same rows into a table with a unique (account, email) index.
+5. Drops its database (unless --keep), prints a table and, as its last line, one JSON object.
+
+Targets (issue 2): each page p95 < 50 ms at 2,000,000 and at most 1.5 times its 20,000 figure;
+import >= 50,000 rows/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlencode, urlparse, urlunparse
+
+ROOT = Path(__file__).resolve().parent.parent
+SMALL_SUBSCRIBERS = 20_000
+PAGES = ("first", "deep", "tag", "search")
+TARGET_MS = 50.0
+TARGET_GROWTH = 1.5
+TARGET_IMPORT_ROWS_PER_S = 50_000
+WARMUP = 3
+
+
+def p95(samples: list[float]) -> float:
+    """Nearest-rank 95th percentile."""
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+
+
+@dataclass
+class PageFigures:
+    p95_ms: float
+    limit_p95_ms: float
+    queries: int
+    rows_sql: str
+
+
+@dataclass
+class AccountFixture:
+    """A seeded account, its owner, and the parameters of the four pages."""
+
+    account: object
+    owner: object
+    seed_seconds: float
+    urls: dict[str, str]
+    # An address each page must show, so that a page answering with an empty list is noticed.
+    expect: dict[str, str]
+
+
+def account_seed(*, name: str, owner_email: str, subscribers: int, say: Callable) -> AccountFixture:
+    """An account of `subscribers` demo subscribers, and the URLs of the pages to measure."""
+    from convertkit.models import User
+    from convertkit.services import account_create
+    from subscribers.models import Subscriber
+    from subscribers.seeding import demo_data_seed
+
+    owner = User.objects.create_user(email=owner_email, password=None)
+    account = account_create(owner=owner, name=name)
+    started = time.perf_counter()
+    result = demo_data_seed(
+        account=account,
+        subscribers=subscribers,
+        tags=10,
+        seed=1,
+        progress=lambda done, total: say(f"  seeded {done:,} / {total:,}", end="\r"),
+    )
+    seconds = time.perf_counter() - started
+    say(f"  seeded {subscribers:,} subscribers, {result.taggings:,} taggings in {seconds:.1f}s")
+    ids = Subscriber.objects.filter(account=account).order_by("id").values_list("id", flat=True)
+    lowest, highest = ids.first(), ids.last()
+    deep_id = lowest + (highest - lowest) // 10
+    middle = Subscriber.objects.filter(account=account, id__gte=(lowest + highest) // 2).order_by(
+        "id"
+    )[0]
+    newest = Subscriber.objects.filter(account=account).latest("id")
+    below_deep = Subscriber.objects.filter(account=account, id__lt=deep_id).latest("id")
+    tags = sorted(result.tags, key=lambda tag: (tag.subscriber_count, tag.id))
+    median_tag = tags[len(tags) // 2]
+    return AccountFixture(
+        account=account,
+        owner=owner,
+        seed_seconds=seconds,
+        urls={
+            "first": "/subscribers/",
+            "deep": f"/subscribers/?after={deep_id}",
+            "tag": f"/subscribers/?tag={median_tag.id}",
+            "search": "/subscribers/?" + urlencode({"q": middle.email.split("@")[0]}),
+        },
+        expect={
+            "first": newest.email,
+            "deep": below_deep.email,
+            "tag": Subscriber.objects.filter(taggings__tag=median_tag).latest("id").email,
+            "search": middle.email,
+        },
+    )
+
+
+def rows_query(captured: list[dict]) -> str:
+    """The page's subscriber-list SELECT: the one that orders and limits subscribers."""
+    for query in captured:
+        sql = query["sql"]
+        if (
+            sql.startswith("SELECT")
+            and 'FROM "subscribers_subscriber"' in sql
+            and "ORDER BY" in sql
+            and "LIMIT" in sql
+        ):
+            return sql
+    raise RuntimeError("The page ran no subscriber-list query: " + repr(captured))
+
+
+def page_measure(client, url: str, *, expect: str, repeat: int) -> PageFigures:
+    """p95 of `repeat` fetches of `url` after a warm-up, and of its list query run raw."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    for _ in range(WARMUP):
+        response = client.get(url)
+        if response.status_code != 200 or expect not in response.content.decode():
+            raise RuntimeError(f"{url} answered {response.status_code} without {expect}")
+    with CaptureQueriesContext(connection) as capture:
+        client.get(url)
+    # Copied now: the next request resets the connection's query log.
+    captured = list(capture.captured_queries)
+    sql = rows_query(captured)
+    timings = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        response = client.get(url)
+        timings.append(time.perf_counter() - started)
+        assert response.status_code == 200, (url, response.status_code)
+    raw = connection.connection.cursor()
+    try:
+        for _ in range(WARMUP):
+            raw.execute(sql)
+            raw.fetchall()
+        raw_timings = []
+        for _ in range(repeat):
+            started = time.perf_counter()
+            raw.execute(sql)
+            raw.fetchall()
+            raw_timings.append(time.perf_counter() - started)
+    finally:
+        raw.close()
+    return PageFigures(
+        p95_ms=round(p95(timings) * 1000, 2),
+        limit_p95_ms=round(p95(raw_timings) * 1000, 2),
+        queries=len(captured),
+        rows_sql=sql,
+    )
+
+
+def pages_measure(fixture: AccountFixture, *, repeat: int) -> dict[str, PageFigures]:
+    from django.test import Client
+
+    client = Client()
+    client.force_login(fixture.owner)
+    return {
+        page: page_measure(client, fixture.urls[page], expect=fixture.expect[page], repeat=repeat)
+        for page in PAGES
+    }
+
+
+def tables_vacuum() -> None:
+    """What autovacuum does to a table after a bulk insert: visibility map and statistics."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM (ANALYZE) subscribers_subscriber, subscribers_tagging")
+
+
+def bench_run(
+    *,
+    subscribers: int,
+    small: int = SMALL_SUBSCRIBERS,
+    import_rows: int = 1_000_000,
+    repeat: int = 30,
+    skip_import: bool = False,
+    say: Callable = print,
+) -> dict:
+    """Runs the whole benchmark on the current database; returns the figures (see the JSON line)."""
+    from django.db import connection
+
+    say(f"Seeding the small account ({small:,} subscribers)")
+    small_fixture = account_seed(
+        name="Bench small", owner_email="small@bench.example", subscribers=small, say=say
+    )
+    if not connection.in_atomic_block:
+        tables_vacuum()
+    say("Measuring its pages")
+    small_pages = pages_measure(small_fixture, repeat=repeat)
+    say(f"Seeding the large account ({subscribers:,} subscribers)")
+    large_fixture = account_seed(
+        name="Bench large", owner_email="large@bench.example", subscribers=subscribers, say=say
+    )
+    if not connection.in_atomic_block:
+        started = time.perf_counter()
+        tables_vacuum()
+        say(f"  VACUUM (ANALYZE) in {time.perf_counter() - started:.1f}s")
+    say("Measuring its pages")
+    large_pages = pages_measure(large_fixture, repeat=repeat)
+    imported = limit_copy = None
+    if not skip_import:
+        from bench import import_speed
+
+        say(f"Importing {import_rows:,} rows through the importer")
+        imported = import_speed.import_speed_measure(rows=import_rows)
+        say(f"  {imported}")
+        say(f"COPY of the same {import_rows:,} rows (the limit)")
+        limit_copy = import_speed.copy_limit_measure(rows=import_rows)
+        say(f"  {limit_copy}")
+    return {
+        "bench": "pages",
+        "subscribers": subscribers,
+        "p95_ms": {page: large_pages[page].p95_ms for page in PAGES},
+        "small_p95_ms": {page: small_pages[page].p95_ms for page in PAGES},
+        "limit_p95_ms": {page: large_pages[page].limit_p95_ms for page in PAGES},
+        "import_rows_per_s": imported["rows_per_s"] if imported else None,
+        "limit_copy_rows_per_s": limit_copy["rows_per_s"] if limit_copy else None,
+        "_details": {
+            "small": small,
+            "seed_seconds": round(large_fixture.seed_seconds, 1),
+            "urls": large_fixture.urls,
+            "queries": {page: large_pages[page].queries for page in PAGES},
+            "small_limit_p95_ms": {page: small_pages[page].limit_p95_ms for page in PAGES},
+            "rows_sql": {page: large_pages[page].rows_sql for page in PAGES},
+            "import": imported,
+        },
+    }
+
+
+def table_print(figures: dict, *, show_sql: bool = False, out=sys.stdout) -> None:
+    details = figures["_details"]
+    small, large = details["small"], figures["subscribers"]
+    head = (
+        f"{'page':<8}{f'p95 ms @{small:,}':>16}{f'p95 ms @{large:,}':>18}{'growth':>8}"
+        f"{'limit ms':>10}{'queries':>9}  target"
+    )
+    print(head, file=out)
+    print("-" * len(head), file=out)
+    for page in PAGES:
+        at_small, at_large = figures["small_p95_ms"][page], figures["p95_ms"][page]
+        growth = at_large / at_small if at_small else float("inf")
+        ok = at_large < TARGET_MS and growth <= TARGET_GROWTH
+        print(
+            f"{page:<8}{at_small:>16.2f}{at_large:>18.2f}{growth:>7.2f}x"
+            f"{figures['limit_p95_ms'][page]:>10.2f}{details['queries'][page]:>9}  "
+            f"{'ok' if ok else 'MISSED'}",
+            file=out,
+        )
+    print(
+        f"(targets: p95 < {TARGET_MS:.0f} ms at {large:,}, growth <= {TARGET_GROWTH}x; "
+        f"limit = the page's list query run raw through psycopg2)",
+        file=out,
+    )
+    if figures["import_rows_per_s"] is not None:
+        rate = figures["import_rows_per_s"]
+        print(
+            f"import  {rate:>12,} rows/s   limit (COPY, unique index) "
+            f"{figures['limit_copy_rows_per_s']:,} rows/s   "
+            f"{'ok' if rate >= TARGET_IMPORT_ROWS_PER_S else 'MISSED'} "
+            f"(target >= {TARGET_IMPORT_ROWS_PER_S:,})",
+            file=out,
+        )
+    if show_sql:
+        for page in PAGES:
+            print(f"\n{page}: {details['urls'][page]}\n{details['rows_sql'][page]}", file=out)
+
+
+def bench_database_url(url: str, name: str) -> str:
+    return urlunparse(urlparse(url)._replace(path="/" + name))
+
+
+def database_recreate(url: str, name: str, *, drop_only: bool = False) -> None:
+    """Drops the bench database (it is ours: its name says bench) and creates it afresh."""
+    import psycopg2
+    from psycopg2 import sql
+
+    if "bench" not in name:
+        raise SystemExit(f"--database {name}: the bench only uses a database named *bench*")
+    admin = psycopg2.connect(bench_database_url(url, "postgres"))
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+            if not drop_only:
+                cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    finally:
+        admin.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--subscribers", type=int, default=2_000_000, help="large account size")
+    parser.add_argument("--import-rows", type=int, default=1_000_000, help="rows of the CSV")
+    parser.add_argument("--repeat", type=int, default=30, help="fetches per page, after warm-up")
+    parser.add_argument("--keep", action="store_true", help="keep the bench database afterwards")
+    parser.add_argument("--skip-import", action="store_true", help="measure the pages only")
+    parser.add_argument("--show-sql", action="store_true", help="print each page's list query")
+    parser.add_argument("--database", default="convertkit_bench", help="bench database name")
+    args = parser.parse_args(argv)
+    if args.subscribers < 1 or args.repeat < 1 or args.import_rows < 1:
+        parser.error("--subscribers, --repeat and --import-rows must be positive")
+
+    base_url = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/convertkit"
+    database_recreate(base_url, args.database)
+    os.environ["DATABASE_URL"] = bench_database_url(base_url, args.database)
+    # Keep one connection for the whole run, as a web process does between requests.
+    os.environ["DATABASE_CONN_MAX_AGE"] = "86400"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "convertkit.settings")
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    # With DEBUG off below, WhiteNoise notes the missing collectstatic output: pages need none.
+    warnings.filterwarnings("ignore", message="No directory at")
+    django.setup()
+    from django.conf import settings
+    from django.core.management import call_command
+    from django.db import connections
+
+    def say(message: str, end: str = "\n") -> None:
+        print(message, end=end, file=sys.stderr, flush=True)
+
+    try:
+        say(f"Migrating {args.database}")
+        call_command("migrate", verbosity=0)
+        # Production behaviour for templates and query logging; the query capture forces its own.
+        settings.DEBUG = False
+        figures = bench_run(
+            subscribers=args.subscribers,
+            import_rows=args.import_rows,
+            repeat=args.repeat,
+            skip_import=args.skip_import,
+            say=say,
+        )
+    finally:
+        connections.close_all()
+        if not args.keep:
+            database_recreate(base_url, args.database, drop_only=True)
+    table_print(figures, show_sql=args.show_sql)
+    print(json.dumps({key: value for key, value in figures.items() if key != "_details"}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""bench/pages.py at a tiny size, so the benchmark cannot rot between full runs (never timed here)."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import pytest
+
+from bench.pages import PAGES, bench_run, table_print
+from subscribers.models import Subscriber
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_pages_benchmark_measures_every_page_and_the_import_at_a_tiny_size():
+    figures = bench_run(
+        subscribers=400, small=200, import_rows=300, repeat=2, say=lambda *args, **kwargs: None
+    )
+
+    for key in ("p95_ms", "small_p95_ms", "limit_p95_ms"):
+        assert set(figures[key]) == set(PAGES)
+        assert all(value > 0 for value in figures[key].values())
+    assert figures["import_rows_per_s"] > 0
+    assert figures["limit_copy_rows_per_s"] > 0
+    assert Subscriber.objects.count() == 600
+    details = figures["_details"]
+    assert all("subscribers_subscriber" in sql for sql in details["rows_sql"].values())
+    assert "?q=" in details["urls"]["search"] and "%2B" in details["urls"]["search"]
+    out = StringIO()
+    table_print(figures, out=out)
+    assert all(page in out.getvalue() for page in PAGES)
+    json.dumps({key: value for key, value in figures.items() if key != "_details"})
