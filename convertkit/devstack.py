@@ -134,6 +134,18 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def process_group_alive(pgid: int) -> bool:
+    """Whether any process of group `pgid` still runs (zombies, already dead, do not count)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            state, _ppid, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, ValueError):
+            continue
+        if int(group) == pgid and state not in ("Z", "X"):
+            return True
+    return False
+
+
 # --- Supervising child processes ----------------------------------------------------------------
 
 _COLORS = ("36", "33", "35", "32", "34", "91", "96", "93")
@@ -245,6 +257,9 @@ class Supervisor:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(child.process.pid, signal.SIGKILL)
                 child.process.wait()
+                group_deadline = time.monotonic() + 2
+                while process_group_alive(child.process.pid) and time.monotonic() < group_deadline:
+                    time.sleep(0.02)
                 if child.pump:
                     child.pump.join(timeout=2)
                 if child.log_file:

@@ -134,9 +134,11 @@ def mailbox_list(*, mailbox_dir: Path, limit: int = 200) -> tuple[list[MailboxEn
 
 def _decoded(part) -> str:
     try:
-        return part.get_content()
+        text = part.get_content()
     except (LookupError, UnicodeError):
-        return part.get_payload(decode=True).decode("utf-8", "replace")
+        text = part.get_payload(decode=True).decode("utf-8", "replace")
+    # SMTP carries CRLF line ends; the page shows lines, not carriage returns.
+    return text.replace("\r\n", "\n")
 
 
 def mailbox_read(*, mailbox_dir: Path, message_id: str) -> MailboxMessage:
