@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from datetime import timedelta
 
 from django import forms
 from django.conf import settings
@@ -24,6 +25,8 @@ from subscribers.services import MAX_TAG_NAME_LENGTH
 ACCEPTED_EXTENSIONS = (".csv", ".txt", ".tsv")
 # Room for the multipart envelope around the file when comparing Content-Length to the limit.
 _ENVELOPE_BYTES = 64 * 1024
+# An upload whose columns were not mapped after this long is deleted at the next upload.
+ABANDONED_UPLOAD_AGE = timedelta(days=1)
 
 
 class _SizeLimitedUploadHandler(FileUploadHandler):
@@ -105,6 +108,9 @@ def _import_upload(request, handler: _SizeLimitedUploadHandler, max_bytes: int):
             return _upload_refused(request, form, _too_large_message(max_bytes))
         if form.is_valid():
             uploaded = form.cleaned_data["file"]
+            importer.import_jobs_abandoned_delete(
+                account=request.account, older_than=ABANDONED_UPLOAD_AGE
+            )
             try:
                 job = importer.import_job_create(
                     account=request.account,

@@ -10,15 +10,17 @@ nothing twice and a failed import changes nothing.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import io
 import re
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from convertkit.models import Account, Job, JobError, User
@@ -144,6 +146,18 @@ def import_job_create(
         )
         job.save(update_fields=["params"])
     return job
+
+
+def import_jobs_abandoned_delete(*, account: Account, older_than: timedelta) -> int:
+    """Deletes the account's uploads whose columns were never mapped (with their file)."""
+    deleted, _ = Job.objects.filter(
+        account=account,
+        kind=Job.Kind.IMPORT,
+        state=Job.State.QUEUED,
+        params__mapping__isnull=True,
+        created_at__lt=timezone.now() - older_than,
+    ).delete()
+    return deleted
 
 
 def size_text(size: int) -> str:
@@ -551,10 +565,10 @@ def import_job_run(
         _fail(job, "The import stopped because of an unexpected error; nothing was imported.")
         raise
     finally:
-        if staging is not None:
-            with connection.cursor() as cursor:
-                if not connection.needs_rollback:
-                    staging.drop(cursor)
+        # On a lost connection the TEMP tables are gone with it: nothing to clean up.
+        if staging is not None and not connection.needs_rollback:
+            with contextlib.suppress(DatabaseError), connection.cursor() as cursor:
+                staging.drop(cursor)
     job.refresh_from_db()
     progress(job.processed, job.total, job.message)
     return job
@@ -856,6 +870,13 @@ def _merge(*, job: Job, columns: _Columns, staging: _Staging, parsed: _ParseResu
         consent_by = job.params.get("consent_by") or (
             job.created_by.email if job.created_by else "the command line"
         )
+        # The ids are kept only when tags need them; otherwise the counts come straight back.
+        tagging = bool(job.params.get("tags")) or columns.tags is not None
+        counts = """
+            SELECT count(*) FILTER (WHERE created), count(*) FILTER (WHERE NOT created),
+                   count(*) FILTER (WHERE NOT created AND state IN %s)
+            FROM {source}
+        """
         cursor.execute(
             f"""
             WITH upserted AS (
@@ -873,10 +894,14 @@ def _merge(*, job: Job, columns: _Columns, staging: _Staging, parsed: _ParseResu
                                       ELSE s.first_name END,
                     fields = s.fields || EXCLUDED.fields,
                     updated_at = EXCLUDED.updated_at
-                RETURNING s.id, s.email, (s.xmax = 0), s.state
+                RETURNING s.id, s.email, (s.xmax = 0) AS created, s.state
             )
-            INSERT INTO {result} (id, email, created, state) SELECT * FROM upserted
-            """,
+            """
+            + (
+                f"INSERT INTO {result} (id, email, created, state) SELECT * FROM upserted"
+                if tagging
+                else counts.format(source="upserted")
+            ),
             [
                 account_id,
                 *field_keys,
@@ -887,19 +912,14 @@ def _merge(*, job: Job, columns: _Columns, staging: _Staging, parsed: _ParseResu
                 now,
                 now,
                 now,
+                *([] if tagging else [_SUPPRESSED_STATES]),
             ],
         )
-        cursor.execute(
-            f"""
-            SELECT count(*) FILTER (WHERE created), count(*) FILTER (WHERE NOT created),
-                   count(*) FILTER (WHERE NOT created AND state IN %s)
-            FROM {result}
-            """,
-            [_SUPPRESSED_STATES],
-        )
+        if tagging:
+            cursor.execute(counts.format(source=result), [_SUPPRESSED_STATES])
         created, updated, kept = cursor.fetchone()
-
-        _tag_everyone(job=job, columns=columns, staging=staging, cursor=cursor, now=now)
+        if tagging:
+            _tag_everyone(job=job, columns=columns, staging=staging, cursor=cursor, now=now)
 
         errors_total = parsed.errors + duplicates + suppressed
         JobError.objects.filter(job=job).delete()

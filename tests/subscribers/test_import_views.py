@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import override_settings
 from django.urls import reverse
+from django.utils import timezone
 
 from convertkit.models import Job
 from subscribers import importer
@@ -227,3 +230,23 @@ def test_the_error_file_lists_the_rejected_rows_with_their_line_numbers(alice_cl
         "3,not an address,The email address contains a space.",
         "5,ok@example.com,Duplicate of line 2 (the first one was imported).",
     ]
+
+
+def test_uploads_left_unmapped_for_a_day_are_deleted_at_the_next_upload(alice_client):
+    upload(alice_client, SIX_ROWS)
+    upload(alice_client, SIX_ROWS)
+    abandoned, started = Job.objects.order_by("id")
+    importer.import_job_start(
+        job=started,
+        mapping=["email", "", "", ""],
+        tag_names=[],
+        encoding="utf-8",
+        consent_by="x",
+        enqueue=False,
+    )
+    Job.objects.update(created_at=timezone.now() - timedelta(days=2))
+    upload(alice_client, SIX_ROWS)
+    assert not Job.objects.filter(pk=abandoned.pk).exists()
+    assert not ImportFileChunk.objects.filter(job_id=abandoned.pk).exists()
+    assert Job.objects.filter(pk=started.pk).exists()
+    assert Job.objects.count() == 2
