@@ -15,7 +15,13 @@ from django.utils import timezone
 
 from convertkit.models import Job, User
 from subscribers.models import StateChange, Subscriber, Suppression, Tag, Tagging
-from subscribers.selectors import SubscriberFilter, Total, subscriber_queryset
+from subscribers.selectors import (
+    SubscriberFilter,
+    Total,
+    subscriber_batch_ids,
+    subscriber_counts,
+    subscriber_queryset,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -152,11 +158,17 @@ def _run_batch(job_id: int) -> bool:
         if job.state != Job.State.RUNNING:
             return False
         tag = _target_tag(job)
-        ids = list(
-            _filtered(job)
-            .filter(id__gt=job.params["cursor"], id__lte=job.params["max_id"])
-            .order_by("id")
-            .values_list("id", flat=True)[:BATCH_SIZE]
+        filters = SubscriberFilter.from_params(job.params)
+        ids = subscriber_batch_ids(
+            account=job.account,
+            filters=filters,
+            after_id=job.params["cursor"],
+            up_to_id=job.params["max_id"],
+            limit=BATCH_SIZE,
+            counts=subscriber_counts(account=job.account),
+            tag=Tag.objects.filter(account_id=job.account_id, pk=filters.tag_id).first()
+            if filters.tag_id
+            else None,
         )
         affected = job.summary.get("affected", 0)
         if not ids:
@@ -199,10 +211,15 @@ def _apply_tag(*, job: Job, ids: list[int], tag: Tag) -> int:
 
 
 def _apply_untag(*, job: Job, ids: list[int], tag: Tag) -> int:
+    """The range (ids come ascending) bounds the index scan on tagging_unique to the batch;
+    with the array alone the planner may scan the whole tag for every batch."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"DELETE FROM {TAGGING_TABLE} WHERE tag_id = %s AND subscriber_id = ANY(%s)",
-            [tag.id, ids],
+            f"""
+            DELETE FROM {TAGGING_TABLE}
+            WHERE tag_id = %s AND subscriber_id BETWEEN %s AND %s AND subscriber_id = ANY(%s)
+            """,
+            [tag.id, ids[0], ids[-1], ids],
         )
         return cursor.rowcount
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from django.db.models import Q, QuerySet
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Lower
 
 from subscribers.models import StateChange, Subscriber, SubscriberCount, Tag, Tagging
@@ -98,21 +98,36 @@ def subscriber_page(
     after: int | None = None,
     before: int | None = None,
     page_size: int = PAGE_SIZE,
+    counts: dict[str, int] | None = None,
+    tag: Tag | None = None,
 ) -> SubscriberPage:
     """One page of the list, newest first, by keyset (never OFFSET), with each row's tags.
 
     `after` asks for the rows older than that id, `before` for the rows newer than it. One row
     more than a page is read to know whether another page follows; the tags of the whole page
-    come in one query.
+    come in one query. `counts` and `tag` (their counters) choose how a tag and a state together
+    are read; without them the planner chooses.
     """
+    drive_by = _driving_filter(filters, counts=counts, tag=tag)
     if before is not None:
-        rows = _page_rows(account, filters, newer_than=before, limit=page_size + 1)
+        rows = list(
+            _keyset(account, filters, drive_by, id_range={"gt": before}, limit=page_size + 1)
+        )
         newer_exists = len(rows) > page_size
         rows = rows[:page_size][::-1]
         newer_before = rows[0].id if newer_exists else None
         older_after = rows[-1].id if rows else before
     else:
-        rows = _page_rows(account, filters, older_than=after, limit=page_size + 1)
+        rows = list(
+            _keyset(
+                account,
+                filters,
+                drive_by,
+                id_range={"lt": after} if after is not None else {},
+                newest_first=True,
+                limit=page_size + 1,
+            )
+        )
         older_exists = len(rows) > page_size
         rows = rows[:page_size]
         older_after = rows[-1].id if older_exists else None
@@ -127,38 +142,93 @@ def subscriber_page(
     )
 
 
-def _page_rows(
+def _driving_filter(filters: SubscriberFilter, *, counts, tag) -> str:
+    """Which index a page is read from: "tag", "state", or "planner" (left to PostgreSQL).
+
+    Joined, a tag and the subscriber table are merged from the newest id down, the planner
+    assuming tagged subscribers are spread evenly over the account. A tag carried only by old
+    subscribers (an old import) then costs a walk over millions of newer rows. So a tag alone is
+    read from its own index, and a tag with a state from the smaller of the two (the counters
+    say which), the other checked row by row until the page is full.
+    """
+    if not filters.tag_id or filters.q:
+        return "planner"
+    if not filters.state:
+        return "tag"
+    if counts is None or tag is None:
+        return "planner"
+    return "tag" if tag.subscriber_count <= counts.get(filters.state, 0) else "state"
+
+
+def subscriber_batch_ids(
+    *,
     account,
     filters: SubscriberFilter,
-    *,
+    after_id: int,
+    up_to_id: int,
     limit: int,
-    older_than: int | None = None,
-    newer_than: int | None = None,
-) -> list[Subscriber]:
-    """Rows older than one id (newest first) or newer than one id (oldest first).
+    counts: dict[str, int] | None = None,
+    tag: Tag | None = None,
+) -> list[int]:
+    """The next `limit` ids of the filtered set above `after_id` (up to `up_to_id`), ascending:
+    how a bulk action walks its set, through the same indexes as the list pages."""
+    drive_by = _driving_filter(filters, counts=counts, tag=tag)
+    queryset = _keyset(
+        account, filters, drive_by, id_range={"gt": after_id, "lte": up_to_id}, limit=limit
+    )
+    return list(queryset.values_list("id", flat=True))
 
-    A tag alone is paged in tagging_unique first, in a LIMITed subquery the planner cannot
-    flatten: joined, the planner assumes tagged subscribers are spread evenly over the account
-    and may walk millions of newer rows to reach a tag that only old subscribers carry.
+
+def _keyset(
+    account,
+    filters: SubscriberFilter,
+    drive_by: str,
+    *,
+    id_range: dict[str, int],
+    limit: int,
+    newest_first: bool = False,
+) -> QuerySet[Subscriber]:
+    """At most `limit` subscribers with ids in `id_range` (lookups such as {"lt": 42}), ordered
+    by id, read from the index _driving_filter chose.
+
+    The row-by-row checks are scalar subqueries, which PostgreSQL never turns into a join, so
+    the reading order holds and the scan stops as soon as `limit` rows are found.
     """
-    order = "id" if newer_than is not None else "-id"
-    bound = {"gt": newer_than} if newer_than is not None else {"lt": older_than}
-    bound = {key: value for key, value in bound.items() if value is not None}
-    if filters.tag_id and not filters.state and not filters.q:
-        tagged = (
-            Tagging.objects.filter(
-                tag_id=filters.tag_id,
-                **{f"subscriber_id__{key}": value for key, value in bound.items()},
-            )
-            .order_by(order.replace("id", "subscriber_id"))
-            .values("subscriber_id")[:limit]
+    order = "-id" if newest_first else "id"
+    untagged = replace(filters, tag_id=None)
+    if drive_by == "tag":
+        tagged = Tagging.objects.filter(
+            tag_id=filters.tag_id,
+            **{f"subscriber_id__{lookup}": value for lookup, value in id_range.items()},
         )
-        queryset = Subscriber.objects.filter(account=account, id__in=tagged)
+        if not untagged.is_empty:
+            matches = subscriber_queryset(account=account, filters=untagged).filter(
+                id=OuterRef("subscriber_id")
+            )
+            tagged = tagged.alias(match=Subquery(matches.values("id")[:1])).filter(
+                match__isnull=False
+            )
+        ids = tagged.order_by(order.replace("id", "subscriber_id")).values("subscriber_id")
+        queryset = Subscriber.objects.filter(account=account, id__in=ids[:limit])
+    elif drive_by == "state":
+        # Ids only, so the walk stays inside subscriber_account_state (an index-only scan).
+        taggings = Tagging.objects.filter(tag_id=filters.tag_id, subscriber_id=OuterRef("id"))
+        ids = (
+            subscriber_queryset(account=account, filters=untagged)
+            .alias(tagged=Subquery(taggings.values("subscriber_id")[:1]))
+            .filter(
+                tagged__isnull=False,
+                **{f"id__{lookup}": value for lookup, value in id_range.items()},
+            )
+            .order_by(order)
+            .values("id")
+        )
+        queryset = Subscriber.objects.filter(account=account, id__in=ids[:limit])
     else:
         queryset = subscriber_queryset(account=account, filters=filters).filter(
-            **{f"id__{key}": value for key, value in bound.items()}
+            **{f"id__{lookup}": value for lookup, value in id_range.items()}
         )
-    return list(queryset.order_by(order)[:limit])
+    return queryset.order_by(order)[:limit]
 
 
 def tags_by_subscriber(*, subscriber_ids: list[int]) -> dict[int, list[Tag]]:
@@ -183,12 +253,14 @@ def subscriber_total(
     counts: dict[str, int],
     tag: Tag | None = None,
     page: SubscriberPage | None = None,
-) -> Total:
+    count_rows: bool = True,
+) -> Total | None:
     """How many subscribers match, without ever counting millions of rows.
 
     1. No filter, a state, or a tag alone: the trigger-maintained counters say it exactly.
     2. A first page with no older page: the page is the whole set.
-    3. Otherwise count at most COUNT_CAP + 1 rows through a LIMITed subquery.
+    3. Otherwise count at most COUNT_CAP + 1 rows through a LIMITed subquery; with `count_rows`
+       false, return None instead (the page asks for the count separately).
     """
     if not filters.q and not (filters.state and filters.tag_id):
         if filters.tag_id:
@@ -198,6 +270,8 @@ def subscriber_total(
         return Total(counts["total"])
     if page is not None and page.is_first and page.older_after is None:
         return Total(len(page.subscribers))
+    if not count_rows:
+        return None
     queryset = subscriber_queryset(account=account, filters=filters).order_by()
     count = queryset[: COUNT_CAP + 1].count()
     if count > COUNT_CAP:

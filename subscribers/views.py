@@ -39,20 +39,40 @@ def _custom_fields(request) -> list[CustomField]:
 @account_required
 @vary_on_headers("HX-Request")
 def subscriber_list(request):
+    """The list; a search's capped count (up to COUNT_CAP rows) is left out of the page and
+    fetched by htmx with ?count=1 (a plain link without JavaScript), so the page stays fast."""
     tags = _account_tags(request)
     form = SubscriberFilterForm(request.GET or None, tags=tags)
     form.is_valid()
     filters = form.filters()
     counts = selectors.subscriber_counts(account=request.account)
+    tag = next((tag for tag in tags if tag.id == filters.tag_id), None)
+    count_requested = request.GET.get("count") == "1"
+    partial = bool(request.htmx and not request.htmx.history_restore_request)
+    if count_requested and partial:
+        total = selectors.subscriber_total(
+            account=request.account, filters=filters, counts=counts, tag=tag
+        )
+        return render(
+            request,
+            "subscribers/partials/subscriber_status.html",
+            {"counts": counts, "filters": filters, "total": total},
+        )
     page = selectors.subscriber_page(
         account=request.account,
         filters=filters,
         after=_cursor(request, "after"),
         before=_cursor(request, "before"),
+        counts=counts,
+        tag=tag,
     )
-    tag = next((tag for tag in tags if tag.id == filters.tag_id), None)
     total = selectors.subscriber_total(
-        account=request.account, filters=filters, counts=counts, tag=tag, page=page
+        account=request.account,
+        filters=filters,
+        counts=counts,
+        tag=tag,
+        page=page,
+        count_rows=count_requested,
     )
     context = {
         "form": form,
@@ -66,12 +86,11 @@ def subscriber_list(request):
         ],
         "total": total,
         "bulk_form": BulkActionForm(tags=tags),
-        "bulk_allowed": form.is_bound is False or not form.errors,
+        "bulk_allowed": not form.errors,
+        "partial": partial,
     }
-    if request.htmx and not request.htmx.history_restore_request:
-        return render(
-            request, "subscribers/partials/subscriber_results.html", {**context, "partial": True}
-        )
+    if partial:
+        return render(request, "subscribers/partials/subscriber_results.html", context)
     return render(request, "subscribers/subscriber_list.html", context)
 
 

@@ -324,3 +324,22 @@ def test_an_empty_set_finishes_at_once(account_a, alice, vip):
     assert (job.state, job.total, job.summary) == (Job.State.DONE, 0, {"affected": 0})
     assert job.message == "0 subscribers tagged"
     assert Tag.objects.get().subscriber_count == 0
+
+
+def test_a_bulk_action_on_a_tag_and_a_state_touches_exactly_that_set(account_a, alice, vip):
+    expected = set()
+    for n in range(9):
+        state = Subscriber.State.BOUNCED if n % 2 else Subscriber.State.ACTIVE
+        subscriber = SubscriberFactory(account=account_a, state=state)
+        if n % 3:
+            TaggingFactory(tag=vip, subscriber=subscriber)
+            if state == Subscriber.State.BOUNCED:
+                expected.add(subscriber.id)
+    kept = set(Subscriber.objects.values_list("id", flat=True)) - expected
+    job = make_job(account_a, alice, "delete", tag_id=vip.id, state="bounced")
+
+    bulk.bulk_job_run(job_id=job.id)
+
+    job.refresh_from_db()
+    assert job.summary == {"affected": len(expected)} and job.total == len(expected)
+    assert set(Subscriber.objects.values_list("id", flat=True)) == kept

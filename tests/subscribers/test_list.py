@@ -154,14 +154,37 @@ def test_the_unfiltered_total_comes_from_the_counters_not_a_count(alice_client, 
     assert not any("COUNT(" in query["sql"] for query in queries.captured_queries)
 
 
-def test_a_search_with_many_matches_is_counted_up_to_ten_thousand(alice_client, account_a):
+def test_a_search_with_many_matches_is_counted_up_to_ten_thousand_after_the_page(
+    alice_client, account_a
+):
     seed_rows(account_a, 10_050)
     with CaptureQueriesContext(connection) as queries:
         response = alice_client.get(LIST_URL, {"q": "bulk"})
-    assert "10,000+ subscribers match the filter" in response.content.decode()
+    body = response.content.decode()
+    assert len(emails_on(response)) == 50
+    assert not any("COUNT(" in q["sql"] for q in queries.captured_queries)
+    assert 'hx-get="/subscribers/?q=bulk&amp;count=1" hx-trigger="load"' in body
+    assert '<noscript> · <a href="/subscribers/?q=bulk&amp;count=1">Count them</a>' in body
+
+    with CaptureQueriesContext(connection) as queries:
+        response = alice_client.get(
+            LIST_URL, {"q": "bulk", "count": "1"}, headers={"HX-Request": "true"}
+        )
+    assert response.content.decode().strip() == "10,000+ subscribers match the filter"
     count_sql = [q["sql"] for q in queries.captured_queries if "COUNT(" in q["sql"]]
     assert len(count_sql) == 1
     assert "LIMIT 10001" in count_sql[0]
+    page_sql = [
+        q["sql"]
+        for q in queries.captured_queries
+        if 'FROM "subscribers_subscriber"' in q["sql"] and "COUNT(" not in q["sql"]
+    ]
+    assert page_sql == []  # the count alone, not the page again
+
+    # Without JavaScript, the link shows the page with the count.
+    body = alice_client.get(LIST_URL, {"q": "bulk", "count": "1"}).content.decode()
+    assert "10,000+ subscribers match the filter" in body
+    assert len(emails_on(response)) == 0 and "<html" in body
 
 
 def test_a_combined_filter_below_the_cap_is_counted_exactly(alice_client, account_a):
@@ -169,9 +192,22 @@ def test_a_combined_filter_below_the_cap_is_counted_exactly(alice_client, accoun
     for _ in range(53):
         TaggingFactory(tag=tag, subscriber__state=Subscriber.State.UNSUBSCRIBED)
     TaggingFactory(tag=tag)
-    response = alice_client.get(LIST_URL, {"tag": tag.id, "state": "unsubscribed"})
+    params = {"tag": tag.id, "state": "unsubscribed", "count": "1"}
+    response = alice_client.get(LIST_URL, params, headers={"HX-Request": "true"})
+    assert response.content.decode().strip() == "53 subscribers match the filter"
+    response = alice_client.get(LIST_URL, params)
     assert "53 subscribers match the filter" in response.content.decode()
     assert len(emails_on(response)) == 50
+
+
+def test_a_search_that_fits_on_one_page_is_counted_without_a_count_query(alice_client, account_a):
+    SubscriberFactory(account=account_a, email="ann@example.com")
+    SubscriberFactory(account=account_a, email="anna@example.com")
+    SubscriberFactory(account=account_a, email="bob@example.com")
+    with CaptureQueriesContext(connection) as queries:
+        response = alice_client.get(LIST_URL, {"q": "ann"})
+    assert "2 subscribers match the filter" in response.content.decode()
+    assert not any("COUNT(" in q["sql"] for q in queries.captured_queries)
 
 
 def test_a_filter_with_no_match_says_so_and_offers_to_clear_it(alice_client, account_a):
@@ -252,7 +288,7 @@ def test_the_list_makes_the_same_number_of_queries_whatever_the_page_holds(
             TaggingFactory(tag=tag, subscriber=subscriber)
     alice_client.get(LIST_URL)  # warm the session
     for params in ({}, {"tag": tags[0].id}, {"q": "reader", "state": "active"}):
-        with django_assert_max_num_queries(8):
+        with django_assert_max_num_queries(7):
             response = alice_client.get(LIST_URL, params)
         assert len(emails_on(response)) == min(rows, 50)
 

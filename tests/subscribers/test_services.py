@@ -123,3 +123,35 @@ def test_a_tag_page_never_shows_another_accounts_subscribers(account_a, account_
     assert page.subscribers == []
     page = selectors.subscriber_page(account=account_a, filters=SubscriberFilter(tag_id=tag.id))
     assert page.subscribers == [mine]
+
+
+@pytest.mark.parametrize("lead", ["tag", "state", "planner"])
+def test_a_tag_with_a_state_pages_the_same_whichever_index_leads(account_a, lead):
+    tag = TagFactory(account=account_a)
+    expected = []
+    for n in range(23):
+        state = Subscriber.State.BOUNCED if n % 3 else Subscriber.State.ACTIVE
+        subscriber = SubscriberFactory(account=account_a, state=state)
+        if n % 2:
+            TaggingFactory(tag=tag, subscriber=subscriber)
+            if state == Subscriber.State.BOUNCED:
+                expected.append(subscriber.id)
+    tag.refresh_from_db()
+    counts = {"tag": {"bounced": 10**6}, "state": {"bounced": 0}, "planner": None}[lead]
+    filters = SubscriberFilter(tag_id=tag.id, state="bounced")
+    assert selectors._driving_filter(filters, counts=counts, tag=tag) == lead
+
+    seen, after = [], None
+    while True:
+        page = selectors.subscriber_page(
+            account=account_a, filters=filters, after=after, page_size=3, counts=counts, tag=tag
+        )
+        seen += [s.id for s in page.subscribers]
+        if page.older_after is None:
+            break
+        after = page.older_after
+    assert seen == expected[::-1]
+    back = selectors.subscriber_page(
+        account=account_a, filters=filters, before=expected[0], page_size=3, counts=counts, tag=tag
+    )
+    assert [s.id for s in back.subscribers] == expected[1:4][::-1]
