@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import fcntl
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -152,9 +153,27 @@ _COLORS = ("36", "33", "35", "32", "34", "91", "96", "93")
 _print_lock = threading.Lock()
 
 
-def say(message: str) -> None:
+def emit(data: bytes) -> None:
+    """Writes to our stdout, which may be gone (`make run | tee log` and Ctrl-C kills tee): output
+    is best effort, and losing it must never stop the shutdown."""
     with _print_lock:
-        print(f"devstack | {message}", flush=True)
+        try:
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        except (BrokenPipeError, ValueError, OSError):
+            with contextlib.suppress(OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def say(message: str) -> None:
+    emit(f"devstack | {message}\n".encode())
+
+
+def _orphan_guard() -> list[str]:
+    """A prefix making the kernel send SIGTERM to the child if devstack itself dies (even by
+    SIGKILL), so that nothing outlives it; `setpriv` is part of util-linux."""
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
 
 
 @dataclass
@@ -184,17 +203,14 @@ class Supervisor:
         return label.encode()
 
     def _pump(self, stream, prefix: bytes) -> None:
-        out = sys.stdout.buffer
         for line in iter(stream.readline, b""):
-            with _print_lock:
-                out.write(prefix + line if line.endswith(b"\n") else prefix + line + b"\n")
-                out.flush()
+            emit(prefix + line if line.endswith(b"\n") else prefix + line + b"\n")
         stream.close()
 
     def _popen(self, name: str, argv: list[str], *, user: str | None, log_path: Path | None):
         log_file = log_path.open("ab") if log_path else None
         process = subprocess.Popen(
-            argv,
+            [*_orphan_guard(), *argv],
             cwd=BASE_DIR,
             env=self.env,
             stdin=subprocess.DEVNULL,
@@ -665,8 +681,7 @@ def _banner(env: dict[str, str], *, port: int, debug: bool, where: list[str], se
     lines += [f"Data:         {item}" for item in where]
     lines.append("Stop:         Ctrl-C (stops the web, worker, beat, mail sink and servers)")
     rule = "=" * (max(len(line) for line in lines) + 4)
-    with _print_lock:
-        print("\n".join([rule, *(f"  {line}" for line in lines), rule]), flush=True)
+    emit(("\n".join([rule, *(f"  {line}" for line in lines), rule]) + "\n").encode())
 
 
 def command_foreground(argv: list[str], *, purpose: str) -> int:
