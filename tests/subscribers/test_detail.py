@@ -323,3 +323,21 @@ def test_deleting_asks_first_then_erases_all_but_the_suppression(
     suppression = Suppression.objects.get(account=account_a)
     assert suppression.email_hash == email_hash("ann@example.com")
     assert "ann@example.com" not in str(Suppression.objects.values())
+
+
+def test_an_unknown_tag_or_subscriber_id_is_a_404_not_an_error(alice_client, subscriber):
+    assert (
+        alice_client.post(reverse("subscriber_untag", args=[subscriber.id, 999999])).status_code
+        == 404
+    )
+    assert alice_client.get(reverse("subscriber_detail", args=[999999])).status_code == 404
+    assert alice_client.post(reverse("subscriber_delete", args=[999999])).status_code == 404
+    assert Subscriber.objects.filter(pk=subscriber.pk).exists()
+
+
+def test_markup_in_names_and_searches_is_shown_as_text(alice_client, account_a):
+    subscriber = SubscriberFactory(account=account_a, first_name="<script>alert(1)</script>")
+    body = alice_client.get(detail_url(subscriber)).content.decode()
+    assert "<script>alert(1)" not in body and "&lt;script&gt;alert(1)" in body
+    body = alice_client.get(reverse("subscriber_list"), {"q": "<b>x"}).content.decode()
+    assert "<b>x" not in body and "&lt;b&gt;x" in body
