@@ -160,7 +160,11 @@ def job_detail(request, job_id: int):
 def job_progress(request, job_id: int):
     """The progress bar fragment; htmx polls it every second until the job ends."""
     job = get_for_account(request, Job, pk=job_id)
-    response = render(request, "convertkit/partials/job_progress.html", {"job": job})
+    response = render(
+        request,
+        "convertkit/partials/job_progress.html",
+        {"job": job, "compact": request.GET.get("compact") == "1"},
+    )
     if job.is_finished and request.htmx:
         # Tell the page, so it can refresh what the job changed (e.g. the subscriber list).
         response["HX-Trigger"] = "job-finished"
