@@ -465,7 +465,6 @@ class _Staging:
 
     rows = "ck_import_rows"
     errors = "ck_import_errors"
-    result = "ck_import_result"
 
     def create(self, cursor) -> None:
         self.drop(cursor)
@@ -477,12 +476,9 @@ class _Staging:
         cursor.execute(
             f"CREATE TEMP TABLE {self.errors} (line bigint, value text, message text NOT NULL)"
         )
-        cursor.execute(
-            f"CREATE TEMP TABLE {self.result} (id bigint, email text, created boolean, state text)"
-        )
 
     def drop(self, cursor) -> None:
-        cursor.execute(f"DROP TABLE IF EXISTS {self.rows}, {self.errors}, {self.result}")
+        cursor.execute(f"DROP TABLE IF EXISTS {self.rows}, {self.errors}")
 
     def copy_rows(self, cursor, buffer: io.StringIO) -> None:
         field_columns = "".join(f", f{i}" for i in range(self.field_count))
@@ -583,7 +579,11 @@ def _fail(job: Job, message: str) -> None:
 def _parse_into_staging(
     *, job: Job, chunks, columns: _Columns, staging: _Staging, cursor, progress
 ) -> _ParseResult:
-    """Step 2 of import_job_run: the hot loop, a few microseconds per row."""
+    """Step 2 of import_job_run: the hot loop, about three microseconds per row.
+
+    Rows are checked with cheap tests first; only a row that fails one goes through the
+    functions that name the problem. Valid rows are buffered and COPYed BATCH_ROWS at a time.
+    """
     params = job.params
     encoding = params.get("encoding", DEFAULT_ENCODING)
     if encoding not in ENCODINGS:
@@ -593,36 +593,30 @@ def _parse_into_staging(
     reader = csv.reader(lines, delimiter=params.get("delimiter", ","), strict=True)
     size = params.get("size") or 0
     result = _ParseResult()
-
-    rows_buffer = io.StringIO()
-    write_row = csv.writer(rows_buffer, lineterminator="\n").writerow
-    errors_buffer = io.StringIO()
-    write_error = csv.writer(errors_buffer, lineterminator="\n").writerow
+    valid: list[tuple] = []
+    problems: list[tuple[int, str, str]] = []
 
     def error(line: int, value: str, message: str) -> None:
         result.errors += 1
         if result.stored_errors < MAX_STORED_ERRORS:
             result.stored_errors += 1
-            write_error((line, value[:MAX_ERROR_VALUE_LENGTH], message))
+            problems.append((line, value[:MAX_ERROR_VALUE_LENGTH], message))
 
-    def flush() -> None:
-        nonlocal rows_buffer, write_row, errors_buffer, write_error
-        if rows_buffer.tell():
-            staging.copy_rows(cursor, rows_buffer)
-            rows_buffer = io.StringIO()
-            write_row = csv.writer(rows_buffer, lineterminator="\n").writerow
-        if errors_buffer.tell():
-            staging.copy_errors(cursor, errors_buffer)
-            errors_buffer = io.StringIO()
-            write_error = csv.writer(errors_buffer, lineterminator="\n").writerow
-        total = max(result.rows, int(result.rows * size / lines.bytes_read)) if size else None
+    def flush(rows: int) -> None:
+        result.rows = rows
+        for rows_to_copy, copy in ((valid, staging.copy_rows), (problems, staging.copy_errors)):
+            if rows_to_copy:
+                buffer = io.StringIO()
+                csv.writer(buffer, lineterminator="\n").writerows(rows_to_copy)
+                copy(cursor, buffer)
+                rows_to_copy.clear()
+        total = max(rows, int(rows * size / lines.bytes_read)) if size else None
         # Only while running: a second run racing a finished one must not overwrite its figures.
         Job.objects.filter(pk=job.pk, state=Job.State.RUNNING).update(
-            processed=result.rows, total=total, error_count=result.errors
+            processed=rows, total=total, error_count=result.errors
         )
-        progress(result.rows, total, "")
+        progress(rows, total, "")
 
-    records = iter(reader)
     header = None
     width = len(params.get("columns", []))
     email_i, name_i, state_i, tags_i = (
@@ -631,14 +625,18 @@ def _parse_into_staging(
         columns.state,
         columns.tags,
     )
+    field_indexes = [index for index, _ in columns.fields]
     fields = columns.fields
     simple_email = _SIMPLE_EMAIL.fullmatch
+    add = valid.append
+    rows = 0
     end = 0
     next_flush = BATCH_ROWS
+    records = iter(reader)
     while True:
-        if result.rows >= next_flush:
-            flush()
-            next_flush = result.rows + BATCH_ROWS
+        if rows >= next_flush:
+            flush(rows)
+            next_flush = rows + BATCH_ROWS
         start = end + 1
         try:
             row = next(records)
@@ -648,7 +646,7 @@ def _parse_into_staging(
             end = reader.line_num
             if header is None:
                 raise ImportFileError(f"The header row is not valid CSV ({exc}).") from None
-            result.rows += 1
+            rows += 1
             error(start, "", _malformed_message(exc, start, end))
             continue
         end = reader.line_num
@@ -657,7 +655,7 @@ def _parse_into_staging(
             if problem:
                 if header is None:
                     raise ImportFileError(f"The header row is {problem[1]}")
-                result.rows += 1
+                rows += 1
                 error(start, problem[2].rstrip("\r\n"), f"line {problem[0]}: {problem[1]}")
                 continue
         if not row:
@@ -669,7 +667,7 @@ def _parse_into_staging(
                     "The file's header row changed since it was uploaded; upload it again."
                 )
             continue
-        result.rows += 1
+        rows += 1
         if len(row) != width and not _only_empty_extra_cells(row, width):
             error(start, row[email_i] if len(row) > email_i else "", _ragged_message(row, width))
             continue
@@ -685,37 +683,37 @@ def _parse_into_staging(
         first_name = None
         if name_i is not None:
             first_name = row[name_i].strip()
-            if first_name:
-                problem = _first_name_problem(first_name)
+            if first_name and (
+                len(first_name) > MAX_FIRST_NAME_LENGTH
+                or first_name[0] == "'"
+                or "\n" in first_name
+                or "\r" in first_name
+            ):
+                first_name, problem = _first_name_checked(first_name)
                 if problem:
                     error(start, raw, problem)
                     continue
-                if first_name[0] == "'":
-                    first_name = _formula_guard_removed(first_name)
-        state = None
-        if state_i is not None:
-            state = row[state_i].strip().lower() or None
-            if state is not None and state not in IMPORTABLE_STATES:
-                error(start, raw, _state_message(row[state_i]))
-                continue
-        tags = None
-        if tags_i is not None:
-            tags = row[tags_i]
-            if len(tags) > MAX_FIELD_VALUE_LENGTH:
-                error(
-                    start, raw, f"The tags are longer than {MAX_FIELD_VALUE_LENGTH:,} characters."
-                )
-                continue
-        values = [row[i].strip() for i, _ in fields]
-        if fields:
-            problem = _field_values_problem(values, fields)
+        state = tags = None
+        if state_i is not None or tags_i is not None:
+            state, tags, problem = _state_and_tags_checked(row, state_i, tags_i)
             if problem:
                 error(start, raw, problem)
                 continue
-        write_row((start, email, first_name, state, tags, *values))
+        if field_indexes:
+            values = [row[index].strip() for index in field_indexes]
+            for value in values:
+                if len(value) > MAX_FIELD_VALUE_LENGTH or value[:1] == "'":
+                    problem = _field_values_checked(values, fields)
+                    if problem:
+                        error(start, raw, problem)
+                        break
+            else:
+                add((start, email, first_name, state, tags, *values))
+        else:
+            add((start, email, first_name, state, tags))
     if header is None:
         raise ImportFileError("The file has no header row. The first line must name the columns.")
-    flush()
+    flush(rows)
     return result
 
 
@@ -737,28 +735,47 @@ def _ragged_message(row: list[str], width: int) -> str:
     )
 
 
-def _first_name_problem(first_name: str) -> str | None:
+def _first_name_checked(first_name: str) -> tuple[str, str | None]:
+    """The first name without an export's formula guard, or the problem with it."""
     if len(first_name) > MAX_FIRST_NAME_LENGTH:
-        return f"The first name is longer than {MAX_FIRST_NAME_LENGTH} characters."
+        return first_name, f"The first name is longer than {MAX_FIRST_NAME_LENGTH} characters."
     if "\n" in first_name or "\r" in first_name:
-        return "The first name contains a line break."
-    return None
+        return first_name, "The first name contains a line break."
+    return _formula_guard_removed(first_name), None
 
 
-def _state_message(value: str) -> str:
-    return f"“{value[:40]}” is not a state; use one of {', '.join(Subscriber.State.values)}."
+def _state_and_tags_checked(
+    row: list[str], state_i: int | None, tags_i: int | None
+) -> tuple[str | None, str | None, str | None]:
+    """(state, tags, problem) of a row; empty cells are None."""
+    state = tags = None
+    if state_i is not None:
+        state = row[state_i].strip().lower() or None
+        if state is not None and state not in IMPORTABLE_STATES:
+            return (
+                None,
+                None,
+                (
+                    f"“{row[state_i][:40]}” is not a state; use one of "
+                    f"{', '.join(Subscriber.State.values)}."
+                ),
+            )
+    if tags_i is not None:
+        tags = row[tags_i] or None
+        if tags and len(tags) > MAX_FIELD_VALUE_LENGTH:
+            return None, None, f"The tags are longer than {MAX_FIELD_VALUE_LENGTH:,} characters."
+    return state, tags, None
 
 
-def _field_values_problem(values: list[str], fields: list[tuple[int, str]]) -> str | None:
-    """Checks (and un-guards, in place) custom field values."""
+def _field_values_checked(values: list[str], fields: list[tuple[int, str]]) -> str | None:
+    """The problem with custom field values, if any; removes formula guards in place."""
     for n, value in enumerate(values):
         if len(value) > MAX_FIELD_VALUE_LENGTH:
             return (
                 f"The value of “{fields[n][1]}” is longer than {MAX_FIELD_VALUE_LENGTH:,} "
                 "characters."
             )
-        if value[:1] == "'":
-            values[n] = _formula_guard_removed(value)
+        values[n] = _formula_guard_removed(value)
     return None
 
 
@@ -810,15 +827,17 @@ def _merge(*, job: Job, columns: _Columns, staging: _Staging, parsed: _ParseResu
     1. Lock the job; if another run finished it meanwhile, stop (roll back).
     2. Later copies of an address already in the file are row errors ("duplicate of line X").
     3. New addresses whose hash is in Suppression are row errors, and skipped.
-    4. Upsert: new addresses become subscribers; existing ones get the file's first name and
-       custom fields, never a new state. RETURNING tells created from updated.
+    4. Existing subscribers whose first name or custom fields differ from the file's are
+       updated (never their state); then the other addresses are inserted, in email order (the
+       unique index fills in order). Two statements rather than one upsert: ON CONFLICT DO
+       UPDATE costs half as much again per row, and rewrites unchanged rows.
     5. Tag everyone in the file with the chosen tags and the tags of their own row.
     6. Store the row errors, the summary, mark the job done, and delete the file.
     """
     account_id = job.account_id
     now = timezone.now()
     subscribers = Subscriber._meta.db_table
-    rows, errors, result = staging.rows, staging.errors, staging.result
+    rows, errors = staging.rows, staging.errors
     with transaction.atomic():
         cursor.execute(f"SELECT state FROM {Job._meta.db_table} WHERE id = %s FOR UPDATE", [job.pk])
         if cursor.fetchone()[0] != Job.State.RUNNING:
@@ -870,38 +889,37 @@ def _merge(*, job: Job, columns: _Columns, staging: _Staging, parsed: _ParseResu
         consent_by = job.params.get("consent_by") or (
             job.created_by.email if job.created_by else "the command line"
         )
-        # The ids are kept only when tags need them; otherwise the counts come straight back.
-        tagging = bool(job.params.get("tags")) or columns.tags is not None
-        counts = """
-            SELECT count(*) FILTER (WHERE created), count(*) FILTER (WHERE NOT created),
-                   count(*) FILTER (WHERE NOT created AND state IN %s)
-            FROM {source}
-        """
+        cursor.execute(f"ANALYZE {rows}")
         cursor.execute(
             f"""
-            WITH upserted AS (
-                INSERT INTO {subscribers} AS s (
-                    account_id, email, first_name, fields, state, source, consent_at,
-                    consent_method, created_at, updated_at, confirmed_at, unsubscribed_at
-                )
-                SELECT %s, r.email, coalesce(r.first_name, ''), {fields_sql},
-                       coalesce(r.state, 'active'), %s, %s, %s, %s, %s,
-                       CASE WHEN coalesce(r.state, 'active') = 'active' THEN %s END,
-                       CASE WHEN r.state = 'unsubscribed' THEN %s END
-                FROM {rows} AS r
-                ON CONFLICT (account_id, email) DO UPDATE SET
-                    first_name = CASE WHEN EXCLUDED.first_name <> '' THEN EXCLUDED.first_name
-                                      ELSE s.first_name END,
-                    fields = s.fields || EXCLUDED.fields,
-                    updated_at = EXCLUDED.updated_at
-                RETURNING s.id, s.email, (s.xmax = 0) AS created, s.state
+            UPDATE {subscribers} AS s SET
+                first_name = coalesce(r.first_name, s.first_name),
+                fields = s.fields || r.fields,
+                updated_at = %s
+            FROM (SELECT email, first_name, {fields_sql} AS fields FROM {rows} AS r) AS r
+            WHERE s.account_id = %s AND s.email = r.email
+              AND (r.first_name <> s.first_name OR NOT s.fields @> r.fields)
+            """,
+            [now, *field_keys, account_id],
+        )
+        updated = cursor.rowcount
+        cursor.execute(
+            f"""
+            INSERT INTO {subscribers} (
+                account_id, email, first_name, fields, state, source, consent_at,
+                consent_method, created_at, updated_at, confirmed_at, unsubscribed_at
             )
-            """
-            + (
-                f"INSERT INTO {result} (id, email, created, state) SELECT * FROM upserted"
-                if tagging
-                else counts.format(source="upserted")
-            ),
+            SELECT %s, r.email, coalesce(r.first_name, ''), {fields_sql},
+                   coalesce(r.state, 'active'), %s, %s, %s, %s, %s,
+                   CASE WHEN coalesce(r.state, 'active') = 'active' THEN %s END,
+                   CASE WHEN r.state = 'unsubscribed' THEN %s END
+            FROM {rows} AS r
+            WHERE NOT EXISTS (
+                SELECT 1 FROM {subscribers} AS x WHERE x.account_id = %s AND x.email = r.email
+            )
+            ORDER BY r.email
+            ON CONFLICT (account_id, email) DO NOTHING
+            """,
             [
                 account_id,
                 *field_keys,
@@ -912,14 +930,19 @@ def _merge(*, job: Job, columns: _Columns, staging: _Staging, parsed: _ParseResu
                 now,
                 now,
                 now,
-                *([] if tagging else [_SUPPRESSED_STATES]),
+                account_id,
             ],
         )
-        if tagging:
-            cursor.execute(counts.format(source=result), [_SUPPRESSED_STATES])
-        created, updated, kept = cursor.fetchone()
-        if tagging:
-            _tag_everyone(job=job, columns=columns, staging=staging, cursor=cursor, now=now)
+        created = cursor.rowcount
+        cursor.execute(
+            f"""
+            SELECT count(*) FROM {subscribers} AS s JOIN {rows} AS r ON r.email = s.email
+            WHERE s.account_id = %s AND s.state IN %s AND s.created_at < %s
+            """,
+            [account_id, _SUPPRESSED_STATES, now],
+        )
+        kept = cursor.fetchone()[0]
+        _tag_everyone(job=job, columns=columns, staging=staging, cursor=cursor, now=now)
 
         errors_total = parsed.errors + duplicates + suppressed
         JobError.objects.filter(job=job).delete()
@@ -934,6 +957,7 @@ def _merge(*, job: Job, columns: _Columns, staging: _Staging, parsed: _ParseResu
             "rows": parsed.rows,
             "created": created,
             "updated": updated,
+            "unchanged": parsed.rows - parsed.errors - duplicates - suppressed - created - updated,
             "kept unsubscribed, bounced or complained": kept,
             "errors": errors_total,
         }
@@ -950,8 +974,13 @@ def _merge(*, job: Job, columns: _Columns, staging: _Staging, parsed: _ParseResu
 
 
 def _tag_everyone(*, job: Job, columns: _Columns, staging: _Staging, cursor, now) -> None:
+    """Step 5 of _merge: the chosen tags, and each row's own tags (created if missing)."""
     account = job.account
-    taggings = Tagging._meta.db_table
+    subscribers, taggings, tags = (
+        Subscriber._meta.db_table,
+        Tagging._meta.db_table,
+        Tag._meta.db_table,
+    )
     tag_ids = [
         tag_get_or_create(account=account, name=name).id
         for name in job.params.get("tags", [])
@@ -961,23 +990,26 @@ def _tag_everyone(*, job: Job, columns: _Columns, staging: _Staging, cursor, now
         cursor.execute(
             f"""
             INSERT INTO {taggings} (account_id, tag_id, subscriber_id, created_at)
-            SELECT %s, t.id, r.id, %s FROM {staging.result} AS r
+            SELECT %s, t.id, s.id, %s
+            FROM {staging.rows} AS r
+            JOIN {subscribers} AS s ON s.account_id = %s AND s.email = r.email
             CROSS JOIN unnest(%s::bigint[]) AS t(id)
             ON CONFLICT (tag_id, subscriber_id) DO NOTHING
             """,
-            [account.id, now, tag_ids],
+            [account.id, now, account.id, tag_ids],
         )
     if columns.tags is None:
         return
     # The same clean-up as tag_get_or_create: spaces collapsed, at most 100 characters.
     names = f"""
-        SELECT r.email, left(regexp_replace(btrim(n.name), '\\s+', ' ', 'g'), {MAX_TAG_NAME_LENGTH}) AS name
+        SELECT r.email,
+               left(regexp_replace(btrim(n.name), '\\s+', ' ', 'g'), {MAX_TAG_NAME_LENGTH}) AS name
         FROM {staging.rows} AS r CROSS JOIN LATERAL unnest(string_to_array(r.tags, ',')) AS n(name)
         WHERE r.tags IS NOT NULL AND btrim(n.name) <> ''
     """
     cursor.execute(
         f"""
-        INSERT INTO {Tag._meta.db_table} (account_id, name, subscriber_count, created_at)
+        INSERT INTO {tags} (account_id, name, subscriber_count, created_at)
         SELECT DISTINCT ON (lower(name)) %s, name, 0, %s FROM ({names}) AS named
         ORDER BY lower(name), name
         ON CONFLICT (account_id, lower(name)) DO NOTHING
@@ -987,13 +1019,13 @@ def _tag_everyone(*, job: Job, columns: _Columns, staging: _Staging, cursor, now
     cursor.execute(
         f"""
         INSERT INTO {taggings} (account_id, tag_id, subscriber_id, created_at)
-        SELECT DISTINCT %s, t.id, x.id, %s::timestamptz
+        SELECT DISTINCT %s, t.id, s.id, %s::timestamptz
         FROM ({names}) AS named
-        JOIN {staging.result} AS x ON x.email = named.email
-        JOIN {Tag._meta.db_table} AS t ON t.account_id = %s AND lower(t.name) = lower(named.name)
+        JOIN {subscribers} AS s ON s.account_id = %s AND s.email = named.email
+        JOIN {tags} AS t ON t.account_id = %s AND lower(t.name) = lower(named.name)
         ON CONFLICT (tag_id, subscriber_id) DO NOTHING
         """,
-        [account.id, now, account.id],
+        [account.id, now, account.id, account.id],
     )
 
 
@@ -1002,6 +1034,8 @@ def _summary_sentence(summary: dict) -> str:
         f"{summary['rows']:,} row{'s' if summary['rows'] != 1 else ''} read: "
         f"{summary['created']:,} new, {summary['updated']:,} updated"
     )
+    if summary["unchanged"]:
+        sentence += f", {summary['unchanged']:,} unchanged"
     kept = summary["kept unsubscribed, bounced or complained"]
     if kept:
         sentence += f" ({kept:,} kept unsubscribed, bounced or complained)"

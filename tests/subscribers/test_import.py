@@ -76,6 +76,7 @@ def test_a_file_creates_active_subscribers_with_source_and_consent(account_a, al
         "rows": 2,
         "created": 2,
         "updated": 0,
+        "unchanged": 0,
         "kept unsubscribed, bounced or complained": 0,
         "errors": 0,
     }
@@ -115,6 +116,18 @@ def test_existing_subscribers_are_updated_never_duplicated(account_a):
     ben = Subscriber.objects.get(email="ben@example.com")
     assert ben.first_name == "Ben"  # an empty cell leaves the name as it was
     assert ben.fields == {"company": "Bits"}
+
+
+def test_importing_the_same_file_again_changes_nothing(account_a):
+    data = "email,first_name\nann@example.com,Ann\nben@example.com,Ben\n"
+    run_import(account_a, data)
+    before = dict(Subscriber.objects.values_list("email", "updated_at"))
+    job = run_import(account_a, data.replace("Ben", "Benjamin"))
+    assert (job.summary["created"], job.summary["updated"], job.summary["unchanged"]) == (0, 1, 1)
+    assert job.message == "2 rows read: 0 new, 1 updated, 1 unchanged."
+    after = dict(Subscriber.objects.values_list("email", "updated_at"))
+    assert after["ann@example.com"] == before["ann@example.com"]
+    assert after["ben@example.com"] > before["ben@example.com"]
 
 
 @pytest.mark.parametrize(

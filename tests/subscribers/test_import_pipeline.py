@@ -68,6 +68,7 @@ def test_an_upload_in_the_browser_is_imported_by_the_worker(worker, alice_client
         "rows": ROWS + 1,
         "created": ROWS - 1,
         "updated": 1,
+        "unchanged": 0,
         "kept unsubscribed, bounced or complained": 1,
         "errors": 1,
     }
