@@ -15,6 +15,9 @@ help:
 	@echo "make run    start the product (web, worker, beat, mail sink) on embedded or configured services"
 	@echo "make test   run the whole test suite against real PostgreSQL and Redis"
 	@echo "make lint   ruff check and format check"
+	@echo "make bench-pages   the subscriber pages benchmark (ARGS=\"--subscribers 200000\" for a quick look)"
+	@echo "make clean  delete .venv, .local (embedded databases, captured mail) and staticfiles"
+	@echo "Options: make run PORT=8001 MAIL_SINK_PORT=1026; make test ARGS=\"-k import -x\""
 
 $(VENV)/.installed: pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.11+ not found; set PYTHON=/path/to/python3"; exit 1; }

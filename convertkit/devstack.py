@@ -712,25 +712,25 @@ def command_foreground(argv: list[str], *, purpose: str) -> int:
     signal.signal(signal.SIGTERM, forward_term)
     try:
         with lock:
-            if plan.database.source == EMBEDDED:
-                env["DATABASE_URL"] = postgres_embedded_start(
-                    supervisor,
-                    data_dir=data_dir / "postgres",
-                    database=DATABASE_NAME,
-                    durable=False,
-                    log_path=data_dir / "postgres.log",
-                )
-            if plan.redis.source == EMBEDDED:
-                url = redis_embedded_start(
+            # An embedded server's URL is known once it runs; the others' already are.
+            env["DATABASE_URL"] = plan.database.url or postgres_embedded_start(
+                supervisor,
+                data_dir=data_dir / "postgres",
+                database=DATABASE_NAME,
+                durable=False,
+                log_path=data_dir / "postgres.log",
+            )
+            env["REDIS_URL"] = plan.redis.url or (
+                redis_embedded_start(
                     supervisor,
                     data_dir=data_dir / "redis",
                     durable=False,
                     log_path=data_dir / "redis.log",
                 )
-                env["REDIS_URL"] = f"{url}/0"
-            for name, choice in (("PostgreSQL", plan.database), ("Redis", plan.redis)):
-                url = env["DATABASE_URL" if name == "PostgreSQL" else "REDIS_URL"]
-                say(f"{name}: {choice.source} ({url})")
+                + "/0"
+            )
+            say(f"PostgreSQL: {plan.database.source} ({env['DATABASE_URL']})")
+            say(f"Redis: {plan.redis.source} ({env['REDIS_URL']})")
             process = subprocess.Popen(argv, cwd=BASE_DIR, env=env)
             code = process.wait()
             return 128 - code if code < 0 else code  # killed by a signal: as a shell reports it

@@ -224,3 +224,26 @@ def test_signals_stop_the_run_loop():
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+def test_make_test_hands_the_chosen_localhost_services_to_pytest(monkeypatch, capfd):
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.setattr(devstack, "localhost_postgres_answers", lambda: True)
+    monkeypatch.setattr(devstack, "redis_answers", lambda **kwargs: True)
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        code = devstack.command_foreground(
+            [
+                sys.executable,
+                "-c",
+                "import os; print('got', os.environ['DATABASE_URL'], os.environ['REDIS_URL'])",
+            ],
+            purpose="test",
+        )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    assert code == 0
+    assert f"got {LOCALHOST_DATABASE_URL} {LOCALHOST_REDIS_URL}" in capfd.readouterr().out
