@@ -9,6 +9,7 @@ import io
 from playwright.sync_api import Page, expect
 
 from subscribers.models import Subscriber, Tag
+from tests.e2e.steps import sign_up
 
 CSV_ROWS = [
     ("Email Address", "First Name"),
@@ -26,17 +27,8 @@ def _csv_bytes() -> bytes:
     return buffer.getvalue().encode("utf-8")
 
 
-def _sign_up(page: Page, site: str) -> None:
-    page.goto(f"{site}/signup/")
-    page.get_by_label("Email").fill("creator@example.com")
-    page.get_by_label("Password").fill("a long enough passphrase 7")
-    page.get_by_label("Name of your newsletter or business").fill("Reading Club")
-    page.get_by_role("button", name="Create account").click()
-    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
-
-
 def test_sign_up_add_import_search_tag_export(site: str, page: Page):
-    _sign_up(page, site)
+    sign_up(page, site, email="creator@example.com", account_name="Reading Club")
 
     # Add a subscriber by hand.
     page.get_by_role("link", name="Add a subscriber").first.click()
