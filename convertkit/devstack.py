@@ -185,6 +185,9 @@ class Child:
     is_server: bool
     pump: threading.Thread | None = None
     log_file: object | None = None
+    # Set when a line of its output contains `ready_marker` ("I am ready", in its own words).
+    ready: threading.Event = field(default_factory=threading.Event)
+    ready_marker: bytes | None = None
 
 
 @dataclass
@@ -202,12 +205,25 @@ class Supervisor:
             label = f"\033[{color}m{label}\033[0m"
         return label.encode()
 
-    def _pump(self, stream, prefix: bytes) -> None:
+    def _pump(self, child: Child, prefix: bytes) -> None:
+        stream = child.process.stdout
         for line in iter(stream.readline, b""):
+            if child.ready_marker and child.ready_marker in line:
+                child.ready.set()
             emit(prefix + line if line.endswith(b"\n") else prefix + line + b"\n")
         stream.close()
 
-    def _popen(self, name: str, argv: list[str], *, user: str | None, log_path: Path | None):
+    def start(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        stop_signal: int = signal.SIGTERM,
+        is_server: bool = False,
+        user: str | None = None,
+        log_path: Path | None = None,
+        ready_marker: bytes | None = None,
+    ) -> Child:
         log_file = log_path.open("ab") if log_path else None
         process = subprocess.Popen(
             [*_orphan_guard(), *argv],
@@ -219,26 +235,13 @@ class Supervisor:
             start_new_session=True,
             user=user,
         )
-        pump = None
+        child = Child(name, process, stop_signal, is_server, log_file=log_file)
+        child.ready_marker = ready_marker
         if log_file is None:
-            pump = threading.Thread(
-                target=self._pump, args=(process.stdout, self._prefix(name)), daemon=True
+            child.pump = threading.Thread(
+                target=self._pump, args=(child, self._prefix(name)), daemon=True
             )
-            pump.start()
-        return process, pump, log_file
-
-    def start(
-        self,
-        name: str,
-        argv: list[str],
-        *,
-        stop_signal: int = signal.SIGTERM,
-        is_server: bool = False,
-        user: str | None = None,
-        log_path: Path | None = None,
-    ) -> Child:
-        process, pump, log_file = self._popen(name, argv, user=user, log_path=log_path)
-        child = Child(name, process, stop_signal, is_server, pump, log_file)
+            child.pump.start()
         self.children.append(child)
         return child
 
@@ -626,13 +629,14 @@ def _run_stack(
         ),
         stop_signal=signal.SIGINT,  # gunicorn's quick shutdown
     )  # fmt: skip
-    supervisor.start(
+    worker = supervisor.start(
         "worker",
         _python(
             "-m", "celery", "-A", "convertkit", "worker", "-Q", QUEUES,
             "--concurrency", "2", "--loglevel", "INFO", "--hostname", "devstack@%h",
             "--without-mingle", "--without-gossip",
         ),
+        ready_marker=b" ready.",  # "celery@host ready."
     )  # fmt: skip
     supervisor.start(
         "beat",
@@ -654,7 +658,13 @@ def _run_stack(
             if dead
             else f"the web process did not answer /health/ within {READY_TIMEOUT:.0f}s"
         )
-    _banner(env, port=port, debug=debug, where=where, seconds=time.monotonic() - started)
+    # The banner comes last, once mail (sent by the worker) works too, so that it stays in view.
+    deadline = time.monotonic() + READY_TIMEOUT
+    while not worker.ready.wait(0.1) and not stop.event.is_set():
+        if supervisor.exited() or time.monotonic() > deadline:
+            break
+    if not supervisor.exited() and not stop.event.is_set():
+        _banner(env, port=port, debug=debug, where=where, seconds=time.monotonic() - started)
 
     while not stop.event.wait(0.2):
         dead = supervisor.exited()
