@@ -138,12 +138,14 @@ def import_speed_measure(
 
 
 def copy_limit_measure(*, rows: int = 1_000_000) -> dict:
-    """The same rows COPYed into a scratch table with a unique (account, email) index."""
+    """The same rows COPYed into a scratch table (logged, like subscribers) with a unique
+    (account, email) index: what PostgreSQL itself needs, before any checking or merging."""
     with csv_file_write(rows) as source, connection.cursor() as cursor:
         source.readline()
+        cursor.execute("DROP TABLE IF EXISTS bench_copy_limit")
         cursor.execute(
-            "CREATE TEMP TABLE bench_copy_limit (account_id bigint, email text, "
-            "first_name text, company text)"
+            "CREATE TABLE bench_copy_limit (account_id bigint NOT NULL DEFAULT 1, "
+            "email text NOT NULL, first_name text, company text)"
         )
         cursor.execute("CREATE UNIQUE INDEX ON bench_copy_limit (account_id, email)")
         try:

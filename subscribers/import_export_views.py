@@ -151,6 +151,7 @@ class ImportMapForm(forms.Form):
         self, *args, header: list[str], custom_fields: list[CustomField], preview_url: str, **kwargs
     ):
         super().__init__(*args, **kwargs)
+        self.fields["tags"].widget.attrs["list"] = "import-tag-names"
         # Changing the encoding re-reads the preview, keeping the choices made so far.
         self.fields["encoding"].widget.attrs.update(
             {

@@ -186,17 +186,24 @@ class Command(BaseCommand):
 
     def _follow(self, job: Job, bar: ProgressBar) -> Job:
         """Polls the job until a worker has finished it, drawing its progress."""
-        while True:
-            job.refresh_from_db()
-            if job.is_finished:
-                return job
-            note = (
-                "waiting for a worker (celery -A convertkit worker)"
-                if (job.state == Job.State.QUEUED)
-                else job.message
-            )
-            bar.update(job.processed, job.total, note)
-            time.sleep(0.5)
+        try:
+            while True:
+                job.refresh_from_db()
+                if job.is_finished:
+                    return job
+                note = (
+                    "waiting for a worker (celery -A convertkit worker)"
+                    if job.state == Job.State.QUEUED
+                    else job.message
+                )
+                bar.update(job.processed, job.total, note)
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            bar.finish()
+            url = settings.SITE_URL + reverse("job_detail", args=[job.id])
+            raise CommandError(
+                f"Stopped following the import; the worker carries on. Its progress: {url}"
+            ) from None
 
     def _report(self, job: Job, options) -> None:
         if job.state == Job.State.FAILED:
