@@ -54,12 +54,13 @@ class ProgressBar:
         if self.interactive:
             filled = int(fraction * self.WIDTH)
             bar = "#" * filled + "-" * (self.WIDTH - filled)
-            self.stream.write(f"\r[{bar}] {fraction:4.0%} {text}", ending="")
+            # style_func=str: stderr is styled as an error on a terminal; progress is not one.
+            self.stream.write(f"\r[{bar}] {fraction:4.0%} {text}", style_func=str, ending="")
             if done >= total:
-                self.stream.write("")
+                self.stream.write("", style_func=str)
         elif int(fraction * 10) > self.last_tenth:
             self.last_tenth = int(fraction * 10)
-            self.stream.write(f"{fraction:4.0%} {text}")
+            self.stream.write(f"{fraction:4.0%} {text}", style_func=str)
         self.stream.flush()
 
 
