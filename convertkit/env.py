@@ -58,9 +58,13 @@ def env_list(name: str, default: list[str]) -> list[str]:
 
 
 def env_prefixed(prefix: str) -> dict[str, str]:
-    """Every variable named PREFIX_KEY, as {KEY: value} (used to pass ANYMAIL_* through)."""
-    return {
-        name[len(prefix) :]: value
-        for name, value in os.environ.items()
-        if name.startswith(prefix) and not name.endswith("_FILE")
+    """Every variable named PREFIX_KEY, as {KEY: value} (used to pass ANYMAIL_* through).
+
+    PREFIX_KEY_FILE is read as the value of KEY, like every other secret.
+    """
+    names = {
+        name.removesuffix("_FILE") if name.endswith("_FILE") else name
+        for name in os.environ
+        if name.startswith(prefix)
     }
+    return {name[len(prefix) :]: env_str(name) or "" for name in sorted(names)}

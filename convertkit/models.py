@@ -140,6 +140,20 @@ class Job(models.Model):
         return self.state in (self.State.DONE, self.State.FAILED)
 
     @property
+    def awaits_creator(self) -> bool:
+        """An uploaded import whose columns the creator has not mapped yet: no worker has it."""
+        return (
+            self.kind == self.Kind.IMPORT
+            and self.state == self.State.QUEUED
+            and not self.params.get("mapping")
+        )
+
+    @property
+    def is_progressing(self) -> bool:
+        """Queued for or running in a worker: the progress bar keeps polling."""
+        return not self.is_finished and not self.awaits_creator
+
+    @property
     def percent(self) -> int:
         if self.state == self.State.DONE:
             return 100

@@ -10,10 +10,9 @@ from django.utils.html import format_html
 from subscribers.models import CustomField, Subscriber, Tag
 from subscribers.selectors import SubscriberFilter
 from subscribers.services import MAX_TAG_NAME_LENGTH
-from subscribers.validation import MAX_EMAIL_LENGTH, normalize_email
+from subscribers.validation import MAX_EMAIL_LENGTH, MAX_FIELD_VALUE_LENGTH, normalize_email
 
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
-MAX_FIELD_VALUE_LENGTH = 1000
 # Keys a custom field may not take: the subscriber's own attributes use them in merge tags.
 RESERVED_FIELD_KEYS = {"email", "first_name", "id", "state", "tags", "source"}
 

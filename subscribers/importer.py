@@ -34,14 +34,13 @@ from subscribers.models import (
     Tagging,
 )
 from subscribers.services import MAX_TAG_NAME_LENGTH, tag_get_or_create
-from subscribers.validation import MAX_EMAIL_LENGTH, normalize_email
+from subscribers.validation import MAX_EMAIL_LENGTH, MAX_FIELD_VALUE_LENGTH, normalize_email
 
 CHUNK_SIZE = 1024 * 1024
 BATCH_ROWS = 50_000
 PREVIEW_ROWS = 5
 MAX_COLUMNS = 200
 MAX_FIRST_NAME_LENGTH = 255
-MAX_FIELD_VALUE_LENGTH = 2000
 MAX_STORED_ERRORS = 100_000
 MAX_ERROR_VALUE_LENGTH = 200
 

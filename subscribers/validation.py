@@ -6,6 +6,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
 
 MAX_EMAIL_LENGTH = 254
+# Longest value of a custom field, whether typed in a form or imported from a CSV.
+MAX_FIELD_VALUE_LENGTH = 2000
 _validator = EmailValidator()
 
 

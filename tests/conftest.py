@@ -16,6 +16,12 @@ PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hashing(settings):
+    """Real hashing costs half a second per persona; tests need passwords to work, not to be slow."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _isolated_cache():
     """Each test starts with an empty Redis cache (rate limits, buffers)."""
     cache.clear()

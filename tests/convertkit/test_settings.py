@@ -169,3 +169,16 @@ def test_check_deploy_warns_when_debug_is_on():
 
     assert result.returncode != 0
     assert "security.W018" in result.stdout + result.stderr
+
+
+def test_anymail_settings_pass_through_and_may_come_from_files(tmp_path, monkeypatch):
+    from convertkit.env import env_prefixed
+
+    secret = tmp_path / "postmark"
+    secret.write_text("server-token-from-file\n")
+    monkeypatch.setenv("ANYMAIL_POSTMARK_SERVER_TOKEN_FILE", str(secret))
+    monkeypatch.setenv("ANYMAIL_MAILGUN_SENDER_DOMAIN", "mg.example.com")
+    assert env_prefixed("ANYMAIL_") == {
+        "MAILGUN_SENDER_DOMAIN": "mg.example.com",
+        "POSTMARK_SERVER_TOKEN": "server-token-from-file",
+    }
