@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.vary import vary_on_headers
 
 from convertkit.tenancy import account_required, get_for_account
@@ -34,6 +37,39 @@ def _account_tags(request) -> list[Tag]:
 
 def _custom_fields(request) -> list[CustomField]:
     return list(CustomField.objects.filter(account=request.account))
+
+
+@dataclass(frozen=True)
+class _ListRow:
+    """What one row of the list shows, formatted here once: the page renders 50 of them, and
+    per-row {% url %} and |date calls were most of its rendering time."""
+
+    url: str
+    email: str
+    first_name: str
+    state: str
+    state_label: str
+    tag_names: list[str]
+    created_iso: str
+    created_display: str
+
+
+def _list_rows(page: selectors.SubscriberPage) -> list[_ListRow]:
+    detail_prefix = reverse("subscriber_list")
+    state_labels = dict(Subscriber.State.choices)
+    return [
+        _ListRow(
+            url=f"{detail_prefix}{subscriber.id}/",
+            email=subscriber.email,
+            first_name=subscriber.first_name,
+            state=subscriber.state,
+            state_label=state_labels.get(subscriber.state, subscriber.state),
+            tag_names=[tag.name for tag in page.tags_by_subscriber.get(subscriber.id, [])],
+            created_iso=subscriber.created_at.isoformat(),
+            created_display=f"{timezone.localtime(subscriber.created_at):%-d %b %Y}",
+        )
+        for subscriber in page.subscribers
+    ]
 
 
 @account_required
@@ -80,10 +116,7 @@ def subscriber_list(request):
         "filter_tag": tag,
         "counts": counts,
         "page": page,
-        "rows": [
-            (subscriber, page.tags_by_subscriber.get(subscriber.id, []))
-            for subscriber in page.subscribers
-        ],
+        "rows": _list_rows(page),
         "total": total,
         "bulk_form": BulkActionForm(tags=tags),
         "bulk_allowed": not form.errors,

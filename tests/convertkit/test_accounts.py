@@ -191,3 +191,19 @@ def test_pages_require_login(client, db, path):
 def test_navigation_pages_render_with_current_section_marked(alice_client, path):
     page = alice_client.get(path).content.decode()
     assert 'aria-current="page"' in page
+
+
+def test_times_are_shown_in_the_account_time_zone(alice_client, account_a):
+    from datetime import UTC, datetime
+
+    from tests.factories import SubscriberFactory
+
+    Account.objects.filter(pk=account_a.pk).update(time_zone="Asia/Tokyo")
+    subscriber = SubscriberFactory(account=account_a)
+    type(subscriber).objects.filter(pk=subscriber.pk).update(
+        created_at=datetime(2026, 3, 1, 20, 30, tzinfo=UTC)
+    )
+    page = alice_client.get(f"/subscribers/{subscriber.pk}/").content.decode()
+    assert "2 Mar 2026, 05:30" in page
+    listing = alice_client.get("/subscribers/").content.decode()
+    assert "2 Mar 2026" in listing
