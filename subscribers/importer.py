@@ -29,6 +29,7 @@ from subscribers.models import (
     CustomField,
     ImportFileChunk,
     Subscriber,
+    SubscriberCount,
     Suppression,
     Tag,
     Tagging,
@@ -884,6 +885,11 @@ def _merge(*, job: Job, columns: _Columns, staging: _Staging, parsed: _ParseResu
             )
             suppressed = cursor.rowcount
 
+        # Whether the account held anyone unsubscribed, bounced or complained before this import;
+        # if not, there is nobody to count as "kept" (and no join over the whole file to run).
+        had_suppressed = SubscriberCount.objects.filter(
+            account_id=account_id, state__in=_SUPPRESSED_STATES, count__gt=0
+        ).exists()
         fields_sql, field_keys = _fields_sql(columns)
         consent_by = job.params.get("consent_by") or (
             job.created_by.email if job.created_by else "the command line"
@@ -933,14 +939,16 @@ def _merge(*, job: Job, columns: _Columns, staging: _Staging, parsed: _ParseResu
             ],
         )
         created = cursor.rowcount
-        cursor.execute(
-            f"""
-            SELECT count(*) FROM {subscribers} AS s JOIN {rows} AS r ON r.email = s.email
-            WHERE s.account_id = %s AND s.state IN %s AND s.created_at < %s
-            """,
-            [account_id, _SUPPRESSED_STATES, now],
-        )
-        kept = cursor.fetchone()[0]
+        kept = 0
+        if had_suppressed:
+            cursor.execute(
+                f"""
+                SELECT count(*) FROM {subscribers} AS s JOIN {rows} AS r ON r.email = s.email
+                WHERE s.account_id = %s AND s.state IN %s AND s.created_at < %s
+                """,
+                [account_id, _SUPPRESSED_STATES, now],
+            )
+            kept = cursor.fetchone()[0]
         _tag_everyone(job=job, columns=columns, staging=staging, cursor=cursor, now=now)
 
         errors_total = parsed.errors + duplicates + suppressed

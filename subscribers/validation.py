@@ -35,7 +35,9 @@ def normalize_email(raw: str) -> str:
         try:
             domain = domain.encode("idna").decode("ascii")
         except UnicodeError:
-            raise ValidationError(f"“{domain[:80]}” is not a valid domain.", code="invalid") from None
+            raise ValidationError(
+                f"“{domain[:80]}” is not a valid domain.", code="invalid"
+            ) from None
     email = f"{local}@{domain}".lower()
     if len(email) > MAX_EMAIL_LENGTH:
         raise ValidationError(
@@ -44,5 +46,7 @@ def normalize_email(raw: str) -> str:
     try:
         _validator(email)
     except ValidationError:
-        raise ValidationError(f"“{email[:80]}” is not a valid email address.", code="invalid") from None
+        raise ValidationError(
+            f"“{email[:80]}” is not a valid email address.", code="invalid"
+        ) from None
     return email
