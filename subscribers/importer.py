@@ -1047,5 +1047,5 @@ def _summary_sentence(summary: dict) -> str:
     if kept:
         sentence += f" ({kept:,} kept unsubscribed, bounced or complained)"
     if summary["errors"]:
-        sentence += f", {summary['errors']:,} with problems (download the list below)"
+        sentence += f", {summary['errors']:,} with problems"
     return sentence + "."
