@@ -166,6 +166,9 @@ def test_creator_can_switch_only_to_accounts_they_belong_to(alice_client, alice,
     assert response.status_code == 404
     second = Account.objects.create(name="Second list")
     Membership.objects.create(user=alice, account=second, role=Membership.Role.OWNER)
+    menu = alice_client.get("/").content.decode()
+    assert "Switch to Second list" in menu
+    assert "Charlie" not in menu
     alice_client.post(f"/accounts/switch/{second.id}/")
     assert "Second list" in alice_client.get("/").content.decode()
 
