@@ -25,7 +25,11 @@ def navigation(request):
     match = getattr(request, "resolver_match", None)
     url_name = (match.url_name or "") if match else ""
     section = next((s for prefix, s in _SECTION_BY_PREFIX if url_name.startswith(prefix)), "")
-    return {"navigation": NAVIGATION, "section": section, "other_accounts": _other_accounts(request)}
+    return {
+        "navigation": NAVIGATION,
+        "section": section,
+        "other_accounts": _other_accounts(request),
+    }
 
 
 def _other_accounts(request):
@@ -36,6 +40,4 @@ def _other_accounts(request):
     account = getattr(request, "account", None)
     if not (user and user.is_authenticated and account):
         return Account.objects.none()
-    return (
-        Account.objects.filter(memberships__user=user).exclude(pk=account.pk).order_by("name")
-    )
+    return Account.objects.filter(memberships__user=user).exclude(pk=account.pk).order_by("name")
