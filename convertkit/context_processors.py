@@ -25,19 +25,10 @@ def navigation(request):
     match = getattr(request, "resolver_match", None)
     url_name = (match.url_name or "") if match else ""
     section = next((s for prefix, s in _SECTION_BY_PREFIX if url_name.startswith(prefix)), "")
+    bool(getattr(request, "account", None))  # resolves the lazy account, and other_accounts
     return {
         "navigation": NAVIGATION,
         "section": section,
-        "other_accounts": _other_accounts(request),
+        # Filled in while request.account was resolved (convertkit.tenancy.current_account).
+        "other_accounts": getattr(request, "other_accounts", []),
     }
-
-
-def _other_accounts(request):
-    """The other accounts the creator belongs to, for the account menu (evaluated only if shown)."""
-    from convertkit.models import Account
-
-    user = getattr(request, "user", None)
-    account = getattr(request, "account", None)
-    if not (user and user.is_authenticated and account):
-        return Account.objects.none()
-    return Account.objects.filter(memberships__user=user).exclude(pk=account.pk).order_by("name")

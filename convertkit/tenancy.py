@@ -18,17 +18,26 @@ SESSION_ACCOUNT_KEY = "account_id"
 
 
 def current_account(request) -> Account | None:
+    """The account chosen in the session (else the first joined), in one query; the creator's
+    other accounts are left on request.other_accounts for the account menu."""
+    request.other_accounts = []
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return None
-    memberships = Membership.objects.filter(user=user).select_related("account")
+    accounts = [
+        membership.account
+        for membership in Membership.objects.filter(user=user)
+        .select_related("account")
+        .order_by("id")
+    ]
+    if not accounts:
+        return None
     wanted = request.session.get(SESSION_ACCOUNT_KEY)
-    membership = None
-    if wanted is not None:
-        membership = memberships.filter(account_id=wanted).first()
-    if membership is None:
-        membership = memberships.order_by("id").first()
-    return membership.account if membership else None
+    current = next((account for account in accounts if account.id == wanted), accounts[0])
+    request.other_accounts = sorted(
+        (account for account in accounts if account.id != current.id), key=lambda a: a.name
+    )
+    return current
 
 
 def account_required(view):
