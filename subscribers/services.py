@@ -43,11 +43,17 @@ class CustomFieldExists(Exception):
     pass
 
 
-def tag_get_or_create(*, account: Account, name: str) -> Tag:
-    """The account's tag of that name (case-insensitive), created if missing; safe under races."""
+def _tag_name_cleaned(name: str) -> str:
+    """Spaces collapsed, at most MAX_TAG_NAME_LENGTH characters; ValueError if nothing is left."""
     name = " ".join(name.split())[:MAX_TAG_NAME_LENGTH]
     if not name:
         raise ValueError("A tag needs a name")
+    return name
+
+
+def tag_get_or_create(*, account: Account, name: str) -> Tag:
+    """The account's tag of that name (case-insensitive), created if missing; safe under races."""
+    name = _tag_name_cleaned(name)
     existing = Tag.objects.filter(account=account, name__iexact=name).first()
     if existing:
         return existing
@@ -60,9 +66,7 @@ def tag_get_or_create(*, account: Account, name: str) -> Tag:
 
 def tag_create(*, account: Account, name: str) -> Tag:
     """A new tag; TagExists if the account has one of that name (case-insensitive)."""
-    name = " ".join(name.split())[:MAX_TAG_NAME_LENGTH]
-    if not name:
-        raise ValueError("A tag needs a name")
+    name = _tag_name_cleaned(name)
     try:
         with transaction.atomic():
             return Tag.objects.create(account=account, name=name)
