@@ -195,6 +195,15 @@ else:
     EMAIL_TIMEOUT = _smtp_options["timeout"]
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL") or f"ConvertKit <noreply@{_site.hostname}>"
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# The mailto: of every List-Unsubscribe header; each message puts the subscriber's token after a
+# "+" in its local part (unsubscribe+TOKEN@host).
+UNSUBSCRIBE_MAILTO = env_str("UNSUBSCRIBE_MAILTO") or f"unsubscribe@{_site.hostname}"
+_mailto_local, _, _mailto_domain = UNSUBSCRIBE_MAILTO.rpartition("@")
+if not _mailto_local or not _mailto_domain or any(c in UNSUBSCRIBE_MAILTO for c in " <>,+\r\n"):
+    raise ImproperlyConfigured(
+        f"Unexpected value UNSUBSCRIBE_MAILTO={UNSUBSCRIBE_MAILTO!r}, use a plain address such as "
+        "unsubscribe@mail.example.com"
+    )
 # ANYMAIL_POSTMARK_SERVER_TOKEN=... becomes ANYMAIL["POSTMARK_SERVER_TOKEN"], and so on for any ESP.
 ANYMAIL = env_prefixed("ANYMAIL_")
 # Where the development SMTP sink writes captured messages; the DEBUG-only mailbox page reads them.

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.urls import include, path
 
 from convertkit import views
+from subscribers import unsubscribe_views
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -36,6 +37,7 @@ urlpatterns = [
     path("subscribers/", include("subscribers.urls")),
     path("forms/", include("subscribers.form_urls")),
     path("broadcasts/", include("broadcasts.urls")),
+    path("u/<str:token>/", unsubscribe_views.unsubscribe, name="unsubscribe"),
 ]
 
 if settings.DEBUG:

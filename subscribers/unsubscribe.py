@@ -1,0 +1,137 @@
+"""The unsubscribe link every email carries, its header values, and the re-subscribe service.
+
+A token names (account id, subscriber id) and carries a truncated HMAC-SHA256 of both under a key
+derived from SECRET_KEY and a purpose string. It never expires: CAN-SPAM wants an opt-out to work
+for at least 30 days after a send, and a subscriber may click a year-old email. Everything in it is
+lower-case letters and digits, so the copy in a mailto: local part survives mail servers that
+change the case of addresses.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models.functions import Coalesce
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.crypto import constant_time_compare, salted_hmac
+from django.utils.http import int_to_base36
+
+from subscribers.models import StateChange, Subscriber
+
+PURPOSE = "subscribers.unsubscribe"
+# 128 bits of the HMAC: far beyond guessing, and short enough for a URL and an address.
+SIGNATURE_BYTES = 16
+# Canonical form only (no leading zeros, no other characters int() would accept), so each
+# subscriber has exactly one token; 13 base-36 digits hold any bigint id.
+TOKEN_RE = re.compile(r"([1-9a-z][0-9a-z]{0,12})-([1-9a-z][0-9a-z]{0,12})-([a-z2-7]{26})")
+MAX_ID = 2**63 - 1  # PostgreSQL bigint: a larger id would make the lookup fail, not miss
+
+LINK_REASON = "unsubscribed through the link in an email"
+ONE_CLICK_REASON = "unsubscribed with one click in the email client (RFC 8058)"
+RESUBSCRIBE_REASON = "resubscribed through the link in an email"
+
+
+def _signature(*, account_id: int, subscriber_id: int, secret: str) -> str:
+    digest = salted_hmac(
+        PURPOSE, f"{account_id}:{subscriber_id}", secret=secret, algorithm="sha256"
+    ).digest()
+    return base64.b32encode(digest[:SIGNATURE_BYTES]).decode("ascii").rstrip("=").lower()
+
+
+def unsubscribe_token(*, subscriber: Subscriber) -> str:
+    account_id, subscriber_id = subscriber.account_id, subscriber.pk
+    signature = _signature(
+        account_id=account_id, subscriber_id=subscriber_id, secret=settings.SECRET_KEY
+    )
+    return f"{int_to_base36(account_id)}-{int_to_base36(subscriber_id)}-{signature}"
+
+
+def _token_ids(token: str) -> tuple[int, int] | None:
+    """The (account id, subscriber id) a well-signed token names, or None.
+
+    The signature is checked against SECRET_KEY and then SECRET_KEY_FALLBACKS, so that rotating
+    the key does not break the links in emails already sent.
+    """
+    match = TOKEN_RE.fullmatch(token.lower())
+    if match is None:
+        return None
+    account_id, subscriber_id = int(match[1], 36), int(match[2], 36)
+    if not (0 < account_id <= MAX_ID and 0 < subscriber_id <= MAX_ID):
+        return None
+    for secret in [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS]:
+        expected = _signature(account_id=account_id, subscriber_id=subscriber_id, secret=secret)
+        if constant_time_compare(match[3], expected):
+            return account_id, subscriber_id
+    return None
+
+
+def subscriber_from_token(token: str) -> Subscriber | None:
+    """The subscriber the token names, with their account; None if the token is forged,
+    damaged, or names a subscriber who no longer exists in that account."""
+    ids = _token_ids(token)
+    if ids is None:
+        return None
+    account_id, subscriber_id = ids
+    return (
+        Subscriber.objects.select_related("account")
+        .filter(pk=subscriber_id, account_id=account_id)
+        .first()
+    )
+
+
+def unsubscribe_url(*, subscriber: Subscriber) -> str:
+    path = reverse("unsubscribe", kwargs={"token": unsubscribe_token(subscriber=subscriber)})
+    return f"{settings.SITE_URL}{path}"
+
+
+def unsubscribe_mailto(*, subscriber: Subscriber) -> str:
+    """UNSUBSCRIBE_MAILTO with the token as a +suffix of its local part (unsubscribe+TOKEN@host),
+    so that inbound processing can tell who wrote without trusting the From header."""
+    local, _, domain = settings.UNSUBSCRIBE_MAILTO.rpartition("@")
+    return f"{local}+{unsubscribe_token(subscriber=subscriber)}@{domain}"
+
+
+def unsubscribe_headers(*, subscriber: Subscriber) -> dict[str, str]:
+    """List-Unsubscribe (RFC 2369) and List-Unsubscribe-Post (RFC 8058) for an outgoing email."""
+    return {
+        "List-Unsubscribe": (
+            f"<{unsubscribe_url(subscriber=subscriber)}>, "
+            f"<mailto:{unsubscribe_mailto(subscriber=subscriber)}>"
+        ),
+        "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+    }
+
+
+def subscriber_resubscribe_by_link(*, subscriber: Subscriber) -> bool:
+    """Makes an unsubscribed subscriber active again at their own request, with a history row.
+
+    Only the unsubscribed state qualifies: bounced and complained addresses are never
+    reactivated. The token only ever reached the subscriber's mailbox, so clicking proves the
+    address is theirs, as a confirmation link would. A conditional UPDATE decides, so a double
+    submit writes one history row; returns whether the state changed.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        changed = Subscriber.objects.filter(
+            pk=subscriber.pk, state=Subscriber.State.UNSUBSCRIBED
+        ).update(
+            state=Subscriber.State.ACTIVE,
+            unsubscribed_at=None,
+            confirmed_at=Coalesce("confirmed_at", now),
+            updated_at=now,
+        )
+        if not changed:
+            return False
+        StateChange.objects.create(
+            account_id=subscriber.account_id,
+            subscriber=subscriber,
+            from_state=Subscriber.State.UNSUBSCRIBED,
+            to_state=Subscriber.State.ACTIVE,
+            reason=RESUBSCRIBE_REASON,
+        )
+    subscriber.refresh_from_db(fields=["state", "unsubscribed_at", "confirmed_at", "updated_at"])
+    return True

@@ -1,0 +1,50 @@
+"""The public unsubscribe page at /u/<token>/, reached from the link or header of an email.
+
+No session, cookie or CSRF token is involved: the signed token alone names the subscriber, and
+mail clients sending the RFC 8058 one-click POST have none of those. GET never changes anything,
+because link scanners fetch every URL of an email.
+"""
+
+from __future__ import annotations
+
+from django.http import HttpResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_http_methods
+
+from subscribers.services import subscriber_unsubscribe
+from subscribers.unsubscribe import (
+    LINK_REASON,
+    ONE_CLICK_REASON,
+    subscriber_from_token,
+    subscriber_resubscribe_by_link,
+)
+
+
+@csrf_exempt
+@never_cache
+@require_http_methods(["GET", "HEAD", "POST"])
+def unsubscribe(request, token: str):
+    subscriber = subscriber_from_token(token)
+    if subscriber is None:
+        return render(request, "subscribers/unsubscribe_invalid.html", status=404)
+    if request.method == "POST":
+        if request.POST.get("List-Unsubscribe") == "One-Click":
+            # RFC 8058: the mail client shows nothing of the answer; 200, never a redirect.
+            subscriber_unsubscribe(subscriber=subscriber, reason=ONE_CLICK_REASON)
+            return HttpResponse("You are unsubscribed.\n", content_type="text/plain")
+        if request.POST.get("action") == "resubscribe":
+            subscriber_resubscribe_by_link(subscriber=subscriber)
+        else:
+            subscriber_unsubscribe(subscriber=subscriber, reason=LINK_REASON)
+        subscriber.refresh_from_db(fields=["state"])
+    return render(
+        request,
+        "subscribers/unsubscribe.html",
+        {
+            "subscriber": subscriber,
+            "account": subscriber.account,
+            "posted": request.method == "POST",
+        },
+    )
