@@ -1,6 +1,11 @@
 from __future__ import annotations
 
+import logging
+from smtplib import SMTPException
+
 from celery import shared_task
+
+logger = logging.getLogger(__name__)
 
 
 @shared_task(name="subscribers.run_import", ignore_result=True, max_retries=3)
@@ -17,3 +22,39 @@ def run_bulk_action(job_id: int) -> None:
     from subscribers import bulk
 
     bulk.bulk_job_run(job_id=job_id)
+
+
+@shared_task(
+    name="subscribers.send_subscriber_email",
+    ignore_result=True,
+    autoretry_for=(OSError, SMTPException),
+    retry_backoff=5,
+    retry_backoff_max=300,
+    max_retries=5,
+)
+def send_subscriber_email(
+    subscriber_id: int,
+    subject: str,
+    text_body: str,
+    html_body: str | None = None,
+    message_id: str | None = None,
+) -> None:
+    """Sends one message to a subscriber; their state is read now, not when it was queued, so
+    whoever unsubscribed in between gets nothing."""
+    from subscribers.mail import MailRefused, subscriber_email_send
+    from subscribers.models import Subscriber
+
+    subscriber = Subscriber.objects.select_related("account").filter(pk=subscriber_id).first()
+    if subscriber is None:
+        logger.info("Subscriber %s no longer exists; email %r not sent", subscriber_id, subject)
+        return
+    try:
+        subscriber_email_send(
+            subscriber=subscriber,
+            subject=subject,
+            text_body=text_body,
+            html_body=html_body,
+            message_id=message_id,
+        )
+    except MailRefused as refused:
+        logger.info("Email %r not sent: %s", subject, refused)

@@ -1,0 +1,133 @@
+"""The one way a message reaches a subscriber: confirmation, incentive, and test sends.
+
+Every message carries the account's sender, the unsubscribe headers (RFC 2369 and RFC 8058) and
+a footer with the account's postal address and the unsubscribe link. A suppressed subscriber or an
+account without a postal address gets no message at all: the build refuses, so no caller can
+forget the check.
+"""
+
+from __future__ import annotations
+
+import re
+from email.utils import formataddr
+from urllib.parse import urlparse
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives, make_msgid
+from django.utils.html import escape, linebreaks
+
+from subscribers.models import Subscriber
+from subscribers.unsubscribe import unsubscribe_headers, unsubscribe_url
+
+_BODY_CLOSE_RE = re.compile(r"</body\s*>", re.IGNORECASE)
+
+
+class MailRefused(Exception):
+    """The message must not be sent; the reason says why."""
+
+
+class SubscriberNotMailable(MailRefused):
+    """The subscriber is unsubscribed, bounced or complained: suppression is never bypassed."""
+
+
+class PostalAddressMissing(MailRefused):
+    """CAN-SPAM: the account needs a postal address before any send."""
+
+
+def _display_name(name: str) -> str:
+    # A name is one line in a header: a CR/LF typed into a name becomes a space, never a header.
+    return " ".join(name.split())
+
+
+def _header_check(name: str, value: str) -> None:
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"{name} must not contain a line break: {value!r}")
+
+
+def _footer_text(*, account, url: str) -> str:
+    return f"\n\n--\n{account.name}\n{account.postal_address.strip()}\n\nUnsubscribe: {url}\n"
+
+
+def _footer_html(*, account, url: str) -> str:
+    return (
+        '<div class="footer" style="margin-top:2em;font-size:12px;color:#666">'
+        f"<p>{escape(account.name)}</p>"
+        f"{linebreaks(account.postal_address.strip(), autoescape=True)}"
+        f'<p><a href="{escape(url)}">Unsubscribe</a></p>'
+        "</div>"
+    )
+
+
+def _with_html_footer(html_body: str, footer: str) -> str:
+    closing = list(_BODY_CLOSE_RE.finditer(html_body))
+    if not closing:
+        return html_body + footer
+    at = closing[-1].start()
+    return html_body[:at] + footer + html_body[at:]
+
+
+def subscriber_email_build(
+    *,
+    subscriber: Subscriber,
+    subject: str,
+    text_body: str,
+    html_body: str | None = None,
+    message_id: str | None = None,
+) -> EmailMultiAlternatives:
+    """A message from the subscriber's account to the subscriber, ready for any mail backend.
+
+    Raises SubscriberNotMailable for a suppressed subscriber, PostalAddressMissing for an account
+    without a postal address, and ValueError for a subject or header with a line break.
+    """
+    account = subscriber.account
+    if subscriber.is_suppressed:
+        raise SubscriberNotMailable(
+            f"Subscriber {subscriber.pk} is {subscriber.state}: no email may be sent to them."
+        )
+    if not account.postal_address.strip():
+        raise PostalAddressMissing(
+            f"Account {account.pk} has no postal address; add one before sending any email."
+        )
+
+    if account.sender_email:
+        from_email = formataddr((_display_name(account.sender_name), account.sender_email))
+    else:
+        from_email = settings.DEFAULT_FROM_EMAIL
+    to = formataddr((_display_name(subscriber.first_name), subscriber.email))
+    headers = {
+        **unsubscribe_headers(subscriber=subscriber),
+        "Message-ID": message_id or make_msgid(domain=urlparse(settings.SITE_URL).hostname),
+    }
+    for name, value in [("Subject", subject), ("From", from_email), ("To", to), *headers.items()]:
+        _header_check(name, value)
+
+    url = unsubscribe_url(subscriber=subscriber)
+    message = EmailMultiAlternatives(
+        subject=subject,
+        body=text_body + _footer_text(account=account, url=url),
+        from_email=from_email,
+        to=[to],
+        headers=headers,
+    )
+    if html_body is not None:
+        message.attach_alternative(
+            _with_html_footer(html_body, _footer_html(account=account, url=url)), "text/html"
+        )
+    return message
+
+
+def subscriber_email_send(
+    *,
+    subscriber: Subscriber,
+    subject: str,
+    text_body: str,
+    html_body: str | None = None,
+    message_id: str | None = None,
+) -> None:
+    subscriber_email_build(
+        subscriber=subscriber,
+        subject=subject,
+        text_body=text_body,
+        html_body=html_body,
+        message_id=message_id,
+    ).send()
