@@ -25,10 +25,8 @@ def navigation(request):
     match = getattr(request, "resolver_match", None)
     url_name = (match.url_name or "") if match else ""
     section = next((s for prefix, s in _SECTION_BY_PREFIX if url_name.startswith(prefix)), "")
-    bool(getattr(request, "account", None))  # resolves the lazy account, and other_accounts
     return {
         "navigation": NAVIGATION,
         "section": section,
-        # Filled in while request.account was resolved (convertkit.tenancy.current_account).
         "other_accounts": getattr(request, "other_accounts", []),
     }

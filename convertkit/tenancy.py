@@ -17,13 +17,12 @@ from convertkit.models import Account, Membership
 SESSION_ACCOUNT_KEY = "account_id"
 
 
-def current_account(request) -> Account | None:
-    """The account chosen in the session (else the first joined), in one query; the creator's
-    other accounts are left on request.other_accounts for the account menu."""
-    request.other_accounts = []
+def creator_accounts(request) -> tuple[Account | None, list[Account]]:
+    """The account chosen in the session (else the first joined) and the creator's other
+    accounts by name, for the account menu: both from one query."""
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
-        return None
+        return None, []
     accounts = [
         membership.account
         for membership in Membership.objects.filter(user=user)
@@ -31,13 +30,13 @@ def current_account(request) -> Account | None:
         .order_by("id")
     ]
     if not accounts:
-        return None
+        return None, []
     wanted = request.session.get(SESSION_ACCOUNT_KEY)
     current = next((account for account in accounts if account.id == wanted), accounts[0])
-    request.other_accounts = sorted(
+    others = sorted(
         (account for account in accounts if account.id != current.id), key=lambda a: a.name
     )
-    return current
+    return current, others
 
 
 def account_required(view):

@@ -1,13 +1,17 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 import pytest
 from django.core import mail
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from convertkit.celery import app as celery_app
 from convertkit.models import Account, Membership, User
 from tests.conftest import PASSWORD
+from tests.factories import SubscriberFactory
 
 
 @pytest.fixture
@@ -147,7 +151,7 @@ def test_account_without_postal_address_is_not_ready_to_send_and_dashboard_says_
 
 
 def test_settings_change_only_the_current_account(alice_client, account_a, account_b, charlie):
-    alice_client.post(
+    response = alice_client.post(
         "/settings/",
         {
             "name": "Renamed",
@@ -157,6 +161,9 @@ def test_settings_change_only_the_current_account(alice_client, account_a, accou
             "time_zone": "UTC",
         },
     )
+    assert response.status_code == 302
+    account_a.refresh_from_db()
+    assert account_a.name == "Renamed"
     account_b.refresh_from_db()
     assert account_b.name == "Charlie's Garage"
 
@@ -170,7 +177,19 @@ def test_creator_can_switch_only_to_accounts_they_belong_to(alice_client, alice,
     assert "Switch to Second list" in menu
     assert "Charlie" not in menu
     alice_client.post(f"/accounts/switch/{second.id}/")
-    assert "Second list" in alice_client.get("/").content.decode()
+    menu = alice_client.get("/").content.decode()
+    assert "Switch to Ann&#x27;s Kitchen" in menu
+    assert "Switch to Second list" not in menu
+
+
+def test_current_account_and_account_menu_come_from_one_query(alice_client, alice):
+    second = Account.objects.create(name="Second list")
+    Membership.objects.create(user=alice, account=second, role=Membership.Role.MEMBER)
+    with CaptureQueriesContext(connection) as queries:
+        page = alice_client.get("/").content.decode()
+    assert "Switch to Second list" in page
+    table = Membership._meta.db_table
+    assert len([q for q in queries if f'"{table}"' in q["sql"]]) == 1
 
 
 def test_user_without_account_is_asked_to_create_one(client, db):
@@ -197,10 +216,6 @@ def test_navigation_pages_render_with_current_section_marked(alice_client, path)
 
 
 def test_times_are_shown_in_the_account_time_zone(alice_client, account_a):
-    from datetime import UTC, datetime
-
-    from tests.factories import SubscriberFactory
-
     Account.objects.filter(pk=account_a.pk).update(time_zone="Asia/Tokyo")
     subscriber = SubscriberFactory(account=account_a)
     type(subscriber).objects.filter(pk=subscriber.pk).update(
