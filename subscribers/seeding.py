@@ -136,7 +136,7 @@ WITH new_subscribers AS (
   ) AS rows
   RETURNING id
 )
-SELECT min(id), max(id), count(*) FROM new_subscribers
+SELECT min(id), max(id) FROM new_subscribers
 """
 
 # Tags per subscriber: 45% none, 35% one, 13% two, 7% three. The first tag is skewed towards
@@ -308,8 +308,13 @@ def demo_data_seed(
             "ANALYZE subscribers_subscriber, subscribers_tagging, subscribers_tag,"
             " subscribers_subscribercount"
         )
+    counts = dict(
+        Tag.objects.filter(pk__in=[tag.pk for tag in tag_rows]).values_list(
+            "pk", "subscriber_count"
+        )
+    )
     for tag in tag_rows:
-        tag.refresh_from_db(fields=["subscriber_count"])
+        tag.subscriber_count = counts[tag.pk]
     return SeedResult(account=account, subscribers=subscribers, taggings=taggings, tags=tag_rows)
 
 
@@ -328,7 +333,4 @@ def _batch_execute(sql: str, params: dict, *, seed: float | None, fetch: bool = 
         if seed is not None:
             cursor.execute("SELECT setseed(%s)", [seed])
         cursor.execute(sql, params)
-        if fetch:
-            first_id, last_id, _count = cursor.fetchone()
-            return first_id, last_id
-        return cursor.rowcount
+        return cursor.fetchone() if fetch else cursor.rowcount

@@ -38,7 +38,6 @@ def unsubscribe(request, token: str):
             subscriber_resubscribe_by_link(subscriber=subscriber)
         else:
             subscriber_unsubscribe(subscriber=subscriber, reason=LINK_REASON)
-        subscriber.refresh_from_db(fields=["state"])
     return render(
         request,
         "subscribers/unsubscribe.html",

@@ -6,9 +6,12 @@ alice owns account A, bob is a member of A, charlie owns account B and must see 
 from __future__ import annotations
 
 import pytest
+from celery.contrib.testing.worker import start_worker
+from django.conf import settings
 from django.core.cache import cache
 from django.test import Client
 
+from convertkit.celery import app as celery_app
 from convertkit.models import Membership
 from tests.factories import AccountFactory, MembershipFactory, UserFactory
 
@@ -78,3 +81,28 @@ def bob_client(bob):
 @pytest.fixture
 def charlie_client(charlie):
     return _client_for(charlie)
+
+
+@pytest.fixture
+def celery_worker_start(transactional_db):
+    """Starts a real Celery worker (in this process, consuming every queue from real Redis) when
+    the test says so: `with celery_worker_start(): ...`, e.g. once its tasks are queued."""
+
+    def start(*, pool: str = "threads", concurrency: int = 1):
+        return start_worker(
+            celery_app,
+            pool=pool,
+            concurrency=concurrency,
+            queues=list(settings.CELERY_QUEUE_NAMES),
+            perform_ping_check=False,
+            shutdown_timeout=30,
+        )
+
+    return start
+
+
+@pytest.fixture
+def celery_worker(celery_worker_start):
+    """A real Celery worker running for the whole test."""
+    with celery_worker_start(concurrency=2) as worker:
+        yield worker

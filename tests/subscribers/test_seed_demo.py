@@ -173,7 +173,7 @@ def test_command_creates_a_demo_account_and_prints_the_new_login():
     assert "Added 300 subscribers" in out
     password = re.search(r"with the password (\S+)", out).group(1)
     assert owner.check_password(password)
-    assert "300 / 300 subscribers" in err
+    assert "300 of 300 subscribers" in err
 
 
 @pytest.mark.django_db

@@ -8,11 +8,9 @@ from email.parser import BytesParser
 
 import django
 import pytest
-from celery.contrib.testing.worker import start_worker
 from django.core import mail
 from django.test import override_settings
 
-from convertkit.celery import app as celery_app
 from convertkit.devstack import free_port
 from convertkit.mailsink import sink_start
 from subscribers.mail import (
@@ -229,7 +227,7 @@ def test_task_sends_to_an_active_subscriber(reader):
     assert sent.to == ["Rita <reader@example.org>"]
 
 
-def test_subscriber_who_unsubscribes_after_the_send_was_queued_gets_nothing(transactional_db):
+def test_subscriber_who_unsubscribes_after_the_send_was_queued_gets_nothing(celery_worker_start):
     account = AccountFactory()
     leaving = SubscriberFactory(account=account, email="leaving@example.org")
     staying = SubscriberFactory(account=account, email="staying@example.org")
@@ -240,14 +238,7 @@ def test_subscriber_who_unsubscribes_after_the_send_was_queued_gets_nothing(tran
     # Queued after, and the worker runs one task at a time in order: once this one has arrived,
     # the first has been handled.
     send_subscriber_email.delay(staying.pk, "For the one who stayed", "Hello")
-    with start_worker(
-        celery_app,
-        pool="solo",
-        concurrency=1,
-        queues=["default"],
-        perform_ping_check=False,
-        shutdown_timeout=30,
-    ):
+    with celery_worker_start(pool="solo"):
         deadline = time.monotonic() + 30
         while not mail.outbox and time.monotonic() < deadline:
             time.sleep(0.05)
