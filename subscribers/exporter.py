@@ -85,7 +85,7 @@ def export_rows(
             confirmed_at,
             unsubscribed_at,
         ) in batch:
-            values = [fields.get(key) for key in keys] if keys else []
+            values = [fields.get(key) for key in keys]
             yield [
                 safe_cell(email),
                 safe_cell(first_name),

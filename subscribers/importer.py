@@ -551,9 +551,6 @@ def import_job_run(
                 cursor=cursor,
                 progress=progress,
             )
-            message = "Merging into your list…"
-            Job.objects.filter(pk=job.pk, state=Job.State.RUNNING).update(message=message)
-            progress(parsed.rows, parsed.rows, message)
             _merge(job=job, columns=columns, staging=staging, parsed=parsed, cursor=cursor)
     except ImportFileError as exc:
         _fail(job, str(exc))
@@ -602,7 +599,7 @@ def _parse_into_staging(
             result.stored_errors += 1
             problems.append((line, value[:MAX_ERROR_VALUE_LENGTH], message))
 
-    def flush(rows: int) -> None:
+    def flush(rows: int, *, last: bool = False) -> None:
         result.rows = rows
         for rows_to_copy, copy in ((valid, staging.copy_rows), (problems, staging.copy_errors)):
             if rows_to_copy:
@@ -610,12 +607,15 @@ def _parse_into_staging(
                 csv.writer(buffer, lineterminator="\n").writerows(rows_to_copy)
                 copy(cursor, buffer)
                 rows_to_copy.clear()
-        total = max(rows, int(rows * size / lines.bytes_read)) if size else None
+        figures = {"processed": rows, "error_count": result.errors}
+        if last:
+            # One UPDATE for the final count and the next step.
+            figures.update(total=rows, message="Merging into your list…")
+        else:
+            figures["total"] = max(rows, int(rows * size / lines.bytes_read)) if size else None
         # Only while running: a second run racing a finished one must not overwrite its figures.
-        Job.objects.filter(pk=job.pk, state=Job.State.RUNNING).update(
-            processed=rows, total=total, error_count=result.errors
-        )
-        progress(rows, total, "")
+        Job.objects.filter(pk=job.pk, state=Job.State.RUNNING).update(**figures)
+        progress(rows, figures["total"], figures.get("message", ""))
 
     header = None
     width = len(params.get("columns", []))
@@ -701,19 +701,21 @@ def _parse_into_staging(
                 continue
         if field_indexes:
             values = [row[index].strip() for index in field_indexes]
+            problem = None
             for value in values:
                 if len(value) > MAX_FIELD_VALUE_LENGTH or value[:1] == "'":
+                    # It checks and un-guards every value of the row: one call is enough.
                     problem = _field_values_checked(values, fields)
-                    if problem:
-                        error(start, raw, problem)
-                        break
-            else:
-                add((start, email, first_name, state, tags, *values))
+                    break
+            if problem:
+                error(start, raw, problem)
+                continue
+            add((start, email, first_name, state, tags, *values))
         else:
             add((start, email, first_name, state, tags))
     if header is None:
         raise ImportFileError("The file has no header row. The first line must name the columns.")
-    flush(rows)
+    flush(rows, last=True)
     return result
 
 

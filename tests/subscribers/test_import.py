@@ -436,6 +436,7 @@ def test_a_job_that_stopped_half_way_is_run_again_from_the_start(account_a, monk
         importer.import_job_run(job_id=job.id)
     job.refresh_from_db()
     assert job.state == Job.State.RUNNING and job.processed == 4
+    assert (job.total, job.message) == (4, "Merging into your list…")
     assert not Subscriber.objects.exists()
 
     monkeypatch.setattr(importer, "_merge", original_merge)

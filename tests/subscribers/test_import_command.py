@@ -119,3 +119,16 @@ def test_a_latin1_file_is_read_as_windows_1252(account_a, tmp_path):
     )
     assert "1 with problems" in out
     assert "/errors.csv" in out
+
+
+def test_the_error_file_guards_a_rejected_value_that_looks_like_a_formula(account_a, tmp_path):
+    path = tmp_path / "formula.csv"
+    path.write_text("email\n=1+1\nok@example.com\n")
+    errors = tmp_path / "errors.csv"
+    import_command(
+        str(path), "--account", str(account_a.id), "--in-process", "--errors", str(errors)
+    )
+    assert errors.read_text().splitlines() == [
+        "line,value,error",
+        "2,'=1+1,“=1+1” is not an email address.",
+    ]

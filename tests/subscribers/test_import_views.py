@@ -203,7 +203,9 @@ def test_charlie_cannot_see_or_start_an_import_of_account_a(
 def test_bob_a_member_of_the_account_can_run_an_import(bob_client, alice_client):
     upload(alice_client, SIX_ROWS)
     job = Job.objects.get()
-    assert bob_client.get(map_url(job)).status_code == 200
+    response = bob_client.get(map_url(job))
+    assert response.status_code == 200
+    assert "reader1@example.com" in response.content.decode()
 
 
 def test_the_import_pages_need_a_login(client, db):

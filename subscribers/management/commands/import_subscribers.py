@@ -12,6 +12,7 @@ from django.urls import reverse
 
 from convertkit.models import Account, Job
 from subscribers import importer
+from subscribers.csv_safety import safe_cell
 from subscribers.management.commands._progress import ProgressBar
 from subscribers.models import CustomField
 
@@ -217,8 +218,13 @@ class Command(BaseCommand):
             with open(options["errors"], "w", newline="", encoding="utf-8") as out:
                 writer = csv.writer(out)
                 writer.writerow(["line", "value", "error"])
+                # The same cells as the browser's error file (job_errors_csv): a rejected
+                # value is the creator's own data, and may look like a formula.
                 writer.writerows(
-                    job.errors.order_by("line", "id").values_list("line", "value", "message")
+                    (line if line is not None else "", safe_cell(value), message)
+                    for line, value, message in job.errors.order_by("line", "id").values_list(
+                        "line", "value", "message"
+                    )
                 )
             self.stdout.write(f"Rows with problems written to {options['errors']}.")
         else:
