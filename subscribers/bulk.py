@@ -22,6 +22,7 @@ from subscribers.selectors import (
     subscriber_counts,
     subscriber_queryset,
 )
+from subscribers.services import UNSUBSCRIBABLE_STATES
 
 logger = logging.getLogger(__name__)
 
@@ -247,7 +248,7 @@ def _apply_unsubscribe(*, job: Job, ids: list[int], tag: Tag | None) -> int:
             {
                 "account": job.account_id,
                 "ids": ids,
-                "states": (Subscriber.State.ACTIVE.value, Subscriber.State.UNCONFIRMED.value),
+                "states": tuple(state.value for state in UNSUBSCRIBABLE_STATES),
                 "to_state": Subscriber.State.UNSUBSCRIBED.value,
                 "reason": reason,
             },

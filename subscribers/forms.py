@@ -44,6 +44,7 @@ class SubscriberFilterForm(forms.Form):
 
     def __init__(self, *args, tags: list[Tag], **kwargs):
         super().__init__(*args, **kwargs)
+        self.tags_by_id = {tag.id: tag for tag in tags}
         self.fields["tag"].choices = _tag_choices(tags, "All tags")
 
     def clean_q(self) -> str:
@@ -55,6 +56,11 @@ class SubscriberFilterForm(forms.Form):
         return SubscriberFilter(
             state=data.get("state") or "", tag_id=data.get("tag"), q=data.get("q") or ""
         )
+
+    @property
+    def filter_tag(self) -> Tag | None:
+        """The tag filtered on, with its counter; None without a valid one."""
+        return self.tags_by_id.get(self.filters().tag_id)
 
 
 class SubscriberForm(forms.Form):

@@ -182,8 +182,8 @@ def subscriber_update(
 def subscriber_unsubscribe(*, subscriber: Subscriber, reason: str) -> bool:
     """Moves an active or unconfirmed subscriber to unsubscribed, with a history row.
 
-    A conditional UPDATE decides, so a double submit writes one history row; returns whether the
-    state changed.
+    The state is read under a row lock and only a subscribable one moves, so a double submit
+    writes one history row; returns whether the state changed.
     """
     now = timezone.now()
     with transaction.atomic():

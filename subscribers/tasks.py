@@ -7,8 +7,12 @@ from celery import shared_task
 
 logger = logging.getLogger(__name__)
 
+# run_import and run_bulk_action never retry: an error marks the Job failed with a message for the
+# creator. What protects them is acks_late (settings): a worker killed mid-run leaves the message
+# on the queue, and the next worker runs the job again (both are safe to run twice).
 
-@shared_task(name="subscribers.run_import", ignore_result=True, max_retries=3)
+
+@shared_task(name="subscribers.run_import", ignore_result=True)
 def run_import(job_id: int) -> None:
     """Imports the CSV of an import Job (safe to run again: the merge is an upsert)."""
     from subscribers import importer
@@ -16,7 +20,7 @@ def run_import(job_id: int) -> None:
     importer.import_job_run(job_id=job_id)
 
 
-@shared_task(name="subscribers.run_bulk_action", ignore_result=True, max_retries=3)
+@shared_task(name="subscribers.run_bulk_action", ignore_result=True)
 def run_bulk_action(job_id: int) -> None:
     """Applies a bulk action Job (tag, untag, unsubscribe, delete) to its filtered set, in batches."""
     from subscribers import bulk

@@ -35,6 +35,14 @@ def _account_tags(request) -> list[Tag]:
     return list(Tag.objects.filter(account=request.account).order_by("name", "id"))
 
 
+def _tag_names(request) -> list[str]:
+    return list(
+        Tag.objects.filter(account=request.account)
+        .order_by("name")
+        .values_list("name", flat=True)[:DATALIST_LIMIT]
+    )
+
+
 def _custom_fields(request) -> list[CustomField]:
     return list(CustomField.objects.filter(account=request.account))
 
@@ -82,7 +90,7 @@ def subscriber_list(request):
     form.is_valid()
     filters = form.filters()
     counts = selectors.subscriber_counts(account=request.account)
-    tag = next((tag for tag in tags if tag.id == filters.tag_id), None)
+    tag = form.filter_tag
     count_requested = request.GET.get("count") == "1"
     partial = bool(request.htmx and not request.htmx.history_restore_request)
     if count_requested and partial:
@@ -162,14 +170,6 @@ def subscriber_create(request):
 def subscriber_detail(request, subscriber_id: int):
     subscriber = get_for_account(request, Subscriber, pk=subscriber_id)
     return _render_detail(request, subscriber, TagNameForm())
-
-
-def _tag_names(request) -> list[str]:
-    return list(
-        Tag.objects.filter(account=request.account)
-        .order_by("name")
-        .values_list("name", flat=True)[:DATALIST_LIMIT]
-    )
 
 
 def _render_detail(request, subscriber: Subscriber, tag_form: TagNameForm):
@@ -401,7 +401,7 @@ def subscriber_bulk(request):
     context = {"filter_form": filter_form, "action_form": action_form}
     if filter_valid:
         filters = filter_form.filters()
-        tag = next((tag for tag in tags if tag.id == filters.tag_id), None)
+        tag = filter_form.filter_tag
         total = selectors.subscriber_total(
             account=request.account,
             filters=filters,

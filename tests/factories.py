@@ -73,3 +73,18 @@ class CustomFieldFactory(factory.django.DjangoModelFactory):
     account = factory.SubFactory(AccountFactory)
     key = factory.Sequence(lambda n: f"field_{n}")
     label = factory.Sequence(lambda n: f"Field {n}")
+
+
+def tagged_and_bounced_mix(*, tag: Tag, count: int) -> list[int]:
+    """`count` subscribers of the tag's account: some tagged, some bounced, some both, some
+    neither, so that neither the tag nor the state alone picks the set. Returns the ids of the
+    bounced ones with the tag, oldest first."""
+    both = []
+    for n in range(count):
+        state = Subscriber.State.BOUNCED if n % 3 else Subscriber.State.ACTIVE
+        subscriber = SubscriberFactory(account=tag.account, state=state)
+        if n % 2:
+            TaggingFactory(tag=tag, subscriber=subscriber)
+            if state == Subscriber.State.BOUNCED:
+                both.append(subscriber.id)
+    return both

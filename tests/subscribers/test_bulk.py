@@ -6,7 +6,12 @@ from django.urls import reverse
 from convertkit.models import Job
 from subscribers import bulk
 from subscribers.models import StateChange, Subscriber, Suppression, Tag, Tagging, email_hash
-from tests.factories import SubscriberFactory, TagFactory, TaggingFactory
+from tests.factories import (
+    SubscriberFactory,
+    TagFactory,
+    TaggingFactory,
+    tagged_and_bounced_mix,
+)
 
 BULK_URL = reverse("subscriber_bulk")
 
@@ -327,14 +332,7 @@ def test_an_empty_set_finishes_at_once(account_a, alice, vip):
 
 
 def test_a_bulk_action_on_a_tag_and_a_state_touches_exactly_that_set(account_a, alice, vip):
-    expected = set()
-    for n in range(9):
-        state = Subscriber.State.BOUNCED if n % 2 else Subscriber.State.ACTIVE
-        subscriber = SubscriberFactory(account=account_a, state=state)
-        if n % 3:
-            TaggingFactory(tag=vip, subscriber=subscriber)
-            if state == Subscriber.State.BOUNCED:
-                expected.add(subscriber.id)
+    expected = set(tagged_and_bounced_mix(tag=vip, count=9))
     kept = set(Subscriber.objects.values_list("id", flat=True)) - expected
     job = make_job(account_a, alice, "delete", tag_id=vip.id, state="bounced")
 

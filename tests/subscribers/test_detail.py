@@ -3,6 +3,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from subscribers.models import StateChange, Subscriber, Suppression, Tag, Tagging, email_hash
@@ -56,6 +58,30 @@ def test_the_detail_page_shows_fields_consent_tags_and_history(alice_client, acc
         assert text in body, text
     # A value whose field definition was deleted stays stored but is not shown.
     assert "kept" not in body
+
+
+def test_the_detail_page_makes_the_same_queries_however_many_tags_fields_and_changes(
+    alice_client, account_a, subscriber, django_assert_num_queries
+):
+    def add(count: int) -> None:
+        for n in range(count):
+            CustomFieldFactory(account=account_a)
+            TaggingFactory(tag=TagFactory(account=account_a), subscriber=subscriber)
+            StateChange.objects.create(
+                account=account_a, subscriber=subscriber, to_state="active", reason=f"change {n}"
+            )
+
+    add(1)
+    alice_client.get(detail_url(subscriber))  # warm the session
+    with CaptureQueriesContext(connection) as few:
+        alice_client.get(detail_url(subscriber))
+    assert len(few.captured_queries) <= 8
+
+    add(20)
+    with django_assert_num_queries(len(few.captured_queries)):
+        body = alice_client.get(detail_url(subscriber)).content.decode()
+    assert body.count('<li class="tag">') == 21
+    assert body.count("change 19") == 1
 
 
 def test_history_lists_state_changes_newest_first_then_the_creation(

@@ -5,7 +5,12 @@ import pytest
 from subscribers import selectors, services
 from subscribers.models import StateChange, Subscriber, Suppression, email_hash
 from subscribers.selectors import SubscriberFilter, Total
-from tests.factories import SubscriberFactory, TagFactory, TaggingFactory
+from tests.factories import (
+    SubscriberFactory,
+    TagFactory,
+    TaggingFactory,
+    tagged_and_bounced_mix,
+)
 
 
 def test_subscriber_create_refuses_a_duplicate_and_names_the_existing_subscriber(account_a):
@@ -128,14 +133,7 @@ def test_a_tag_page_never_shows_another_accounts_subscribers(account_a, account_
 @pytest.mark.parametrize("lead", ["tag", "state", "planner"])
 def test_a_tag_with_a_state_pages_the_same_whichever_index_leads(account_a, lead):
     tag = TagFactory(account=account_a)
-    expected = []
-    for n in range(23):
-        state = Subscriber.State.BOUNCED if n % 3 else Subscriber.State.ACTIVE
-        subscriber = SubscriberFactory(account=account_a, state=state)
-        if n % 2:
-            TaggingFactory(tag=tag, subscriber=subscriber)
-            if state == Subscriber.State.BOUNCED:
-                expected.append(subscriber.id)
+    expected = tagged_and_bounced_mix(tag=tag, count=23)
     tag.refresh_from_db()
     counts = {"tag": {"bounced": 10**6}, "state": {"bounced": 0}, "planner": None}[lead]
     filters = SubscriberFilter(tag_id=tag.id, state="bounced")
