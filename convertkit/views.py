@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import csv
 from urllib.parse import urlparse
 
 from django.conf import settings
@@ -9,7 +8,7 @@ from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.db import connection
-from django.http import Http404, JsonResponse, StreamingHttpResponse
+from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse_lazy
 from django.views.decorators.cache import never_cache
@@ -24,7 +23,8 @@ from convertkit.forms import (
 )
 from convertkit.models import Job, Membership
 from convertkit.tenancy import SESSION_ACCOUNT_KEY, account_required, get_for_account
-from subscribers.csv_safety import safe_cell
+from subscribers.csv_safety import csv_download
+from subscribers.exporter import job_error_rows
 
 
 @account_required
@@ -171,25 +171,7 @@ def job_progress(request, job_id: int):
     return response
 
 
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
 @account_required
 def job_errors_csv(request, job_id: int):
     job = get_for_account(request, Job, pk=job_id)
-    writer = csv.writer(_Echo())
-
-    def rows():
-        yield writer.writerow(["line", "value", "error"])
-        for line, value, message in (
-            job.errors.order_by("line", "id")
-            .values_list("line", "value", "message")
-            .iterator(chunk_size=2000)
-        ):
-            yield writer.writerow([line if line is not None else "", safe_cell(value), message])
-
-    response = StreamingHttpResponse(rows(), content_type="text/csv; charset=utf-8")
-    response["Content-Disposition"] = f'attachment; filename="job-{job.id}-errors.csv"'
-    return response
+    return csv_download(job_error_rows(job=job), filename=f"job-{job.id}-errors.csv")

@@ -14,7 +14,7 @@ from django.contrib.postgres.aggregates import ArrayAgg
 from django.db.models import OuterRef, Subquery
 from django.db.models.functions import Lower
 
-from convertkit.models import Account
+from convertkit.models import Account, Job
 from subscribers.csv_safety import safe_cell
 from subscribers.models import CustomField, Tagging
 from subscribers.selectors import SubscriberFilter, subscriber_queryset
@@ -103,3 +103,15 @@ def export_rows(
         if len(batch) < batch_size:
             return
         last_id = batch[-1][0]
+
+
+def job_error_rows(*, job: Job) -> Iterator[list[str]]:
+    """The header, then a job's rejected rows by line: the error file of the browser and the
+    import command alike (a rejected value is the creator's own data: it may look like a formula)."""
+    yield ["line", "value", "error"]
+    for line, value, message in (
+        job.errors.order_by("line", "id")
+        .values_list("line", "value", "message")
+        .iterator(chunk_size=2000)
+    ):
+        yield ["" if line is None else str(line), safe_cell(value), message]

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import csv
 from datetime import timedelta
 
 from django import forms
 from django.conf import settings
 from django.contrib import messages
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
-from django.http import Http404, HttpResponseBadRequest, StreamingHttpResponse
+from django.http import Http404, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -18,6 +17,7 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from convertkit.models import Job
 from convertkit.tenancy import account_required, get_for_account
 from subscribers import exporter, importer
+from subscribers.csv_safety import csv_download
 from subscribers.models import CustomField, Subscriber, Tag
 from subscribers.selectors import SubscriberFilter
 from subscribers.services import MAX_TAG_NAME_LENGTH
@@ -262,11 +262,6 @@ def import_map(request, job_id: int):
     return render(request, "subscribers/import_map.html", context)
 
 
-class _Echo:
-    def write(self, value: str) -> str:
-        return value
-
-
 @account_required
 def export_csv(request):
     """All subscribers matching the list's filters (state, tag, q), streamed as CSV."""
@@ -282,11 +277,6 @@ def export_csv(request):
     filters = SubscriberFilter(
         state=state, tag_id=tag_id, q=" ".join(request.GET.get("q", "").split())[:254]
     )
-    writer = csv.writer(_Echo())
     rows = exporter.export_rows(account=request.account, filters=filters)
-    response = StreamingHttpResponse(
-        (writer.writerow(row) for row in rows), content_type="text/csv; charset=utf-8"
-    )
     stamp = timezone.now().strftime("%Y-%m-%d")
-    response["Content-Disposition"] = f'attachment; filename="subscribers-{stamp}.csv"'
-    return response
+    return csv_download(rows, filename=f"subscribers-{stamp}.csv")

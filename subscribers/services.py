@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db import IntegrityError, transaction
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from convertkit.models import Account
@@ -206,6 +207,37 @@ def subscriber_unsubscribe(*, subscriber: Subscriber, reason: str) -> bool:
             reason=reason[:255],
         )
     subscriber.state, subscriber.unsubscribed_at = Subscriber.State.UNSUBSCRIBED, now
+    return True
+
+
+def subscriber_resubscribe(*, subscriber: Subscriber, reason: str) -> bool:
+    """Makes an unsubscribed subscriber active again at their own request, with a history row.
+
+    Only the unsubscribed state qualifies: bounced and complained addresses are never
+    reactivated. Callers act on proof the address is theirs (the unsubscribe link only ever
+    reached their mailbox, as a confirmation link would). A conditional UPDATE decides, so a double
+    submit writes one history row; returns whether the state changed.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        changed = Subscriber.objects.filter(
+            pk=subscriber.pk, state=Subscriber.State.UNSUBSCRIBED
+        ).update(
+            state=Subscriber.State.ACTIVE,
+            unsubscribed_at=None,
+            confirmed_at=Coalesce("confirmed_at", now),
+            updated_at=now,
+        )
+        if not changed:
+            return False
+        StateChange.objects.create(
+            account_id=subscriber.account_id,
+            subscriber=subscriber,
+            from_state=Subscriber.State.UNSUBSCRIBED,
+            to_state=Subscriber.State.ACTIVE,
+            reason=reason[:255],
+        )
+    subscriber.refresh_from_db(fields=["state", "unsubscribed_at", "confirmed_at", "updated_at"])
     return True
 
 

@@ -1,4 +1,4 @@
-"""The unsubscribe link every email carries, its header values, and the re-subscribe service.
+"""The unsubscribe link every email carries, and its header values.
 
 A token names (account id, subscriber id) and carries a truncated HMAC-SHA256 of both under a key
 derived from SECRET_KEY and a purpose string. It never expires: CAN-SPAM wants an opt-out to work
@@ -13,14 +13,11 @@ import base64
 import re
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models.functions import Coalesce
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 from django.utils.http import int_to_base36
 
-from subscribers.models import StateChange, Subscriber
+from subscribers.models import Subscriber
 
 PURPOSE = "subscribers.unsubscribe"
 # 128 bits of the HMAC: far beyond guessing, and short enough for a URL and an address.
@@ -104,34 +101,3 @@ def unsubscribe_headers(*, subscriber: Subscriber) -> dict[str, str]:
         ),
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
     }
-
-
-def subscriber_resubscribe_by_link(*, subscriber: Subscriber) -> bool:
-    """Makes an unsubscribed subscriber active again at their own request, with a history row.
-
-    Only the unsubscribed state qualifies: bounced and complained addresses are never
-    reactivated. The token only ever reached the subscriber's mailbox, so clicking proves the
-    address is theirs, as a confirmation link would. A conditional UPDATE decides, so a double
-    submit writes one history row; returns whether the state changed.
-    """
-    now = timezone.now()
-    with transaction.atomic():
-        changed = Subscriber.objects.filter(
-            pk=subscriber.pk, state=Subscriber.State.UNSUBSCRIBED
-        ).update(
-            state=Subscriber.State.ACTIVE,
-            unsubscribed_at=None,
-            confirmed_at=Coalesce("confirmed_at", now),
-            updated_at=now,
-        )
-        if not changed:
-            return False
-        StateChange.objects.create(
-            account_id=subscriber.account_id,
-            subscriber=subscriber,
-            from_state=Subscriber.State.UNSUBSCRIBED,
-            to_state=Subscriber.State.ACTIVE,
-            reason=RESUBSCRIBE_REASON,
-        )
-    subscriber.refresh_from_db(fields=["state", "unsubscribed_at", "confirmed_at", "updated_at"])
-    return True

@@ -13,12 +13,12 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from subscribers.services import subscriber_unsubscribe
+from subscribers.services import subscriber_resubscribe, subscriber_unsubscribe
 from subscribers.unsubscribe import (
     LINK_REASON,
     ONE_CLICK_REASON,
+    RESUBSCRIBE_REASON,
     subscriber_from_token,
-    subscriber_resubscribe_by_link,
 )
 
 
@@ -35,7 +35,7 @@ def unsubscribe(request, token: str):
             subscriber_unsubscribe(subscriber=subscriber, reason=ONE_CLICK_REASON)
             return HttpResponse("You are unsubscribed.\n", content_type="text/plain")
         if request.POST.get("action") == "resubscribe":
-            subscriber_resubscribe_by_link(subscriber=subscriber)
+            subscriber_resubscribe(subscriber=subscriber, reason=RESUBSCRIBE_REASON)
         else:
             subscriber_unsubscribe(subscriber=subscriber, reason=LINK_REASON)
     return render(

@@ -10,9 +10,6 @@ import os
 import shutil
 
 import pytest
-from celery.contrib.testing.worker import start_worker
-
-from convertkit.celery import app as celery_app
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 
@@ -52,21 +49,7 @@ def browser_type_launch_args(browser_type_launch_args):
 
 
 @pytest.fixture
-def celery_worker(transactional_db):
-    """A real Celery worker (threads, in this process) consuming every queue from real Redis."""
-    with start_worker(
-        celery_app,
-        pool="threads",
-        concurrency=2,
-        queues=list(celery_app.conf.task_queues and [q.name for q in celery_app.conf.task_queues]),
-        perform_ping_check=False,
-        shutdown_timeout=30,
-    ) as worker:
-        yield worker
-
-
-@pytest.fixture
 def site(live_server, celery_worker, page):
-    """The live site URL with a worker behind it; pages time out fast so failures are quick."""
+    """The live site URL with a real worker behind it (tests/conftest.py); pages time out fast so failures are quick."""
     page.set_default_timeout(15_000)
     return live_server.url

@@ -6,32 +6,15 @@ import io
 import threading
 import time
 
-import pytest
-from celery.contrib.testing.worker import start_worker
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.urls import reverse
 
-from convertkit.celery import app as celery_app
 from convertkit.models import Job
 from subscribers.models import ImportFileChunk, Subscriber, Tag
 from tests.factories import SubscriberFactory
 
 ROWS = 1200
-
-
-@pytest.fixture
-def worker(transactional_db):
-    """A real worker consuming the default queue, where run_import goes."""
-    with start_worker(
-        celery_app,
-        pool="threads",
-        concurrency=1,
-        queues=["default"],
-        perform_ping_check=False,
-        shutdown_timeout=30,
-    ) as running:
-        yield running
 
 
 def wait_for(job: Job, timeout: float = 60) -> Job:
@@ -49,7 +32,7 @@ def people(rows: int = ROWS) -> bytes:
     return ("email,first_name\n" + lines + "not an address,Nobody\n").encode()
 
 
-def test_an_upload_in_the_browser_is_imported_by_the_worker(worker, alice_client, account_a):
+def test_an_upload_in_the_browser_is_imported_by_the_worker(celery_worker, alice_client, account_a):
     SubscriberFactory(account=account_a, email="reader0@example.com", state="unsubscribed")
     response = alice_client.post(
         reverse("subscriber_import"), {"file": SimpleUploadedFile("people.csv", people())}
@@ -82,7 +65,7 @@ def test_an_upload_in_the_browser_is_imported_by_the_worker(worker, alice_client
     assert "1 row with problems (CSV)" in fragment
 
 
-def test_the_command_queues_the_import_and_follows_the_worker(worker, account_a, tmp_path):
+def test_the_command_queues_the_import_and_follows_the_worker(celery_worker, account_a, tmp_path):
     path = tmp_path / "people.csv"
     path.write_bytes(people())
     out, err = io.StringIO(), io.StringIO()

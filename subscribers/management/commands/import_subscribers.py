@@ -11,8 +11,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.urls import reverse
 
 from convertkit.models import Account, Job
-from subscribers import importer
-from subscribers.csv_safety import safe_cell
+from subscribers import exporter, importer
 from subscribers.management.commands._progress import ProgressBar
 from subscribers.models import CustomField
 
@@ -216,16 +215,7 @@ class Command(BaseCommand):
             return
         if options["errors"]:
             with open(options["errors"], "w", newline="", encoding="utf-8") as out:
-                writer = csv.writer(out)
-                writer.writerow(["line", "value", "error"])
-                # The same cells as the browser's error file (job_errors_csv): a rejected
-                # value is the creator's own data, and may look like a formula.
-                writer.writerows(
-                    (line if line is not None else "", safe_cell(value), message)
-                    for line, value, message in job.errors.order_by("line", "id").values_list(
-                        "line", "value", "message"
-                    )
-                )
+                csv.writer(out).writerows(exporter.job_error_rows(job=job))
             self.stdout.write(f"Rows with problems written to {options['errors']}.")
         else:
             url = settings.SITE_URL + reverse("job_errors_csv", args=[job.id])
