@@ -9,8 +9,13 @@ from django.utils.html import format_html
 
 from subscribers.models import CustomField, Subscriber, Tag
 from subscribers.selectors import SubscriberFilter
-from subscribers.services import MAX_TAG_NAME_LENGTH
-from subscribers.validation import MAX_EMAIL_LENGTH, MAX_FIELD_VALUE_LENGTH, normalize_email
+from subscribers.validation import (
+    MAX_EMAIL_LENGTH,
+    MAX_FIELD_VALUE_LENGTH,
+    MAX_TAG_NAME_LENGTH,
+    normalize_email,
+    tag_names_parse,
+)
 
 _CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
 # Keys a custom field may not take: the subscriber's own attributes use them in merge tags.
@@ -161,18 +166,7 @@ class SubscriberCreateForm(SubscriberForm):
     )
 
     def clean_tags(self) -> list[str]:
-        names = []
-        for raw in _one_line(self.cleaned_data["tags"], "tag list").split(","):
-            name = " ".join(raw.split())
-            if not name:
-                continue
-            if len(name) > MAX_TAG_NAME_LENGTH:
-                raise forms.ValidationError(
-                    f"A tag name is at most {MAX_TAG_NAME_LENGTH} characters long."
-                )
-            if name.lower() not in {existing.lower() for existing in names}:
-                names.append(name)
-        return names
+        return tag_names_parse(_one_line(self.cleaned_data["tags"], "tag list"))
 
     def add_suppressed_error(self) -> None:
         self.add_error(

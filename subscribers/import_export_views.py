@@ -20,7 +20,7 @@ from subscribers import exporter, importer
 from subscribers.csv_safety import csv_download
 from subscribers.models import CustomField, Subscriber, Tag
 from subscribers.selectors import SubscriberFilter
-from subscribers.services import MAX_TAG_NAME_LENGTH
+from subscribers.validation import tag_names_parse
 
 ACCEPTED_EXTENSIONS = (".csv", ".txt", ".tsv")
 # Room for the multipart envelope around the file when comparing Content-Length to the limit.
@@ -176,17 +176,7 @@ class ImportMapForm(forms.Form):
             self.column_names.append(name)
 
     def clean_tags(self) -> list[str]:
-        names = []
-        for raw in self.cleaned_data["tags"].split(","):
-            name = " ".join(raw.split())
-            if not name:
-                continue
-            if len(name) > MAX_TAG_NAME_LENGTH:
-                raise forms.ValidationError(
-                    f"“{name[:40]}…” is longer than {MAX_TAG_NAME_LENGTH} characters."
-                )
-            if name.lower() not in {existing.lower() for existing in names}:
-                names.append(name)
+        names = tag_names_parse(self.cleaned_data["tags"])
         if len(names) > 20:
             raise forms.ValidationError("Choose at most 20 tags.")
         return names

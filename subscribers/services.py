@@ -16,8 +16,8 @@ from subscribers.models import (
     Tagging,
     email_hash,
 )
+from subscribers.validation import MAX_TAG_NAME_LENGTH
 
-MAX_TAG_NAME_LENGTH = 100
 # States a creator may move to unsubscribed; the suppressed ones stay as they are.
 UNSUBSCRIBABLE_STATES = (Subscriber.State.ACTIVE, Subscriber.State.UNCONFIRMED)
 

@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
 
 MAX_EMAIL_LENGTH = 254
+MAX_TAG_NAME_LENGTH = 100
 # Longest value of a custom field, whether typed in a form or imported from a CSV.
 MAX_FIELD_VALUE_LENGTH = 2000
 _validator = EmailValidator()
@@ -50,3 +51,23 @@ def normalize_email(raw: str) -> str:
             f"“{email[:80]}” is not a valid email address.", code="invalid"
         ) from None
     return email
+
+
+def tag_names_parse(text: str) -> list[str]:
+    """Comma-separated tag names as a creator types them: spaces collapsed, empty names and
+    case-insensitive repeats dropped; ValidationError for a name that is too long."""
+    names: list[str] = []
+    seen: set[str] = set()
+    for raw in text.split(","):
+        name = " ".join(raw.split())
+        if not name or name.lower() in seen:
+            continue
+        if len(name) > MAX_TAG_NAME_LENGTH:
+            raise ValidationError(
+                f"“{name[:40]}…” is too long: a tag name is at most {MAX_TAG_NAME_LENGTH} "
+                "characters long.",
+                code="tag_too_long",
+            )
+        seen.add(name.lower())
+        names.append(name)
+    return names
