@@ -37,6 +37,7 @@ urlpatterns = [
     path("subscribers/", include("subscribers.urls")),
     path("forms/", include("subscribers.form_urls")),
     path("broadcasts/", include("broadcasts.urls")),
+    path("f/", include("subscribers.public_form_urls")),
     path("u/<str:token>/", unsubscribe_views.unsubscribe, name="unsubscribe"),
 ]
 

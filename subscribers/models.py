@@ -7,6 +7,7 @@ statement-level triggers (migration 0002), so no page ever runs COUNT(*) over mi
 from __future__ import annotations
 
 import hashlib
+import secrets
 
 from django.contrib.postgres.indexes import OpClass
 from django.db import models
@@ -198,4 +199,168 @@ class ImportFileChunk(models.Model):
     class Meta:
         constraints = [
             models.UniqueConstraint(fields=["job", "seq"], name="importfilechunk_unique"),
+        ]
+
+
+def form_uid_new() -> str:
+    """The public name of a form in its URLs: random, so forms cannot be enumerated."""
+    return secrets.token_hex(6)
+
+
+class Form(models.Model):
+    """A signup form: its hosted page, its embed snippet, and what a signup through it does.
+
+    Forms are archived, never deleted, so the consent records (Signup) that name a form and its
+    wording version stay demonstrable.
+    """
+
+    class Style(models.TextChoices):
+        INLINE = "inline", "Inline"
+        MODAL = "modal", "Modal (pops up)"
+        SLIDEIN = "slidein", "Slide-in (from the corner)"
+
+    class SuccessAction(models.TextChoices):
+        MESSAGE = "message", "Show a message"
+        REDIRECT = "redirect", "Redirect to a URL"
+
+    # The fields a form may ask for besides custom fields; email is always first and required.
+    STANDARD_FIELDS = ("email", "first_name")
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, db_index=False)
+    uid = models.CharField(max_length=16, unique=True, default=form_uid_new, editable=False)
+    name = models.CharField(max_length=100)
+    # [{"key": "email", "label": "Email address", "required": true}, {"key": "first_name", ...},
+    #  {"key": "<CustomField.key>", ...}] in display order.
+    fields = models.JSONField(default=list)
+    headline = models.CharField(max_length=200, blank=True, default="")
+    description = models.TextField(max_length=2000, blank=True, default="")
+    button_text = models.CharField(max_length=60, default="Subscribe")
+    consent_text = models.CharField(
+        max_length=500,
+        blank=True,
+        default="We respect your privacy. Unsubscribe at any time.",
+    )
+    style = models.CharField(max_length=16, choices=Style.choices, default=Style.INLINE)
+    success_action = models.CharField(
+        max_length=16, choices=SuccessAction.choices, default=SuccessAction.MESSAGE
+    )
+    success_message = models.CharField(
+        max_length=500, blank=True, default="Thanks! Now check your email to confirm."
+    )
+    redirect_url = models.URLField(max_length=1000, blank=True, default="")
+    tags = models.ManyToManyField(Tag, blank=True, related_name="forms")
+    double_opt_in = models.BooleanField(default=True)
+    confirmation_subject = models.CharField(
+        max_length=200, default="Please confirm your subscription"
+    )
+    confirmation_body = models.TextField(
+        max_length=5000,
+        default=(
+            "Hi {{ first_name }},\n\n"
+            "Please confirm that you want to receive our emails by following this link:\n\n"
+            "{{ confirmation_url }}\n\n"
+            "If you did not sign up, ignore this email and you will hear nothing more from us."
+        ),
+    )
+    incentive_url = models.URLField(max_length=1000, blank=True, default="")
+    incentive_subject = models.CharField(max_length=200, default="Here is your download")
+    incentive_body = models.TextField(
+        max_length=5000,
+        default="Thanks for confirming! Here is what we promised:\n\n{{ incentive_url }}",
+    )
+    # Bumped whenever the words a subscriber agrees to change (headline, description, button,
+    # consent text); FormWording keeps each version's text.
+    wording_version = models.PositiveIntegerField(default=1)
+    # Counters for the form list: views flushed from Redis by a periodic task, signups and
+    # subscribers gained updated in the signup's own transaction.
+    view_count = models.BigIntegerField(default=0)
+    signup_count = models.BigIntegerField(default=0)
+    subscriber_count = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # The form list: the account's live forms, newest first, keyset-paged.
+            models.Index(
+                fields=["account", "-id"],
+                name="form_account_live",
+                condition=Q(archived_at__isnull=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def conversion_rate(self) -> float | None:
+        """Subscribers gained per view, or None before the first view."""
+        return self.subscriber_count / self.view_count if self.view_count else None
+
+    @property
+    def has_incentive(self) -> bool:
+        return bool(self.incentive_url) or hasattr(self, "incentive_file")
+
+
+class FormWording(models.Model):
+    """The exact words a form showed in one wording version: what a consent record points to."""
+
+    form = models.ForeignKey(Form, on_delete=models.CASCADE, related_name="wordings")
+    version = models.PositiveIntegerField()
+    headline = models.CharField(max_length=200, blank=True)
+    description = models.TextField(blank=True)
+    button_text = models.CharField(max_length=60)
+    consent_text = models.CharField(max_length=500, blank=True)
+    double_opt_in = models.BooleanField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["form", "version"], name="formwording_unique"),
+        ]
+
+
+class FormIncentiveFile(models.Model):
+    """An uploaded incentive (a PDF, an ebook), kept in PostgreSQL so every web host can serve it."""
+
+    form = models.OneToOneField(Form, on_delete=models.CASCADE, related_name="incentive_file")
+    name = models.CharField(max_length=200)
+    content_type = models.CharField(max_length=100)
+    size = models.PositiveIntegerField()
+    data = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+
+class Signup(models.Model):
+    """One signup through a form: the consent record (GDPR Art. 7) and the pending confirmation.
+
+    What was submitted (name, custom fields) waits in `data` until it may be applied: at once for a
+    new or unconfirmed subscriber, only on confirmation for one who had unsubscribed.
+    """
+
+    class Outcome(models.TextChoices):
+        PENDING = "pending", "Waiting for confirmation"
+        CONFIRMED = "confirmed", "Confirmed by email (double opt-in)"
+        SUBSCRIBED = "subscribed", "Subscribed (single opt-in)"
+        TAGGED = "tagged", "Already subscribed: tags added"
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, db_index=False)
+    form = models.ForeignKey(Form, on_delete=models.PROTECT, related_name="signups")
+    subscriber = models.ForeignKey(
+        Subscriber, on_delete=models.CASCADE, db_index=False, related_name="signups"
+    )
+    wording_version = models.PositiveIntegerField()
+    outcome = models.CharField(max_length=16, choices=Outcome.choices)
+    data = models.JSONField(default=dict, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=500, blank=True, default="")
+    page_url = models.CharField(max_length=1000, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["subscriber", "-id"], name="signup_subscriber"),
+            models.Index(fields=["form", "-id"], name="signup_form"),
         ]
