@@ -79,6 +79,5 @@ def form_embed_code(form: Form) -> str:
     """What the creator pastes on their site: the plain HTML form, then the optional script
     (inline submission; needed for the modal and slide-in styles)."""
     return (
-        form_snippet_html(form).strip()
-        + f'\n<script src="{embed_script_url()}" async></script>\n'
+        form_snippet_html(form).strip() + f'\n<script src="{embed_script_url()}" async></script>\n'
     )

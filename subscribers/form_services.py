@@ -56,7 +56,9 @@ def form_fields_clean(*, account: Account, fields: list[dict]) -> list[dict]:
         )
         seen.add(key)
     if "email" not in seen:
-        cleaned.insert(0, {"key": "email", "label": STANDARD_FIELD_LABELS["email"], "required": True})
+        cleaned.insert(
+            0, {"key": "email", "label": STANDARD_FIELD_LABELS["email"], "required": True}
+        )
     else:
         cleaned.sort(key=lambda field: field["key"] != "email")
     return cleaned
@@ -116,9 +118,7 @@ def form_update(
         if wording_changed:
             _wording_record(form)
         if tag_names is not None:
-            form.tags.set(
-                [tag_get_or_create(account=form.account, name=tag) for tag in tag_names]
-            )
+            form.tags.set([tag_get_or_create(account=form.account, name=tag) for tag in tag_names])
     return form
 
 
@@ -132,9 +132,7 @@ def form_incentive_file_set(*, form: Form, name: str, content_type: str, data: b
     if not data:
         raise ValueError("The file is empty.")
     if len(data) > MAX_INCENTIVE_FILE_BYTES:
-        raise ValueError(
-            f"The file is larger than {MAX_INCENTIVE_FILE_BYTES // (1024 * 1024)} MB."
-        )
+        raise ValueError(f"The file is larger than {MAX_INCENTIVE_FILE_BYTES // (1024 * 1024)} MB.")
     FormIncentiveFile.objects.update_or_create(
         form=form,
         defaults={
