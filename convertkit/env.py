@@ -50,6 +50,20 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     return value
 
 
+def env_rate(name: str, default: str) -> tuple[int, int]:
+    """A rate limit written COUNT/SECONDS ("30/600": 30 per 10 minutes) as (count, seconds)."""
+    value = env_str(name) or default
+    try:
+        count, seconds = (int(part) for part in value.split("/"))
+    except ValueError:
+        count = seconds = 0
+    if count < 1 or seconds < 1:
+        raise ImproperlyConfigured(
+            f"Unexpected value {name}={value!r}, use COUNT/SECONDS such as 30/600"
+        )
+    return count, seconds
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     raw = env_str(name)
     if raw is None:

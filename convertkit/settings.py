@@ -14,7 +14,7 @@ import django
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
-from convertkit.env import env_bool, env_int, env_list, env_prefixed, env_str
+from convertkit.env import env_bool, env_int, env_list, env_prefixed, env_rate, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -158,7 +158,10 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULE: dict = {}
+CELERY_BEAT_SCHEDULE = {
+    # Form view counts wait in Redis (one HINCRBY per view) and reach the database once a minute.
+    "flush-form-views": {"task": "subscribers.flush_form_views", "schedule": 60.0},
+}
 
 # --- Email: every message goes through Django's mail API; anymail backends for ESPs --------------
 # Operators set EMAIL_* variables; Django 6.1+ reads them as the "default" entry of MAILERS, older
@@ -204,6 +207,16 @@ if not _mailto_local or not _mailto_domain or any(c in UNSUBSCRIBE_MAILTO for c 
         f"Unexpected value UNSUBSCRIBE_MAILTO={UNSUBSCRIBE_MAILTO!r}, use a plain address such as "
         "unsubscribe@mail.example.com"
     )
+# --- Public signup forms ---------------------------------------------------------------------------
+# Limits on the public subscribe endpoint (COUNT/SECONDS), against list bombing; see README.
+SIGNUP_LIMIT_PER_IP = env_rate("SIGNUP_LIMIT_PER_IP", "30/600")
+SIGNUP_LIMIT_PER_ADDRESS = env_rate("SIGNUP_LIMIT_PER_ADDRESS", "5/3600")
+SIGNUP_LIMIT_PER_FORM = env_rate("SIGNUP_LIMIT_PER_FORM", "1000/600")
+# How long a double opt-in confirmation link works.
+CONFIRMATION_LINK_DAYS = env_int("CONFIRMATION_LINK_DAYS", 7, minimum=1)
+# Proxies (load balancers) in front of gunicorn that append to X-Forwarded-For; 0 trusts none.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
+
 # ANYMAIL_POSTMARK_SERVER_TOKEN=... becomes ANYMAIL["POSTMARK_SERVER_TOKEN"], and so on for any ESP.
 ANYMAIL = env_prefixed("ANYMAIL_")
 # Where the development SMTP sink writes captured messages; the DEBUG-only mailbox page reads them.

@@ -13,6 +13,7 @@ from django.db import connection, transaction
 from redis.exceptions import RedisError
 
 from convertkit.redis import redis_client
+from subscribers.models import Form
 
 logger = logging.getLogger(__name__)
 
@@ -20,28 +21,30 @@ PENDING_KEY = "ck:form-views"
 FLUSHING_KEY = "ck:form-views:flushing"
 
 
-def form_view_record(*, form_id: int) -> None:
-    """Counts one view; a Redis outage loses the view, never the page."""
+def form_view_record(*, uid: str) -> None:
+    """Counts one view of the form with this public uid, without touching the database (the
+    flush ignores uids no form has). A Redis outage loses the view, never the page."""
     try:
-        redis_client().hincrby(PENDING_KEY, str(form_id), 1)
+        redis_client().hincrby(PENDING_KEY, uid, 1)
     except RedisError as error:
-        logger.warning("Form view of form %s not counted: %s", form_id, error)
+        logger.warning("View of form %s not counted: %s", uid, error)
 
 
-def form_views_pending(*, form_ids: list[int]) -> dict[int, int]:
-    """Views counted in Redis and not yet flushed, for the given forms (one round trip)."""
-    if not form_ids:
+def form_views_pending(*, forms: list[Form]) -> dict[int, int]:
+    """Views counted in Redis and not yet flushed, by form id (one round trip for the page)."""
+    if not forms:
         return {}
+    uids = [form.uid for form in forms]
     try:
         pipe = redis_client().pipeline(transaction=False)
-        pipe.hmget(PENDING_KEY, [str(i) for i in form_ids])
-        pipe.hmget(FLUSHING_KEY, [str(i) for i in form_ids])
+        pipe.hmget(PENDING_KEY, uids)
+        pipe.hmget(FLUSHING_KEY, uids)
         pending, flushing = pipe.execute()
     except RedisError:
         return {}
     return {
-        form_id: int(a or 0) + int(b or 0)
-        for form_id, a, b in zip(form_ids, pending, flushing, strict=True)
+        form.id: int(a or 0) + int(b or 0)
+        for form, a, b in zip(forms, pending, flushing, strict=True)
         if a or b
     }
 
@@ -62,14 +65,14 @@ def form_views_flush() -> int:
             if "no such key" in str(error).lower():
                 return 0
             raise
-    counts = {int(k): int(v) for k, v in client.hgetall(FLUSHING_KEY).items()}
+    counts = {uid: int(n) for uid, n in client.hgetall(FLUSHING_KEY).items()}
     if counts:
         with transaction.atomic(), connection.cursor() as cursor:
-            values = ", ".join(["(%s::bigint, %s::bigint)"] * len(counts))
+            values = ", ".join(["(%s, %s::bigint)"] * len(counts))
             cursor.execute(
                 f"UPDATE subscribers_form AS f SET view_count = f.view_count + v.n "
-                f"FROM (VALUES {values}) AS v(id, n) WHERE f.id = v.id",
+                f"FROM (VALUES {values}) AS v(uid, n) WHERE f.uid = v.uid",
                 [number for pair in counts.items() for number in pair],
             )
     client.delete(FLUSHING_KEY)
-    return sum(counts.values())
+    return sum(counts.values())  # including views of uids no form has

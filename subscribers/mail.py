@@ -73,14 +73,19 @@ def subscriber_email_build(
     text_body: str,
     html_body: str | None = None,
     message_id: str | None = None,
+    to_unsubscribed: bool = False,
 ) -> EmailMultiAlternatives:
     """A message from the subscriber's account to the subscriber, ready for any mail backend.
 
     Raises SubscriberNotMailable for a suppressed subscriber, PostalAddressMissing for an account
     without a postal address, and ValueError for a subject or header with a line break.
+    `to_unsubscribed` lets one message reach an unsubscribed subscriber: the confirmation they
+    asked for by signing up again. Bounced and complained addresses are refused regardless.
     """
     account = subscriber.account
-    if subscriber.is_suppressed:
+    if subscriber.is_suppressed and not (
+        to_unsubscribed and subscriber.state == Subscriber.State.UNSUBSCRIBED
+    ):
         raise SubscriberNotMailable(
             f"Subscriber {subscriber.pk} is {subscriber.state}: no email may be sent to them."
         )
@@ -123,6 +128,7 @@ def subscriber_email_send(
     text_body: str,
     html_body: str | None = None,
     message_id: str | None = None,
+    to_unsubscribed: bool = False,
 ) -> None:
     subscriber_email_build(
         subscriber=subscriber,
@@ -130,4 +136,5 @@ def subscriber_email_send(
         text_body=text_body,
         html_body=html_body,
         message_id=message_id,
+        to_unsubscribed=to_unsubscribed,
     ).send()

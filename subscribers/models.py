@@ -357,6 +357,9 @@ class Signup(models.Model):
     user_agent = models.CharField(max_length=500, blank=True, default="")
     page_url = models.CharField(max_length=1000, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
+    # When this signup's email (confirmation or incentive) was queued; none when the hourly cap
+    # held it back or there was nothing to send.
+    email_sent_at = models.DateTimeField(null=True, blank=True)
     confirmed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

@@ -4,9 +4,14 @@ or loop), sent through the subscriber mail path on the default queue."""
 
 from __future__ import annotations
 
+import logging
 import re
 
-from subscribers.models import Form
+from subscribers.mail import MailRefused, subscriber_email_send
+from subscribers.models import Form, Signup
+from subscribers.signup import confirmation_url, incentive_url
+
+logger = logging.getLogger(__name__)
 
 PLACEHOLDER_RE = re.compile(r"\{\{\s*(first_name|confirmation_url|incentive_url)\s*\}\}")
 CONFIRMATION_PLACEHOLDER = "{{ confirmation_url }}"
@@ -36,3 +41,49 @@ def incentive_email_text(form: Form, *, first_name: str, incentive_url: str) -> 
     if incentive_url not in body:
         body = f"{body.rstrip()}\n\n{incentive_url}"
     return _fill(form.incentive_subject, values), body
+
+
+def _signup_for_mail(signup_id: int) -> Signup | None:
+    signup = (
+        Signup.objects.select_related("form", "subscriber", "subscriber__account")
+        .filter(pk=signup_id)
+        .first()
+    )
+    if signup is None:
+        logger.info("Signup %s no longer exists; no email sent", signup_id)
+    return signup
+
+
+def signup_confirmation_send(*, signup_id: int) -> None:
+    """Sends the confirmation email of a pending signup. The state is read now: a signup
+    confirmed meanwhile, or a subscriber who bounced or complained, gets nothing."""
+    signup = _signup_for_mail(signup_id)
+    if signup is None or signup.outcome != Signup.Outcome.PENDING:
+        return
+    subject, body = confirmation_email_text(
+        signup.form,
+        first_name=signup.data.get("first_name") or signup.subscriber.first_name,
+        confirmation_url=confirmation_url(signup),
+    )
+    try:
+        subscriber_email_send(
+            subscriber=signup.subscriber, subject=subject, text_body=body, to_unsubscribed=True
+        )
+    except MailRefused as refused:
+        logger.info("Confirmation of signup %s not sent: %s", signup_id, refused)
+
+
+def signup_incentive_send(*, signup_id: int) -> None:
+    """Sends the form's incentive to a subscriber who confirmed or subscribed."""
+    signup = _signup_for_mail(signup_id)
+    if signup is None or signup.outcome == Signup.Outcome.PENDING or not signup.form.has_incentive:
+        return
+    subject, body = incentive_email_text(
+        signup.form,
+        first_name=signup.subscriber.first_name,
+        incentive_url=incentive_url(signup),
+    )
+    try:
+        subscriber_email_send(subscriber=signup.subscriber, subject=subject, text_body=body)
+    except MailRefused as refused:
+        logger.info("Incentive of signup %s not sent: %s", signup_id, refused)

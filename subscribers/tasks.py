@@ -7,6 +7,14 @@ from celery import shared_task
 
 logger = logging.getLogger(__name__)
 
+_MAIL_RETRY = {
+    "ignore_result": True,
+    "autoretry_for": (OSError, SMTPException),
+    "retry_backoff": 5,
+    "retry_backoff_max": 300,
+    "max_retries": 5,
+}
+
 # run_import and run_bulk_action never retry: an error marks the Job failed with a message for the
 # creator. What protects them is acks_late (settings): a worker killed mid-run leaves the message
 # on the queue, and the next worker runs the job again (both are safe to run twice).
@@ -28,14 +36,7 @@ def run_bulk_action(job_id: int) -> None:
     bulk.bulk_job_run(job_id=job_id)
 
 
-@shared_task(
-    name="subscribers.send_subscriber_email",
-    ignore_result=True,
-    autoretry_for=(OSError, SMTPException),
-    retry_backoff=5,
-    retry_backoff_max=300,
-    max_retries=5,
-)
+@shared_task(name="subscribers.send_subscriber_email", **_MAIL_RETRY)
 def send_subscriber_email(
     subscriber_id: int,
     subject: str,
@@ -62,3 +63,27 @@ def send_subscriber_email(
         )
     except MailRefused as refused:
         logger.info("Email %r not sent: %s", subject, refused)
+
+
+@shared_task(name="subscribers.send_form_confirmation", **_MAIL_RETRY)
+def send_form_confirmation(signup_id: int) -> None:
+    """Sends a signup's confirmation email, unless it was confirmed in the meantime."""
+    from subscribers.signup_mail import signup_confirmation_send
+
+    signup_confirmation_send(signup_id=signup_id)
+
+
+@shared_task(name="subscribers.send_form_incentive", **_MAIL_RETRY)
+def send_form_incentive(signup_id: int) -> None:
+    """Sends the form's incentive to a confirmed or subscribed signup."""
+    from subscribers.signup_mail import signup_incentive_send
+
+    signup_incentive_send(signup_id=signup_id)
+
+
+@shared_task(name="subscribers.flush_form_views", ignore_result=True)
+def flush_form_views() -> None:
+    """Moves form view counts from Redis to the database (celery beat, every minute)."""
+    from subscribers.form_counters import form_views_flush
+
+    form_views_flush()

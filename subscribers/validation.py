@@ -71,3 +71,72 @@ def tag_names_parse(text: str) -> list[str]:
         seen.add(name.lower())
         names.append(name)
     return names
+
+
+# Throwaway-mailbox services: a signup from one is almost always a bot or someone who will never
+# read the confirmation. A short list of the common ones, not a blocklist service.
+DISPOSABLE_DOMAINS = frozenset(
+    [
+        "10minutemail.com",
+        "20minutemail.com",
+        "33mail.com",
+        "dispostable.com",
+        "discard.email",
+        "dropmail.me",
+        "emailondeck.com",
+        "fakeinbox.com",
+        "getairmail.com",
+        "getnada.com",
+        "guerrillamail.biz",
+        "guerrillamail.com",
+        "guerrillamail.de",
+        "guerrillamail.info",
+        "guerrillamail.net",
+        "guerrillamail.org",
+        "guerrillamailblock.com",
+        "harakirimail.com",
+        "incognitomail.org",
+        "mailcatch.com",
+        "maildrop.cc",
+        "mailinator.com",
+        "mailinator.net",
+        "mailnesia.com",
+        "mintemail.com",
+        "mohmal.com",
+        "mytemp.email",
+        "sharklasers.com",
+        "spam4.me",
+        "spamgourmet.com",
+        "temp-mail.io",
+        "temp-mail.org",
+        "tempail.com",
+        "tempmail.com",
+        "tempmail.net",
+        "tempmailo.com",
+        "throwawaymail.com",
+        "trashmail.com",
+        "trashmail.de",
+        "trashmail.net",
+        "yopmail.com",
+        "yopmail.fr",
+        "yopmail.net",
+    ]
+)
+
+
+def is_disposable(email: str) -> bool:
+    """Whether a normalised address is at a throwaway-mailbox service (or a subdomain of one)."""
+    domain = email.rpartition("@")[2]
+    parts = domain.split(".")
+    return any(".".join(parts[i:]) in DISPOSABLE_DOMAINS for i in range(len(parts) - 1))
+
+
+def one_line_text_error(value: str, *, max_length: int) -> str | None:
+    """Why a value typed into a one-line input cannot be stored, or None."""
+    if any(ch in value for ch in "\r\n\0"):
+        return "Must be on one line."
+    if any(ord(ch) < 32 and ch != "\t" for ch in value):
+        return "Contains characters that are not allowed."
+    if len(value) > max_length:
+        return f"Must be at most {max_length} characters long."
+    return None

@@ -84,6 +84,15 @@ def charlie_client(charlie):
 
 
 @pytest.fixture
+def eager_celery():
+    """Tasks run in the caller as they are queued (with django_capture_on_commit_callbacks
+    (execute=True) for those queued on commit): for tests of what a task does, not of queuing."""
+    celery_app.conf.task_always_eager = True
+    yield
+    celery_app.conf.task_always_eager = False
+
+
+@pytest.fixture
 def celery_worker_start(transactional_db):
     """Starts a real Celery worker (in this process, consuming every queue from real Redis) when
     the test says so: `with celery_worker_start(): ...`, e.g. once its tasks are queued."""

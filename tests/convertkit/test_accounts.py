@@ -8,17 +8,9 @@ from django.core import mail
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from convertkit.celery import app as celery_app
 from convertkit.models import Account, Membership, User
 from tests.conftest import PASSWORD
 from tests.factories import SubscriberFactory
-
-
-@pytest.fixture
-def eager_celery():
-    celery_app.conf.task_always_eager = True
-    yield
-    celery_app.conf.task_always_eager = False
 
 
 def test_signup_creates_login_account_and_owner_membership(client, db):

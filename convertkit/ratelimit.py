@@ -1,0 +1,61 @@
+"""Fixed-window rate limits in Redis, for public endpoints anyone on the internet can hit.
+
+Each limit is (count, seconds), from settings such as SIGNUP_LIMIT_PER_IP="30/600". All the limits of
+one request are counted in one pipelined round trip. When Redis cannot be reached the limits are
+not enforced (logged): a signup must not be lost because a counter is away.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from redis.exceptions import RedisError
+
+from convertkit.redis import redis_client
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LimitExceeded:
+    scope: str
+    retry_after: int  # seconds until the window that was exceeded ends
+
+
+def rate_limits_hit(checks: list[tuple[str, str, tuple[int, int]]]) -> LimitExceeded | None:
+    """Counts one hit against each (scope, identifier, limit); the first limit now exceeded, or
+    None. Hits are counted even when refused, so hammering keeps the window closed."""
+    now = int(time.time())
+    try:
+        pipe = redis_client().pipeline(transaction=False)
+        for scope, identifier, (_count, seconds) in checks:
+            window = now - now % seconds
+            key = f"ck:rl:{scope}:{identifier}:{window}"
+            pipe.incr(key)
+            pipe.expire(key, seconds + 1)
+        results = pipe.execute()
+    except RedisError as error:
+        logger.warning("Rate limits not enforced, Redis unavailable: %s", error)
+        return None
+    for (scope, _identifier, (count, seconds)), hits in zip(checks, results[::2], strict=True):
+        if hits > count:
+            return LimitExceeded(scope=scope, retry_after=seconds - now % seconds)
+    return None
+
+
+def client_ip(request) -> str | None:
+    """The client's address: REMOTE_ADDR, or with TRUSTED_PROXY_COUNT=N proxies in front, the
+    address the outermost trusted proxy saw (N-th from the right of X-Forwarded-For), so a client
+    cannot choose its own address by sending the header."""
+    proxies = settings.TRUSTED_PROXY_COUNT
+    if proxies:
+        forwarded = [
+            part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")
+        ]
+        forwarded = [part for part in forwarded if part]
+        if len(forwarded) >= proxies:
+            return forwarded[-proxies]
+    return request.META.get("REMOTE_ADDR") or None
