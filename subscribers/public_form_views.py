@@ -39,7 +39,7 @@ from subscribers.signup import (
 
 UID_RE = re.compile(r"[0-9a-f]{12}")
 # The smallest transparent GIF (43 bytes).
-PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+PIXEL_GIF = base64.b64decode("R0lGODlhAQABAIAAAP///wAAACH5BAEAAAAALAAAAAABAAEAAAICRAEAOw==")
 DEFAULT_SUCCESS_MESSAGE = "Thanks for subscribing!"
 
 

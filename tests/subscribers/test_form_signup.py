@@ -56,9 +56,7 @@ def confirm_path(message) -> str:
     return CONFIRM_RE.search(message.body)[1]
 
 
-def test_new_address_on_a_double_opt_in_form_waits_unconfirmed_with_a_consent_record(
-    sign_up, form
-):
+def test_new_address_on_a_double_opt_in_form_waits_unconfirmed_with_a_consent_record(sign_up, form):
     response = sign_up("Reader@Example.org", first_name="Rita", city="Lyon")
 
     assert response.status_code == 200
@@ -84,9 +82,7 @@ def test_new_address_on_a_double_opt_in_form_waits_unconfirmed_with_a_consent_re
     assert (form.signup_count, form.subscriber_count) == (1, 0)
 
 
-def test_following_the_confirmation_link_activates_tags_and_records_consent(
-    sign_up, form, visitor
-):
+def test_following_the_confirmation_link_activates_tags_and_records_consent(sign_up, form, visitor):
     sign_up(first_name="Rita")
     path = confirm_path(mail.outbox[0])
 
@@ -203,9 +199,7 @@ def test_bounced_or_complained_subscriber_is_not_reactivated_and_gets_no_email(
     assert mail.outbox == []
 
 
-def test_subscriber_who_bounces_before_confirming_is_not_activated_by_the_link(
-    sign_up, visitor
-):
+def test_subscriber_who_bounces_before_confirming_is_not_activated_by_the_link(sign_up, visitor):
     sign_up()
     Subscriber.objects.update(state=Subscriber.State.BOUNCED)
 

@@ -202,6 +202,28 @@ def test_suppressed_subscriber_gets_no_message(account, state):
         subscriber_email_build(subscriber=suppressed, subject="Hi", text_body="Hello")
 
 
+@pytest.mark.parametrize("state", [Subscriber.State.BOUNCED, Subscriber.State.COMPLAINED])
+def test_the_allowance_for_a_re_signup_confirmation_never_reaches_bounced_or_complained(
+    account, state
+):
+    suppressed = SubscriberFactory(account=account, state=state)
+
+    with pytest.raises(SubscriberNotMailable):
+        subscriber_email_build(
+            subscriber=suppressed, subject="Confirm", text_body="Hi", to_unsubscribed=True
+        )
+
+
+def test_unsubscribed_subscriber_who_signed_up_again_can_get_the_confirmation(account):
+    unsubscribed = SubscriberFactory(account=account, state=Subscriber.State.UNSUBSCRIBED)
+
+    message = subscriber_email_build(
+        subscriber=unsubscribed, subject="Confirm", text_body="Hi", to_unsubscribed=True
+    )
+
+    assert message.recipients() == [f"{unsubscribed.first_name} <{unsubscribed.email}>"]
+
+
 def test_unconfirmed_subscriber_can_get_the_confirmation(account):
     unconfirmed = SubscriberFactory(account=account, state=Subscriber.State.UNCONFIRMED)
 
