@@ -3,6 +3,9 @@ bombing defences, bad input, view counting, confirmation and incentive links."""
 
 from __future__ import annotations
 
+import time
+from unittest import mock
+
 import pytest
 from django.core import mail, signing
 from django.test import Client
