@@ -8,7 +8,15 @@ from dataclasses import dataclass, field, replace
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Lower
 
-from subscribers.models import StateChange, Subscriber, SubscriberCount, Tag, Tagging
+from subscribers.models import (
+    FormWording,
+    Signup,
+    StateChange,
+    Subscriber,
+    SubscriberCount,
+    Tag,
+    Tagging,
+)
 
 PAGE_SIZE = 50
 # Searches and combined filters are counted up to this many rows, then shown as "10,000+".
@@ -277,6 +285,28 @@ def subscriber_total(
     if count > COUNT_CAP:
         return Total(COUNT_CAP, capped=True)
     return Total(count)
+
+
+SIGNUPS_SHOWN = 20
+
+
+def subscriber_signups(*, subscriber: Subscriber) -> list[Signup]:
+    """The latest signups through forms (consent records), newest first, each with the form and
+    the exact wording it showed (`signup.wording`) — two queries however many there are."""
+    signups = list(
+        Signup.objects.filter(subscriber=subscriber)
+        .select_related("form")
+        .order_by("-id")[:SIGNUPS_SHOWN]
+    )
+    wordings = {
+        (wording.form_id, wording.version): wording
+        for wording in FormWording.objects.filter(
+            form_id__in={signup.form_id for signup in signups}
+        )
+    }
+    for signup in signups:
+        signup.wording = wordings.get((signup.form_id, signup.wording_version))
+    return signups
 
 
 def subscriber_history(*, subscriber: Subscriber) -> list[StateChange]:

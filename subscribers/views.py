@@ -190,6 +190,7 @@ def _render_detail(request, subscriber: Subscriber, tag_form: TagNameForm):
             "tag_form": tag_form,
             "tag_names": _tag_names(request),
             "history": selectors.subscriber_history(subscriber=subscriber),
+            "signups": selectors.subscriber_signups(subscriber=subscriber),
         },
         status=400 if tag_form.errors else 200,
     )

@@ -7,7 +7,16 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from subscribers.models import StateChange, Subscriber, Suppression, Tag, Tagging, email_hash
+from subscribers.form_services import form_create
+from subscribers.models import (
+    Signup,
+    StateChange,
+    Subscriber,
+    Suppression,
+    Tag,
+    Tagging,
+    email_hash,
+)
 from tests.factories import CustomFieldFactory, SubscriberFactory, TagFactory, TaggingFactory
 
 CREATE_URL = reverse("subscriber_create")
@@ -70,18 +79,26 @@ def test_the_detail_page_makes_the_same_queries_however_many_tags_fields_and_cha
             StateChange.objects.create(
                 account=account_a, subscriber=subscriber, to_state="active", reason=f"change {n}"
             )
+            Signup.objects.create(
+                account=account_a,
+                form=form_create(account=account_a, name=f"Form {n}"),
+                subscriber=subscriber,
+                wording_version=1,
+                outcome=Signup.Outcome.TAGGED,
+            )
 
     add(1)
     alice_client.get(detail_url(subscriber))  # warm the session
     with CaptureQueriesContext(connection) as few:
         alice_client.get(detail_url(subscriber))
-    assert len(few.captured_queries) <= 8
+    assert len(few.captured_queries) <= 10
 
-    add(20)
+    add(15)
     with django_assert_num_queries(len(few.captured_queries)):
         body = alice_client.get(detail_url(subscriber)).content.decode()
-    assert body.count('<li class="tag">') == 21
-    assert body.count("change 19") == 1
+    assert body.count('<li class="tag">') == 16
+    assert body.count("change 14") == 1
+    assert body.count("Details (wording version 1)") == 16
 
 
 def test_history_lists_state_changes_newest_first_then_the_creation(
