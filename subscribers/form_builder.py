@@ -8,7 +8,7 @@ with the valid values applied, which is what the live preview shows.
 from __future__ import annotations
 
 from django import forms
-from django.core.validators import MaxValueValidator, MinValueValidator, URLValidator
+from django.core.validators import URLValidator
 from django.template.defaultfilters import filesizeformat
 
 from convertkit.models import Account
@@ -20,7 +20,7 @@ from subscribers.form_services import (
     FormFieldsInvalid,
     form_fields_clean,
 )
-from subscribers.forms import _one_line
+from subscribers.forms import one_line
 from subscribers.models import CustomField, Form
 from subscribers.signup_mail import CONFIRMATION_PLACEHOLDER, PLACEHOLDER_RE
 from subscribers.validation import tag_names_parse
@@ -43,12 +43,8 @@ MULTI_LINE_ATTRIBUTES = ("description", "confirmation_body", "incentive_body")
 class WebURLField(forms.URLField):
     """An http(s) address only: no javascript:, data: or ftp: links on a subscriber's screen."""
 
-    default_validators = [
-        URLValidator(
-            schemes=["http", "https"],
-            message="Enter a web address starting with http:// or https://.",
-        )
-    ]
+    default_validators = [URLValidator(schemes=["http", "https"])]
+    default_error_messages = {"invalid": "Enter a web address starting with http:// or https://."}
 
 
 class FormCreateForm(forms.Form):
@@ -65,7 +61,7 @@ class FormCreateForm(forms.Form):
     )
 
     def clean_name(self) -> str:
-        return _one_line(self.cleaned_data["name"], "form name")
+        return one_line(self.cleaned_data["name"], "form name")
 
 
 class FieldRowForm(forms.Form):
@@ -75,14 +71,10 @@ class FieldRowForm(forms.Form):
     shown = forms.BooleanField(label="Ask for it", required=False)
     label = forms.CharField(label="Label", max_length=MAX_FIELD_LABEL_LENGTH, required=False)
     required = forms.BooleanField(label="Required", required=False)
-    position = forms.IntegerField(
-        label="Position",
-        validators=[MinValueValidator(1), MaxValueValidator(999)],
-        widget=forms.NumberInput(attrs={"min": 1, "max": 999, "class": "position-input"}),
-    )
+    position = forms.IntegerField(label="Position", min_value=1, max_value=999)
 
     def clean_label(self) -> str:
-        return _one_line(self.cleaned_data["label"], "label")
+        return one_line(self.cleaned_data["label"], "label")
 
     def clean(self):
         cleaned = super().clean()
@@ -103,6 +95,12 @@ class BaseFieldRowFormSet(forms.BaseFormSet):
             row.is_email = key == "email"
             row.field_name = names.get(key) or f"{key[:50]} (not a field of this account)"
             row.missing = key not in names
+            for name, aria_label in (
+                ("label", f"Label for {row.field_name}"),
+                ("required", f"{row.field_name} required"),
+                ("position", f"Position of {row.field_name}"),
+            ):
+                row.fields[name].widget.attrs["aria-label"] = aria_label
 
     def clean(self):
         if any(self.errors):
@@ -226,7 +224,6 @@ class FormBuilderForm(forms.ModelForm):
             **STANDARD_FIELD_LABELS,
             **{custom_field.key: custom_field.label for custom_field in custom_fields},
         }
-        names["email"] += " (always asked, required)"
         rows = field_rows_initial(instance.fields, custom_fields)
         # Room for every field of the account and every stale one the form still names.
         room = len(names) + len(instance.fields)
@@ -263,7 +260,7 @@ class FormBuilderForm(forms.ModelForm):
         for name, what in ONE_LINE_ATTRIBUTES.items():
             if cleaned.get(name):
                 try:
-                    cleaned[name] = _one_line(cleaned[name], what)
+                    cleaned[name] = one_line(cleaned[name], what)
                 except forms.ValidationError as error:
                     self.add_error(name, error)
         # The browser sends line breaks as CRLF: stored as LF, an unchanged text compares equal.
@@ -293,13 +290,13 @@ class FormBuilderForm(forms.ModelForm):
         return cleaned
 
     def clean_tag_names(self) -> list[str]:
-        return tag_names_parse(_one_line(self.cleaned_data["tag_names"], "tag list"))
+        return tag_names_parse(one_line(self.cleaned_data["tag_names"], "tag list"))
 
     def clean_incentive_file(self):
         upload = self.cleaned_data["incentive_file"]
         if upload is not None and upload.size > MAX_INCENTIVE_FILE_BYTES:
             raise forms.ValidationError(
-                f"The file is {filesizeformat(upload.size)}: the most is "
+                f"The file is too large: an incentive file can be at most "
                 f"{filesizeformat(MAX_INCENTIVE_FILE_BYTES)}."
             )
         return upload

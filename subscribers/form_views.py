@@ -28,6 +28,10 @@ PAGE_SIZE = 50
 SAMPLE_FIRST_NAME = "Sam"
 
 
+def _conversion(*, gained: int, views: int) -> str:
+    return f"{gained / views:.1%}" if views else "—"
+
+
 def _cursor(request, name: str) -> int | None:
     value = request.GET.get(name, "")
     return int(value) if value.isdigit() and len(value) < 19 else None
@@ -56,7 +60,7 @@ def _form_page(*, account, after: int | None, before: int | None) -> _ListPage:
     """One page of the account's live forms, newest first, by keyset on the id (the partial
     index form_account_live): one query, plus one Redis round trip for the views not yet flushed."""
     queryset = Form.objects.filter(account=account, archived_at__isnull=True).only(
-        "id", "name", "style", "view_count", "subscriber_count", "created_at"
+        "id", "uid", "name", "style", "view_count", "subscriber_count", "created_at"
     )
     if before is not None:
         forms = list(queryset.filter(id__gt=before).order_by("id")[: PAGE_SIZE + 1])
@@ -70,7 +74,7 @@ def _form_page(*, account, after: int | None, before: int | None) -> _ListPage:
         has_more_older = len(forms) > PAGE_SIZE
         forms = forms[:PAGE_SIZE]
         has_more_newer = after is not None
-    pending = form_views_pending(form_ids=[form.id for form in forms])
+    pending = form_views_pending(forms=forms)
     prefix = reverse("form_list")
     styles = dict(Form.Style.choices)
     rows = []
@@ -83,7 +87,7 @@ def _form_page(*, account, after: int | None, before: int | None) -> _ListPage:
                 style_label=styles.get(form.style, form.style).split(" (")[0],
                 views=views,
                 subscribers=form.subscriber_count,
-                conversion=f"{form.subscriber_count / views:.1%}" if views else "—",
+                conversion=_conversion(gained=form.subscriber_count, views=views),
                 created_iso=form.created_at.isoformat(),
                 created_display=f"{timezone.localtime(form.created_at):%-d %b %Y}",
             )
@@ -158,8 +162,9 @@ def _previews(request, draft: Form) -> dict:
     account = request.account
     return {
         "draft": draft,
+        "sample_first_name": SAMPLE_FIRST_NAME,
         "snippet": form_snippet_html(draft, count_view=False),
-        "sender": f"{account.sender_name} <{account.sender_email}>"
+        "sender": f"{account.sender_name} <{account.sender_email}>".strip()
         if account.sender_email
         else "",
         "confirmation_email": confirmation_email_text(
@@ -183,9 +188,13 @@ def _draft(builder: FormBuilderForm) -> Form:
 
 
 def _render_builder(request, form: Form, builder: FormBuilderForm, *, previewing: bool = False):
+    views = form.view_count + form_views_pending(forms=[form]).get(form.id, 0)
     context = {
         "form": form,
         "builder": builder,
+        "views": views,
+        "conversion": _conversion(gained=form.subscriber_count, views=views),
+        "incentive_file": getattr(form, "incentive_file", None),
         "previewing": previewing,
         "hosted_url": form_hosted_url(form),
         "embed_code": form_embed_code(form),

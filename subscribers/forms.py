@@ -1,15 +1,15 @@
 from __future__ import annotations
 
-import re
-
 from django import forms
 from django.core.validators import RegexValidator
 from django.urls import reverse
 from django.utils.html import format_html
 
+from subscribers.form_embed import HONEYPOT_FIELD
 from subscribers.models import CustomField, Subscriber, Tag
 from subscribers.selectors import SubscriberFilter
 from subscribers.validation import (
+    CONTROL_CHARACTERS_RE,
     MAX_EMAIL_LENGTH,
     MAX_FIELD_VALUE_LENGTH,
     MAX_TAG_NAME_LENGTH,
@@ -17,13 +17,14 @@ from subscribers.validation import (
     tag_names_parse,
 )
 
-_CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f]")
-# Keys a custom field may not take: the subscriber's own attributes use them in merge tags.
-RESERVED_FIELD_KEYS = {"email", "first_name", "id", "state", "tags", "source"}
+# Keys a custom field may not take: the subscriber's own attributes use them in merge tags, and
+# public forms post a hidden honeypot input under HONEYPOT_FIELD.
+RESERVED_FIELD_KEYS = {"email", "first_name", "id", "state", "tags", "source", HONEYPOT_FIELD}
 
 
-def _one_line(value: str, what: str) -> str:
-    if _CONTROL_CHARACTERS.search(value):
+def one_line(value: str, what: str) -> str:
+    """The value stripped; ValidationError if it holds a line break or control character."""
+    if CONTROL_CHARACTERS_RE.search(value):
         raise forms.ValidationError(f"The {what} must be on one line, without control characters.")
     return value.strip()
 
@@ -108,7 +109,7 @@ class SubscriberForm(forms.Form):
         return normalize_email(self.cleaned_data["email"])
 
     def clean_first_name(self) -> str:
-        return _one_line(self.cleaned_data["first_name"], "first name")
+        return one_line(self.cleaned_data["first_name"], "first name")
 
     def clean(self):
         cleaned = super().clean()
@@ -116,7 +117,7 @@ class SubscriberForm(forms.Form):
             name = self.custom_field_name(custom_field)
             if name in cleaned:
                 try:
-                    cleaned[name] = _one_line(cleaned[name], custom_field.label)
+                    cleaned[name] = one_line(cleaned[name], custom_field.label)
                 except forms.ValidationError as error:
                     self.add_error(name, error)
         return cleaned
@@ -166,7 +167,7 @@ class SubscriberCreateForm(SubscriberForm):
     )
 
     def clean_tags(self) -> list[str]:
-        return tag_names_parse(_one_line(self.cleaned_data["tags"], "tag list"))
+        return tag_names_parse(one_line(self.cleaned_data["tags"], "tag list"))
 
     def add_suppressed_error(self) -> None:
         self.add_error(
@@ -188,7 +189,7 @@ class TagNameForm(forms.Form):
     )
 
     def clean_name(self) -> str:
-        name = " ".join(_one_line(self.cleaned_data["name"], "tag name").split())
+        name = " ".join(one_line(self.cleaned_data["name"], "tag name").split())
         if not name:
             raise forms.ValidationError("A tag needs a name.")
         return name
@@ -210,7 +211,7 @@ class CustomFieldForm(forms.Form):
     )
 
     def clean_label(self) -> str:
-        return _one_line(self.cleaned_data["label"], "label")
+        return one_line(self.cleaned_data["label"], "label")
 
     def clean_key(self) -> str:
         key = self.cleaned_data["key"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from django.core.exceptions import ValidationError
 from django.core.validators import EmailValidator
 
@@ -131,12 +133,15 @@ def is_disposable(email: str) -> bool:
     return any(".".join(parts[i:]) in DISPOSABLE_DOMAINS for i in range(len(parts) - 1))
 
 
+# Line breaks and other control characters: never part of a one-line value such as a name, and
+# the way a header injection would start.
+CONTROL_CHARACTERS_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def one_line_text_error(value: str, *, max_length: int) -> str | None:
     """Why a value typed into a one-line input cannot be stored, or None."""
-    if any(ch in value for ch in "\r\n\0"):
-        return "Must be on one line."
-    if any(ord(ch) < 32 and ch != "\t" for ch in value):
-        return "Contains characters that are not allowed."
+    if CONTROL_CHARACTERS_RE.search(value):
+        return "Must be on one line, without control characters."
     if len(value) > max_length:
         return f"Must be at most {max_length} characters long."
     return None

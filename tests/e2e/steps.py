@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from playwright.sync_api import Page, expect
 
 
@@ -12,3 +14,32 @@ def sign_up(page: Page, site: str, *, email: str, account_name: str) -> None:
     page.get_by_label("Name of your newsletter or business").fill(account_name)
     page.get_by_role("button", name="Create account").click()
     expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+
+
+def build_form(page: Page, site: str, *, name: str, tag: str, double_opt_in: bool = True) -> str:
+    """Creates a form through the builder, as a creator would: asks for the first name, sets a
+    headline (checked in the live preview), applies `tag` on subscribe, sets double opt-in, and
+    saves. Ends on the builder page (embed code shown); returns the form's public uid."""
+    page.goto(f"{site}/forms/")
+    page.get_by_role("link", name="Create form").first.click()
+    page.get_by_label("Form name").fill(name)
+    page.get_by_role("button", name="Create and edit").click()
+    expect(page.get_by_role("heading", name=name, exact=True)).to_be_visible()
+
+    builder = page.locator("#builder-form")
+    preview = page.locator("#form-preview")
+    builder.get_by_label("First name", exact=True).check()
+    headline = f"Join {name}"
+    builder.get_by_label("Headline").fill(headline)
+    expect(preview.locator("h2")).to_have_text(headline)
+    expect(preview.locator("label", has_text="First name")).to_be_visible()
+    builder.get_by_label("Tags", exact=True).fill(tag)
+    builder.get_by_role("checkbox", name="Double opt-in").set_checked(double_opt_in)
+    builder.get_by_role("button", name="Save form").click()
+    expect(page.get_by_text("Form saved.")).to_be_visible()
+
+    embed_code = page.get_by_label("Embed code")
+    expect(embed_code).to_have_value(re.compile(re.escape(headline)))
+    uid = re.search(r'data-ck-form="(\w+)"', embed_code.input_value())
+    assert uid, "the embed code names its form"
+    return uid[1]
