@@ -1,4 +1,4 @@
-"""Subscriber pages at scale: p95 of the list pages at 20,000 and at 2,000,000 subscribers.
+"""List pages at scale: p95 of the subscriber and form lists at 20,000 and 2,000,000 subscribers.
 
     python -m convertkit.devstack bench bench/pages.py [--subscribers N] [--repeat R] [--keep]
     (or: DATABASE_URL=... REDIS_URL=... DEBUG=true python bench/pages.py ...)
@@ -8,16 +8,18 @@
 2. Seeds an account with 20,000 subscribers (seed_demo's service), VACUUM ANALYZEs (the state
    autovacuum keeps a table in), and measures four pages through Django's test client, logged in
    as the owner: "first" (/subscribers/), "deep" (?after= an id 90% down the list), "tag"
-   (?tag= the median-sized tag), "search" (?q= one subscriber's address up to the @).
-   Beside each, the limit: the page's subscriber-list SELECT, captured from the page and run raw
+   (?tag= the median-sized tag), "search" (?q= one subscriber's address up to the @), and the
+   form list "forms" (/forms/, over 100 forms).
+   Beside each, the limit: the page's list SELECT, captured from the page and run raw
    through psycopg2 on the same connection.
-3. Seeds a second account with --subscribers and measures the same pages again.
+3. Seeds a second account with --subscribers and --forms (5,000) forms and measures the same
+   pages again.
 4. Imports a generated --import-rows CSV through the importer (bench/import_speed.py), beside the
    limit: COPY of the same rows into a table with a unique (account, email) index.
 5. Drops its database (unless --keep), prints a table and, as its last line, one JSON object.
 
 Targets (issue 2): each page p95 < 50 ms at 2,000,000 and at most 1.5 times its 20,000 figure;
-import >= 50,000 rows/s.
+import >= 50,000 rows/s. Issue 3 adds the form list, held to the same page targets.
 """
 
 from __future__ import annotations
@@ -37,7 +39,10 @@ from urllib.parse import urlencode, urlparse, urlunparse
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL_SUBSCRIBERS = 20_000
-PAGES = ("first", "deep", "tag", "search")
+PAGES = ("first", "deep", "tag", "search", "forms")
+# The table each page lists, whose ordered and limited SELECT is that page's limit.
+PAGE_TABLES = {page: "subscribers_subscriber" for page in PAGES} | {"forms": "subscribers_form"}
+SMALL_FORMS = 100
 TARGET_MS = 50.0
 TARGET_GROWTH = 1.5
 TARGET_IMPORT_ROWS_PER_S = 50_000
@@ -73,8 +78,32 @@ class AccountFixture:
     expect: dict[str, str]
 
 
-def account_seed(*, name: str, owner_email: str, subscribers: int, say: Callable) -> AccountFixture:
-    """An account of `subscribers` demo subscribers, and the URLs of the pages to measure."""
+def forms_seed(*, account, count: int) -> str:
+    """`count` forms with made-up counters, as bulk as an import; returns the newest one's name."""
+    from subscribers.models import Form
+
+    Form.objects.bulk_create(
+        [
+            Form(
+                account=account,
+                name=f"Bench form {n}",
+                fields=[{"key": "email", "label": "Email address", "required": True}],
+                view_count=1000 + n % 997,
+                signup_count=n % 211,
+                subscriber_count=n % 199,
+            )
+            for n in range(count)
+        ],
+        batch_size=1000,
+    )
+    return f"Bench form {count - 1}"
+
+
+def account_seed(
+    *, name: str, owner_email: str, subscribers: int, forms: int, say: Callable
+) -> AccountFixture:
+    """An account of `subscribers` demo subscribers and `forms` forms, and the URLs of the pages
+    to measure."""
     from convertkit.models import User
     from convertkit.services import account_create
     from subscribers.models import Subscriber
@@ -102,6 +131,8 @@ def account_seed(*, name: str, owner_email: str, subscribers: int, say: Callable
     below_deep = Subscriber.objects.filter(account=account, id__lt=deep_id).latest("id")
     tags = sorted(result.tags, key=lambda tag: (tag.subscriber_count, tag.id))
     median_tag = tags[len(tags) // 2]
+    newest_form = forms_seed(account=account, count=forms)
+    say(f"  and {forms:,} forms")
     return AccountFixture(
         account=account,
         owner=owner,
@@ -111,28 +142,30 @@ def account_seed(*, name: str, owner_email: str, subscribers: int, say: Callable
             "deep": f"/subscribers/?after={deep_id}",
             "tag": f"/subscribers/?tag={median_tag.id}",
             "search": "/subscribers/?" + urlencode({"q": middle.email.split("@")[0]}),
+            "forms": "/forms/",
         },
         expect={
             "first": newest.email,
             "deep": below_deep.email,
             "tag": Subscriber.objects.filter(taggings__tag=median_tag).latest("id").email,
             "search": middle.email,
+            "forms": newest_form,
         },
     )
 
 
-def rows_query(captured: list[dict]) -> str:
-    """The page's subscriber-list SELECT: the one that orders and limits subscribers."""
+def rows_query(captured: list[dict], table: str = "subscribers_subscriber") -> str:
+    """The page's list SELECT: the one that orders and limits rows of `table`."""
     for query in captured:
         sql = query["sql"]
         if (
             sql.startswith("SELECT")
-            and 'FROM "subscribers_subscriber"' in sql
+            and f'FROM "{table}"' in sql
             and "ORDER BY" in sql
             and "LIMIT" in sql
         ):
             return sql
-    raise RuntimeError("The page ran no subscriber-list query: " + repr(captured))
+    raise RuntimeError(f"The page ran no {table} list query: " + repr(captured))
 
 
 def pages_measure(fixtures: list[AccountFixture], *, repeat: int) -> list[dict[str, PageFigures]]:
@@ -155,12 +188,13 @@ def pages_measure(fixtures: list[AccountFixture], *, repeat: int) -> list[dict[s
             (client, fixture.urls[page], fixture.expect[page])
             for client, fixture in zip(clients, fixtures, strict=True)
         ]
-        for result, figures in zip(results, _page_measure(targets, repeat=repeat), strict=True):
+        measured = _page_measure(targets, table=PAGE_TABLES[page], repeat=repeat)
+        for result, figures in zip(results, measured, strict=True):
             result[page] = figures
     return results
 
 
-def _page_measure(targets: list[tuple], *, repeat: int) -> list[PageFigures]:
+def _page_measure(targets: list[tuple], *, table: str, repeat: int) -> list[PageFigures]:
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
@@ -174,7 +208,7 @@ def _page_measure(targets: list[tuple], *, repeat: int) -> list[PageFigures]:
             client.get(url)
         # Copied now: the next request resets the connection's query log.
         captured.append(list(capture.captured_queries))
-    sqls = [rows_query(queries) for queries in captured]
+    sqls = [rows_query(queries, table) for queries in captured]
     timings: list[list[float]] = [[] for _ in targets]
     for _ in range(repeat):
         for samples, (client, url, _expect) in zip(timings, targets, strict=True):
@@ -225,6 +259,8 @@ def bench_run(
     *,
     subscribers: int,
     small: int = SMALL_SUBSCRIBERS,
+    forms: int = 5_000,
+    small_forms: int = SMALL_FORMS,
     import_rows: int = 1_000_000,
     repeat: int = 30,
     skip_import: bool = False,
@@ -235,7 +271,11 @@ def bench_run(
 
     say(f"Seeding the small account ({small:,} subscribers)")
     small_fixture = account_seed(
-        name="Bench small", owner_email="small@bench.example", subscribers=small, say=say
+        name="Bench small",
+        owner_email="small@bench.example",
+        subscribers=small,
+        forms=small_forms,
+        say=say,
     )
     if not connection.in_atomic_block:
         tables_settle()
@@ -243,7 +283,11 @@ def bench_run(
     [small_pages] = pages_measure([small_fixture], repeat=repeat)
     say(f"Seeding the large account ({subscribers:,} subscribers)")
     large_fixture = account_seed(
-        name="Bench large", owner_email="large@bench.example", subscribers=subscribers, say=say
+        name="Bench large",
+        owner_email="large@bench.example",
+        subscribers=subscribers,
+        forms=forms,
+        say=say,
     )
     if not connection.in_atomic_block:
         started = time.perf_counter()
@@ -264,6 +308,7 @@ def bench_run(
     return {
         "bench": "pages",
         "subscribers": subscribers,
+        "forms": forms,
         "p95_ms": {page: large_pages[page].p95_ms for page in PAGES},
         "small_p95_ms": {page: small_pages[page].p95_ms for page in PAGES},
         "limit_p95_ms": {page: large_pages[page].limit_p95_ms for page in PAGES},
@@ -398,6 +443,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--subscribers", type=int, default=2_000_000, help="large account size")
+    parser.add_argument("--forms", type=int, default=5_000, help="forms of the large account")
     parser.add_argument("--import-rows", type=int, default=1_000_000, help="rows of the CSV")
     parser.add_argument("--repeat", type=int, default=30, help="fetches per page, after warm-up")
     parser.add_argument("--keep", action="store_true", help="keep the bench database afterwards")
@@ -434,6 +480,7 @@ def main(argv: list[str] | None = None) -> int:
         settings.DEBUG = False
         figures = bench_run(
             subscribers=args.subscribers,
+            forms=args.forms,
             import_rows=args.import_rows,
             repeat=args.repeat,
             skip_import=args.skip_import,

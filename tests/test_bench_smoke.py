@@ -7,14 +7,20 @@ from io import StringIO
 
 import pytest
 
-from bench.pages import PAGES, bench_run, table_print
-from subscribers.models import Subscriber
+from bench.pages import PAGE_TABLES, PAGES, bench_run, table_print
+from subscribers.models import Form, Subscriber
 
 
 @pytest.mark.django_db(transaction=True)
 def test_the_pages_benchmark_measures_every_page_and_the_import_at_a_tiny_size():
     figures = bench_run(
-        subscribers=400, small=200, import_rows=300, repeat=2, say=lambda *args, **kwargs: None
+        subscribers=400,
+        small=200,
+        forms=120,
+        small_forms=60,
+        import_rows=300,
+        repeat=2,
+        say=lambda *args, **kwargs: None,
     )
 
     for key in ("p95_ms", "small_p95_ms", "limit_p95_ms"):
@@ -24,7 +30,10 @@ def test_the_pages_benchmark_measures_every_page_and_the_import_at_a_tiny_size()
     assert figures["limit_copy_rows_per_s"] > 0
     assert Subscriber.objects.count() == 600
     details = figures["_details"]
-    assert all("subscribers_subscriber" in sql for sql in details["rows_sql"].values())
+    assert all(
+        PAGE_TABLES[page] in sql and "LIMIT" in sql for page, sql in details["rows_sql"].items()
+    )
+    assert Form.objects.count() == 180
     assert "?q=" in details["urls"]["search"] and "%2B" in details["urls"]["search"]
     out = StringIO()
     table_print(figures, out=out)
