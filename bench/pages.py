@@ -383,7 +383,7 @@ def table_print(figures: dict, *, show_sql: bool = False, out=sys.stdout) -> Non
         f"{large}, and at most {TARGET_GROWTH}x the p95 at {small}.",
         f"* the {small} account measured again beside the {large} one, their fetches alternating "
         "(on a shared machine, load from elsewhere then weighs on both alike).",
-        f"SQL: the page's subscriber-list query at {large}, run raw through psycopg2 (the limit).",
+        f"SQL: the page's list query (subscribers, or forms) at {large}, run raw through psycopg2 (the limit).",
     ]
     print("\n".join(lines), file=out)
     if figures["import_rows_per_s"] is not None:
