@@ -199,8 +199,15 @@ def view_pixel(request, uid: str):
     return _cors(HttpResponse(PIXEL_GIF, content_type="image/gif"))
 
 
-@cache
 def _embed_script_source() -> bytes:
+    # Read once per process in production; on every request while developing it.
+    if settings.DEBUG:
+        return _embed_script_read.__wrapped__()
+    return _embed_script_read()
+
+
+@cache
+def _embed_script_read() -> bytes:
     with open(finders.find("js/ck-embed.js"), "rb") as script:
         return script.read()
 

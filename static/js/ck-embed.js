@@ -56,11 +56,10 @@
     first?.focus();
   }
 
-  function succeed(form, uid, data) {
+  function succeed(form, uid, data, hadFocus) {
     store(`ck:${uid}:done`, "1");
     const url = String(data.redirect_url || "");
     if (/^https?:\/\//i.test(url)) return location.assign(url);
-    const hadFocus = form.contains(document.activeElement);
     for (const el of form.children) if (!el.matches("h2,.ck-message")) el.classList.add("ck-hide");
     const el = say(form, data.message || "Thanks!");
     if (hadFocus && el) {
@@ -72,6 +71,7 @@
   async function submit(form, uid) {
     const button = form.querySelector("button:not([type=button])");
     if (button?.disabled) return;
+    const hadFocus = form.contains(document.activeElement); // Disabling the button blurs it.
     if (button) button.disabled = true;
     form.querySelectorAll(".ck-error").forEach((el) => el.remove());
     for (const el of form.querySelectorAll("[aria-invalid]")) {
@@ -88,13 +88,15 @@
         mode: "cors",
       });
       const data = await response.json().catch(() => ({}));
-      if (response.ok && data.ok) succeed(form, uid, data);
+      if (response.ok && data.ok) succeed(form, uid, data, hadFocus);
       else if (response.status === 400 && data.errors) showErrors(form, uid, data.errors, data.message);
       else say(form, data.message || FAILED, true);
     } catch (e) {
       say(form, "Could not reach the server, please try again.", true);
     }
-    if (button) button.disabled = false;
+    if (!button) return;
+    button.disabled = false;
+    if (hadFocus && document.activeElement === document.body) button.focus();
   }
 
   function popup(box, uid, modal) {
@@ -127,7 +129,7 @@
         (el) => !el.disabled && el.tabIndex >= 0 && el.getClientRects().length
       );
       const [edge, wrapTo] = e.shiftKey ? [items[0], items.at(-1)] : [items.at(-1), items[0]];
-      if (!box.contains(document.activeElement) || document.activeElement === edge) {
+      if (!items.includes(document.activeElement) || document.activeElement === edge) {
         e.preventDefault();
         wrapTo.focus();
       }
@@ -139,6 +141,8 @@
       if (!wrap.hidden) return;
       opener = document.activeElement;
       wrap.hidden = false;
+      // A modal or slide-in counts its view when it is shown, not when the page loads.
+      if (box.dataset.ckView) new Image().src = box.dataset.ckView;
       if (!modal) {
         box.getBoundingClientRect(); // Lay out below the screen first, so it slides in.
         return box.classList.add("ck-in");
@@ -192,7 +196,6 @@
   const scan = () => document.querySelectorAll(".ck-form[data-ck-form]").forEach(enhance);
   window.__ckEmbed = { scan };
   scan();
-  document.addEventListener("DOMContentLoaded", scan);
   new MutationObserver((records) => records.some((r) => r.addedNodes.length) && scan()).observe(
     document.documentElement,
     { childList: true, subtree: true }
