@@ -28,7 +28,7 @@ from convertkit.devstack import (
     services_choose,
 )
 from convertkit.models import Account, User
-from subscribers.models import Subscriber, Tag
+from subscribers.models import Form, Subscriber, Tag
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 
@@ -200,6 +200,8 @@ def test_ensure_demo_account_creates_the_login_once(settings, capsys, db):
     assert account.postal_address and account.sender_email
     assert Subscriber.objects.filter(account=account).count() == 12
     assert Tag.objects.filter(account=account).count() == 3
+    (form,) = Form.objects.filter(account=account)  # once, though the command ran twice
+    assert form.double_opt_in and [tag.name for tag in form.tags.all()] == ["newsletter"]
     assert f"{devstack.DEMO_EMAIL} / {devstack.DEMO_PASSWORD}" in capsys.readouterr().out
 
 

@@ -11,7 +11,8 @@ from django.db import transaction
 from convertkit import services
 from convertkit.devstack import DEMO_EMAIL, DEMO_PASSWORD
 from convertkit.models import Account, Membership, User
-from subscribers.models import Subscriber, Tagging
+from subscribers.form_services import form_create
+from subscribers.models import Form, Subscriber, Tagging
 from subscribers.services import tag_get_or_create
 
 DEMO_ACCOUNT_NAME = "Demo Newsletter"
@@ -29,6 +30,8 @@ def demo_account_ensure(
     2. Its first account is created if it has none, and given a sender and a postal address, so a
        broadcast can be sent from it straight away.
     3. An account without subscribers gets `subscribers` demo ones, a few tags, and taggings.
+    4. An account without forms gets a signup form (double opt-in, tagging "newsletter"), so its
+       hosted page and embed code can be tried at once.
     """
     user = User.objects.filter(email__iexact=email).first()
     created = user is None
@@ -54,6 +57,15 @@ def demo_account_ensure(
         account.save(update_fields=changed)
     if not Subscriber.objects.filter(account=account).exists():
         _demo_subscribers_create(account=account, count=subscribers)
+    if not Form.objects.filter(account=account).exists():
+        form_create(
+            account=account,
+            name="Newsletter signup",
+            headline=f"Join {account.name}",
+            description="One email a week with what we are working on. No spam, ever.",
+            fields=[{"key": "email"}, {"key": "first_name"}],
+            tag_names=["newsletter"],
+        )
     return user, account, created
 
 
@@ -85,8 +97,8 @@ def _demo_subscribers_create(*, account: Account, count: int) -> None:
 class Command(BaseCommand):
     help = (
         "Creates the demo login and account that `make run` prints (only with DEBUG=true): "
-        f"{DEMO_EMAIL} / {DEMO_PASSWORD}, with a postal address and some demo subscribers and "
-        "tags. Safe to run again: nothing is created twice and an existing password is kept."
+        f"{DEMO_EMAIL} / {DEMO_PASSWORD}, with a postal address, some demo subscribers and "
+        "tags, and a signup form. Safe to run again: nothing is created twice and an existing password is kept."
     )
 
     def add_arguments(self, parser):
