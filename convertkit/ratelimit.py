@@ -1,8 +1,8 @@
 """Fixed-window rate limits in Redis, for public endpoints anyone on the internet can hit.
 
-Each limit is (count, seconds), from settings such as SIGNUP_LIMIT_PER_IP="30/600". All the limits of
-one request are counted in one pipelined round trip. When Redis cannot be reached the limits are
-not enforced (logged): a signup must not be lost because a counter is away.
+Each limit is (count, seconds), from settings such as SIGNUP_LIMIT_PER_IP="30/600". The limits
+given to one call are counted in one pipelined round trip. When Redis cannot be reached the limits
+are not enforced (logged): a signup must not be lost because a counter is away.
 """
 
 from __future__ import annotations

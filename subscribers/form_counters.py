@@ -19,6 +19,10 @@ logger = logging.getLogger(__name__)
 
 PENDING_KEY = "ck:form-views"
 FLUSHING_KEY = "ck:form-views:flushing"
+# Held by the running flush, so two workers never add the same flushing hash; it expires in case
+# the worker holding it dies.
+LOCK_KEY = "ck:form-views:lock"
+LOCK_SECONDS = 300
 
 
 def form_view_record(*, uid: str) -> None:
@@ -52,27 +56,33 @@ def form_views_pending(*, forms: list[Form]) -> dict[int, int]:
 def form_views_flush() -> int:
     """Adds the pending counts to Form.view_count; returns how many views were flushed.
 
-    1. RENAME the pending hash to the flushing key (atomic: new views start a fresh hash), unless
+    1. Take the lock (SET NX); if another flush holds it, leave the views to that one.
+    2. RENAME the pending hash to the flushing key (atomic: new views start a fresh hash), unless
        a flushing hash is left over from a flush that died, which is finished first.
-    2. One UPDATE ... FROM (VALUES ...) adds every form's count.
-    3. DEL the flushing hash.
+    3. One UPDATE ... FROM (VALUES ...) adds every form's count.
+    4. DEL the flushing hash, then the lock.
     """
     client = redis_client()
-    if not client.exists(FLUSHING_KEY):
-        try:
-            client.rename(PENDING_KEY, FLUSHING_KEY)
-        except RedisError as error:
-            if "no such key" in str(error).lower():
-                return 0
-            raise
-    counts = {uid: int(n) for uid, n in client.hgetall(FLUSHING_KEY).items()}
-    if counts:
-        with transaction.atomic(), connection.cursor() as cursor:
-            values = ", ".join(["(%s, %s::bigint)"] * len(counts))
-            cursor.execute(
-                f"UPDATE subscribers_form AS f SET view_count = f.view_count + v.n "
-                f"FROM (VALUES {values}) AS v(uid, n) WHERE f.uid = v.uid",
-                [number for pair in counts.items() for number in pair],
-            )
-    client.delete(FLUSHING_KEY)
+    if not client.set(LOCK_KEY, "1", nx=True, ex=LOCK_SECONDS):
+        return 0
+    try:
+        if not client.exists(FLUSHING_KEY):
+            try:
+                client.rename(PENDING_KEY, FLUSHING_KEY)
+            except RedisError as error:
+                if "no such key" in str(error).lower():
+                    return 0
+                raise
+        counts = {uid: int(n) for uid, n in client.hgetall(FLUSHING_KEY).items()}
+        if counts:
+            with transaction.atomic(), connection.cursor() as cursor:
+                values = ", ".join(["(%s, %s::bigint)"] * len(counts))
+                cursor.execute(
+                    f"UPDATE subscribers_form AS f SET view_count = f.view_count + v.n "
+                    f"FROM (VALUES {values}) AS v(uid, n) WHERE f.uid = v.uid",
+                    [number for pair in counts.items() for number in pair],
+                )
+        client.delete(FLUSHING_KEY)
+    finally:
+        client.delete(LOCK_KEY)
     return sum(counts.values())  # including views of uids no form has

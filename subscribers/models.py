@@ -300,7 +300,12 @@ class Form(models.Model):
 
     @property
     def has_incentive(self) -> bool:
-        return bool(self.incentive_url) or hasattr(self, "incentive_file")
+        if self.incentive_url:
+            return True
+        if Form.incentive_file.is_cached(self):
+            return hasattr(self, "incentive_file")
+        # Not `hasattr`, which would load the file's bytes (up to 20 MB) to answer yes or no.
+        return FormIncentiveFile.objects.filter(form_id=self.pk).exists()
 
 
 class FormWording(models.Model):

@@ -246,6 +246,11 @@ def confirm(request, token: str):
         signup.refresh_from_db()
         signup.subscriber.refresh_from_db()
     form = signup.form
+    # Confirmed, and not unsubscribed since: an old link must not tell a leaver they are on the list.
+    confirmed = (
+        signup.outcome == signup.Outcome.CONFIRMED
+        and signup.subscriber.state == signup.subscriber.State.ACTIVE
+    )
     return render(
         request,
         "subscribers/public/confirm.html",
@@ -253,10 +258,8 @@ def confirm(request, token: str):
             "signup": signup,
             "account": signup.account,
             "subscriber": signup.subscriber,
-            "confirmed": signup.outcome == signup.Outcome.CONFIRMED,
-            "incentive_url": incentive_url(signup)
-            if form.has_incentive and signup.outcome == signup.Outcome.CONFIRMED
-            else "",
+            "confirmed": confirmed,
+            "incentive_url": incentive_url(signup) if confirmed and form.has_incentive else "",
         },
     )
 

@@ -7,7 +7,8 @@ The rules (issue 3, "The public subscribe endpoint"):
 - An active subscriber gets the form's tags and nothing else changes: no confirmation needed, and
   no submitted name or field overwrites theirs.
 - An unsubscribed subscriber, or an address erased at its owner's request, must confirm afresh,
-  whatever the form says; what they submitted waits in the Signup until they do.
+  whatever the form says; what an unsubscribed one submitted waits in the Signup until they do
+  (an erased address comes back as a new unconfirmed subscriber).
 - A bounced or complained subscriber is never reactivated and gets no email.
 - At most one email (confirmation, or incentive to someone already subscribed) per address per
   hour, whatever is submitted: decided under the subscriber's row lock from the Signup rows, so
@@ -200,6 +201,7 @@ def signup_submit(
         Form.objects.filter(pk=form.pk).update(
             signup_count=F("signup_count") + 1, subscriber_count=F("subscriber_count") + gained
         )
+    logger.info("Signup %s through form %s: %s", signup.pk, form.pk, outcome)
     return SignupResult(signup=signup, outcome=outcome)
 
 

@@ -8,7 +8,9 @@ from unittest import mock
 
 import pytest
 from django.core import mail, signing
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils.http import int_to_base36
 
 from convertkit.redis import redis_client
@@ -98,6 +100,28 @@ def test_invalid_email_shows_the_form_again_with_the_error_and_the_typed_values(
     assert "is not a valid email address" in content or "is not an email address" in content
     assert 'value="Rita"' in content
     assert not Subscriber.objects.exists()
+
+
+def test_typed_markup_shown_again_is_escaped_not_run(visitor, form):
+    attack = '"><script>alert(1)</script>'
+
+    response = post(visitor, form, {"email": "not-an-address", "first_name": attack})
+
+    content = response.content.decode()
+    assert response.status_code == 400
+    assert "<script>alert(1)</script>" not in content
+    assert 'value="&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;"' in content
+
+
+def test_the_creators_words_on_the_hosted_page_are_escaped(visitor, form):
+    Form.objects.filter(pk=form.pk).update(
+        headline="<img src=x onerror=alert(1)>", consent_text="<script>alert(2)</script>"
+    )
+
+    content = visitor.get(f"/f/{form.uid}/").content.decode()
+
+    assert "<img src=x" not in content and "<script>alert(2)" not in content
+    assert "&lt;img src=x onerror=alert(1)&gt;" in content
 
 
 def test_script_gets_each_fields_error(visitor, form):
@@ -214,11 +238,16 @@ def test_one_address_is_stopped_after_its_limit_from_any_ip(form, settings):
 def test_one_form_is_stopped_after_its_limit(form, settings):
     settings.SIGNUP_LIMIT_PER_FORM = (2, 600)
     answers = [
-        post(Client(REMOTE_ADDR=f"198.51.100.{n}"), form, {"email": f"r{n}@example.org"})
+        post(
+            Client(REMOTE_ADDR=f"198.51.100.{n}"),
+            form,
+            {"email": f"r{n}@example.org", "first_name": "R"},
+        )
         for n in range(3)
     ]
 
-    assert [answer.status_code for answer in answers][-1] == 429
+    assert [answer.status_code for answer in answers] == [200, 200, 429]
+    assert Signup.objects.count() == 2
 
 
 def test_client_ip_comes_from_the_trusted_proxy_only(form, settings):
@@ -276,6 +305,18 @@ def test_a_flush_that_died_is_finished_by_the_next(visitor, form):
 
     form.refresh_from_db()
     assert form.view_count == 2
+
+
+def test_a_flush_while_another_runs_leaves_the_views_to_it(visitor, form):
+    visitor.get(f"/f/{form.uid}/view.gif")
+    redis_client().set("ck:form-views:lock", "1")  # another worker is flushing
+
+    assert form_views_flush() == 0
+    redis_client().delete("ck:form-views:lock")
+    assert form_views_flush() == 1
+
+    form.refresh_from_db()
+    assert form.view_count == 1
 
 
 def test_embed_script_is_served_at_a_stable_url(visitor):
@@ -340,6 +381,20 @@ def test_incentive_file_is_downloaded_only_after_confirmation(visitor, form):
     assert response.content == b"%PDF-1.4 recipes"
     assert response["Content-Disposition"] == 'attachment; filename="recipes.pdf"'
     assert visitor.get(url[:-3] + "x/").status_code == 404
+
+
+def test_confirming_never_reads_the_incentive_files_bytes(visitor, form):
+    form_incentive_file_set(
+        form=form, name="recipes.pdf", content_type="application/pdf", data=b"%PDF" * 1000
+    )
+    token = confirmation_token(_signup(visitor, form))
+
+    with CaptureQueriesContext(connection) as queries:
+        response = visitor.post(f"/f/confirm/{token}/")
+
+    assert b"Get your download" in response.content
+    file_reads = [q["sql"] for q in queries if "subscribers_formincentivefile" in q["sql"]]
+    assert file_reads and not any('"data"' in sql for sql in file_reads)
 
 
 def test_confirmation_page_is_never_cached(visitor, form):

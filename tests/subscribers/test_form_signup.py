@@ -4,16 +4,19 @@ driven through the public endpoint as a visitor's browser would."""
 from __future__ import annotations
 
 import re
+import threading
 from datetime import timedelta
 
 import pytest
 from django.core import mail
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
 from subscribers.form_services import form_create, form_update
-from subscribers.models import CustomField, Form, Signup, StateChange, Subscriber, Suppression
-from subscribers.services import subscriber_delete
+from subscribers.models import CustomField, Signup, StateChange, Subscriber, Suppression
+from subscribers.services import subscriber_delete, subscriber_unsubscribe
+from subscribers.signup import signup_submit
 from tests.factories import SubscriberFactory, TagFactory
 
 CONFIRM_RE = re.compile(r"http://testserver(/f/confirm/[^/\s]+/)")
@@ -287,9 +290,89 @@ def test_tags_deleted_after_signup_are_simply_not_applied(sign_up, form, visitor
 
 def test_a_form_applies_only_its_own_accounts_tags(sign_up, form, account_b):
     foreign = TagFactory(account=account_b, name="newsletter")
+    b_form = form_create(
+        account=account_b, name="B's form", tag_names=["newsletter"], double_opt_in=False
+    )
 
-    sign_up(through=form_create(account=account_b, name="B's form", tag_names=["newsletter"]))
+    sign_up(through=b_form)
 
     subscriber = Subscriber.objects.get()
     assert subscriber.account == account_b
-    assert Form.objects.get(account=account_b).tags.get() == foreign
+    assert [tagging.tag for tagging in subscriber.taggings.select_related("tag")] == [foreign]
+    assert not form.tags.get().taggings.exists()  # account A's own "newsletter" tag
+
+
+def test_a_used_confirmation_link_never_says_subscribed_to_someone_who_left(sign_up, visitor):
+    sign_up()
+    path = confirm_path(mail.outbox[0])
+    visitor.post(path)
+    subscriber_unsubscribe(subscriber=Subscriber.objects.get(), reason="Unsubscribe link")
+
+    for page in (visitor.get(path), visitor.post(path)):
+        assert b"You are subscribed" not in page.content
+        assert b"is not subscribed" in page.content
+    assert Subscriber.objects.get().state == Subscriber.State.UNSUBSCRIBED
+
+
+def test_single_opt_in_signup_gets_the_incentive_at_once(sign_up, form):
+    form_update(
+        form=form,
+        values={"double_opt_in": False, "incentive_url": "https://ann.example/free-recipes.pdf"},
+    )
+
+    sign_up()
+
+    (message,) = mail.outbox
+    assert message.subject == "Here is your download"
+    assert "https://ann.example/free-recipes.pdf" in message.body
+
+
+def test_active_subscriber_signing_up_again_gets_the_incentive_at_most_once_an_hour(
+    sign_up, form, account_a
+):
+    form_update(form=form, values={"incentive_url": "https://ann.example/free-recipes.pdf"})
+    SubscriberFactory(account=account_a, email="reader@example.org")
+
+    sign_up()
+    sign_up()
+
+    (message,) = mail.outbox
+    assert "https://ann.example/free-recipes.pdf" in message.body
+    assert list(Signup.objects.values_list("outcome", flat=True)) == ["tagged", "tagged"]
+
+
+@pytest.mark.parametrize("existing", [None, Subscriber.State.UNSUBSCRIBED])
+def test_simultaneous_signups_of_one_address_make_one_subscriber_and_one_email(
+    transactional_db, account_a, eager_celery, existing
+):
+    form = form_create(account=account_a, name="Newsletter")
+    if existing:
+        SubscriberFactory(account=account_a, email="reader@example.org", state=existing)
+    start = threading.Barrier(4)
+    problems = []
+    outcomes = []
+
+    def submit(n: int) -> None:
+        try:
+            start.wait(10)
+            result = signup_submit(
+                form=form, email="reader@example.org", data={}, ip=f"203.0.113.{n}"
+            )
+            outcomes.append(result.outcome)
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            problems.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=submit, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    assert problems == []
+    assert sorted(outcomes) == ["confirmation"] + ["confirmation, email held (one per hour)"] * 3
+    assert Subscriber.objects.get().state == (existing or Subscriber.State.UNCONFIRMED)
+    assert Signup.objects.count() == 4
+    assert Signup.objects.exclude(email_sent_at=None).count() == 1
+    assert len(mail.outbox) == 1
