@@ -7,6 +7,7 @@ are not enforced (logged): a signup must not be lost because a counter is away.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import time
 from dataclasses import dataclass
@@ -46,10 +47,17 @@ def rate_limits_hit(checks: list[tuple[str, str, tuple[int, int]]]) -> LimitExce
     return None
 
 
+def _valid_ip(value: str) -> str | None:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return None
+
+
 def client_ip(request) -> str | None:
     """The client's address: REMOTE_ADDR, or with TRUSTED_PROXY_COUNT=N proxies in front, the
     address the outermost trusted proxy saw (N-th from the right of X-Forwarded-For), so a client
-    cannot choose its own address by sending the header."""
+    cannot choose its own address by sending the header. None when it is not an IP address."""
     proxies = settings.TRUSTED_PROXY_COUNT
     if proxies:
         forwarded = [
@@ -57,5 +65,16 @@ def client_ip(request) -> str | None:
         ]
         forwarded = [part for part in forwarded if part]
         if len(forwarded) >= proxies:
-            return forwarded[-proxies]
-    return request.META.get("REMOTE_ADDR") or None
+            return _valid_ip(forwarded[-proxies])
+    return _valid_ip(request.META.get("REMOTE_ADDR") or "")
+
+
+def rate_limit_network(ip: str | None) -> str:
+    """What a per-IP limit counts: the address itself for IPv4, its /64 for IPv6 (one client
+    usually holds a whole /64 and could otherwise take a fresh address for every request)."""
+    if ip is None:
+        return "unknown"
+    address = ipaddress.ip_address(ip)
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return ip

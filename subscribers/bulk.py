@@ -257,7 +257,8 @@ def _apply_unsubscribe(*, job: Job, ids: list[int], tag: Tag | None) -> int:
 
 
 def _apply_delete(*, job: Job, ids: list[int], tag: Tag | None) -> int:
-    """Suppression first (the SQL hash is subscribers.models.email_hash), then erasure.
+    """Suppression first (the SQL hash is subscribers.models.email_hash, the reason as in
+    services.subscriber_delete), then erasure.
 
     The delete goes through the ORM so that every table referring to a subscriber (taggings,
     history, and those later apps add) is cleared with it.
@@ -267,7 +268,8 @@ def _apply_delete(*, job: Job, ids: list[int], tag: Tag | None) -> int:
             f"""
             INSERT INTO {SUPPRESSION_TABLE} (account_id, email_hash, reason, created_at)
             SELECT account_id, encode(sha256(convert_to(lower(btrim(email)), 'UTF8')), 'hex'),
-                   'deleted', now()
+                   CASE WHEN state IN ('bounced', 'complained') THEN state ELSE 'deleted' END,
+                   now()
             FROM {SUBSCRIBER_TABLE} WHERE account_id = %s AND id = ANY(%s)
             ON CONFLICT (account_id, email_hash) DO NOTHING
             """,

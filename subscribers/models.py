@@ -176,7 +176,14 @@ class StateChange(models.Model):
 
 
 class Suppression(models.Model):
-    """An erased address, hashed, so that no import or form brings it back unasked."""
+    """An erased address, hashed, so that no import or form brings it back unasked.
+
+    `reason` keeps why mail stopped when that matters after erasure: "bounced" and "complained"
+    addresses stay unmailable (no form may even send them a confirmation); "deleted" ones may
+    come back by confirming a signup.
+    """
+
+    UNMAILABLE_REASONS = ("bounced", "complained")
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, db_index=False)
     email_hash = models.CharField(max_length=64)

@@ -22,7 +22,7 @@ from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
-from convertkit.ratelimit import client_ip, rate_limits_hit
+from convertkit.ratelimit import client_ip, rate_limit_network, rate_limits_hit
 from subscribers.form_counters import form_view_record
 from subscribers.form_embed import HONEYPOT_FIELD, form_hosted_url, form_snippet_html
 from subscribers.models import Form, email_hash
@@ -147,7 +147,7 @@ def subscribe(request, uid: str):
     ip = client_ip(request)
     exceeded = rate_limits_hit(
         [
-            ("signup-ip", ip or "unknown", settings.SIGNUP_LIMIT_PER_IP),
+            ("signup-ip", rate_limit_network(ip), settings.SIGNUP_LIMIT_PER_IP),
             ("signup-form", str(form.pk), settings.SIGNUP_LIMIT_PER_FORM),
         ]
     )

@@ -248,7 +248,11 @@ def subscriber_delete(*, subscriber: Subscriber) -> None:
         Suppression.objects.bulk_create(
             [
                 Suppression(
-                    account_id=subscriber.account_id, email_hash=email_hash(subscriber.email)
+                    account_id=subscriber.account_id,
+                    email_hash=email_hash(subscriber.email),
+                    reason=subscriber.state
+                    if subscriber.state in Suppression.UNMAILABLE_REASONS
+                    else "deleted",
                 )
             ],
             ignore_conflicts=True,

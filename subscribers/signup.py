@@ -9,7 +9,8 @@ The rules (issue 3, "The public subscribe endpoint"):
 - An unsubscribed subscriber, or an address erased at its owner's request, must confirm afresh,
   whatever the form says; what an unsubscribed one submitted waits in the Signup until they do
   (an erased address comes back as a new unconfirmed subscriber).
-- A bounced or complained subscriber is never reactivated and gets no email.
+- A bounced or complained subscriber is never reactivated and gets no email, even after being
+  erased (Suppression keeps that reason).
 - At most one email (confirmation, or incentive to someone already subscribed) per address per
   hour, whatever is submitted: decided under the subscriber's row lock from the Signup rows, so
   neither a race nor a Redis flush lets a second one through.
@@ -130,10 +131,17 @@ def signup_submit(
 
     now = timezone.now()
     with transaction.atomic():
-        erased = Suppression.objects.filter(
-            account_id=form.account_id, email_hash=email_hash(email)
-        ).exists()
-        must_confirm = form.double_opt_in or erased
+        suppression = (
+            Suppression.objects.filter(account_id=form.account_id, email_hash=email_hash(email))
+            .values_list("reason", flat=True)
+            .first()
+        )
+        if suppression in Suppression.UNMAILABLE_REASONS:
+            logger.info(
+                "Signup through form %s refused: an erased %s address", form.pk, suppression
+            )
+            return SignupResult(signup=None, outcome="refused")
+        must_confirm = form.double_opt_in or suppression is not None
         initial_state = Subscriber.State.UNCONFIRMED if must_confirm else Subscriber.State.ACTIVE
         subscriber, created = _locked_subscriber(
             form=form, email=email, data=data, state=initial_state

@@ -261,6 +261,7 @@ def test_bulk_delete_erases_the_set_and_keeps_what_suppression_needs(
     alice_client, account_a, account_b, alice, vip
 ):
     doomed = [TaggingFactory(tag=vip).subscriber for _ in range(3)]
+    Subscriber.objects.filter(pk=doomed[2].pk).update(state=Subscriber.State.BOUNCED)
     StateChange.objects.create(account=account_a, subscriber=doomed[0], to_state="active")
     kept = SubscriberFactory(account=account_a)
     elsewhere = SubscriberFactory(account=account_b, email=doomed[0].email)
@@ -273,9 +274,10 @@ def test_bulk_delete_erases_the_set_and_keeps_what_suppression_needs(
     assert job.message == "3 subscribers deleted"
     assert set(Subscriber.objects.values_list("id", flat=True)) == {kept.id, elsewhere.id}
     assert not Tagging.objects.exists() and not StateChange.objects.exists()
-    # The hash computed in SQL is the one Python computes.
-    assert set(Suppression.objects.values_list("account_id", "email_hash")) == {
-        (account_a.id, email_hash(s.email)) for s in doomed
+    # The hash computed in SQL is the one Python computes; a bounce stays known after erasure.
+    assert set(Suppression.objects.values_list("account_id", "email_hash", "reason")) == {
+        (account_a.id, email_hash(s.email), "bounced" if s is doomed[2] else "deleted")
+        for s in doomed
     }
 
     response = alice_client.post(reverse("subscriber_create"), {"email": doomed[1].email})

@@ -403,3 +403,31 @@ def test_confirmation_page_is_never_cached(visitor, form):
     response = visitor.get(f"/f/confirm/{token}/")
 
     assert "max-age=0" in response["Cache-Control"]
+
+
+def test_a_malformed_forwarded_address_is_not_stored_and_the_signup_works(form, settings):
+    settings.TRUSTED_PROXY_COUNT = 1
+    client = Client(REMOTE_ADDR="10.0.0.2", HTTP_X_FORWARDED_FOR="not-an-ip")
+
+    response = post(client, form, {"email": "reader@example.org", "first_name": "R"})
+
+    assert response.status_code == 200
+    assert Signup.objects.get().ip is None
+
+
+def test_ipv6_clients_are_limited_per_64_network(form, settings):
+    settings.SIGNUP_LIMIT_PER_IP = (2, 600)
+    answers = [
+        post(
+            Client(REMOTE_ADDR=f"2001:db8:1:2::{n}"),
+            form,
+            {"email": f"r{n}@example.org", "first_name": "R"},
+        )
+        for n in range(1, 4)
+    ]
+    other_network = post(
+        Client(REMOTE_ADDR="2001:db8:1:3::1"), form, {"email": "r9@example.org", "first_name": "R"}
+    )
+
+    assert [answer.status_code for answer in answers] == [200, 200, 429]
+    assert other_network.status_code == 200

@@ -376,3 +376,20 @@ def test_simultaneous_signups_of_one_address_make_one_subscriber_and_one_email(
     assert Signup.objects.count() == 4
     assert Signup.objects.exclude(email_sent_at=None).count() == 1
     assert len(mail.outbox) == 1
+
+
+@pytest.mark.parametrize("state", [Subscriber.State.BOUNCED, Subscriber.State.COMPLAINED])
+def test_an_erased_bounced_or_complained_address_gets_not_even_a_confirmation(
+    sign_up, form, account_a, state
+):
+    subscriber_delete(
+        subscriber=SubscriberFactory(account=account_a, email="reader@example.org", state=state)
+    )
+    assert Suppression.objects.get(account=account_a).reason == state
+
+    response = sign_up(first_name="Rita")
+
+    assert response.status_code == 200  # the same answer as anyone's
+    assert not Subscriber.objects.exists()
+    assert not Signup.objects.exists()
+    assert mail.outbox == []
