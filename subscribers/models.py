@@ -239,8 +239,10 @@ class Form(models.Model):
     # [{"key": "email", "label": "Email address", "required": true}, {"key": "first_name", ...},
     #  {"key": "<CustomField.key>", ...}] in display order.
     fields = models.JSONField(default=list)
-    headline = models.CharField(max_length=200, blank=True, default="")
-    description = models.TextField(max_length=2000, blank=True, default="")
+    headline = models.CharField(max_length=200, blank=True, default="Join the newsletter")
+    description = models.TextField(
+        max_length=2000, blank=True, default="Subscribe to get our latest posts by email."
+    )
     button_text = models.CharField(max_length=60, default="Subscribe")
     consent_text = models.CharField(
         max_length=500,

@@ -33,8 +33,18 @@ class Migration(migrations.Migration):
                 ),
                 ("name", models.CharField(max_length=100)),
                 ("fields", models.JSONField(default=list)),
-                ("headline", models.CharField(blank=True, default="", max_length=200)),
-                ("description", models.TextField(blank=True, default="", max_length=2000)),
+                (
+                    "headline",
+                    models.CharField(blank=True, default="Join the newsletter", max_length=200),
+                ),
+                (
+                    "description",
+                    models.TextField(
+                        blank=True,
+                        default="Subscribe to get our latest posts by email.",
+                        max_length=2000,
+                    ),
+                ),
                 ("button_text", models.CharField(default="Subscribe", max_length=60)),
                 (
                     "consent_text",
