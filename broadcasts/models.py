@@ -1,1 +1,179 @@
-"""Broadcasts and per-recipient deliveries: built by the broadcasts issue (see DESIGN.md)."""
+"""Broadcasts and their deliveries: one Delivery row per (broadcast, subscriber) is the
+per-recipient send job, moved through Celery in batches (see "The send pipeline" in DESIGN.md).
+
+A delivery's life:
+
+    queued --claim--> claimed --send call starts--> sending --answer--> sent | failed
+       ^                 |                             |
+       +--- released ----+ (pause, retry, or the       +-- worker died mid-call --> unknown
+                             sweeper after a lost task)     (never sent again)
+    queued/claimed --subscriber no longer active at send time--> skipped
+    queued --broadcast cancelled--> cancelled
+
+Only a conditional UPDATE moves a row, so two tasks can never both send one delivery.
+"""
+
+from __future__ import annotations
+
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from django.db.models import Q
+
+from convertkit.models import Account
+from subscribers.models import Subscriber
+
+
+class Broadcast(models.Model):
+    class State(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        SCHEDULED = "scheduled", "Scheduled"
+        SENDING = "sending", "Sending"
+        PAUSED = "paused", "Paused"
+        SENT = "sent", "Sent"
+        CANCELLED = "cancelled", "Cancelled"
+
+    class BodyFormat(models.TextChoices):
+        MARKDOWN = "markdown", "Markdown"
+        HTML = "html", "HTML"
+
+    class TagMatch(models.TextChoices):
+        ANY = "any", "any of"
+        ALL = "all", "all of"
+
+    EDITABLE_STATES = (State.DRAFT, State.SCHEDULED)
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, db_index=False)
+    subject = models.CharField(max_length=255, blank=True, default="")
+    preview_text = models.CharField(max_length=255, blank=True, default="")
+    body = models.TextField(blank=True, default="")
+    body_format = models.CharField(
+        max_length=16, choices=BodyFormat.choices, default=BodyFormat.MARKDOWN
+    )
+    # Audience: active subscribers, narrowed to those with any/all of include_tag_ids (when
+    # given), minus those with any of exclude_tag_ids. Ids of deleted tags are ignored.
+    include_tag_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
+    include_match = models.CharField(max_length=3, choices=TagMatch.choices, default=TagMatch.ANY)
+    exclude_tag_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
+
+    state = models.CharField(max_length=16, choices=State.choices, default=State.DRAFT)
+    scheduled_at = models.DateTimeField(null=True, blank=True)
+    # Why the broadcast paused itself (failures past the threshold), shown to the creator.
+    paused_reason = models.CharField(max_length=500, blank=True, default="")
+    # Set once the audience snapshot (Delivery rows) is complete; fan-out is then never redone.
+    fanned_out_at = models.DateTimeField(null=True, blank=True)
+    send_started_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    # Last time a send task recorded outcomes: the sweeper tells a stalled send by it.
+    progressed_at = models.DateTimeField(null=True, blank=True)
+    # What every worker renders from, frozen when sending starts (the creator's edits stop then):
+    # the laid-out, CSS-inlined HTML and the text part, both still Liquid templates.
+    frozen_html = models.TextField(blank=True, default="")
+    frozen_text = models.TextField(blank=True, default="")
+    frozen_subject = models.CharField(max_length=255, blank=True, default="")
+    # Outcome counters, added to in bulk by each send batch (one UPDATE per batch), so progress
+    # and list pages never count deliveries. Remaining = recipients minus all of them.
+    recipient_count = models.IntegerField(default=0)
+    sent_count = models.IntegerField(default=0)
+    failed_count = models.IntegerField(default=0)
+    unknown_count = models.IntegerField(default=0)
+    skipped_count = models.IntegerField(default=0)
+    cancelled_count = models.IntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["account", "-id"], name="broadcast_account_id")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(
+                    state__in=["draft", "scheduled", "sending", "paused", "sent", "cancelled"]
+                ),
+                name="broadcast_state_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.subject or f"Broadcast {self.pk}"
+
+    @property
+    def is_editable(self) -> bool:
+        return self.state in self.EDITABLE_STATES
+
+    @property
+    def finished_count(self) -> int:
+        return (
+            self.sent_count
+            + self.failed_count
+            + self.unknown_count
+            + self.skipped_count
+            + self.cancelled_count
+        )
+
+    @property
+    def remaining_count(self) -> int:
+        return max(0, self.recipient_count - self.finished_count)
+
+
+class Delivery(models.Model):
+    class State(models.IntegerChoices):
+        QUEUED = 0, "Queued"
+        CLAIMED = 1, "Claimed"
+        SENDING = 2, "Sending"
+        SENT = 3, "Sent"
+        FAILED = 4, "Failed"
+        UNKNOWN = 5, "Unknown"
+        SKIPPED = 6, "Skipped"
+        CANCELLED = 7, "Cancelled"
+
+    # Not yet finished: what the sweeper and the progress page count as remaining.
+    OPEN_STATES = (State.QUEUED, State.CLAIMED, State.SENDING)
+
+    # No database foreign keys: checking two per row at COMMIT made the fan-out of a million
+    # rows several times slower. Subscribers and broadcasts are deleted through the ORM, which
+    # cascades to deliveries itself.
+    broadcast = models.ForeignKey(
+        Broadcast, on_delete=models.CASCADE, db_constraint=False, db_index=False
+    )
+    account = models.ForeignKey(
+        Account, on_delete=models.CASCADE, db_constraint=False, db_index=False
+    )
+    subscriber = models.ForeignKey(
+        Subscriber, on_delete=models.CASCADE, db_constraint=False, db_index=False
+    )
+    state = models.SmallIntegerField(choices=State.choices, default=State.QUEUED)
+    attempts = models.SmallIntegerField(default=0)
+    # Which claim owns a claimed row: a task that lost its claim (the sweeper released it and
+    # another task took it) cannot move it any further.
+    claim = models.BigIntegerField(null=True, blank=True)
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    # Earliest time a retry may send it (transient errors back off).
+    not_before = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    esp_message_id = models.CharField(max_length=255, blank=True, default="")
+    error = models.CharField(max_length=500, blank=True, default="")
+
+    class Meta:
+        constraints = [
+            # Also the index of a broadcast's deliveries in id order (batches are id ranges).
+            models.UniqueConstraint(
+                fields=["broadcast", "subscriber"], name="delivery_unique_recipient"
+            ),
+        ]
+        indexes = [
+            # The unfinished ones: what send tasks claim and the sweeper looks for.
+            models.Index(
+                fields=["broadcast", "state", "id"],
+                name="delivery_open",
+                condition=Q(state__in=[0, 1, 2]),
+            ),
+            models.Index(fields=["subscriber"], name="delivery_subscriber"),
+            models.Index(
+                fields=["esp_message_id"],
+                name="delivery_esp_message_id",
+                condition=~Q(esp_message_id=""),
+            ),
+        ]
+
+    def message_id(self, domain: str) -> str:
+        """The Message-ID header: stable for a delivery, so a resend would be recognisable."""
+        return f"<d{self.pk}.b{self.broadcast_id}@{domain}>"
