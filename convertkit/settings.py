@@ -161,6 +161,9 @@ CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULE = {
     # Form view counts wait in Redis (one HINCRBY per view) and reach the database once a minute.
     "flush-form-views": {"task": "subscribers.flush_form_views", "schedule": 60.0},
+    # Scheduled broadcasts whose time has come; repairs after lost send tasks (broadcasts.pipeline).
+    "start-scheduled-broadcasts": {"task": "broadcasts.start_scheduled", "schedule": 60.0},
+    "sweep-broadcasts": {"task": "broadcasts.sweep", "schedule": 60.0},
 }
 
 # --- Email: every message goes through Django's mail API; anymail backends for ESPs --------------
@@ -207,6 +210,25 @@ if not _mailto_local or not _mailto_domain or any(c in UNSUBSCRIBE_MAILTO for c 
         f"Unexpected value UNSUBSCRIBE_MAILTO={UNSUBSCRIBE_MAILTO!r}, use a plain address such as "
         "unsubscribe@mail.example.com"
     )
+# --- Broadcast sending (broadcasts.pipeline) -------------------------------------------------------
+# Deliveries per send task; each task sends them in calls of the transport's size.
+BROADCAST_BATCH_SIZE = env_int("BROADCAST_BATCH_SIZE", 1000, minimum=1)
+# Send attempts of one delivery (transient errors back off 5 s, 10 s, ... up to 5 min).
+BROADCAST_MAX_ATTEMPTS = env_int("BROADCAST_MAX_ATTEMPTS", 5, minimum=1)
+# Per-account send rate (0: unlimited); each account is limited on its own.
+BROADCAST_RATE_PER_SECOND = env_int("BROADCAST_RATE_PER_SECOND", 0, minimum=0)
+BROADCAST_RATE_PER_HOUR = env_int("BROADCAST_RATE_PER_HOUR", 0, minimum=0)
+# A broadcast pauses itself when more than this share of at least _MIN_SENDS messages failed.
+BROADCAST_PAUSE_FAILURE_RATE = float(env_str("BROADCAST_PAUSE_FAILURE_RATE") or "0.2")
+BROADCAST_PAUSE_MIN_SENDS = env_int("BROADCAST_PAUSE_MIN_SENDS", 50, minimum=1)
+# The sweeper: a delivery "sending" this long was in flight when its worker died (-> unknown);
+# "claimed" this long belonged to a task that died (-> queued); a sending broadcast without
+# progress this long lost its tasks (-> batches published again). Each is longer than any send
+# call (mail timeouts) or task (2-minute budget) can last.
+BROADCAST_SENDING_TIMEOUT = env_int("BROADCAST_SENDING_TIMEOUT", 300, minimum=60)
+BROADCAST_CLAIM_TIMEOUT = env_int("BROADCAST_CLAIM_TIMEOUT", 600, minimum=180)
+BROADCAST_STALL_TIMEOUT = env_int("BROADCAST_STALL_TIMEOUT", 180, minimum=30)
+
 # --- Public signup forms ---------------------------------------------------------------------------
 # Limits on the public subscribe endpoint (COUNT/SECONDS), against list bombing; see README.
 SIGNUP_LIMIT_PER_IP = env_rate("SIGNUP_LIMIT_PER_IP", "30/600")

@@ -1,0 +1,239 @@
+"""Every write a creator makes to a broadcast: edit, schedule, send, pause, resume, cancel."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from broadcasts.audience import audience_count
+from broadcasts.models import Broadcast, Delivery
+from convertkit.models import Account
+
+logger = logging.getLogger(__name__)
+
+
+class BroadcastNotEditable(Exception):
+    """Only drafts and scheduled broadcasts can change."""
+
+
+class SendRefused(Exception):
+    """The broadcast cannot be sent (or scheduled) as it is; the message says why, for the
+    creator."""
+
+
+def broadcast_create(*, account: Account) -> Broadcast:
+    return Broadcast.objects.create(account=account)
+
+
+def broadcast_update(
+    *,
+    broadcast: Broadcast,
+    subject: str,
+    preview_text: str,
+    body: str,
+    body_format: str,
+    include_tag_ids: list[int],
+    include_match: str,
+    exclude_tag_ids: list[int],
+) -> Broadcast:
+    """Saves the creator's edits; BroadcastNotEditable once sending has started. The conditional
+    UPDATE decides, so an edit racing a Send never changes what is being sent."""
+    values = {
+        "subject": subject,
+        "preview_text": preview_text,
+        "body": body,
+        "body_format": body_format,
+        "include_tag_ids": sorted(set(include_tag_ids)),
+        "include_match": include_match,
+        "exclude_tag_ids": sorted(set(exclude_tag_ids)),
+    }
+    updated = Broadcast.objects.filter(pk=broadcast.pk, state__in=Broadcast.EDITABLE_STATES).update(
+        **values, updated_at=timezone.now()
+    )
+    if not updated:
+        raise BroadcastNotEditable(f"Broadcast {broadcast.pk} is {broadcast.state}")
+    for name, value in values.items():
+        setattr(broadcast, name, value)
+    return broadcast
+
+
+def broadcast_delete(*, broadcast: Broadcast) -> None:
+    """Deletes a draft or scheduled broadcast (one that never started sending)."""
+    deleted, _ = Broadcast.objects.filter(
+        pk=broadcast.pk, state__in=Broadcast.EDITABLE_STATES
+    ).delete()
+    if not deleted:
+        raise BroadcastNotEditable(f"Broadcast {broadcast.pk} is {broadcast.state}")
+
+
+def send_problems(*, broadcast: Broadcast) -> list[str]:
+    """Why the broadcast cannot be sent now, in the creator's words; [] when it can."""
+    from broadcasts.rendering import broadcast_problems
+
+    problems = []
+    account = broadcast.account
+    if not account.postal_address.strip():
+        problems.append(
+            "Add your postal address in Settings first: the law (CAN-SPAM) requires it in "
+            "every email."
+        )
+    if not broadcast.subject.strip():
+        problems.append("Write a subject.")
+    if not broadcast.body.strip():
+        problems.append("Write the email's body.")
+    for problem in broadcast_problems(broadcast):
+        where = f" (line {problem.line})" if problem.line else ""
+        problems.append(f"{problem.part.replace('_', ' ').capitalize()}{where}: {problem.message}")
+    if not problems and audience_count(broadcast=broadcast) == 0:
+        problems.append("Nobody is in the audience: no active subscriber matches these tags.")
+    return problems
+
+
+def broadcast_schedule(*, broadcast: Broadcast, at: datetime) -> None:
+    """Schedules the broadcast; SendRefused for a time in the past or an unsendable broadcast."""
+    if at <= timezone.now():
+        raise SendRefused("Choose a time in the future.")
+    problems = send_problems(broadcast=broadcast)
+    if problems:
+        raise SendRefused(" ".join(problems))
+    updated = Broadcast.objects.filter(pk=broadcast.pk, state__in=Broadcast.EDITABLE_STATES).update(
+        state=Broadcast.State.SCHEDULED, scheduled_at=at, updated_at=timezone.now()
+    )
+    if not updated:
+        raise BroadcastNotEditable(f"Broadcast {broadcast.pk} is {broadcast.state}")
+    broadcast.state, broadcast.scheduled_at = Broadcast.State.SCHEDULED, at
+
+
+def broadcast_unschedule(*, broadcast: Broadcast) -> bool:
+    """Back to draft, unless the schedule already fired; returns whether it changed."""
+    updated = Broadcast.objects.filter(pk=broadcast.pk, state=Broadcast.State.SCHEDULED).update(
+        state=Broadcast.State.DRAFT, scheduled_at=None, updated_at=timezone.now()
+    )
+    if updated:
+        broadcast.state, broadcast.scheduled_at = Broadcast.State.DRAFT, None
+    return bool(updated)
+
+
+def broadcast_send(*, broadcast: Broadcast) -> bool:
+    """Starts sending now: freezes what every worker will render, moves the broadcast to
+    sending and queues the fan-out. A broadcast already sending (a second click, a second beat
+    process) is left alone: returns whether this call started it. SendRefused when it cannot
+    be sent."""
+    from broadcasts import tasks
+    from broadcasts.rendering import frozen_parts
+
+    if broadcast.state not in Broadcast.EDITABLE_STATES:
+        if broadcast.state in (Broadcast.State.SENDING, Broadcast.State.SENT):
+            return False
+        raise SendRefused(f"A {broadcast.get_state_display().lower()} broadcast cannot be sent.")
+    problems = send_problems(broadcast=broadcast)
+    if problems:
+        raise SendRefused(" ".join(problems))
+    frozen = frozen_parts(broadcast)
+    now = timezone.now()
+    with transaction.atomic():
+        started = Broadcast.objects.filter(
+            pk=broadcast.pk, state__in=Broadcast.EDITABLE_STATES
+        ).update(
+            state=Broadcast.State.SENDING,
+            frozen_subject=frozen.subject,
+            frozen_html=frozen.html,
+            frozen_text=frozen.text,
+            send_started_at=now,
+            progressed_at=now,
+            updated_at=now,
+        )
+        if started:
+            tasks.fan_out.delay_on_commit(broadcast.pk)
+    broadcast.refresh_from_db()
+    return bool(started)
+
+
+def broadcasts_due_send(*, now: datetime | None = None) -> list[int]:
+    """Starts every scheduled broadcast whose time has come. Each is moved to sending by the
+    conditional UPDATE inside broadcast_send, so two beat processes never send one twice."""
+    due = Broadcast.objects.filter(
+        state=Broadcast.State.SCHEDULED, scheduled_at__lte=now or timezone.now()
+    ).select_related("account")
+    started = []
+    for broadcast in due:
+        try:
+            if broadcast_send(broadcast=broadcast):
+                started.append(broadcast.pk)
+        except SendRefused as refused:
+            # Something changed since scheduling (the postal address was removed, every tag
+            # deleted): back to draft, with the reason, rather than retrying every minute.
+            Broadcast.objects.filter(pk=broadcast.pk, state=Broadcast.State.SCHEDULED).update(
+                state=Broadcast.State.DRAFT, paused_reason=str(refused)[:500]
+            )
+            logger.warning("Scheduled broadcast %s not sent: %s", broadcast.pk, refused)
+    return started
+
+
+def broadcast_pause(*, broadcast: Broadcast, reason: str = "") -> bool:
+    """Pauses a sending broadcast: send tasks stop between batches, handing back what they had
+    not sent. Returns whether it changed."""
+    updated = Broadcast.objects.filter(pk=broadcast.pk, state=Broadcast.State.SENDING).update(
+        state=Broadcast.State.PAUSED, paused_reason=reason[:500], updated_at=timezone.now()
+    )
+    broadcast.refresh_from_db()
+    return bool(updated)
+
+
+def broadcast_resume(*, broadcast: Broadcast) -> bool:
+    """Resumes a paused broadcast: the deliveries still queued get send tasks again."""
+    from broadcasts import tasks
+
+    now = timezone.now()
+    with transaction.atomic():
+        updated = Broadcast.objects.filter(pk=broadcast.pk, state=Broadcast.State.PAUSED).update(
+            state=Broadcast.State.SENDING, paused_reason="", progressed_at=now, updated_at=now
+        )
+        if updated:
+            # fan_out publishes the batches of whatever is still queued (and snapshots the
+            # audience first if the pause came before it had).
+            tasks.fan_out.delay_on_commit(broadcast.pk)
+    broadcast.refresh_from_db()
+    return bool(updated)
+
+
+def broadcast_cancel(*, broadcast: Broadcast) -> bool:
+    """Cancels a scheduled, sending or paused broadcast: nothing more goes out. Deliveries not
+    yet sent are marked cancelled by a task (there may be a million)."""
+    from broadcasts import tasks
+
+    with transaction.atomic():
+        updated = Broadcast.objects.filter(
+            Q(pk=broadcast.pk),
+            Q(
+                state__in=[
+                    Broadcast.State.SCHEDULED,
+                    Broadcast.State.SENDING,
+                    Broadcast.State.PAUSED,
+                ]
+            ),
+        ).update(state=Broadcast.State.CANCELLED, updated_at=timezone.now())
+        if updated:
+            tasks.cancel_deliveries.delay_on_commit(broadcast.pk)
+    broadcast.refresh_from_db()
+    return bool(updated)
+
+
+def broadcast_send_test(*, broadcast: Broadcast, to_email: str) -> None:
+    """Queues a test copy of the broadcast as it stands (saved, not frozen) to `to_email`."""
+    from broadcasts import tasks
+
+    tasks.send_test.delay_on_commit(broadcast.pk, to_email)
+
+
+def unknown_deliveries(*, broadcast: Broadcast, limit: int = 100):
+    """Deliveries whose send call was in flight when a worker died: never re-sent."""
+    return (
+        Delivery.objects.filter(broadcast=broadcast, state=Delivery.State.UNKNOWN)
+        .select_related("subscriber")
+        .order_by("id")[:limit]
+    )

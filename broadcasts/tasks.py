@@ -1,0 +1,67 @@
+"""Thin Celery tasks over broadcasts.pipeline; routes in settings: fan_out* -> fanout,
+send* -> send, the rest -> default. Every task is safe to run twice (acks_late redelivers a
+task whose worker died)."""
+
+from __future__ import annotations
+
+import logging
+
+from celery import shared_task
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task(name="broadcasts.fan_out", ignore_result=True)
+def fan_out(broadcast_id: int) -> None:
+    """Snapshots the audience into deliveries (once) and publishes the send batches."""
+    from broadcasts.pipeline import fan_out as fan_out_run
+
+    fan_out_run(broadcast_id=broadcast_id)
+
+
+@shared_task(name="broadcasts.send_batch", ignore_result=True)
+def send_batch(broadcast_id: int, first_id: int, last_id: int) -> None:
+    """Sends one id range of a broadcast's deliveries; queues itself again (with a countdown)
+    for what must wait: retries backing off, a rate limit, the task's time budget."""
+    from broadcasts.pipeline import send_batch as send_batch_run
+
+    again = send_batch_run(broadcast_id=broadcast_id, first_id=first_id, last_id=last_id)
+    if again is not None:
+        send_batch.apply_async((broadcast_id, first_id, last_id), countdown=again)
+
+
+@shared_task(name="broadcasts.cancel_deliveries", ignore_result=True)
+def cancel_deliveries(broadcast_id: int) -> None:
+    from broadcasts.pipeline import deliveries_cancel
+
+    deliveries_cancel(broadcast_id=broadcast_id)
+
+
+@shared_task(name="broadcasts.sweep", ignore_result=True)
+def sweep() -> None:
+    """Unknown, released and republished work of lost tasks (celery beat, every minute)."""
+    from broadcasts.pipeline import sweep as sweep_run
+
+    report = sweep_run()
+    if report.unknown or report.released or report.republished or report.finished:
+        logger.warning("Broadcast sweep: %s", report)
+
+
+@shared_task(name="broadcasts.start_scheduled", ignore_result=True)
+def start_scheduled() -> None:
+    """Starts the scheduled broadcasts whose time has come (celery beat, every minute)."""
+    from broadcasts.services import broadcasts_due_send
+
+    broadcasts_due_send()
+
+
+@shared_task(name="broadcasts.test_send", ignore_result=True, max_retries=3)
+def send_test(broadcast_id: int, to_email: str) -> None:
+    """Sends a test copy of the broadcast as saved to `to_email` (the creator)."""
+    from broadcasts.models import Broadcast
+    from broadcasts.rendering import test_message_build
+
+    broadcast = Broadcast.objects.select_related("account").filter(pk=broadcast_id).first()
+    if broadcast is None:
+        return
+    test_message_build(broadcast=broadcast, to_email=to_email).send()
