@@ -167,6 +167,12 @@ class Delivery(models.Model):
                 condition=Q(state__in=[0, 1, 2]),
             ),
             models.Index(fields=["subscriber"], name="delivery_subscriber"),
+            # The creator's list of deliveries that were in flight when a worker died.
+            models.Index(
+                fields=["broadcast", "id"],
+                name="delivery_unknown",
+                condition=Q(state=5),
+            ),
             models.Index(
                 fields=["esp_message_id"],
                 name="delivery_esp_message_id",

@@ -12,6 +12,7 @@ from django.utils import timezone
 from broadcasts.audience import audience_count
 from broadcasts.models import Broadcast, Delivery
 from convertkit.models import Account
+from subscribers.models import Subscriber
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +51,8 @@ def broadcast_update(
         "include_tag_ids": sorted(set(include_tag_ids)),
         "include_match": include_match,
         "exclude_tag_ids": sorted(set(exclude_tag_ids)),
+        # A refusal noted when a schedule fired no longer applies to the edited broadcast.
+        "paused_reason": "",
     }
     updated = Broadcast.objects.filter(pk=broadcast.pk, state__in=Broadcast.EDITABLE_STATES).update(
         **values, updated_at=timezone.now()
@@ -70,8 +73,9 @@ def broadcast_delete(*, broadcast: Broadcast) -> None:
         raise BroadcastNotEditable(f"Broadcast {broadcast.pk} is {broadcast.state}")
 
 
-def send_problems(*, broadcast: Broadcast) -> list[str]:
-    """Why the broadcast cannot be sent now, in the creator's words; [] when it can."""
+def send_problems(*, broadcast: Broadcast, recipient_count: int | None = None) -> list[str]:
+    """Why the broadcast cannot be sent now, in the creator's words; [] when it can.
+    `recipient_count`, when the caller has just counted the audience, saves counting it again."""
     from broadcasts.rendering import broadcast_problems
 
     problems = []
@@ -88,7 +92,9 @@ def send_problems(*, broadcast: Broadcast) -> list[str]:
     for problem in broadcast_problems(broadcast):
         where = f" (line {problem.line})" if problem.line else ""
         problems.append(f"{problem.part.replace('_', ' ').capitalize()}{where}: {problem.message}")
-    if not problems and audience_count(broadcast=broadcast) == 0:
+    if recipient_count is None and not problems:
+        recipient_count = audience_count(broadcast=broadcast)
+    if not problems and recipient_count == 0:
         problems.append("Nobody is in the audience: no active subscriber matches these tags.")
     return problems
 
@@ -140,6 +146,7 @@ def broadcast_send(*, broadcast: Broadcast) -> bool:
             pk=broadcast.pk, state__in=Broadcast.EDITABLE_STATES
         ).update(
             state=Broadcast.State.SENDING,
+            paused_reason="",
             frozen_subject=frozen.subject,
             frozen_html=frozen.html,
             frozen_text=frozen.text,
@@ -223,11 +230,14 @@ def broadcast_cancel(*, broadcast: Broadcast) -> bool:
     return bool(updated)
 
 
-def broadcast_send_test(*, broadcast: Broadcast, to_email: str) -> None:
-    """Queues a test copy of the broadcast as it stands (saved, not frozen) to `to_email`."""
+def broadcast_send_test(
+    *, broadcast: Broadcast, to_email: str, subscriber: Subscriber | None = None
+) -> None:
+    """Queues a test copy of the broadcast as it stands (saved, not frozen) to `to_email`,
+    with `subscriber`'s data (sample data when None)."""
     from broadcasts import tasks
 
-    tasks.send_test.delay_on_commit(broadcast.pk, to_email)
+    tasks.send_test.delay_on_commit(broadcast.pk, to_email, subscriber.pk if subscriber else None)
 
 
 def unknown_deliveries(*, broadcast: Broadcast, limit: int = 100):

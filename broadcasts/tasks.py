@@ -5,6 +5,7 @@ task whose worker died)."""
 from __future__ import annotations
 
 import logging
+from smtplib import SMTPException
 
 from celery import shared_task
 
@@ -55,13 +56,31 @@ def start_scheduled() -> None:
     broadcasts_due_send()
 
 
-@shared_task(name="broadcasts.test_send", ignore_result=True, max_retries=3)
-def send_test(broadcast_id: int, to_email: str) -> None:
-    """Sends a test copy of the broadcast as saved to `to_email` (the creator)."""
+@shared_task(
+    name="broadcasts.test_send",
+    ignore_result=True,
+    autoretry_for=(OSError, SMTPException),
+    retry_backoff=5,
+    max_retries=3,
+)
+def send_test(broadcast_id: int, to_email: str, subscriber_id: int | None = None) -> None:
+    """Sends a test copy of the broadcast as saved to `to_email` (the creator), with the data
+    of the subscriber `subscriber_id` of the same account (sample data when None)."""
     from broadcasts.models import Broadcast
-    from broadcasts.rendering import test_message_build
+    from broadcasts.rendering import RenderFailed, test_message_build
+    from subscribers.models import Subscriber
 
     broadcast = Broadcast.objects.select_related("account").filter(pk=broadcast_id).first()
     if broadcast is None:
         return
-    test_message_build(broadcast=broadcast, to_email=to_email).send()
+    subscriber = (
+        Subscriber.objects.filter(pk=subscriber_id, account_id=broadcast.account_id).first()
+        if subscriber_id
+        else None
+    )
+    try:
+        message = test_message_build(broadcast=broadcast, to_email=to_email, subscriber=subscriber)
+    except RenderFailed as failed:
+        logger.info("Test of broadcast %s not sent: %s", broadcast_id, failed)
+        return
+    message.send()

@@ -1,10 +1,559 @@
+"""The creator's broadcast pages: the list, the editor with its live preview and recipient
+count, test send, schedule, send (after a confirmation), and the live progress page."""
+
 from __future__ import annotations
 
-from django.shortcuts import render
+from dataclasses import dataclass
+from datetime import datetime
 
-from convertkit.tenancy import account_required
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+
+from broadcasts import audience, progress, rendering, services
+from broadcasts.forms import BroadcastForm, ScheduleForm
+from broadcasts.models import Broadcast
+from convertkit.tenancy import account_required, get_for_account
+from subscribers.models import Subscriber, Tag
+from subscribers.validation import normalize_email
+
+PAGE_SIZE = 50
+# Addresses offered in the "preview as" picker; any other subscriber's address can be typed.
+PICKER_SUGGESTIONS = 20
+# Unknown deliveries listed on the progress page (the count is always shown in full).
+UNKNOWN_LISTED = 100
+NO_RATE = "—"  # open and click rates, until tracking exists
+PART_LABELS = {"subject": "Subject", "preview_text": "Preview text", "body": "Body"}
+
+
+def _cursor(request, name: str) -> int | None:
+    value = request.GET.get(name, "")
+    return int(value) if value.isdigit() and len(value) < 19 else None
+
+
+def _when(moment: datetime | None) -> str:
+    return f"{timezone.localtime(moment):%-d %b %Y, %H:%M}" if moment else ""
+
+
+# --- List -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _ListRow:
+    url: str
+    subject: str
+    state: str
+    state_label: str
+    recipients: int | None
+    when_label: str
+    when_iso: str
+    when_display: str
+    open_rate: str
+    click_rate: str
+
+
+@dataclass(frozen=True)
+class _ListPage:
+    rows: list[_ListRow]
+    newer_before: int | None
+    older_after: int | None
+
+
+def _list_row(broadcast: Broadcast, prefix: str, labels: dict[str, str]) -> _ListRow:
+    if broadcast.state == Broadcast.State.SCHEDULED:
+        label, moment = "Scheduled for", broadcast.scheduled_at
+    elif broadcast.sent_at:
+        label, moment = "", broadcast.sent_at
+    elif broadcast.send_started_at:
+        label, moment = "Started", broadcast.send_started_at
+    else:
+        label, moment = "", None
+    page = "" if broadcast.is_editable else "progress/"
+    return _ListRow(
+        url=f"{prefix}{broadcast.id}/{page}",
+        subject=broadcast.subject,
+        state=broadcast.state,
+        state_label=labels.get(broadcast.state, broadcast.state),
+        recipients=None if broadcast.is_editable else broadcast.recipient_count,
+        when_label=label,
+        when_iso=moment.isoformat() if moment else "",
+        when_display=_when(moment),
+        open_rate=NO_RATE,
+        click_rate=NO_RATE,
+    )
+
+
+def _broadcast_page(*, account, after: int | None, before: int | None) -> _ListPage:
+    """One page of the account's broadcasts, newest first, by keyset on the id (the index
+    broadcast_account_id): one query, whatever the page holds."""
+    queryset = Broadcast.objects.filter(account=account).only(
+        "id",
+        "subject",
+        "state",
+        "recipient_count",
+        "scheduled_at",
+        "send_started_at",
+        "sent_at",
+    )
+    if before is not None:
+        broadcasts = list(queryset.filter(id__gt=before).order_by("id")[: PAGE_SIZE + 1])
+        has_more_newer = len(broadcasts) > PAGE_SIZE
+        broadcasts = broadcasts[:PAGE_SIZE][::-1]
+        has_more_older = True
+    else:
+        if after is not None:
+            queryset = queryset.filter(id__lt=after)
+        broadcasts = list(queryset.order_by("-id")[: PAGE_SIZE + 1])
+        has_more_older = len(broadcasts) > PAGE_SIZE
+        broadcasts = broadcasts[:PAGE_SIZE]
+        has_more_newer = after is not None
+    prefix = reverse("broadcast_list")
+    labels = dict(Broadcast.State.choices)
+    return _ListPage(
+        rows=[_list_row(broadcast, prefix, labels) for broadcast in broadcasts],
+        newer_before=broadcasts[0].id if broadcasts and has_more_newer else None,
+        older_after=broadcasts[-1].id if broadcasts and has_more_older else None,
+    )
 
 
 @account_required
 def broadcast_list(request):
-    return render(request, "broadcasts/broadcast_list.html")
+    after, before = _cursor(request, "after"), _cursor(request, "before")
+    return render(
+        request,
+        "broadcasts/broadcast_list.html",
+        {
+            "page": _broadcast_page(account=request.account, after=after, before=before),
+            "paged": after is not None or before is not None,
+        },
+    )
+
+
+@account_required
+def broadcast_create(request):
+    if request.method != "POST":
+        return redirect("broadcast_list")
+    broadcast = services.broadcast_create(account=request.account)
+    return redirect("broadcast_edit", broadcast.id)
+
+
+# --- Editor -----------------------------------------------------------------------------------
+
+
+def _broadcast(request, broadcast_id: int) -> Broadcast:
+    return get_for_account(request, Broadcast.objects.select_related("account"), pk=broadcast_id)
+
+
+def _tags(request) -> list[Tag]:
+    return list(Tag.objects.filter(account=request.account).order_by("name", "id"))
+
+
+def _editor_form(request, broadcast: Broadcast, data=None) -> BroadcastForm:
+    return BroadcastForm(data, tags=_tags(request), initial=BroadcastForm.initial_for(broadcast))
+
+
+def _preview_subscriber(request) -> tuple[Subscriber | None, str]:
+    """The subscriber whose data the preview uses (the "preview as" address), or None for the
+    sample one; and a note for the creator when the address finds nobody."""
+    typed = (request.POST.get("preview_email") or "").strip()
+    if not typed:
+        return None, ""
+    try:
+        email = normalize_email(typed)
+    except ValidationError:
+        return None, f"“{typed[:80]}” is not an email address: showing sample data."
+    subscriber = Subscriber.objects.filter(account=request.account, email=email).first()
+    if subscriber is None:
+        return None, f"No subscriber has the address {email}: showing sample data."
+    return subscriber, ""
+
+
+def _preview_context(request, form: BroadcastForm, broadcast: Broadcast) -> dict:
+    subscriber, note = _preview_subscriber(request)
+    preview = rendering.preview(form.draft(broadcast), subscriber)
+    return {
+        "preview": preview,
+        "problems": [
+            {
+                "where": PART_LABELS.get(problem.part, problem.part)
+                + (f", line {problem.line}" if problem.line else ""),
+                "message": problem.message,
+            }
+            for problem in preview.problems
+        ],
+        "preview_subscriber": subscriber,
+        "preview_email": request.POST.get("preview_email", ""),
+        "preview_note": note,
+        "invalid_labels": form.invalid_labels if form.is_bound else [],
+    }
+
+
+def _render_editor(
+    request,
+    broadcast: Broadcast,
+    form: BroadcastForm,
+    *,
+    schedule_form: ScheduleForm | None = None,
+    previewing: bool = False,
+    refused: str = "",
+    status: int | None = None,
+):
+    if schedule_form is None:
+        typed = request.POST.get("send_at")
+        saved = timezone.localtime(broadcast.scheduled_at) if broadcast.scheduled_at else None
+        schedule_form = ScheduleForm(initial={"send_at": typed or saved})
+    count = (
+        audience.audience_count(broadcast=form.draft(broadcast))
+        if request.GET.get("count") == "1"
+        else None
+    )
+    context = {
+        "broadcast": broadcast,
+        "form": form,
+        "schedule_form": schedule_form,
+        "previewing": previewing,
+        "refused": refused,
+        "count": count,
+        "scheduled_display": _when(broadcast.scheduled_at),
+        "time_zone": timezone.get_current_timezone_name(),
+        "suggested_emails": list(
+            Subscriber.objects.filter(account=request.account, state=Subscriber.State.ACTIVE)
+            .order_by("-id")
+            .values_list("email", flat=True)[:PICKER_SUGGESTIONS]
+        ),
+        **_preview_context(request, form, broadcast),
+    }
+    if status is None:
+        status = 400 if (form.errors or schedule_form.errors or refused) and not previewing else 200
+    return render(request, "broadcasts/broadcast_edit.html", context, status=status)
+
+
+def _progress_redirect(broadcast: Broadcast):
+    return redirect("broadcast_progress", broadcast.id)
+
+
+def _save(request, broadcast: Broadcast) -> tuple[BroadcastForm, bool]:
+    """Saves the editor's posted values; the form (with its errors) and whether it saved."""
+    form = _editor_form(request, broadcast, request.POST)
+    if not form.is_valid():
+        return form, False
+    services.broadcast_update(broadcast=broadcast, **form.values())
+    return form, True
+
+
+@account_required
+def broadcast_edit(request, broadcast_id: int):
+    """The editor. Sending and sent broadcasts open on their progress page instead."""
+    broadcast = _broadcast(request, broadcast_id)
+    if not broadcast.is_editable:
+        return _progress_redirect(broadcast)
+    if request.method == "POST":
+        form, saved = _save(request, broadcast)
+        if saved:
+            messages.success(request, "Saved.")
+            return redirect("broadcast_edit", broadcast.id)
+        return _render_editor(request, broadcast, form)
+    return _render_editor(request, broadcast, _editor_form(request, broadcast))
+
+
+@account_required
+def broadcast_preview(request, broadcast_id: int):
+    """The live preview of the editor's unsaved values; never saves. htmx gets the preview
+    pane; a browser without JavaScript gets the whole editor with the preview updated."""
+    broadcast = _broadcast(request, broadcast_id)
+    if request.method != "POST" or not broadcast.is_editable:
+        return redirect("broadcast_edit", broadcast.id)
+    form = _editor_form(request, broadcast, request.POST)
+    if not request.htmx:
+        return _render_editor(request, broadcast, form, previewing=True)
+    return render(
+        request,
+        "broadcasts/partials/preview.html",
+        {"broadcast": broadcast, **_preview_context(request, form, broadcast)},
+    )
+
+
+@account_required
+def broadcast_count(request, broadcast_id: int):
+    """The recipient count of the audience chosen in the editor (saved or not), fetched by htmx
+    once the page has loaded: counting a large list takes a moment."""
+    broadcast = _broadcast(request, broadcast_id)
+    if not request.htmx:
+        return redirect(reverse("broadcast_edit", args=[broadcast.id]) + "?count=1")
+    form = _editor_form(request, broadcast, request.GET)
+    return render(
+        request,
+        "broadcasts/partials/recipient_count.html",
+        {
+            "broadcast": broadcast,
+            "count": audience.audience_count(broadcast=form.draft(broadcast)),
+        },
+    )
+
+
+@account_required
+def broadcast_test(request, broadcast_id: int):
+    """Saves the editor's values, then sends a test copy to the creator's own address."""
+    broadcast = _broadcast(request, broadcast_id)
+    if request.method != "POST" or not broadcast.is_editable:
+        return redirect("broadcast_edit", broadcast.id)
+    form, saved = _save(request, broadcast)
+    if not saved:
+        return _render_editor(request, broadcast, form)
+    problems = rendering.broadcast_problems(broadcast)
+    if problems:
+        return _render_editor(
+            request,
+            broadcast,
+            form,
+            refused="Saved, but no test was sent: fix the template problems shown in the "
+            "preview first.",
+        )
+    subscriber, _note = _preview_subscriber(request)
+    services.broadcast_send_test(
+        broadcast=broadcast, to_email=request.user.email, subscriber=subscriber
+    )
+    messages.success(request, f"Saved. A test is on its way to {request.user.email}.")
+    return redirect("broadcast_edit", broadcast.id)
+
+
+@account_required
+def broadcast_schedule(request, broadcast_id: int):
+    """Saves the editor's values, then schedules the send for the time given."""
+    broadcast = _broadcast(request, broadcast_id)
+    if request.method != "POST" or not broadcast.is_editable:
+        return redirect("broadcast_edit", broadcast.id)
+    form, saved = _save(request, broadcast)
+    schedule_form = ScheduleForm(request.POST)
+    if not saved or not schedule_form.is_valid():
+        return _render_editor(request, broadcast, form, schedule_form=schedule_form)
+    try:
+        services.broadcast_schedule(broadcast=broadcast, at=schedule_form.cleaned_data["send_at"])
+    except services.SendRefused as refused:
+        return _render_editor(
+            request,
+            broadcast,
+            form,
+            schedule_form=schedule_form,
+            refused=f"Saved, but not scheduled. {refused}",
+        )
+    messages.success(
+        request,
+        f"Scheduled for {_when(broadcast.scheduled_at)} ({timezone.get_current_timezone_name()}).",
+    )
+    return redirect("broadcast_edit", broadcast.id)
+
+
+@account_required
+def broadcast_unschedule(request, broadcast_id: int):
+    broadcast = _broadcast(request, broadcast_id)
+    if request.method == "POST":
+        if services.broadcast_unschedule(broadcast=broadcast):
+            messages.success(request, "Unscheduled. It is a draft again.")
+        elif not broadcast.is_editable:
+            return _progress_redirect(broadcast)
+    return redirect("broadcast_edit", broadcast.id)
+
+
+# --- Send -------------------------------------------------------------------------------------
+
+
+@account_required
+def broadcast_send(request, broadcast_id: int):
+    """Send now, after a confirmation that shows the recipient count.
+
+    A POST from the editor (without `confirmed`) saves its values and shows the confirmation;
+    the confirmation's POST (with `confirmed`) starts the send and opens the progress page.
+    """
+    broadcast = _broadcast(request, broadcast_id)
+    if not broadcast.is_editable:
+        return _progress_redirect(broadcast)
+    refused = ""
+    if request.method == "POST":
+        if request.POST.get("confirmed") != "yes":
+            form, saved = _save(request, broadcast)
+            if not saved:
+                return _render_editor(request, broadcast, form)
+            return redirect("broadcast_send", broadcast.id)
+        try:
+            services.broadcast_send(broadcast=broadcast)
+        except services.SendRefused as refusal:
+            refused = str(refusal)
+        else:
+            messages.success(request, "Sending has started.")
+            return _progress_redirect(broadcast)
+    count = audience.audience_count(broadcast=broadcast)
+    problems = [] if refused else services.send_problems(broadcast=broadcast, recipient_count=count)
+    return render(
+        request,
+        "broadcasts/broadcast_send.html",
+        {
+            "broadcast": broadcast,
+            "count": count,
+            "audience": _audience_description(broadcast),
+            "refused": refused,
+            "problems": problems,
+        },
+        status=400 if refused else 200,
+    )
+
+
+def _audience_description(broadcast: Broadcast) -> str:
+    wanted = set(broadcast.include_tag_ids) | set(broadcast.exclude_tag_ids)
+    names = dict(
+        Tag.objects.filter(account_id=broadcast.account_id, id__in=wanted).values_list("id", "name")
+        if wanted
+        else ()
+    )
+
+    def listed(ids: list[int]) -> str:
+        return ", ".join(f"“{names[tag_id]}”" for tag_id in ids if tag_id in names) or "(deleted)"
+
+    description = "All active subscribers"
+    if broadcast.include_tag_ids:
+        match = dict(Broadcast.TagMatch.choices)[broadcast.include_match]
+        description += f" tagged with {match} {listed(broadcast.include_tag_ids)}"
+    if broadcast.exclude_tag_ids:
+        description += f", except those tagged with {listed(broadcast.exclude_tag_ids)}"
+    return description + "."
+
+
+@account_required
+def broadcast_delete(request, broadcast_id: int):
+    broadcast = _broadcast(request, broadcast_id)
+    if not broadcast.is_editable:
+        return _progress_redirect(broadcast)
+    if request.method == "POST":
+        services.broadcast_delete(broadcast=broadcast)
+        messages.success(request, f"“{broadcast.subject or 'Untitled'}” was deleted.")
+        return redirect("broadcast_list")
+    return render(
+        request,
+        "subscribers/confirm.html",
+        {
+            "title": f"Delete “{broadcast.subject or 'Untitled'}”?",
+            "explanation": "The broadcast is erased; nobody has received it"
+            + (", and its schedule is cancelled." if broadcast.scheduled_at else "."),
+            "button": "Delete broadcast",
+            "danger": True,
+            "cancel_url": reverse("broadcast_edit", args=[broadcast.id]),
+        },
+    )
+
+
+# --- Progress ---------------------------------------------------------------------------------
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return "under a minute"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"about {minutes} min"
+    return f"about {minutes // 60} h {minutes % 60:02d} min"
+
+
+def _progress_context(request, broadcast: Broadcast) -> dict:
+    """What the progress card shows; the unknown deliveries are read only when their count is
+    not the one the page already shows (?unknown=N on a poll), as they rarely change."""
+    numbers = progress.broadcast_progress(broadcast=broadcast)
+    shown = request.GET.get("unknown")
+    list_unknown = numbers.unknown > 0 and shown != str(numbers.unknown)
+    return {
+        "broadcast": broadcast,
+        "progress": numbers,
+        "polling": broadcast.state == Broadcast.State.SENDING,
+        "eta": _duration(numbers.eta_seconds),
+        "started_display": _when(broadcast.send_started_at),
+        "sent_display": _when(broadcast.sent_at),
+        "list_unknown": list_unknown,
+        "unknown_deliveries": [
+            {
+                "email": delivery.subscriber.email,
+                "when": _when(delivery.sent_at or delivery.claimed_at),
+            }
+            for delivery in services.unknown_deliveries(broadcast=broadcast, limit=UNKNOWN_LISTED)
+        ]
+        if list_unknown
+        else [],
+        "unknown_listed": UNKNOWN_LISTED,
+    }
+
+
+@account_required
+def broadcast_progress(request, broadcast_id: int):
+    broadcast = _broadcast(request, broadcast_id)
+    if broadcast.is_editable:
+        return redirect("broadcast_edit", broadcast.id)
+    return render(
+        request,
+        "broadcasts/broadcast_progress.html",
+        {**_progress_context(request, broadcast), "audience": _audience_description(broadcast)},
+    )
+
+
+@account_required
+def broadcast_progress_live(request, broadcast_id: int):
+    """The progress card; htmx polls it every 2 s while the broadcast is sending."""
+    broadcast = _broadcast(request, broadcast_id)
+    return render(
+        request,
+        "broadcasts/partials/progress.html",
+        {**_progress_context(request, broadcast), "oob": True},
+    )
+
+
+def _control(action, done: str, unchanged: str):
+    """A view for pause/resume: POST runs `action` and says what happened."""
+
+    @account_required
+    def view(request, broadcast_id: int):
+        broadcast = _broadcast(request, broadcast_id)
+        if request.method == "POST":
+            if action(broadcast=broadcast):
+                messages.success(request, done)
+            else:
+                messages.info(request, unchanged.format(state=broadcast.get_state_display()))
+        return _progress_redirect(broadcast)
+
+    return view
+
+
+broadcast_pause = _control(
+    services.broadcast_pause,
+    "Paused. Batches already handed to the mail server finish; nothing else goes out "
+    "until you resume.",
+    "Not paused: the broadcast is {state}.",
+)
+broadcast_resume = _control(
+    services.broadcast_resume, "Resumed.", "Not resumed: the broadcast is {state}."
+)
+
+
+@account_required
+def broadcast_cancel(request, broadcast_id: int):
+    broadcast = _broadcast(request, broadcast_id)
+    if request.method == "POST":
+        if services.broadcast_cancel(broadcast=broadcast):
+            messages.success(request, "Cancelled. Nobody else will get this broadcast.")
+        else:
+            messages.info(request, f"Not cancelled: the broadcast is {broadcast.state}.")
+        if broadcast.is_editable:
+            return redirect("broadcast_edit", broadcast.id)
+        return _progress_redirect(broadcast)
+    return render(
+        request,
+        "subscribers/confirm.html",
+        {
+            "title": f"Cancel “{broadcast.subject or 'Untitled'}”?",
+            "explanation": "Nobody else will get it. Those who already have it keep it; a "
+            "cancelled broadcast cannot be resumed.",
+            "button": "Cancel the broadcast",
+            "danger": True,
+            "cancel_url": reverse("broadcast_progress", args=[broadcast.id]),
+        },
+    )

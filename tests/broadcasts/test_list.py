@@ -1,0 +1,170 @@
+"""The broadcast list: newest first with state, recipients, sent time in the account's time zone
+and (until tracking exists) empty open and click rates; keyset-paged, in a fixed number of
+queries whatever the page holds."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from broadcasts.models import Broadcast
+
+LIST_URL = reverse("broadcast_list")
+
+
+def subjects_on(response) -> list[str]:
+    return re.findall(
+        r'<a href="/broadcasts/\d+/(?:progress/)?">([^<]+)</a>', response.content.decode()
+    )
+
+
+def pager_link(response, text: str) -> str | None:
+    match = re.search(r'<a href="([^"]+)"[^>]*>' + re.escape(text), response.content.decode())
+    return match.group(1) if match else None
+
+
+def row_of(response, subject: str) -> str:
+    body = response.content.decode()
+    start = body.index(f">{subject}</a>")
+    return body[body.rindex("<tr>", 0, start) : body.index("</tr>", start)]
+
+
+def make_broadcasts(account, count: int) -> list[Broadcast]:
+    return Broadcast.objects.bulk_create(
+        Broadcast(account=account, subject=f"Issue {n}") for n in range(count)
+    )
+
+
+def test_an_account_without_broadcasts_is_invited_to_write_one(alice_client):
+    response = alice_client.get(LIST_URL)
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert "Write your first broadcast" in body
+    assert f'action="{reverse("broadcast_create")}"' in body
+    assert "<table" not in body
+
+
+def test_new_broadcast_creates_a_draft_and_opens_its_editor(alice_client, account_a):
+    response = alice_client.post(reverse("broadcast_create"))
+    broadcast = Broadcast.objects.get(account=account_a)
+    assert broadcast.state == Broadcast.State.DRAFT
+    assert response.url == reverse("broadcast_edit", args=[broadcast.id])
+    assert alice_client.get(reverse("broadcast_create")).status_code == 302
+    assert Broadcast.objects.count() == 1  # a GET creates nothing
+
+
+def test_the_list_shows_each_broadcast_newest_first_with_its_figures(
+    alice_client, account_a, account_b
+):
+    sent_at = datetime(2030, 3, 1, 23, 30, tzinfo=UTC)  # already 2 March in Paris
+    roundup = Broadcast.objects.create(
+        account=account_a,
+        subject="February roundup",
+        state=Broadcast.State.SENT,
+        recipient_count=12_345,
+        sent_count=12_300,
+        send_started_at=sent_at,
+        sent_at=sent_at,
+    )
+    Broadcast.objects.create(
+        account=account_a,
+        subject="Spring menu",
+        state=Broadcast.State.SCHEDULED,
+        scheduled_at=datetime(2030, 4, 1, 7, 0, tzinfo=UTC),
+    )
+    idea = Broadcast.objects.create(account=account_a, subject="Idea for later")
+    Broadcast.objects.create(account=account_b, subject="Charlie's news")
+
+    response = alice_client.get(LIST_URL)
+
+    assert subjects_on(response) == ["Idea for later", "Spring menu", "February roundup"]
+    sent = row_of(response, "February roundup")
+    assert "badge-sent" in sent and ">Sent<" in sent
+    assert ">12,345<" in sent
+    assert ">2 Mar 2030, 00:30</time>" in sent
+    assert sent.count(">—<") == 2  # open and click rates: no tracking yet
+    scheduled = row_of(response, "Spring menu")
+    assert "Scheduled for" in scheduled and ">1 Apr 2030, 09:00</time>" in scheduled
+    draft = row_of(response, "Idea for later")
+    assert ">Draft<" in draft
+    assert f'href="{reverse("broadcast_edit", args=[idea.id])}"' in draft
+    assert f'href="{reverse("broadcast_progress", args=[roundup.id])}"' in sent
+
+
+def test_older_and_newer_links_walk_every_broadcast_once_without_offset(alice_client, account_a):
+    broadcasts = make_broadcasts(account_a, 120)
+    newest_first = [broadcast.subject for broadcast in reversed(broadcasts)]
+    seen, pages, url = [], [], LIST_URL
+    with CaptureQueriesContext(connection) as queries:
+        while url:
+            response = alice_client.get(url)
+            pages.append(url)
+            seen += subjects_on(response)
+            url = pager_link(response, "Older")
+    assert seen == newest_first
+    assert len(pages) == 3
+    assert "OFFSET" not in " ".join(query["sql"] for query in queries).upper()
+
+    back = alice_client.get(pager_link(alice_client.get(pages[-1]), "← Newer"))
+    assert subjects_on(back) == newest_first[50:100]
+    first = alice_client.get(pager_link(back, "← Newer"))
+    assert subjects_on(first) == newest_first[:50]
+    assert pager_link(first, "← Newer") is None
+
+
+def test_past_the_last_broadcast_the_list_says_so(alice_client, account_a):
+    (broadcast,) = make_broadcasts(account_a, 1)
+    response = alice_client.get(f"{LIST_URL}?after={broadcast.id}")
+    assert subjects_on(response) == []
+    assert "No more broadcasts" in response.content.decode()
+
+
+def test_the_list_costs_the_same_queries_for_3_broadcasts_as_for_50(alice_client, account_a):
+    def queries_for_page() -> int:
+        alice_client.get(LIST_URL)  # warm the session and the account lookup alike
+        with CaptureQueriesContext(connection) as queries:
+            response = alice_client.get(LIST_URL)
+        assert response.status_code == 200
+        return len(queries)
+
+    make_broadcasts(account_a, 3)
+    with_3 = queries_for_page()
+    more = make_broadcasts(account_a, 57)
+    Broadcast.objects.filter(pk__in=[b.pk for b in more[::2]]).update(
+        state=Broadcast.State.SENT, recipient_count=10, sent_at=datetime(2030, 1, 1, tzinfo=UTC)
+    )
+    with_50 = queries_for_page()
+    assert len(subjects_on(alice_client.get(LIST_URL))) == 50
+    assert with_3 == with_50
+
+
+def test_the_list_never_reads_deliveries_or_subscribers(alice_client, account_a):
+    make_broadcasts(account_a, 5)
+    with CaptureQueriesContext(connection) as queries:
+        alice_client.get(LIST_URL)
+    sql = " ".join(query["sql"] for query in queries).upper()
+    assert "COUNT(" not in sql
+    assert "BROADCASTS_DELIVERY" not in sql
+    assert "SUBSCRIBERS_SUBSCRIBER" not in sql
+
+
+def test_sent_times_follow_the_account_time_zone(alice_client, account_a):
+    account_a.time_zone = "America/New_York"
+    account_a.save()
+    sent_at = datetime(2030, 3, 1, 3, 0, tzinfo=UTC)
+    Broadcast.objects.create(
+        account=account_a, subject="Late", state=Broadcast.State.SENT, sent_at=sent_at
+    )
+    assert ">28 Feb 2030, 22:00</time>" in row_of(alice_client.get(LIST_URL), "Late")
+
+
+def test_a_member_sees_the_accounts_broadcasts_and_charlie_does_not(
+    bob_client, charlie_client, account_a
+):
+    Broadcast.objects.create(account=account_a, subject="Homepage news")
+    assert subjects_on(bob_client.get(LIST_URL)) == ["Homepage news"]
+    assert subjects_on(charlie_client.get(LIST_URL)) == []
