@@ -34,21 +34,40 @@ class PostalAddressMissing(MailRefused):
     """CAN-SPAM: the account needs a postal address before any send."""
 
 
-def _display_name(name: str) -> str:
-    # A name is one line in a header: a CR/LF typed into a name becomes a space, never a header.
+def display_name(name: str) -> str:
+    """A name is one line in a header: a CR/LF typed into a name becomes a space, never a
+    header."""
     return " ".join(name.split())
 
 
-def _header_check(name: str, value: str) -> None:
+def header_check(name: str, value: str) -> None:
     if "\r" in value or "\n" in value:
         raise ValueError(f"{name} must not contain a line break: {value!r}")
 
 
-def _footer_text(*, account, url: str) -> str:
+def postal_address_check(account) -> None:
+    if not account.postal_address.strip():
+        raise PostalAddressMissing(
+            f"Account {account.pk} has no postal address; add one before sending any email."
+        )
+
+
+def account_from_email(account) -> str:
+    """The From of every message of the account: its sender, else the site's default."""
+    if account.sender_email:
+        return formataddr((display_name(account.sender_name), account.sender_email))
+    return settings.DEFAULT_FROM_EMAIL
+
+
+def subscriber_to_email(subscriber: Subscriber) -> str:
+    return formataddr((display_name(subscriber.first_name), subscriber.email))
+
+
+def footer_text(*, account, url: str) -> str:
     return f"\n\n--\n{account.name}\n{account.postal_address.strip()}\n\nUnsubscribe: {url}\n"
 
 
-def _footer_html(*, account, url: str) -> str:
+def footer_html(*, account, url: str) -> str:
     return (
         '<div class="footer" style="margin-top:2em;font-size:12px;color:#666">'
         f"<p>{escape(account.name)}</p>"
@@ -89,34 +108,28 @@ def subscriber_email_build(
         raise SubscriberNotMailable(
             f"Subscriber {subscriber.pk} is {subscriber.state}: no email may be sent to them."
         )
-    if not account.postal_address.strip():
-        raise PostalAddressMissing(
-            f"Account {account.pk} has no postal address; add one before sending any email."
-        )
+    postal_address_check(account)
 
-    if account.sender_email:
-        from_email = formataddr((_display_name(account.sender_name), account.sender_email))
-    else:
-        from_email = settings.DEFAULT_FROM_EMAIL
-    to = formataddr((_display_name(subscriber.first_name), subscriber.email))
+    from_email = account_from_email(account)
+    to = subscriber_to_email(subscriber)
     headers = {
         **unsubscribe_headers(subscriber=subscriber),
         "Message-ID": message_id or make_msgid(domain=urlparse(settings.SITE_URL).hostname),
     }
     for name, value in [("Subject", subject), ("From", from_email), ("To", to), *headers.items()]:
-        _header_check(name, value)
+        header_check(name, value)
 
     url = unsubscribe_url(subscriber=subscriber)
     message = EmailMultiAlternatives(
         subject=subject,
-        body=text_body + _footer_text(account=account, url=url),
+        body=text_body + footer_text(account=account, url=url),
         from_email=from_email,
         to=[to],
         headers=headers,
     )
     if html_body is not None:
         message.attach_alternative(
-            _with_html_footer(html_body, _footer_html(account=account, url=url)), "text/html"
+            _with_html_footer(html_body, footer_html(account=account, url=url)), "text/html"
         )
     return message
 

@@ -1,0 +1,378 @@
+"""Rendering broadcasts: checking their Liquid, freezing them, and one message per recipient.
+
+- `broadcast_problems(broadcast)`: what stops the subject, preview text or body from rendering
+  (syntax, unknown tags, filters and variables, limits), with line numbers; [] when sendable.
+- `frozen_parts(broadcast)`: done once when sending starts. The body (Markdown or HTML) is
+  sanitised and laid out with its preview text and footer, CSS inlined, and the text part written
+  from that HTML; all three parts stay Liquid templates (see html.py for how Liquid survives).
+- `BroadcastRenderer(broadcast).message(delivery_id=..., subscriber=...)`: the message for one
+  recipient, rendered from templates compiled once per process and broadcast, its MIME bytes
+  written from a per-broadcast skeleton (mime.py).
+- `preview(broadcast, subscriber=None)`: the editor's preview of unsaved values, safe to show.
+
+The sent HTML is sanitised too, once, when the broadcast is frozen (not per recipient): what
+subscribers get is then exactly what the creator previewed, without scripts, forms or event
+handlers that mail clients would strip or spam filters hold against the sender. Per recipient,
+only escaped values are added: the HTML environment escapes every output and has no `safe`
+filter. The preview, shown inside the app, is sanitised again after rendering, so that even a
+subscriber's data cannot put markup in the creator's page.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import OrderedDict
+from typing import NamedTuple
+from urllib.parse import urlparse
+
+from django.conf import settings
+from django.core.mail import EmailMultiAlternatives, make_msgid
+from django.urls import reverse
+from django.utils.html import escape
+from liquid.exceptions import LiquidError
+
+from broadcasts.rendering.html import (
+    Placeholders,
+    creator_html,
+    email_document,
+    literal_html,
+    literal_text,
+    preheader_html,
+    sanitise,
+)
+from broadcasts.rendering.liquid import (
+    HTML,
+    LAX_HTML,
+    LAX_TEXT,
+    TEXT,
+    TemplateProblem,
+    error_line,
+    error_message,
+    template_problems,
+)
+from broadcasts.rendering.mime import BroadcastEmail, MessageSkeleton
+from broadcasts.rendering.text import html_to_text
+from subscribers.mail import (
+    SubscriberNotMailable,
+    account_from_email,
+    footer_text,
+    postal_address_check,
+    subscriber_to_email,
+)
+from subscribers.models import CustomField, Subscriber
+from subscribers.unsubscribe import unsubscribe_headers, unsubscribe_url
+
+__all__ = [
+    "BroadcastRenderer",
+    "FrozenParts",
+    "Preview",
+    "RenderFailed",
+    "TemplateProblem",
+    "broadcast_problems",
+    "frozen_parts",
+    "preview",
+    "test_message_build",
+]
+
+SAMPLE_FIRST_NAME = "Jane"
+SAMPLE_EMAIL = "jane@example.com"
+_BLANK_LINES = re.compile(r"\n[ \t]*(?:\n[ \t]*){2,}")
+_COMPILED_CACHE_SIZE = 16
+
+
+class RenderFailed(Exception):
+    """This recipient's message could not be rendered (a limit was hit): the delivery fails."""
+
+
+class FrozenParts(NamedTuple):
+    subject: str
+    html: str
+    text: str
+
+
+class Preview(NamedTuple):
+    subject: str
+    html: str
+    text: str
+    problems: list[TemplateProblem]
+
+
+# Contexts ------------------------------------------------------------------------------------
+
+
+def _subscriber_context(subscriber: Subscriber, keys) -> dict:
+    """subscriber.first_name, .email, .fields.<key> and .<key>; every key in `keys` is defined
+    (None when the subscriber has no value), so `default` filters work and nothing is unknown."""
+    fields = dict(subscriber.fields) if isinstance(subscriber.fields, dict) else {}
+    for key in keys:
+        fields.setdefault(key, None)
+    context = {key: fields[key] for key in keys}
+    context.update(first_name=subscriber.first_name, email=subscriber.email, fields=fields)
+    return context
+
+
+def _sample_subscriber(account) -> Subscriber:
+    return Subscriber(account=account, email=SAMPLE_EMAIL, first_name=SAMPLE_FIRST_NAME)
+
+
+def _unsubscribe_url(subscriber: Subscriber) -> str:
+    if subscriber.pk is None:
+        return f"{settings.SITE_URL}{reverse('unsubscribe', kwargs={'token': 'preview'})}"
+    return unsubscribe_url(subscriber=subscriber)
+
+
+def _context(*, subscriber: Subscriber, keys, account, url: str) -> dict:
+    return {
+        "subscriber": _subscriber_context(subscriber, keys),
+        "unsubscribe_url": url,
+        "account": {"name": account.name},
+    }
+
+
+def _custom_keys(broadcast) -> set[str]:
+    return set(
+        CustomField.objects.filter(account_id=broadcast.account_id).values_list("key", flat=True)
+    )
+
+
+def _one_line(text: str) -> str:
+    # A subject or preheader is one line: no value can add a line (or a header) to it.
+    return " ".join(text.split())
+
+
+# Problems ------------------------------------------------------------------------------------
+
+
+def _problems(broadcast, *, keys: set[str], sample: dict) -> list[TemplateProblem]:
+    problems = []
+    for part, source, environment in (
+        ("subject", broadcast.subject, TEXT),
+        ("preview_text", broadcast.preview_text, HTML),
+        ("body", broadcast.body, HTML),
+    ):
+        problems += template_problems(
+            part=part, source=source, environment=environment, custom_keys=keys, sample=sample
+        )
+    return problems
+
+
+def broadcast_problems(broadcast) -> list[TemplateProblem]:
+    """Why the broadcast's subject, preview text or body would not render, with the line of
+    each problem in that part; [] when it can be sent."""
+    account = broadcast.account
+    subscriber = _sample_subscriber(account)
+    keys = _custom_keys(broadcast)
+    sample = _context(
+        subscriber=subscriber, keys=keys, account=account, url=_unsubscribe_url(subscriber)
+    )
+    return _problems(broadcast, keys=keys, sample=sample)
+
+
+# Freezing ------------------------------------------------------------------------------------
+
+
+def frozen_parts(broadcast) -> FrozenParts:
+    """The subject, HTML and text every recipient's message is rendered from (still Liquid).
+
+    Raises PostalAddressMissing when the account has no postal address, RenderFailed if the
+    result does not compile (broadcast_problems should have said so first)."""
+    account = broadcast.account
+    postal_address_check(account)
+    placeholders = Placeholders(
+        broadcast.body, broadcast.preview_text, account.name, account.postal_address
+    )
+    body_html = creator_html(
+        body=broadcast.body, body_format=broadcast.body_format, placeholders=placeholders
+    )
+    unsubscribe = placeholders.add("{{ unsubscribe_url }}")
+    document = email_document(
+        account=account,
+        body_html=body_html,
+        preheader_html=preheader_html(broadcast.preview_text, placeholders),
+        unsubscribe_url=unsubscribe,
+    )
+    frozen = FrozenParts(
+        subject=broadcast.subject,
+        html=placeholders.restore(literal_html(document)),
+        text=placeholders.restore(
+            literal_text(html_to_text(body_html) + footer_text(account=account, url=unsubscribe))
+        ),
+    )
+    _compile(frozen)
+    return frozen
+
+
+# Per recipient -------------------------------------------------------------------------------
+
+
+class _Compiled:
+    """A broadcast's frozen parts compiled, and the custom field keys they name."""
+
+    def __init__(self, frozen: FrozenParts) -> None:
+        self.frozen = frozen
+        self.subject = TEXT.from_string(frozen.subject)
+        self.html = HTML.from_string(frozen.html)
+        self.text = TEXT.from_string(frozen.text)
+        keys = set()
+        for template in (self.subject, self.html, self.text):
+            for variable in template.analyze(include_partials=False).globals.get("subscriber", []):
+                path = variable.segments[1:]
+                if path[:1] == ["fields"]:
+                    path = path[1:]
+                if path and isinstance(path[0], str) and path[0] not in ("first_name", "email"):
+                    keys.add(path[0])
+        self.keys = frozenset(keys)
+
+    def render(self, context: dict) -> tuple[str, str, str]:
+        part = "subject"
+        try:
+            subject = _one_line(self.subject.render(**context))
+            part = "HTML"
+            html = self.html.render(**context)
+            part = "text"
+            text = _BLANK_LINES.sub("\n\n", self.text.render(**context))
+        except LiquidError as error:
+            # Lines are the creator's only in the subject; the others are laid out.
+            line = error_line(error) if part == "subject" else None
+            where = f" (line {line})" if line else ""
+            raise RenderFailed(f"The {part} part failed{where}: {error_message(error)}") from None
+        except Exception as error:
+            # Whatever a subscriber's data (any JSON in their fields) makes a filter do fails
+            # their message alone, never the batch.
+            raise RenderFailed(f"The {part} part failed: {type(error).__name__}: {error}") from None
+        return subject, html, text
+
+
+_compiled_cache: OrderedDict[int, _Compiled] = OrderedDict()
+
+
+def _compile(frozen: FrozenParts, broadcast_id: int | None = None) -> _Compiled:
+    cached = _compiled_cache.get(broadcast_id) if broadcast_id is not None else None
+    if cached is not None and cached.frozen == frozen:
+        return cached
+    try:
+        compiled = _Compiled(frozen)
+    except LiquidError as error:
+        raise RenderFailed(
+            f"The frozen broadcast does not compile: {error_message(error)}"
+        ) from None
+    if broadcast_id is not None:
+        _compiled_cache[broadcast_id] = compiled
+        _compiled_cache.move_to_end(broadcast_id)
+        while len(_compiled_cache) > _COMPILED_CACHE_SIZE:
+            _compiled_cache.popitem(last=False)
+    return compiled
+
+
+class BroadcastRenderer:
+    """Renders the messages of one frozen broadcast. Compiling happens once per process and
+    broadcast (a cache keyed by broadcast id, checked against the frozen parts), so a renderer
+    per send batch is cheap. RenderFailed if the broadcast was never frozen."""
+
+    def __init__(self, broadcast) -> None:
+        if not broadcast.frozen_html:
+            raise RenderFailed(f"Broadcast {broadcast.pk} has not been frozen for sending.")
+        frozen = FrozenParts(broadcast.frozen_subject, broadcast.frozen_html, broadcast.frozen_text)
+        self._compiled = _compile(frozen, broadcast.pk)
+        account = broadcast.account
+        self._account = {"name": account.name}
+        self._skeleton = MessageSkeleton(from_email=account_from_email(account))
+        self._message_id_suffix = f".b{broadcast.pk}@{urlparse(settings.SITE_URL).hostname}>"
+
+    def message(self, *, delivery_id: int, subscriber: Subscriber) -> BroadcastEmail:
+        """The message for one recipient: From the account, To the subscriber, the unsubscribe
+        headers, Message-ID `Delivery.message_id(domain)`. RenderFailed when a limit is hit."""
+        if subscriber.is_suppressed:
+            raise SubscriberNotMailable(
+                f"Subscriber {subscriber.pk} is {subscriber.state}: no email may be sent to them."
+            )
+        headers = unsubscribe_headers(subscriber=subscriber)
+        # List-Unsubscribe is "<https URL>, <mailto:...>": its first URL is the link.
+        url = headers["List-Unsubscribe"][1 : headers["List-Unsubscribe"].index(">")]
+        subject, html, text = self._compiled.render(
+            {
+                "subscriber": _subscriber_context(subscriber, self._compiled.keys),
+                "unsubscribe_url": url,
+                "account": self._account,
+            }
+        )
+        return BroadcastEmail(
+            skeleton=self._skeleton,
+            subject=subject,
+            text=text,
+            html=html,
+            to=subscriber_to_email(subscriber),
+            headers={"Message-ID": f"<d{delivery_id}{self._message_id_suffix}", **headers},
+        )
+
+
+# The editor ----------------------------------------------------------------------------------
+
+
+def preview(broadcast, subscriber: Subscriber | None = None) -> Preview:
+    """The email as `subscriber` (or a sample subscriber) would get it, from the broadcast's
+    current (possibly unsaved) values, with its problems. The HTML is sanitised after rendering:
+    safe to show in the app (in an iframe's srcdoc). A template with problems is previewed as far
+    as it renders, unknown variables showing as nothing."""
+    account = broadcast.account
+    keys = _custom_keys(broadcast)
+    subscriber = subscriber or _sample_subscriber(account)
+    url = _unsubscribe_url(subscriber)
+    context = _context(subscriber=subscriber, keys=keys, account=account, url=url)
+    problems = _problems(broadcast, keys=keys, sample=context)
+    text_environment, html_environment = (LAX_TEXT, LAX_HTML) if problems else (TEXT, HTML)
+    placeholders = Placeholders(broadcast.body, broadcast.preview_text)
+    body_template = placeholders.restore(
+        literal_html(
+            creator_html(
+                body=broadcast.body, body_format=broadcast.body_format, placeholders=placeholders
+            )
+        )
+    )
+    try:
+        subject = _one_line(text_environment.from_string(broadcast.subject).render(**context))
+        preheader = _one_line(
+            text_environment.from_string(broadcast.preview_text).render(**context)
+        )
+        body = sanitise(html_environment.from_string(body_template).render(**context))
+    except LiquidError as error:
+        problems.append(TemplateProblem("body", None, error_message(error)))
+        subject = preheader = body = ""
+    html = email_document(
+        account=account, body_html=body, preheader_html=escape(preheader), unsubscribe_url=url
+    )
+    text = _BLANK_LINES.sub("\n\n", html_to_text(body) + footer_text(account=account, url=url))
+    return Preview(subject=subject, html=html, text=text, problems=problems)
+
+
+def test_message_build(
+    *, broadcast, to_email: str, subscriber: Subscriber | None = None
+) -> EmailMultiAlternatives:
+    """A test copy of the broadcast's current values for the creator at `to_email`, as the
+    preview shows it (sample data unless `subscriber` is given). Its unsubscribe link is the
+    sample one (or `subscriber`'s), and it carries no List-Unsubscribe header: it is not sent to
+    a subscriber. RenderFailed when the broadcast has template problems."""
+    shown = preview(broadcast, subscriber)
+    if shown.problems:
+        raise RenderFailed(
+            "; ".join(
+                f"{problem.part}"
+                + (f" line {problem.line}" if problem.line else "")
+                + f": {problem.message}"
+                for problem in shown.problems
+            )
+        )
+    message = EmailMultiAlternatives(
+        subject=f"[Test] {shown.subject}",
+        body=shown.text,
+        from_email=account_from_email(broadcast.account),
+        to=[to_email],
+        headers={"Message-ID": make_msgid(domain=urlparse(settings.SITE_URL).hostname)},
+    )
+    message.attach_alternative(shown.html, "text/html")
+    return message
+
+
+# Not a test, whatever its name says (pytest collects functions named test_* it finds in a test
+# module's namespace).
+test_message_build.__test__ = False

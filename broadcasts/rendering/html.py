@@ -1,0 +1,203 @@
+"""The HTML of a broadcast: the creator's Markdown or HTML, sanitised, in the one layout.
+
+The body is a Liquid template over Markdown or HTML. Markdown, the sanitiser and the CSS inliner
+know nothing of Liquid and would mangle it (quotes escaped, `{% if %}` lines wrapped in
+paragraphs), so each Liquid tag and output is swapped for a placeholder word they all leave
+alone, and put back at the end:
+
+1. `Placeholders.protect`: each `{{ ... }}` and `{% ... %}` becomes a placeholder; the text of a
+   `{% raw %}` block becomes ordinary text (shown literally, as raw would show it).
+2. Markdown becomes HTML (CommonMark with tables and strikethrough); a paragraph holding only
+   tags (an `{% if %}` on its own line) is unwrapped.
+3. nh3 keeps an allowlist of tags, attributes, CSS properties and URL schemes: no script, no
+   event handler, no javascript: or data: URL, no form or iframe.
+4. The layout (templates/broadcasts/email/layout.html) adds the hidden preheader and the footer
+   (the subscriber mail path's footer: account name, postal address, unsubscribe link); css-inline
+   moves its stylesheet into style attributes, keeping the media queries in a <style>.
+5. Any `{{` or `{%` left in the text (typed in a postal address, shown by a raw block) is made
+   literal, so only the creator's own markup is Liquid; then the placeholders are put back.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+import css_inline
+import nh3
+from django.template.loader import render_to_string
+from django.utils.html import escape
+from django.utils.safestring import mark_safe
+from liquid.lex import compile_liquid_rules
+from liquid.token import TOKEN_CONTENT
+from markdown_it import MarkdownIt
+
+from subscribers.mail import footer_html
+
+LAYOUT = "broadcasts/email/layout.html"
+
+# Liquid's own lexer rules: what they call content is text, everything else is markup, so the
+# split is exactly the one Liquid makes (an output ends at the first "}}", even in a string).
+_LIQUID_RULES = compile_liquid_rules()
+# A `{` that would start Liquid markup.
+_LIQUID_START = re.compile(r"\{(?=[{%])")
+
+_MARKDOWN = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
+
+_STYLE_PROPERTIES = {
+    "background-color",
+    "border",
+    "border-bottom",
+    "border-collapse",
+    "border-color",
+    "border-left",
+    "border-radius",
+    "border-right",
+    "border-style",
+    "border-top",
+    "border-width",
+    "color",
+    "display",
+    "font",
+    "font-family",
+    "font-size",
+    "font-style",
+    "font-weight",
+    "height",
+    "letter-spacing",
+    "line-height",
+    "margin",
+    "margin-bottom",
+    "margin-left",
+    "margin-right",
+    "margin-top",
+    "max-width",
+    "min-width",
+    "padding",
+    "padding-bottom",
+    "padding-left",
+    "padding-right",
+    "padding-top",
+    "text-align",
+    "text-decoration",
+    "text-transform",
+    "vertical-align",
+    "white-space",
+    "width",
+    "word-break",
+}
+_TABLE_ATTRIBUTES = {"width", "height", "bgcolor", "valign", "border", "cellpadding", "cellspacing"}
+_SANITISER = nh3.Cleaner(
+    tags=nh3.ALLOWED_TAGS | {"font", "tfoot"},
+    attributes={
+        **nh3.ALLOWED_ATTRIBUTES,
+        "*": {"style", "align", "dir", "lang", "title"},
+        "a": {"href", "hreflang", "name"},
+        "img": {"src", "alt", "width", "height", "border"},
+        "font": {"color", "face", "size"},
+        **{
+            tag: nh3.ALLOWED_ATTRIBUTES.get(tag, set()) | _TABLE_ATTRIBUTES
+            for tag in ("table", "tr", "td", "th", "tbody", "thead", "tfoot")
+        },
+    },
+    url_schemes={"http", "https", "mailto", "tel"},
+    filter_style_properties=_STYLE_PROPERTIES,
+)
+_INLINER = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=False)
+# Invisible characters after the preheader, so that mail clients do not show the start of the
+# body after it in the inbox.
+_PREHEADER_PADDING = range(40)
+
+
+class Placeholders:
+    """Liquid markup swapped out for placeholder words (see the module docstring)."""
+
+    def __init__(self, *texts: str) -> None:
+        nonce = secrets.token_hex(5)
+        while any(nonce in text for text in texts):
+            nonce = secrets.token_hex(5)
+        self._prefix = f"lq{nonce}n"
+        self._pattern = re.compile(rf"{self._prefix}(\d+)z")
+        self._markup: list[str] = []
+
+    def add(self, markup: str) -> str:
+        self._markup.append(markup)
+        return f"{self._prefix}{len(self._markup) - 1}z"
+
+    def protect(self, source: str) -> str:
+        def swap(match: re.Match) -> str:
+            if match.lastgroup == "RAW":
+                return match["raw"]
+            if match.lastgroup == TOKEN_CONTENT:
+                return match[0]
+            return self.add(match[0])
+
+        return _LIQUID_RULES.sub(swap, source)
+
+    def restore(self, text: str) -> str:
+        return self._pattern.sub(lambda match: self._markup[int(match[1])], text)
+
+    def _only_tags(self, text: str) -> bool:
+        indexes = [int(i) for i in self._pattern.findall(text)]
+        return all(self._markup[i].startswith("{%") for i in indexes)
+
+    def tag_lines_apart(self, markdown: str) -> str:
+        """Blank lines around each line of Markdown that holds only Liquid tags, so that an
+        `{% endif %}` under a list is not read as more of the list's last item."""
+
+        def apart(match: re.Match) -> str:
+            return f"\n{match[0]}\n" if self._only_tags(match[0]) else match[0]
+
+        return re.sub(rf"(?m)^[ \t]*(?:{self._prefix}\d+z[ \t]*)+$", apart, markdown)
+
+    def unwrap_tag_paragraphs(self, html: str) -> str:
+        """`<p>{% if x %}</p>` (a tag on a line of its own in Markdown) becomes the bare tag."""
+
+        def unwrap(match: re.Match) -> str:
+            return match[1].strip() + "\n" if self._only_tags(match[1]) else match[0]
+
+        return re.sub(rf"<p>\s*((?:{self._prefix}\d+z\s*)+)</p>\n?", unwrap, html)
+
+
+def creator_html(*, body: str, body_format: str, placeholders: Placeholders) -> str:
+    """The creator's body as sanitised HTML, its Liquid markup still swapped out."""
+    protected = placeholders.protect(body)
+    if body_format == "markdown":
+        protected = placeholders.tag_lines_apart(protected)
+        html = placeholders.unwrap_tag_paragraphs(_MARKDOWN.render(protected))
+    else:
+        html = protected
+    return sanitise(html)
+
+
+def sanitise(html: str) -> str:
+    return _SANITISER.clean(html)
+
+
+def email_document(*, account, body_html: str, preheader_html: str, unsubscribe_url: str) -> str:
+    """The whole email: layout, preheader, body and footer, with its CSS inlined."""
+    html = render_to_string(
+        LAYOUT,
+        {
+            "body": mark_safe(body_html),
+            "preheader": mark_safe(preheader_html),
+            "preheader_padding": _PREHEADER_PADDING,
+            "footer": mark_safe(footer_html(account=account, url=unsubscribe_url)),
+        },
+    )
+    return _INLINER.inline(html)
+
+
+def preheader_html(text: str, placeholders: Placeholders) -> str:
+    """The preview text, escaped for HTML, its Liquid markup swapped out."""
+    return escape(placeholders.protect(text))
+
+
+def literal_html(html: str) -> str:
+    """`html` in which no `{{` or `{%` starts Liquid markup (they show as typed)."""
+    return _LIQUID_START.sub("&#123;", html)
+
+
+def literal_text(text: str) -> str:
+    """`text` in which no `{{` or `{%` starts Liquid markup (they show as typed)."""
+    return _LIQUID_START.sub('{{ "{" }}', text)
