@@ -80,24 +80,30 @@ def subscriber_from_token(token: str) -> Subscriber | None:
     )
 
 
+def _url(token: str) -> str:
+    return f"{settings.SITE_URL}{reverse('unsubscribe', kwargs={'token': token})}"
+
+
+def _mailto(token: str) -> str:
+    local, _, domain = settings.UNSUBSCRIBE_MAILTO.rpartition("@")
+    return f"{local}+{token}@{domain}"
+
+
 def unsubscribe_url(*, subscriber: Subscriber) -> str:
-    path = reverse("unsubscribe", kwargs={"token": unsubscribe_token(subscriber=subscriber)})
-    return f"{settings.SITE_URL}{path}"
+    return _url(unsubscribe_token(subscriber=subscriber))
 
 
 def unsubscribe_mailto(*, subscriber: Subscriber) -> str:
     """UNSUBSCRIBE_MAILTO with the token as a +suffix of its local part (unsubscribe+TOKEN@host),
     so that inbound processing can tell who wrote without trusting the From header."""
-    local, _, domain = settings.UNSUBSCRIBE_MAILTO.rpartition("@")
-    return f"{local}+{unsubscribe_token(subscriber=subscriber)}@{domain}"
+    return _mailto(unsubscribe_token(subscriber=subscriber))
 
 
 def unsubscribe_headers(*, subscriber: Subscriber) -> dict[str, str]:
-    """List-Unsubscribe (RFC 2369) and List-Unsubscribe-Post (RFC 8058) for an outgoing email."""
+    """List-Unsubscribe (RFC 2369) and List-Unsubscribe-Post (RFC 8058) for an outgoing email
+    (the token is signed once for both addresses: this runs for every recipient of a broadcast)."""
+    token = unsubscribe_token(subscriber=subscriber)
     return {
-        "List-Unsubscribe": (
-            f"<{unsubscribe_url(subscriber=subscriber)}>, "
-            f"<mailto:{unsubscribe_mailto(subscriber=subscriber)}>"
-        ),
+        "List-Unsubscribe": f"<{_url(token)}>, <mailto:{_mailto(token)}>",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
     }
