@@ -222,17 +222,19 @@ def _claim(*, broadcast_id: int, first_id: int, last_id: int, claim: int) -> lis
         return sorted(cursor.fetchall())
 
 
-def _mark_sending(*, ids: list[int], claim: int) -> set[int]:
-    """Claimed -> sending for the deliveries about to be in one send call; the ones this claim
-    still holds."""
+def _mark_sending(*, broadcast_id: int, ids: list[int], claim: int) -> set[int]:
+    """Claimed -> sending for the deliveries about to be in one send call, if the broadcast is
+    still sending (checked in the same statement: one round trip per call); the ones this claim
+    still holds, none when the broadcast was paused or cancelled."""
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
             UPDATE broadcasts_delivery SET state = {int(S.SENDING)}, claimed_at = now()
             WHERE id = ANY(%s) AND claim = %s AND state = {int(S.CLAIMED)}
+              AND EXISTS (SELECT 1 FROM broadcasts_broadcast WHERE id = %s AND state = %s)
             RETURNING id
             """,
-            [ids, claim],
+            [ids, claim, broadcast_id, Broadcast.State.SENDING],
         )
         return {row[0] for row in cursor.fetchall()}
 
@@ -324,7 +326,10 @@ def send_batch(*, broadcast_id: int, first_id: int, last_id: int) -> float | Non
     claimed = _claim(broadcast_id=broadcast_id, first_id=first_id, last_id=last_id, claim=claim)
     if not claimed:
         return _retry_after(broadcast_id=broadcast_id, first_id=first_id, last_id=last_id)
-    subscribers = Subscriber.objects.in_bulk([subscriber_id for _, subscriber_id in claimed])
+    # Only what rendering and the skip check read.
+    subscribers = Subscriber.objects.only(
+        "id", "account_id", "email", "first_name", "fields", "state"
+    ).in_bulk([subscriber_id for _, subscriber_id in claimed])
     mailable, gone = [], []
     for delivery_id, subscriber_id in claimed:
         subscriber = subscribers.get(subscriber_id)
@@ -341,15 +346,13 @@ def send_batch(*, broadcast_id: int, first_id: int, last_id: int) -> float | Non
         size = _call_size(transport)
         for start in range(0, len(mailable), size):
             call, rest = mailable[start : start + size], mailable[start:]
-            state = Broadcast.objects.filter(pk=broadcast_id).values_list("state", flat=True)[0]
-            if state != Broadcast.State.SENDING or time.monotonic() - started > TASK_TIME_BUDGET:
-                status = "cancelled" if state == Broadcast.State.CANCELLED else "released"
+            if time.monotonic() - started > TASK_TIME_BUDGET:
                 outcomes_record(
                     broadcast_id=broadcast_id,
                     claim=claim,
-                    outcomes=[_Outcome(delivery_id, status) for delivery_id, _ in rest],
+                    outcomes=[_Outcome(delivery_id, "released") for delivery_id, _ in rest],
                 )
-                again = 0.0 if state == Broadcast.State.SENDING else None
+                again = 0.0
                 break
             wait = rate_wait(account_id=broadcast.account_id, count=len(call))
             while 0 < wait <= MAX_RATE_SLEEP:
@@ -375,7 +378,13 @@ def send_batch(*, broadcast_id: int, first_id: int, last_id: int) -> float | Non
                 except RenderFailed as error:
                     failed.append(_Outcome(delivery_id, "failed", error=str(error)))
             outcomes_record(broadcast_id=broadcast_id, claim=claim, outcomes=failed)
-            held = _mark_sending(ids=[delivery_id for delivery_id, _ in items], claim=claim)
+            held = _mark_sending(
+                broadcast_id=broadcast_id,
+                ids=[delivery_id for delivery_id, _ in items],
+                claim=claim,
+            )
+            if items and not held and _stopped(broadcast_id=broadcast_id, claim=claim, rest=rest):
+                break
             items = [item for item in items if item[0] in held]
             if not items:
                 continue
@@ -394,6 +403,21 @@ def send_batch(*, broadcast_id: int, first_id: int, last_id: int) -> float | Non
     if again is not None:
         return again
     return _retry_after(broadcast_id=broadcast_id, first_id=first_id, last_id=last_id)
+
+
+def _stopped(*, broadcast_id: int, claim: int, rest: list) -> bool:
+    """When a call found nothing to send: if the broadcast was paused or cancelled, hands the
+    rest of the batch back (cancelled, or queued for after a resume) and says stop."""
+    state = Broadcast.objects.filter(pk=broadcast_id).values_list("state", flat=True).first()
+    if state == Broadcast.State.SENDING:
+        return False
+    status = "cancelled" if state == Broadcast.State.CANCELLED else "released"
+    outcomes_record(
+        broadcast_id=broadcast_id,
+        claim=claim,
+        outcomes=[_Outcome(delivery_id, status) for delivery_id, _ in rest],
+    )
+    return True
 
 
 def _retry_after(*, broadcast_id: int, first_id: int, last_id: int) -> float | None:

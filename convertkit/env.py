@@ -71,6 +71,21 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+def anymail_setting(key: str, value: str):
+    """An ANYMAIL_* value as anymail expects it: true/false as booleans, *_TIMEOUT as a number
+    of seconds; everything else (tokens, keys, URLs) stays a string."""
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if key.endswith("TIMEOUT"):
+        try:
+            return float(value)
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"Unexpected value ANYMAIL_{key}={value}, use a number of seconds"
+            ) from None
+    return value
+
+
 def env_prefixed(prefix: str) -> dict[str, str]:
     """Every variable named PREFIX_KEY, as {KEY: value} (used to pass ANYMAIL_* through).
 

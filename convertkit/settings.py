@@ -14,7 +14,15 @@ import django
 from django.core.exceptions import ImproperlyConfigured
 from kombu import Queue
 
-from convertkit.env import env_bool, env_int, env_list, env_prefixed, env_rate, env_str
+from convertkit.env import (
+    anymail_setting,
+    env_bool,
+    env_int,
+    env_list,
+    env_prefixed,
+    env_rate,
+    env_str,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -240,7 +248,7 @@ CONFIRMATION_LINK_DAYS = env_int("CONFIRMATION_LINK_DAYS", 7, minimum=1)
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
 
 # ANYMAIL_POSTMARK_SERVER_TOKEN=... becomes ANYMAIL["POSTMARK_SERVER_TOKEN"], and so on for any ESP.
-ANYMAIL = env_prefixed("ANYMAIL_")
+ANYMAIL = {key: anymail_setting(key, value) for key, value in env_prefixed("ANYMAIL_").items()}
 # Where the development SMTP sink writes captured messages; the DEBUG-only mailbox page reads them.
 MAILBOX_DIR = Path(env_str("MAILBOX_DIR") or BASE_DIR / ".local" / "mail")
 

