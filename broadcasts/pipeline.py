@@ -385,6 +385,13 @@ def send_batch(*, broadcast_id: int, first_id: int, last_id: int) -> float | Non
             )
             if items and not held and _stopped(broadcast_id=broadcast_id, claim=claim, rest=rest):
                 break
+            # Refused by a pause that a resume undid before _stopped looked: still claimed by
+            # us, so hand them back to the queue rather than leave them to the sweeper.
+            outcomes_record(
+                broadcast_id=broadcast_id,
+                claim=claim,
+                outcomes=[_Outcome(d, "released") for d, _message in items if d not in held],
+            )
             items = [item for item in items if item[0] in held]
             if not items:
                 continue

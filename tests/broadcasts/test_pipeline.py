@@ -203,6 +203,52 @@ def test_a_pause_seen_between_calls_hands_back_the_rest_of_the_batch(
     assert broadcast.sent_count == 2
 
 
+def test_a_pause_undone_by_a_resume_mid_batch_leaves_nothing_claimed_and_everyone_gets_one(
+    make_broadcast, smtp_sink, db, monkeypatch
+):
+    from django.db import connection
+
+    from broadcasts import transport
+
+    broadcast = started(make_broadcast(recipients=5))
+    original = transport.open_transport
+    calls = []
+
+    def small_calls(**kwargs):
+        opened = original(**kwargs)
+        opened.max_call_size = 2
+        real_send = opened.send_call
+
+        def send_then_pause_once(items):
+            result = real_send(items)
+            calls.append(items)
+            if len(calls) == 1:
+                Broadcast.objects.filter(pk=broadcast.pk).update(state=Broadcast.State.PAUSED)
+            return result
+
+        opened.send_call = send_then_pause_once
+        return opened
+
+    def resume_after_a_refused_call(execute, sql, params, many, context):
+        # The creator presses Resume just after the second call was refused by the pause.
+        result = execute(sql, params, many, context)
+        if f"SET state = {int(S.SENDING)}" in sql and context["cursor"].rowcount == 0:
+            Broadcast.objects.filter(pk=broadcast.pk, state=Broadcast.State.PAUSED).update(
+                state=Broadcast.State.SENDING
+            )
+        return result
+
+    monkeypatch.setattr(transport, "open_transport", small_calls)
+    with connection.execute_wrapper(resume_after_a_refused_call):
+        send_all(broadcast)
+
+    assert not Delivery.objects.filter(state=S.CLAIMED).exists()
+    send_all(broadcast)  # the send tasks the resume queued
+
+    assert sorted(smtp_sink.copies.values()) == [1] * 5
+    assert broadcast.state == Broadcast.State.SENT and broadcast.sent_count == 5
+
+
 def test_cancel_marks_what_was_not_sent_and_nothing_more_goes_out(make_broadcast, smtp_sink, db):
     broadcast = started(make_broadcast(recipients=4))
 
