@@ -21,7 +21,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 from redis.exceptions import RedisError
 
@@ -141,11 +141,14 @@ _STATUS_STATE = {
 }
 
 
-def outcomes_record(*, broadcast_id: int, claim: int, outcomes: list[_Outcome]) -> None:
+def outcomes_record(
+    *, broadcast_id: int, claim: int, outcomes: list[_Outcome], defer: float = 0.0
+) -> None:
     """Writes a call's outcomes and adds them to the broadcast's counters, in one statement.
 
     Only rows still held by `claim` move. "retry" goes back to queued with a backoff (or to
-    failed after BROADCAST_MAX_ATTEMPTS); "released" goes back to queued as it was.
+    failed after BROADCAST_MAX_ATTEMPTS); "released" goes back to queued, not to be sent for
+    `defer` seconds (a rate limit's wait), so the sweeper sees it waiting, not stalled.
     """
     if not outcomes:
         return
@@ -179,6 +182,8 @@ def outcomes_record(*, broadcast_id: int, claim: int, outcomes: list[_Outcome]) 
                                  ELSE d.claim END,
                     not_before = CASE WHEN v.status = 'retry' THEN now() + make_interval(
                                      secs => least(300, 5 * power(2, d.attempts)))
+                                 WHEN v.status = 'released' AND %s > 0
+                                     THEN now() + make_interval(secs => %s)
                                  ELSE d.not_before END,
                     sent_at = CASE WHEN v.status = 'sent' THEN now() ELSE d.sent_at END,
                     esp_message_id = CASE WHEN v.status = 'sent' THEN v.esp_message_id
@@ -203,7 +208,7 @@ def outcomes_record(*, broadcast_id: int, claim: int, outcomes: list[_Outcome]) 
                 progressed_at = now()
             WHERE id = %s
             """,
-            [*params, claim, broadcast_id],
+            [*params, defer, defer, claim, broadcast_id],
         )
 
 
@@ -279,10 +284,9 @@ def rate_wait(*, account_id: int, count: int) -> float:
 
 
 def _call_size(transport) -> int:
-    size = transport.max_call_size
-    if settings.BROADCAST_RATE_PER_SECOND:
-        size = min(size, settings.BROADCAST_RATE_PER_SECOND)
-    return max(1, size)
+    """The transport's call size, but never more than a rate limit lets through at once."""
+    limits = [settings.BROADCAST_RATE_PER_SECOND, settings.BROADCAST_RATE_PER_HOUR]
+    return max(1, min([transport.max_call_size, *[limit for limit in limits if limit]]))
 
 
 def failure_pause_check(*, broadcast_id: int) -> None:
@@ -363,6 +367,7 @@ def send_batch(*, broadcast_id: int, first_id: int, last_id: int) -> float | Non
                     broadcast_id=broadcast_id,
                     claim=claim,
                     outcomes=[_Outcome(delivery_id, "released") for delivery_id, _ in rest],
+                    defer=wait,
                 )
                 again = wait
                 break
@@ -540,6 +545,14 @@ def sweep(*, now=None) -> SweepReport:
     for broadcast_id in stalled:
         if broadcast_finish_if_done(broadcast_id=broadcast_id):
             report.finished.append(broadcast_id)
+            continue
+        if not Delivery.objects.filter(
+            Q(not_before__isnull=True) | Q(not_before__lte=now),
+            broadcast_id=broadcast_id,
+            state=S.QUEUED,
+        ).exists():
+            # Everything queued is waiting out a backoff or a rate limit, and the tasks that
+            # will send it are counting down: not stalled.
             continue
         Broadcast.objects.filter(pk=broadcast_id).update(progressed_at=now)
         fan_out_task.delay(broadcast_id)

@@ -366,3 +366,20 @@ def test_pipeline_runs_on_a_real_worker_and_survives_a_redis_flush(
 
     assert sorted(smtp_sink.copies.values()) == [1] * 10
     assert Broadcast.objects.get(pk=broadcast.pk).sent_count == 10
+
+
+def test_an_hourly_rate_limit_holds_the_rest_back_and_the_sweeper_leaves_it_waiting(
+    make_broadcast, smtp_sink, db, settings
+):
+    settings.BROADCAST_RATE_PER_HOUR = 2
+    broadcast = started(make_broadcast(recipients=5))
+    (only,) = pipeline.queued_ranges(broadcast_id=broadcast.pk, size=10)
+
+    wait = pipeline.send_batch(broadcast_id=broadcast.pk, first_id=only[0], last_id=only[1])
+
+    assert sum(smtp_sink.copies.values()) == 2
+    assert 0 < wait <= 3600
+    held = Delivery.objects.filter(state=S.QUEUED)
+    assert held.count() == 3 and all(d.not_before > timezone.now() for d in held)
+    report = pipeline.sweep(now=timezone.now() + timedelta(minutes=5))
+    assert report.republished == []  # waiting for the next hour, not stalled
