@@ -123,6 +123,21 @@ class Transport:
     def send_call(self, items: list[tuple[int, object]]) -> list[SendOutcome]:
         raise NotImplementedError
 
+    def _open(self, items: list[tuple[int, object]]) -> list[SendOutcome] | None:
+        """Opens the backend's connection or session once; when it cannot be opened, nothing
+        was sent: every item is to be retried (returned), else None."""
+        if getattr(self, "_opened", False):
+            return None
+        try:
+            self.backend.open()
+        except Exception as exc:  # noqa: BLE001 - refused, unreachable, bad credentials
+            return [
+                SendOutcome(d, RETRY, error=_error(f"not sent: {_exception_text(exc)}"))
+                for d, _m in items
+            ]
+        self._opened = True
+        return None
+
     def close(self) -> None:
         try:
             self.backend.close()
@@ -339,15 +354,9 @@ class PerMessageTransport(Transport):
         self._opened = False
 
     def send_call(self, items: list[tuple[int, object]]) -> list[SendOutcome]:
-        if not self._opened:
-            try:
-                self.backend.open()
-            except Exception as exc:  # noqa: BLE001
-                return [
-                    SendOutcome(d, RETRY, error=_error(f"not sent: {_exception_text(exc)}"))
-                    for d, _m in items
-                ]
-            self._opened = True
+        refused = self._open(items)
+        if refused:
+            return refused
         return [self._send_one(delivery_id, message) for delivery_id, message in items]
 
     def _send_one(self, delivery_id: int, message) -> SendOutcome:
@@ -412,16 +421,10 @@ class PostmarkBatchTransport(Transport):
         self.batch_bytes = POSTMARK_BATCH_BYTES
 
     def send_call(self, items: list[tuple[int, object]]) -> list[SendOutcome]:
-        if not self._opened:
-            try:
-                self.backend.open()
-            except Exception as exc:  # noqa: BLE001
-                return [
-                    SendOutcome(d, RETRY, error=_error(f"not sent: {_exception_text(exc)}"))
-                    for d, _m in items
-                ]
-            self._opened = True
-            self._single._opened = True
+        refused = self._open(items)
+        if refused:
+            return refused
+        self._single._opened = True
         backend = self.backend
         outcomes: dict[int, SendOutcome] = {}
         # (delivery_id, message, payload, json) of the messages that go in a batch request.

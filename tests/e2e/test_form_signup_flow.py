@@ -12,13 +12,13 @@ from email.parser import BytesParser
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
-import django
 import pytest
 from playwright.sync_api import Page, Playwright, expect
 
 from convertkit.devstack import free_port
 from convertkit.mailsink import sink_start
 from subscribers.models import Subscriber
+from tests.broadcasts.conftest import smtp_settings
 from tests.e2e.steps import build_form, sign_up
 
 CONFIRM_URL_RE = re.compile(r"(http://\S+/f/confirm/\S+/)")
@@ -29,17 +29,7 @@ def mail_sink(tmp_path, settings):
     """A real SMTP server (aiosmtpd) writing .eml files, and the site's mail pointed at it."""
     port = free_port()
     controller = sink_start(port=port, mailbox_dir=tmp_path)
-    backend = "django.core.mail.backends.smtp.EmailBackend"
-    if django.VERSION >= (6, 1):
-        settings.MAILERS = {
-            "default": {"BACKEND": backend, "OPTIONS": {"host": "127.0.0.1", "port": port}}
-        }
-    else:
-        settings.EMAIL_BACKEND, settings.EMAIL_HOST, settings.EMAIL_PORT = (
-            backend,
-            "127.0.0.1",
-            port,
-        )
+    smtp_settings(settings, port)
     yield tmp_path
     controller.stop()
 
