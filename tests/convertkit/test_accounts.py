@@ -217,3 +217,11 @@ def test_times_are_shown_in_the_account_time_zone(alice_client, account_a):
     assert "2 Mar 2026, 05:30" in page
     listing = alice_client.get("/subscribers/").content.decode()
     assert "2 Mar 2026" in listing
+
+
+def test_an_empty_dashboard_offers_an_import_a_subscriber_and_a_signup_form(alice_client):
+    body = alice_client.get("/").content.decode()
+
+    assert "Your list starts here" in body
+    for url in ("/subscribers/import/", "/subscribers/new/", "/forms/"):
+        assert f'href="{url}"' in body
