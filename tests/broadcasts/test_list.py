@@ -12,6 +12,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from broadcasts.models import Broadcast
+from tests.list_pages import keyset_walk_check, queries_for_page, row_of
 
 LIST_URL = reverse("broadcast_list")
 
@@ -20,17 +21,6 @@ def subjects_on(response) -> list[str]:
     return re.findall(
         r'<a href="/broadcasts/\d+/(?:progress/)?">([^<]+)</a>', response.content.decode()
     )
-
-
-def pager_link(response, text: str) -> str | None:
-    match = re.search(r'<a href="([^"]+)"[^>]*>' + re.escape(text), response.content.decode())
-    return match.group(1) if match else None
-
-
-def row_of(response, subject: str) -> str:
-    body = response.content.decode()
-    start = body.index(f">{subject}</a>")
-    return body[body.rindex("<tr>", 0, start) : body.index("</tr>", start)]
 
 
 def make_broadcasts(account, count: int) -> list[Broadcast]:
@@ -98,22 +88,7 @@ def test_the_list_shows_each_broadcast_newest_first_with_its_figures(
 def test_older_and_newer_links_walk_every_broadcast_once_without_offset(alice_client, account_a):
     broadcasts = make_broadcasts(account_a, 120)
     newest_first = [broadcast.subject for broadcast in reversed(broadcasts)]
-    seen, pages, url = [], [], LIST_URL
-    with CaptureQueriesContext(connection) as queries:
-        while url:
-            response = alice_client.get(url)
-            pages.append(url)
-            seen += subjects_on(response)
-            url = pager_link(response, "Older")
-    assert seen == newest_first
-    assert len(pages) == 3
-    assert "OFFSET" not in " ".join(query["sql"] for query in queries).upper()
-
-    back = alice_client.get(pager_link(alice_client.get(pages[-1]), "← Newer"))
-    assert subjects_on(back) == newest_first[50:100]
-    first = alice_client.get(pager_link(back, "← Newer"))
-    assert subjects_on(first) == newest_first[:50]
-    assert pager_link(first, "← Newer") is None
+    keyset_walk_check(alice_client, LIST_URL, names_on=subjects_on, newest_first=newest_first)
 
 
 def test_past_the_last_broadcast_the_list_says_so(alice_client, account_a):
@@ -124,20 +99,13 @@ def test_past_the_last_broadcast_the_list_says_so(alice_client, account_a):
 
 
 def test_the_list_costs_the_same_queries_for_3_broadcasts_as_for_50(alice_client, account_a):
-    def queries_for_page() -> int:
-        alice_client.get(LIST_URL)  # warm the session and the account lookup alike
-        with CaptureQueriesContext(connection) as queries:
-            response = alice_client.get(LIST_URL)
-        assert response.status_code == 200
-        return len(queries)
-
     make_broadcasts(account_a, 3)
-    with_3 = queries_for_page()
+    with_3 = queries_for_page(alice_client, LIST_URL)
     more = make_broadcasts(account_a, 57)
     Broadcast.objects.filter(pk__in=[b.pk for b in more[::2]]).update(
         state=Broadcast.State.SENT, recipient_count=10, sent_at=datetime(2030, 1, 1, tzinfo=UTC)
     )
-    with_50 = queries_for_page()
+    with_50 = queries_for_page(alice_client, LIST_URL)
     assert len(subjects_on(alice_client.get(LIST_URL))) == 50
     assert with_3 == with_50
 

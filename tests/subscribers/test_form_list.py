@@ -13,23 +13,13 @@ from django.urls import reverse
 from subscribers.form_counters import form_view_record
 from subscribers.form_services import form_archive, form_create
 from subscribers.models import Form
+from tests.list_pages import keyset_walk_check, queries_for_page, row_of
 
 LIST_URL = reverse("form_list")
 
 
 def names_on(response) -> list[str]:
     return re.findall(r'<a href="/forms/\d+/">([^<]+)</a>', response.content.decode())
-
-
-def pager_link(response, text: str) -> str | None:
-    match = re.search(r'<a href="([^"]+)"[^>]*>' + re.escape(text), response.content.decode())
-    return match.group(1) if match else None
-
-
-def row_of(response, name: str) -> str:
-    body = response.content.decode()
-    start = body.index(f">{name}</a>")
-    return body[start : body.index("</tr>", start)]
 
 
 def make_forms(account, count: int) -> list[Form]:
@@ -75,22 +65,7 @@ def test_the_list_shows_the_live_forms_newest_first_with_their_figures(
 def test_older_and_newer_links_walk_every_form_once_without_offset(alice_client, account_a):
     forms = make_forms(account_a, 120)
     newest_first = [form.name for form in reversed(forms)]
-    seen, pages, url = [], [], LIST_URL
-    with CaptureQueriesContext(connection) as queries:
-        while url:
-            response = alice_client.get(url)
-            pages.append(url)
-            seen += names_on(response)
-            url = pager_link(response, "Older")
-    assert seen == newest_first
-    assert len(pages) == 3
-    assert "OFFSET" not in " ".join(query["sql"] for query in queries).upper()
-
-    back = alice_client.get(pager_link(alice_client.get(pages[-1]), "← Newer"))
-    assert names_on(back) == newest_first[50:100]
-    first = alice_client.get(pager_link(back, "← Newer"))
-    assert names_on(first) == newest_first[:50]
-    assert pager_link(first, "← Newer") is None
+    keyset_walk_check(alice_client, LIST_URL, names_on=names_on, newest_first=newest_first)
 
 
 def test_past_the_last_form_the_list_says_so(alice_client, account_a):
@@ -101,20 +76,13 @@ def test_past_the_last_form_the_list_says_so(alice_client, account_a):
 
 
 def test_the_list_costs_the_same_queries_for_3_forms_as_for_30(alice_client, account_a):
-    def queries_for_page() -> int:
-        alice_client.get(LIST_URL)  # warm the session and the account lookup alike
-        with CaptureQueriesContext(connection) as queries:
-            response = alice_client.get(LIST_URL)
-        assert response.status_code == 200
-        return len(queries)
-
     forms = make_forms(account_a, 3)
     for form in forms:
         form_view_record(uid=form.uid)
-    with_3 = queries_for_page()
+    with_3 = queries_for_page(alice_client, LIST_URL)
     more = make_forms(account_a, 27)
     Form.objects.filter(pk__in=[form.pk for form in more]).update(view_count=10, subscriber_count=2)
-    with_30 = queries_for_page()
+    with_30 = queries_for_page(alice_client, LIST_URL)
     assert len(names_on(alice_client.get(LIST_URL))) == 30
     assert with_3 == with_30
 
