@@ -9,17 +9,19 @@
    autovacuum keeps a table in), and measures four pages through Django's test client, logged in
    as the owner: "first" (/subscribers/), "deep" (?after= an id 90% down the list), "tag"
    (?tag= the median-sized tag), "search" (?q= one subscriber's address up to the @), and the
-   form list "forms" (/forms/, over 100 forms).
+   form list "forms" (/forms/, over 100 forms) and the broadcast list "broadcasts" (/broadcasts/,
+   over 200 broadcasts).
    Beside each, the limit: the page's list SELECT, captured from the page and run raw
    through psycopg2 on the same connection.
-3. Seeds a second account with --subscribers and --forms (5,000) forms and measures the same
-   pages again.
+3. Seeds a second account with --subscribers, --forms (5,000) forms and --broadcasts (10,000)
+   broadcasts, and measures the same pages again.
 4. Imports a generated --import-rows CSV through the importer (bench/import_speed.py), beside the
    limit: COPY of the same rows into a table with a unique (account, email) index.
 5. Drops its database (unless --keep), prints a table and, as its last line, one JSON object.
 
 Targets (issue 2): each page p95 < 50 ms at 2,000,000 and at most 1.5 times its 20,000 figure;
-import >= 50,000 rows/s. Issue 3 adds the form list, held to the same page targets.
+import >= 50,000 rows/s. Issues 3 and 4 add the form and broadcast lists, held to the same page
+targets.
 """
 
 from __future__ import annotations
@@ -39,10 +41,14 @@ from urllib.parse import urlencode, urlparse, urlunparse
 
 ROOT = Path(__file__).resolve().parent.parent
 SMALL_SUBSCRIBERS = 20_000
-PAGES = ("first", "deep", "tag", "search", "forms")
+PAGES = ("first", "deep", "tag", "search", "forms", "broadcasts")
 # The table each page lists, whose ordered and limited SELECT is that page's limit.
-PAGE_TABLES = {page: "subscribers_subscriber" for page in PAGES} | {"forms": "subscribers_form"}
+PAGE_TABLES = {page: "subscribers_subscriber" for page in PAGES} | {
+    "forms": "subscribers_form",
+    "broadcasts": "broadcasts_broadcast",
+}
 SMALL_FORMS = 100
+SMALL_BROADCASTS = 200
 TARGET_MS = 50.0
 TARGET_GROWTH = 1.5
 TARGET_IMPORT_ROWS_PER_S = 50_000
@@ -99,8 +105,38 @@ def forms_seed(*, account, count: int) -> str:
     return f"Bench form {count - 1}"
 
 
+def broadcasts_seed(*, account, count: int) -> str:
+    """`count` sent broadcasts with made-up figures; returns the newest one's subject."""
+    from django.utils import timezone
+
+    from broadcasts.models import Broadcast
+
+    sent_at = timezone.now()
+    Broadcast.objects.bulk_create(
+        [
+            Broadcast(
+                account=account,
+                subject=f"Bench issue {n}",
+                state=Broadcast.State.SENT,
+                sent_at=sent_at,
+                recipient_count=10_000 + n,
+                sent_count=10_000 + n,
+            )
+            for n in range(count)
+        ],
+        batch_size=1000,
+    )
+    return f"Bench issue {count - 1}"
+
+
 def account_seed(
-    *, name: str, owner_email: str, subscribers: int, forms: int, say: Callable
+    *,
+    name: str,
+    owner_email: str,
+    subscribers: int,
+    forms: int,
+    broadcasts: int,
+    say: Callable,
 ) -> AccountFixture:
     """An account of `subscribers` demo subscribers and `forms` forms, and the URLs of the pages
     to measure."""
@@ -132,7 +168,8 @@ def account_seed(
     tags = sorted(result.tags, key=lambda tag: (tag.subscriber_count, tag.id))
     median_tag = tags[len(tags) // 2]
     newest_form = forms_seed(account=account, count=forms)
-    say(f"  and {forms:,} forms")
+    newest_broadcast = broadcasts_seed(account=account, count=broadcasts)
+    say(f"  and {forms:,} forms, {broadcasts:,} broadcasts")
     return AccountFixture(
         account=account,
         owner=owner,
@@ -143,6 +180,7 @@ def account_seed(
             "tag": f"/subscribers/?tag={median_tag.id}",
             "search": "/subscribers/?" + urlencode({"q": middle.email.split("@")[0]}),
             "forms": "/forms/",
+            "broadcasts": "/broadcasts/",
         },
         expect={
             "first": newest.email,
@@ -150,6 +188,7 @@ def account_seed(
             "tag": Subscriber.objects.filter(taggings__tag=median_tag).latest("id").email,
             "search": middle.email,
             "forms": newest_form,
+            "broadcasts": newest_broadcast,
         },
     )
 
@@ -261,6 +300,8 @@ def bench_run(
     small: int = SMALL_SUBSCRIBERS,
     forms: int = 5_000,
     small_forms: int = SMALL_FORMS,
+    broadcasts: int = 10_000,
+    small_broadcasts: int = SMALL_BROADCASTS,
     import_rows: int = 1_000_000,
     repeat: int = 30,
     skip_import: bool = False,
@@ -275,6 +316,7 @@ def bench_run(
         owner_email="small@bench.example",
         subscribers=small,
         forms=small_forms,
+        broadcasts=small_broadcasts,
         say=say,
     )
     if not connection.in_atomic_block:
@@ -287,6 +329,7 @@ def bench_run(
         owner_email="large@bench.example",
         subscribers=subscribers,
         forms=forms,
+        broadcasts=broadcasts,
         say=say,
     )
     if not connection.in_atomic_block:
@@ -309,6 +352,7 @@ def bench_run(
         "bench": "pages",
         "subscribers": subscribers,
         "forms": forms,
+        "broadcasts": broadcasts,
         "p95_ms": {page: large_pages[page].p95_ms for page in PAGES},
         "small_p95_ms": {page: small_pages[page].p95_ms for page in PAGES},
         "limit_p95_ms": {page: large_pages[page].limit_p95_ms for page in PAGES},
@@ -383,7 +427,7 @@ def table_print(figures: dict, *, show_sql: bool = False, out=sys.stdout) -> Non
         f"{large}, and at most {TARGET_GROWTH}x the p95 at {small}.",
         f"* the {small} account measured again beside the {large} one, their fetches alternating "
         "(on a shared machine, load from elsewhere then weighs on both alike).",
-        f"SQL: the page's list query (subscribers, or forms) at {large}, run raw through psycopg2 (the limit).",
+        f"SQL: the page's list query (subscribers, forms or broadcasts) at {large}, run raw through psycopg2 (the limit).",
     ]
     print("\n".join(lines), file=out)
     if figures["import_rows_per_s"] is not None:
@@ -444,6 +488,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--subscribers", type=int, default=2_000_000, help="large account size")
     parser.add_argument("--forms", type=int, default=5_000, help="forms of the large account")
+    parser.add_argument(
+        "--broadcasts", type=int, default=10_000, help="broadcasts of the large account"
+    )
     parser.add_argument("--import-rows", type=int, default=1_000_000, help="rows of the CSV")
     parser.add_argument("--repeat", type=int, default=30, help="fetches per page, after warm-up")
     parser.add_argument("--keep", action="store_true", help="keep the bench database afterwards")
@@ -481,6 +528,7 @@ def main(argv: list[str] | None = None) -> int:
         figures = bench_run(
             subscribers=args.subscribers,
             forms=args.forms,
+            broadcasts=args.broadcasts,
             import_rows=args.import_rows,
             repeat=args.repeat,
             skip_import=args.skip_import,

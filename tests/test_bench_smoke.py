@@ -8,6 +8,7 @@ from io import StringIO
 import pytest
 
 from bench.pages import PAGE_TABLES, PAGES, bench_run, table_print
+from broadcasts.models import Broadcast
 from subscribers.models import Form, Subscriber
 
 
@@ -18,6 +19,8 @@ def test_the_pages_benchmark_measures_every_page_and_the_import_at_a_tiny_size()
         small=200,
         forms=120,
         small_forms=60,
+        broadcasts=70,
+        small_broadcasts=55,
         import_rows=300,
         repeat=2,
         say=lambda *args, **kwargs: None,
@@ -34,6 +37,7 @@ def test_the_pages_benchmark_measures_every_page_and_the_import_at_a_tiny_size()
         PAGE_TABLES[page] in sql and "LIMIT" in sql for page, sql in details["rows_sql"].items()
     )
     assert Form.objects.count() == 180
+    assert Broadcast.objects.count() == 125
     assert "?q=" in details["urls"]["search"] and "%2B" in details["urls"]["search"]
     out = StringIO()
     table_print(figures, out=out)
