@@ -289,7 +289,10 @@ def tables_settle() -> None:
     from django.db import DatabaseError, connection
 
     with connection.cursor() as cursor:
-        cursor.execute("VACUUM (ANALYZE) subscribers_subscriber, subscribers_tagging")
+        cursor.execute(
+            "VACUUM (ANALYZE) subscribers_subscriber, subscribers_tagging, subscribers_form, "
+            "broadcasts_broadcast"
+        )
         with contextlib.suppress(DatabaseError):
             cursor.execute("CHECKPOINT")
 
