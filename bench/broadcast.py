@@ -48,7 +48,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote, urlparse, urlunparse
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_RATIO = {"esp": 0.7, "smtp": 0.5}
@@ -436,8 +435,13 @@ def pipeline_send(
             fanout_seen_s = time.time() - sent_at
         finished = sum(
             row[k]
-            for k in ("sent_count", "failed_count", "unknown_count", "skipped_count")
-            + ("cancelled_count",)
+            for k in (
+                "sent_count",
+                "failed_count",
+                "unknown_count",
+                "skipped_count",
+                "cancelled_count",
+            )
         )
         if finished != last_finished:
             last_finished, last_progress = finished, now
@@ -733,22 +737,6 @@ def table_print(figures: dict, *, out=sys.stdout) -> None:
     print(f"Seeding took {details['seed_seconds']:.1f} s.", file=out)
 
 
-def bench_database_url(url: str, name: str) -> str:
-    return urlunparse(urlparse(url)._replace(path="/" + name))
-
-
-def database_url_of(settings_dict: dict) -> str:
-    """A postgres:// URL for a Django connection's settings (to hand to the worker)."""
-    user = quote(settings_dict.get("USER") or "", safe="")
-    password = quote(settings_dict.get("PASSWORD") or "", safe="")
-    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
-    host = settings_dict.get("HOST") or ""
-    if host.startswith("/"):
-        return f"postgres://{auth}{quote(host, safe='')}/{settings_dict['NAME']}"
-    port = f":{settings_dict['PORT']}" if settings_dict.get("PORT") else ""
-    return f"postgres://{auth}{host}{port}/{settings_dict['NAME']}"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -771,7 +759,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--recipients, --concurrency and --limit-messages must be positive")
 
     sys.path.insert(0, str(ROOT))
-    from bench.pages import database_recreate
+    from bench.pages import bench_database_url, database_recreate
 
     base_url = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/convertkit"
     database_recreate(base_url, args.database)

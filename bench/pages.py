@@ -1,4 +1,5 @@
-"""List pages at scale: p95 of the subscriber and form lists at 20,000 and 2,000,000 subscribers.
+"""List pages at scale: p95 of the subscriber, form and broadcast lists at 20,000 and 2,000,000
+subscribers.
 
     python -m convertkit.devstack bench bench/pages.py [--subscribers N] [--repeat R] [--keep]
     (or: DATABASE_URL=... REDIS_URL=... DEBUG=true python bench/pages.py ...)
@@ -6,7 +7,7 @@
 1. Creates its own database (convertkit_bench beside the one in DATABASE_URL; dropped and
    recreated if it exists) and migrates it. No other database is touched.
 2. Seeds an account with 20,000 subscribers (seed_demo's service), VACUUM ANALYZEs (the state
-   autovacuum keeps a table in), and measures four pages through Django's test client, logged in
+   autovacuum keeps a table in), and measures six pages through Django's test client, logged in
    as the owner: "first" (/subscribers/), "deep" (?after= an id 90% down the list), "tag"
    (?tag= the median-sized tag), "search" (?q= one subscriber's address up to the @), and the
    form list "forms" (/forms/, over 100 forms) and the broadcast list "broadcasts" (/broadcasts/,
@@ -74,7 +75,7 @@ class PageFigures:
 
 @dataclass
 class AccountFixture:
-    """A seeded account, its owner, and the parameters of the four pages."""
+    """A seeded account, its owner, and the parameters of its pages."""
 
     account: object
     owner: object
@@ -138,8 +139,8 @@ def account_seed(
     broadcasts: int,
     say: Callable,
 ) -> AccountFixture:
-    """An account of `subscribers` demo subscribers and `forms` forms, and the URLs of the pages
-    to measure."""
+    """An account of `subscribers` demo subscribers, `forms` forms and `broadcasts` broadcasts,
+    and the URLs of the pages to measure."""
     from convertkit.models import User
     from convertkit.services import account_create
     from subscribers.models import Subscriber
@@ -279,15 +280,18 @@ def _page_measure(targets: list[tuple], *, table: str, repeat: int) -> list[Page
     ]
 
 
-def tables_settle() -> None:
+def tables_settle(*, say: Callable) -> None:
     """The state a database is in some minutes after a bulk load, so that is what gets measured.
 
     VACUUM ANALYZE does what autovacuum would (visibility map, statistics); CHECKPOINT writes the
     load's dirty pages now rather than in the middle of the measurement (skipped without the
-    privilege to run it).
+    privilege to run it). Skipped inside a transaction, where VACUUM cannot run.
     """
     from django.db import DatabaseError, connection
 
+    if connection.in_atomic_block:
+        return
+    started = time.perf_counter()
     with connection.cursor() as cursor:
         cursor.execute(
             "VACUUM (ANALYZE) subscribers_subscriber, subscribers_tagging, subscribers_form, "
@@ -295,6 +299,7 @@ def tables_settle() -> None:
         )
         with contextlib.suppress(DatabaseError):
             cursor.execute("CHECKPOINT")
+    say(f"  VACUUM (ANALYZE) and CHECKPOINT in {time.perf_counter() - started:.1f}s")
 
 
 def bench_run(
@@ -311,8 +316,6 @@ def bench_run(
     say: Callable = print,
 ) -> dict:
     """Runs the whole benchmark on the current database; returns the figures (see the JSON line)."""
-    from django.db import connection
-
     say(f"Seeding the small account ({small:,} subscribers)")
     small_fixture = account_seed(
         name="Bench small",
@@ -322,8 +325,7 @@ def bench_run(
         broadcasts=small_broadcasts,
         say=say,
     )
-    if not connection.in_atomic_block:
-        tables_settle()
+    tables_settle(say=say)
     say("Measuring its pages")
     [small_pages] = pages_measure([small_fixture], repeat=repeat)
     say(f"Seeding the large account ({subscribers:,} subscribers)")
@@ -335,10 +337,7 @@ def bench_run(
         broadcasts=broadcasts,
         say=say,
     )
-    if not connection.in_atomic_block:
-        started = time.perf_counter()
-        tables_settle()
-        say(f"  VACUUM (ANALYZE) and CHECKPOINT in {time.perf_counter() - started:.1f}s")
+    tables_settle(say=say)
     say("Measuring its pages (and the small account's again, alternating with them)")
     large_pages, small_again = pages_measure([large_fixture, small_fixture], repeat=repeat)
     imported = limit_copy = None
@@ -430,7 +429,8 @@ def table_print(figures: dict, *, show_sql: bool = False, out=sys.stdout) -> Non
         f"{large}, and at most {TARGET_GROWTH}x the p95 at {small}.",
         f"* the {small} account measured again beside the {large} one, their fetches alternating "
         "(on a shared machine, load from elsewhere then weighs on both alike).",
-        f"SQL: the page's list query (subscribers, forms or broadcasts) at {large}, run raw through psycopg2 (the limit).",
+        f"SQL: the page's list query (subscribers, forms or broadcasts) at {large}, run raw "
+        "through psycopg2 (the limit).",
     ]
     print("\n".join(lines), file=out)
     if figures["import_rows_per_s"] is not None:

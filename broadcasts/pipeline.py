@@ -349,12 +349,10 @@ def send_batch(*, broadcast_id: int, first_id: int, last_id: int) -> float | Non
     with open_transport() as transport:
         size = _call_size(transport)
         for start in range(0, len(mailable), size):
-            call, rest = mailable[start : start + size], mailable[start:]
+            call = mailable[start : start + size]
             if time.monotonic() - started > TASK_TIME_BUDGET:
-                outcomes_record(
-                    broadcast_id=broadcast_id,
-                    claim=claim,
-                    outcomes=[_Outcome(delivery_id, "released") for delivery_id, _ in rest],
+                _hand_back(
+                    broadcast_id=broadcast_id, claim=claim, rest=mailable[start:], status="released"
                 )
                 again = 0.0
                 break
@@ -363,10 +361,11 @@ def send_batch(*, broadcast_id: int, first_id: int, last_id: int) -> float | Non
                 time.sleep(wait)
                 wait = rate_wait(account_id=broadcast.account_id, count=len(call))
             if wait:
-                outcomes_record(
+                _hand_back(
                     broadcast_id=broadcast_id,
                     claim=claim,
-                    outcomes=[_Outcome(delivery_id, "released") for delivery_id, _ in rest],
+                    rest=mailable[start:],
+                    status="released",
                     defer=wait,
                 )
                 again = wait
@@ -388,7 +387,11 @@ def send_batch(*, broadcast_id: int, first_id: int, last_id: int) -> float | Non
                 ids=[delivery_id for delivery_id, _ in items],
                 claim=claim,
             )
-            if items and not held and _stopped(broadcast_id=broadcast_id, claim=claim, rest=rest):
+            if (
+                items
+                and not held
+                and _stopped(broadcast_id=broadcast_id, claim=claim, rest=mailable[start:])
+            ):
                 break
             # Refused by a pause that a resume undid before _stopped looked: still claimed by
             # us, so hand them back to the queue rather than leave them to the sweeper.
@@ -424,12 +427,20 @@ def _stopped(*, broadcast_id: int, claim: int, rest: list) -> bool:
     if state == Broadcast.State.SENDING:
         return False
     status = "cancelled" if state == Broadcast.State.CANCELLED else "released"
+    _hand_back(broadcast_id=broadcast_id, claim=claim, rest=rest, status=status)
+    return True
+
+
+def _hand_back(
+    *, broadcast_id: int, claim: int, rest: list, status: str, defer: float = 0.0
+) -> None:
+    """The unsent rest of a batch, (delivery id, subscriber) pairs, released or cancelled."""
     outcomes_record(
         broadcast_id=broadcast_id,
         claim=claim,
         outcomes=[_Outcome(delivery_id, status) for delivery_id, _ in rest],
+        defer=defer,
     )
-    return True
 
 
 def _retry_after(*, broadcast_id: int, first_id: int, last_id: int) -> float | None:

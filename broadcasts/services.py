@@ -6,7 +6,6 @@ import logging
 from datetime import datetime
 
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from broadcasts.audience import audience_count
@@ -215,14 +214,8 @@ def broadcast_cancel(*, broadcast: Broadcast) -> bool:
 
     with transaction.atomic():
         updated = Broadcast.objects.filter(
-            Q(pk=broadcast.pk),
-            Q(
-                state__in=[
-                    Broadcast.State.SCHEDULED,
-                    Broadcast.State.SENDING,
-                    Broadcast.State.PAUSED,
-                ]
-            ),
+            pk=broadcast.pk,
+            state__in=[Broadcast.State.SCHEDULED, Broadcast.State.SENDING, Broadcast.State.PAUSED],
         ).update(state=Broadcast.State.CANCELLED, updated_at=timezone.now())
         if updated:
             tasks.cancel_deliveries.delay_on_commit(broadcast.pk)

@@ -15,22 +15,17 @@ from django.utils import timezone
 from broadcasts import audience, progress, rendering, services
 from broadcasts.forms import BroadcastForm, ScheduleForm
 from broadcasts.models import Broadcast
+from convertkit.paging import keyset_page, page_cursor
 from convertkit.tenancy import account_required, get_for_account
 from subscribers.models import Subscriber, Tag
 from subscribers.validation import normalize_email
 
-PAGE_SIZE = 50
 # Addresses offered in the "preview as" picker; any other subscriber's address can be typed.
 PICKER_SUGGESTIONS = 20
 # Unknown deliveries listed on the progress page (the count is always shown in full).
 UNKNOWN_LISTED = 100
 NO_RATE = "—"  # open and click rates, until tracking exists
 PART_LABELS = {"subject": "Subject", "preview_text": "Preview text", "body": "Body"}
-
-
-def _cursor(request, name: str) -> int | None:
-    value = request.GET.get(name, "")
-    return int(value) if value.isdigit() and len(value) < 19 else None
 
 
 def _when(moment: datetime | None) -> str:
@@ -88,39 +83,31 @@ def _list_row(broadcast: Broadcast, prefix: str, labels: dict[str, str]) -> _Lis
 def _broadcast_page(*, account, after: int | None, before: int | None) -> _ListPage:
     """One page of the account's broadcasts, newest first, by keyset on the id (the index
     broadcast_account_id): one query, whatever the page holds."""
-    queryset = Broadcast.objects.filter(account=account).only(
-        "id",
-        "subject",
-        "state",
-        "recipient_count",
-        "scheduled_at",
-        "send_started_at",
-        "sent_at",
+    page = keyset_page(
+        Broadcast.objects.filter(account=account).only(
+            "id",
+            "subject",
+            "state",
+            "recipient_count",
+            "scheduled_at",
+            "send_started_at",
+            "sent_at",
+        ),
+        after=after,
+        before=before,
     )
-    if before is not None:
-        broadcasts = list(queryset.filter(id__gt=before).order_by("id")[: PAGE_SIZE + 1])
-        has_more_newer = len(broadcasts) > PAGE_SIZE
-        broadcasts = broadcasts[:PAGE_SIZE][::-1]
-        has_more_older = True
-    else:
-        if after is not None:
-            queryset = queryset.filter(id__lt=after)
-        broadcasts = list(queryset.order_by("-id")[: PAGE_SIZE + 1])
-        has_more_older = len(broadcasts) > PAGE_SIZE
-        broadcasts = broadcasts[:PAGE_SIZE]
-        has_more_newer = after is not None
     prefix = reverse("broadcast_list")
     labels = dict(Broadcast.State.choices)
     return _ListPage(
-        rows=[_list_row(broadcast, prefix, labels) for broadcast in broadcasts],
-        newer_before=broadcasts[0].id if broadcasts and has_more_newer else None,
-        older_after=broadcasts[-1].id if broadcasts and has_more_older else None,
+        rows=[_list_row(broadcast, prefix, labels) for broadcast in page.items],
+        newer_before=page.newer_before,
+        older_after=page.older_after,
     )
 
 
 @account_required
 def broadcast_list(request):
-    after, before = _cursor(request, "after"), _cursor(request, "before")
+    after, before = page_cursor(request, "after"), page_cursor(request, "before")
     return render(
         request,
         "broadcasts/broadcast_list.html",

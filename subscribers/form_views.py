@@ -14,6 +14,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 
+from convertkit.paging import keyset_page, page_cursor
 from convertkit.tenancy import account_required, get_for_account
 from subscribers import form_services
 from subscribers.form_builder import FormBuilderForm, FormCreateForm
@@ -23,18 +24,12 @@ from subscribers.models import CustomField, Form, FormIncentiveFile, Tag
 from subscribers.signup_mail import confirmation_email_text, incentive_email_text
 from subscribers.views import DATALIST_LIMIT
 
-PAGE_SIZE = 50
 # Who the email previews are addressed to.
 SAMPLE_FIRST_NAME = "Sam"
 
 
 def _conversion(*, gained: int, views: int) -> str:
     return f"{gained / views:.1%}" if views else "—"
-
-
-def _cursor(request, name: str) -> int | None:
-    value = request.GET.get(name, "")
-    return int(value) if value.isdigit() and len(value) < 19 else None
 
 
 @dataclass(frozen=True)
@@ -59,21 +54,14 @@ class _ListPage:
 def _form_page(*, account, after: int | None, before: int | None) -> _ListPage:
     """One page of the account's live forms, newest first, by keyset on the id (the partial
     index form_account_live): one query, plus one Redis round trip for the views not yet flushed."""
-    queryset = Form.objects.filter(account=account, archived_at__isnull=True).only(
-        "id", "uid", "name", "style", "view_count", "subscriber_count", "created_at"
+    page = keyset_page(
+        Form.objects.filter(account=account, archived_at__isnull=True).only(
+            "id", "uid", "name", "style", "view_count", "subscriber_count", "created_at"
+        ),
+        after=after,
+        before=before,
     )
-    if before is not None:
-        forms = list(queryset.filter(id__gt=before).order_by("id")[: PAGE_SIZE + 1])
-        has_more_newer = len(forms) > PAGE_SIZE
-        forms = forms[:PAGE_SIZE][::-1]
-        has_more_older = True
-    else:
-        if after is not None:
-            queryset = queryset.filter(id__lt=after)
-        forms = list(queryset.order_by("-id")[: PAGE_SIZE + 1])
-        has_more_older = len(forms) > PAGE_SIZE
-        forms = forms[:PAGE_SIZE]
-        has_more_newer = after is not None
+    forms = page.items
     pending = form_views_pending(forms=forms)
     prefix = reverse("form_list")
     styles = dict(Form.Style.choices)
@@ -92,16 +80,12 @@ def _form_page(*, account, after: int | None, before: int | None) -> _ListPage:
                 created_display=f"{timezone.localtime(form.created_at):%-d %b %Y}",
             )
         )
-    return _ListPage(
-        rows=rows,
-        newer_before=forms[0].id if forms and has_more_newer else None,
-        older_after=forms[-1].id if forms and has_more_older else None,
-    )
+    return _ListPage(rows=rows, newer_before=page.newer_before, older_after=page.older_after)
 
 
 @account_required
 def form_list(request):
-    after, before = _cursor(request, "after"), _cursor(request, "before")
+    after, before = page_cursor(request, "after"), page_cursor(request, "before")
     page = _form_page(account=request.account, after=after, before=before)
     return render(
         request,

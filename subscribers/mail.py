@@ -132,22 +132,3 @@ def subscriber_email_build(
             _with_html_footer(html_body, footer_html(account=account, url=url)), "text/html"
         )
     return message
-
-
-def subscriber_email_send(
-    *,
-    subscriber: Subscriber,
-    subject: str,
-    text_body: str,
-    html_body: str | None = None,
-    message_id: str | None = None,
-    to_unsubscribed: bool = False,
-) -> None:
-    subscriber_email_build(
-        subscriber=subscriber,
-        subject=subject,
-        text_body=text_body,
-        html_body=html_body,
-        message_id=message_id,
-        to_unsubscribed=to_unsubscribed,
-    ).send()

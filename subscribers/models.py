@@ -303,11 +303,6 @@ class Form(models.Model):
         return self.name
 
     @property
-    def conversion_rate(self) -> float | None:
-        """Subscribers gained per view, or None before the first view."""
-        return self.subscriber_count / self.view_count if self.view_count else None
-
-    @property
     def has_incentive(self) -> bool:
         if self.incentive_url:
             return True

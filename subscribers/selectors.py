@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.db.models.functions import Lower
 
+from convertkit.paging import PAGE_SIZE
 from subscribers.models import (
     FormWording,
     Signup,
@@ -18,7 +19,6 @@ from subscribers.models import (
     Tagging,
 )
 
-PAGE_SIZE = 50
 # Searches and combined filters are counted up to this many rows, then shown as "10,000+".
 COUNT_CAP = 10_000
 

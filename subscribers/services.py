@@ -98,6 +98,13 @@ def _is_suppressed(*, account_id: int, email: str) -> bool:
     return Suppression.objects.filter(account_id=account_id, email_hash=email_hash(email)).exists()
 
 
+def _raise_if_exists(*, account_id: int, email: str) -> None:
+    """SubscriberExists if the account has this address (what a unique violation most likely was)."""
+    existing = Subscriber.objects.filter(account_id=account_id, email=email).first()
+    if existing is not None:
+        raise SubscriberExists(existing) from None
+
+
 def subscriber_create(
     *,
     account: Account,
@@ -116,10 +123,10 @@ def subscriber_create(
     was erased unless `readd` says the person asked to be added again (the suppression then goes).
     """
     with transaction.atomic():
-        if _is_suppressed(account_id=account.id, email=email):
-            if not readd:
-                raise SubscriberSuppressed(email)
+        if readd:
             Suppression.objects.filter(account=account, email_hash=email_hash(email)).delete()
+        elif _is_suppressed(account_id=account.id, email=email):
+            raise SubscriberSuppressed(email)
         now = timezone.now()
         try:
             with transaction.atomic():
@@ -136,10 +143,8 @@ def subscriber_create(
                     confirmed_at=now,
                 )
         except IntegrityError:
-            existing = Subscriber.objects.filter(account=account, email=email).first()
-            if existing is None:
-                raise
-            raise SubscriberExists(existing) from None
+            _raise_if_exists(account_id=account.id, email=email)
+            raise
         for name in tag_names:
             subscriber_tag(subscriber=subscriber, name=name)
     return subscriber
@@ -170,12 +175,8 @@ def subscriber_update(
                     email=email, first_name=first_name, fields=values, updated_at=timezone.now()
                 )
         except IntegrityError:
-            existing = Subscriber.objects.filter(
-                account_id=subscriber.account_id, email=email
-            ).first()
-            if existing is None:
-                raise
-            raise SubscriberExists(existing) from None
+            _raise_if_exists(account_id=subscriber.account_id, email=email)
+            raise
     subscriber.email, subscriber.first_name, subscriber.fields = email, first_name, values
     return subscriber
 

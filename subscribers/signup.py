@@ -225,10 +225,16 @@ class ConfirmationExpired(Exception):
         self.form = form
 
 
+def _confirmation_signer() -> signing.TimestampSigner:
+    return signing.TimestampSigner(salt=_CONFIRM_SALT, algorithm="sha256")
+
+
+def _incentive_signer() -> signing.Signer:
+    return signing.Signer(salt=_INCENTIVE_SALT, algorithm="sha256")
+
+
 def confirmation_token(signup: Signup) -> str:
-    return signing.TimestampSigner(salt=_CONFIRM_SALT, algorithm="sha256").sign(
-        int_to_base36(signup.pk)
-    )
+    return _confirmation_signer().sign(int_to_base36(signup.pk))
 
 
 def confirmation_url(signup: Signup) -> str:
@@ -247,7 +253,7 @@ def _signed_id(value: str) -> int:
 
 def signup_from_confirmation_token(token: str) -> Signup:
     """The signup a confirmation link names; ConfirmationInvalid or ConfirmationExpired."""
-    signer = signing.TimestampSigner(salt=_CONFIRM_SALT, algorithm="sha256")
+    signer = _confirmation_signer()
     try:
         value = signer.unsign(token, max_age=timedelta(days=settings.CONFIRMATION_LINK_DAYS))
     except signing.SignatureExpired:
@@ -315,7 +321,7 @@ def signup_confirm(*, signup: Signup) -> bool:
 
 def incentive_token(signup: Signup) -> str:
     """Names the signup for the incentive download; never expires (it sits in an email)."""
-    return signing.Signer(salt=_INCENTIVE_SALT, algorithm="sha256").sign(int_to_base36(signup.pk))
+    return _incentive_signer().sign(int_to_base36(signup.pk))
 
 
 def incentive_url(signup: Signup) -> str:
@@ -328,7 +334,7 @@ def incentive_url(signup: Signup) -> str:
 def signup_from_incentive_token(token: str) -> Signup | None:
     """The signup an incentive link names, if it may have its incentive (not still pending)."""
     try:
-        value = signing.Signer(salt=_INCENTIVE_SALT, algorithm="sha256").unsign(token)
+        value = _incentive_signer().unsign(token)
         signup_id = _signed_id(value)
     except (signing.BadSignature, ConfirmationInvalid):
         return None

@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 import re
 
-from subscribers.mail import MailRefused, subscriber_email_send
+from subscribers.mail import MailRefused, subscriber_email_build
 from subscribers.models import Form, Signup
 from subscribers.signup import confirmation_url, incentive_url
 
@@ -66,9 +66,9 @@ def signup_confirmation_send(*, signup_id: int) -> None:
         confirmation_url=confirmation_url(signup),
     )
     try:
-        subscriber_email_send(
+        subscriber_email_build(
             subscriber=signup.subscriber, subject=subject, text_body=body, to_unsubscribed=True
-        )
+        ).send()
     except MailRefused as refused:
         logger.info("Confirmation of signup %s not sent: %s", signup_id, refused)
 
@@ -84,6 +84,6 @@ def signup_incentive_send(*, signup_id: int) -> None:
         incentive_url=incentive_url(signup),
     )
     try:
-        subscriber_email_send(subscriber=signup.subscriber, subject=subject, text_body=body)
+        subscriber_email_build(subscriber=signup.subscriber, subject=subject, text_body=body).send()
     except MailRefused as refused:
         logger.info("Incentive of signup %s not sent: %s", signup_id, refused)

@@ -46,7 +46,7 @@ def send_subscriber_email(
 ) -> None:
     """Sends one message to a subscriber; their state is read now, not when it was queued, so
     whoever unsubscribed in between gets nothing."""
-    from subscribers.mail import MailRefused, subscriber_email_send
+    from subscribers.mail import MailRefused, subscriber_email_build
     from subscribers.models import Subscriber
 
     subscriber = Subscriber.objects.select_related("account").filter(pk=subscriber_id).first()
@@ -54,13 +54,13 @@ def send_subscriber_email(
         logger.info("Subscriber %s no longer exists; email %r not sent", subscriber_id, subject)
         return
     try:
-        subscriber_email_send(
+        subscriber_email_build(
             subscriber=subscriber,
             subject=subject,
             text_body=text_body,
             html_body=html_body,
             message_id=message_id,
-        )
+        ).send()
     except MailRefused as refused:
         logger.info("Email %r not sent: %s", subject, refused)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import re
+from functools import cache
 
 from django.conf import settings
 from django.urls import reverse
@@ -80,23 +81,26 @@ def subscriber_from_token(token: str) -> Subscriber | None:
     )
 
 
+@cache
+def _unsubscribe_path_prefix() -> str:
+    """'/u/' (the page's path without its token), resolved once: reverse() is a tenth of a
+    broadcast's per-recipient rendering, and the URLconf never changes while running."""
+    return reverse("unsubscribe", kwargs={"token": "t"}).removesuffix("t/")
+
+
 def _url(token: str) -> str:
-    return f"{settings.SITE_URL}{reverse('unsubscribe', kwargs={'token': token})}"
+    return f"{settings.SITE_URL}{_unsubscribe_path_prefix()}{token}/"
 
 
 def _mailto(token: str) -> str:
+    """UNSUBSCRIBE_MAILTO with the token as a +suffix of its local part (unsubscribe+TOKEN@host),
+    so that inbound processing can tell who wrote without trusting the From header."""
     local, _, domain = settings.UNSUBSCRIBE_MAILTO.rpartition("@")
     return f"{local}+{token}@{domain}"
 
 
 def unsubscribe_url(*, subscriber: Subscriber) -> str:
     return _url(unsubscribe_token(subscriber=subscriber))
-
-
-def unsubscribe_mailto(*, subscriber: Subscriber) -> str:
-    """UNSUBSCRIBE_MAILTO with the token as a +suffix of its local part (unsubscribe+TOKEN@host),
-    so that inbound processing can tell who wrote without trusting the From header."""
-    return _mailto(unsubscribe_token(subscriber=subscriber))
 
 
 def unsubscribe_headers(*, subscriber: Subscriber) -> dict[str, str]:

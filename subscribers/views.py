@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.vary import vary_on_headers
 
+from convertkit.paging import page_cursor
 from convertkit.tenancy import account_required, get_for_account
 from subscribers import bulk, selectors, services
 from subscribers.forms import (
@@ -24,11 +25,6 @@ from subscribers.models import CustomField, Subscriber, Tag
 
 # Names offered in the "add a tag" datalist; an account with more still types the rest.
 DATALIST_LIMIT = 500
-
-
-def _cursor(request, name: str) -> int | None:
-    value = request.GET.get(name, "")
-    return int(value) if value.isdigit() and len(value) < 19 else None
 
 
 def _account_tags(request) -> list[Tag]:
@@ -106,8 +102,8 @@ def subscriber_list(request):
     page = selectors.subscriber_page(
         account=request.account,
         filters=filters,
-        after=_cursor(request, "after"),
-        before=_cursor(request, "before"),
+        after=page_cursor(request, "after"),
+        before=page_cursor(request, "before"),
         counts=counts,
         tag=tag,
     )

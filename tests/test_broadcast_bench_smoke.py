@@ -10,7 +10,8 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
-from bench.broadcast import bench_run, database_url_of, table_print
+from bench.broadcast import bench_run, table_print
+from bench.pages import bench_database_url
 from broadcasts.models import Broadcast, Delivery
 
 
@@ -20,7 +21,7 @@ def test_the_broadcast_benchmark_sends_everyone_one_copy_and_measures_the_limit(
     figures = bench_run(
         transport=transport,
         recipients=120,
-        database_url=database_url_of(connection.settings_dict),
+        database_url=bench_database_url(settings.DATABASE_URL, connection.settings_dict["NAME"]),
         redis_url=settings.CELERY_BROKER_URL,
         limit_messages=50,
         stall_timeout=60,

@@ -1,9 +1,10 @@
 """The MIME bytes of a broadcast message, written from a skeleton built once per broadcast.
 
 Django's EmailMultiAlternatives.message() builds a tree of email.message objects per message and
-serialises it through the email package's policy machinery (about 0.9 ms a message; encoding one
-non-ASCII subject alone costs 0.16 ms). A broadcast's messages differ only in a few headers and
-their two bodies, so BroadcastEmail.message() writes the bytes itself:
+serialises it through the email package's policy machinery, which costs several times what
+rendering the message does (a non-ASCII subject's encoding alone is a good part of that). A
+broadcast's messages differ only in a few headers and their two bodies, so
+BroadcastEmail.message() writes the bytes itself:
 
 - once per broadcast (MessageSkeleton): the From header, the MIME headers of the message and of
   both parts, the boundary;

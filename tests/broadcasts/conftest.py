@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections import Counter
 from email import policy
 from email.parser import BytesParser
@@ -35,6 +36,16 @@ class CountingHandler:
                 self.copies[recipient.lower()] += 1
             self.messages.append(parsed)
         return "250 OK"
+
+
+def wait_until(condition, timeout: float = 30.0) -> None:
+    """Returns once condition() is true; AssertionError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out")
 
 
 def smtp_settings(settings, port: int) -> None:

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from broadcasts import pipeline
 from broadcasts.models import Broadcast, Delivery
 from broadcasts.services import broadcast_send
 from convertkit.devstack import free_port
-from tests.broadcasts.conftest import CountingHandler, smtp_settings
+from tests.broadcasts.conftest import CountingHandler, smtp_settings, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -63,15 +62,6 @@ def worker_start(*, smtp_port: int) -> subprocess.Popen:
     )
 
 
-def wait_until(condition, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out")
-
-
 @pytest.mark.django_db(transaction=True)
 def test_kill_9_mid_broadcast_leaves_one_copy_each_except_flagged_unknowns(
     make_broadcast, settings
@@ -85,7 +75,7 @@ def test_kill_9_mid_broadcast_leaves_one_copy_each_except_flagged_unknowns(
     worker = worker_start(smtp_port=port)
     try:
         assert broadcast_send(broadcast=broadcast)
-        wait_until(lambda: sum(handler.copies.values()) >= 60)
+        wait_until(lambda: sum(handler.copies.values()) >= 60, 60)
         os.killpg(worker.pid, signal.SIGKILL)  # no warm shutdown: mid-call, mid-batch
         worker.wait(10)
         killed_at = sum(handler.copies.values())

@@ -50,6 +50,21 @@ def browser_type_launch_args(browser_type_launch_args):
 
 @pytest.fixture
 def site(live_server, celery_worker, page):
-    """The live site URL with a real worker behind it (tests/conftest.py); pages time out fast so failures are quick."""
+    """The live site URL with a real worker behind it (tests/conftest.py); pages time out fast
+    so failures are quick."""
     page.set_default_timeout(15_000)
     return live_server.url
+
+
+@pytest.fixture
+def mail_sink(tmp_path, settings):
+    """A real SMTP server (aiosmtpd) writing .eml files, and the site's mail pointed at it."""
+    from convertkit.devstack import free_port
+    from convertkit.mailsink import sink_start
+    from tests.broadcasts.conftest import smtp_settings
+
+    port = free_port()
+    controller = sink_start(port=port, mailbox_dir=tmp_path)
+    smtp_settings(settings, port)
+    yield tmp_path
+    controller.stop()

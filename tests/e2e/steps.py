@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import time
+from email import policy
+from email.parser import BytesParser
 
 from playwright.sync_api import Page, expect
 
@@ -43,3 +46,22 @@ def build_form(page: Page, site: str, *, name: str, tag: str, double_opt_in: boo
     uid = re.search(r'data-ck-form="(\w+)"', embed_code.input_value())
     assert uid, "the embed code names its form"
     return uid[1]
+
+
+def messages_in(mailbox) -> list:
+    """The messages the SMTP sink (the mail_sink fixture) has stored, oldest first."""
+    return [
+        BytesParser(policy=policy.default).parsebytes(path.read_bytes())
+        for path in sorted(mailbox.glob("*.eml"))
+    ]
+
+
+def wait_for_messages(mailbox, count: int, *, timeout: float = 30.0) -> list:
+    """The sink's messages once there are at least `count` (AssertionError after `timeout`)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        messages = messages_in(mailbox)
+        if len(messages) >= count:
+            return messages
+        time.sleep(0.1)
+    raise AssertionError(f"{len(messages_in(mailbox))} of {count} messages reached the sink")

@@ -5,50 +5,16 @@ the real worker sends every copy through an SMTP sink, exactly once."""
 
 from __future__ import annotations
 
-import time
 from collections import Counter
-from email import policy
-from email.parser import BytesParser
 
-import pytest
 from playwright.sync_api import Page, expect
 
 from broadcasts.models import Broadcast
-from convertkit.devstack import free_port
-from convertkit.mailsink import sink_start
 from convertkit.models import Account
 from subscribers.models import Subscriber
-from tests.broadcasts.conftest import smtp_settings
-from tests.e2e.steps import sign_up
+from tests.e2e.steps import sign_up, wait_for_messages
 
 READERS = 40
-
-
-@pytest.fixture
-def mail_sink(tmp_path, settings):
-    """A real SMTP server (aiosmtpd) writing .eml files, and the site's mail pointed at it."""
-    port = free_port()
-    controller = sink_start(port=port, mailbox_dir=tmp_path)
-    smtp_settings(settings, port)
-    yield tmp_path
-    controller.stop()
-
-
-def messages_in(mailbox) -> list:
-    return [
-        BytesParser(policy=policy.default).parsebytes(path.read_bytes())
-        for path in sorted(mailbox.glob("*.eml"))
-    ]
-
-
-def wait_for_messages(mailbox, count: int, *, timeout: float = 30.0) -> list:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        messages = messages_in(mailbox)
-        if len(messages) >= count:
-            return messages
-        time.sleep(0.1)
-    raise AssertionError(f"{len(messages_in(mailbox))} of {count} messages reached the sink")
 
 
 def recipients(message) -> list[str]:

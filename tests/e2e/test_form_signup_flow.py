@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import re
 import threading
-import time
-from email import policy
-from email.parser import BytesParser
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
@@ -16,22 +13,10 @@ import pytest
 from playwright.sync_api import Page, Playwright, expect
 
 from convertkit.devstack import free_port
-from convertkit.mailsink import sink_start
 from subscribers.models import Subscriber
-from tests.broadcasts.conftest import smtp_settings
-from tests.e2e.steps import build_form, sign_up
+from tests.e2e.steps import build_form, sign_up, wait_for_messages
 
 CONFIRM_URL_RE = re.compile(r"(http://\S+/f/confirm/\S+/)")
-
-
-@pytest.fixture
-def mail_sink(tmp_path, settings):
-    """A real SMTP server (aiosmtpd) writing .eml files, and the site's mail pointed at it."""
-    port = free_port()
-    controller = sink_start(port=port, mailbox_dir=tmp_path)
-    smtp_settings(settings, port)
-    yield tmp_path
-    controller.stop()
 
 
 @pytest.fixture
@@ -45,16 +30,6 @@ def other_origin(tmp_path):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield root, f"http://127.0.0.1:{server.server_port}"
     server.shutdown()
-
-
-def _next_message(mailbox, *, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        stored = sorted(mailbox.glob("*.eml"))
-        if stored:
-            return BytesParser(policy=policy.default).parsebytes(stored[0].read_bytes())
-        time.sleep(0.1)
-    raise AssertionError("no message reached the SMTP sink")
 
 
 def test_build_embed_subscribe_confirm_then_one_click_unsubscribe(
@@ -88,7 +63,7 @@ def test_build_embed_subscribe_confirm_then_one_click_unsubscribe(
     subscriber = Subscriber.objects.get(email="reader@example.org")
     assert subscriber.state == Subscriber.State.UNCONFIRMED
 
-    confirmation = _next_message(mail_sink)
+    confirmation = wait_for_messages(mail_sink, 1, timeout=20.0)[0]
     assert confirmation["To"].addresses[0].addr_spec == "reader@example.org"
     body = confirmation.get_body(preferencelist=("plain",)).get_content()
     blog.goto(CONFIRM_URL_RE.search(body)[1])

@@ -1,0 +1,46 @@
+"""Keyset paging for the creator's list pages: newest first by id, never OFFSET, so page 1,000
+costs what page 1 does."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PAGE_SIZE = 50
+
+
+def page_cursor(request, name: str) -> int | None:
+    """The id in ?after= or ?before=, or None for a missing or malformed one (a bigint at most)."""
+    value = request.GET.get(name, "")
+    return int(value) if value.isdigit() and len(value) < 19 else None
+
+
+@dataclass(frozen=True)
+class KeysetPage:
+    items: list
+    # The cursors of the "← Newer" and "Older" links; None when there is no such page.
+    newer_before: int | None
+    older_after: int | None
+
+
+def keyset_page(
+    queryset, *, after: int | None, before: int | None, page_size: int = PAGE_SIZE
+) -> KeysetPage:
+    """One page of `queryset`, newest first: the rows older than `after`, or the rows newer than
+    `before`. One row more than a page is read to know whether another page follows."""
+    if before is not None:
+        items = list(queryset.filter(id__gt=before).order_by("id")[: page_size + 1])
+        has_newer = len(items) > page_size
+        items = items[:page_size][::-1]
+        has_older = True
+    else:
+        if after is not None:
+            queryset = queryset.filter(id__lt=after)
+        items = list(queryset.order_by("-id")[: page_size + 1])
+        has_older = len(items) > page_size
+        items = items[:page_size]
+        has_newer = after is not None
+    return KeysetPage(
+        items=items,
+        newer_before=items[0].id if items and has_newer else None,
+        older_after=items[-1].id if items and has_older else None,
+    )
