@@ -172,6 +172,11 @@ CELERY_BEAT_SCHEDULE = {
     # Scheduled broadcasts whose time has come; repairs after lost send tasks (broadcasts.pipeline).
     "start-scheduled-broadcasts": {"task": "broadcasts.start_scheduled", "schedule": 60.0},
     "sweep-broadcasts": {"task": "broadcasts.sweep", "schedule": 60.0},
+    # Opens and clicks wait in Redis for at most about a second; each drain runs until the queue
+    # is empty (or its time budget ends) and takes back claims of drains that died.
+    "drain-tracking-events": {"task": "tracking.drain", "schedule": 1.0},
+    # Monthly partitions of tracking_event, created months ahead.
+    "ensure-event-partitions": {"task": "tracking.partitions_ensure", "schedule": 6 * 3600.0},
 }
 
 # --- Email: every message goes through Django's mail API; anymail backends for ESPs --------------
@@ -246,6 +251,21 @@ SIGNUP_LIMIT_PER_FORM = env_rate("SIGNUP_LIMIT_PER_FORM", "1000/600")
 CONFIRMATION_LINK_DAYS = env_int("CONFIRMATION_LINK_DAYS", 7, minimum=1)
 # Proxies (load balancers) in front of gunicorn that append to X-Forwarded-For; 0 trusts none.
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
+
+# --- Tracking: open pixel, click redirect, ESP webhooks --------------------------------------------
+# Base URL of pixel and click links (a separate tracking host, if wanted); SITE_URL by default.
+TRACKING_URL = (env_str("TRACKING_URL") or SITE_URL).rstrip("/")
+# The web process buffers events and hands them to Redis this often (and when the buffer is full).
+TRACKING_FLUSH_MS = env_int("TRACKING_FLUSH_MS", 100, minimum=10)
+TRACKING_BUFFER_EVENTS = env_int("TRACKING_BUFFER_EVENTS", 1000, minimum=1)
+# Clicks this many seconds or less after the message was sent are taken for a link scanner's.
+TRACKING_SCANNER_SECONDS = env_int("TRACKING_SCANNER_SECONDS", 10, minimum=0)
+# More clicks than this per minute from one address (per web process) are flagged as machine.
+TRACKING_CLICKS_PER_IP_PER_MINUTE = env_int("TRACKING_CLICKS_PER_IP_PER_MINUTE", 120, minimum=1)
+# Events per drain transaction.
+TRACKING_DRAIN_BATCH = env_int("TRACKING_DRAIN_BATCH", 10000, minimum=1)
+# Consecutive soft bounces (no delivery between) that make a subscriber bounced.
+SOFT_BOUNCE_LIMIT = env_int("SOFT_BOUNCE_LIMIT", 3, minimum=1)
 
 # ANYMAIL_POSTMARK_SERVER_TOKEN=... becomes ANYMAIL["POSTMARK_SERVER_TOKEN"], and so on for any ESP.
 ANYMAIL = {key: anymail_setting(key, value) for key, value in env_prefixed("ANYMAIL_").items()}
