@@ -211,6 +211,52 @@ def subscriber_unsubscribe(*, subscriber: Subscriber, reason: str) -> bool:
     return True
 
 
+# What each suppressing state may be reached from. A complaint outranks a bounce, and both outrank
+# an unsubscribe, which the subscriber could undo through their link: an address that bounces or
+# complains must never be mailed again, whatever the subscriber's state said before.
+_SUPPRESSIBLE_FROM = {
+    Subscriber.State.BOUNCED: (*UNSUBSCRIBABLE_STATES, Subscriber.State.UNSUBSCRIBED),
+    Subscriber.State.COMPLAINED: (
+        *UNSUBSCRIBABLE_STATES,
+        Subscriber.State.UNSUBSCRIBED,
+        Subscriber.State.BOUNCED,
+    ),
+}
+
+
+def subscriber_suppress(*, subscriber: Subscriber, state: str, reason: str) -> bool:
+    """Moves the subscriber to bounced or complained (`state`), with a history row.
+
+    Broadcast audiences take active subscribers only, forms refuse these states and the
+    resubscribe link only undoes an unsubscribe, so nothing mails them again. The state is read
+    under a row lock and only a state that `state` outranks moves, so a replayed or concurrent
+    report writes one history row; returns whether the state changed.
+    """
+    from_states = _SUPPRESSIBLE_FROM.get(state)
+    if from_states is None:
+        raise ValueError(f"{state!r} is not a suppressing state")
+    now = timezone.now()
+    with transaction.atomic():
+        from_state = (
+            Subscriber.objects.select_for_update()
+            .filter(pk=subscriber.pk, state__in=from_states)
+            .values_list("state", flat=True)
+            .first()
+        )
+        if from_state is None:
+            return False
+        Subscriber.objects.filter(pk=subscriber.pk).update(state=state, updated_at=now)
+        StateChange.objects.create(
+            account_id=subscriber.account_id,
+            subscriber=subscriber,
+            from_state=from_state,
+            to_state=state,
+            reason=reason[:255],
+        )
+    subscriber.state = state
+    return True
+
+
 def subscriber_resubscribe(*, subscriber: Subscriber, reason: str) -> bool:
     """Makes an unsubscribed subscriber active again at their own request, with a history row.
 

@@ -13,13 +13,14 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from subscribers.services import subscriber_resubscribe, subscriber_unsubscribe
+from subscribers.services import subscriber_resubscribe
 from subscribers.unsubscribe import (
     LINK_REASON,
     ONE_CLICK_REASON,
     RESUBSCRIBE_REASON,
     subscriber_from_token,
 )
+from tracking.services import unsubscribe_record
 
 
 @csrf_exempt
@@ -32,12 +33,12 @@ def unsubscribe(request, token: str):
     if request.method == "POST":
         if request.POST.get("List-Unsubscribe") == "One-Click":
             # RFC 8058: the mail client shows nothing of the answer; 200, never a redirect.
-            subscriber_unsubscribe(subscriber=subscriber, reason=ONE_CLICK_REASON)
+            unsubscribe_record(subscriber=subscriber, reason=ONE_CLICK_REASON)
             return HttpResponse("You are unsubscribed.\n", content_type="text/plain")
         if request.POST.get("action") == "resubscribe":
             subscriber_resubscribe(subscriber=subscriber, reason=RESUBSCRIBE_REASON)
         else:
-            subscriber_unsubscribe(subscriber=subscriber, reason=LINK_REASON)
+            unsubscribe_record(subscriber=subscriber, reason=LINK_REASON)
     return render(
         request,
         "subscribers/unsubscribe.html",
