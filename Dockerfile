@@ -28,4 +28,4 @@ USER app
 
 EXPOSE 8000
 # gunicorn reads WEB_CONCURRENCY for its number of worker processes.
-CMD ["gunicorn", "convertkit.wsgi:application", "--bind", "0.0.0.0:8000", "--access-logfile", "-"]
+CMD ["gunicorn", "--config=python:convertkit.gunicorn_conf", "convertkit.wsgi:application", "--bind", "0.0.0.0:8000", "--access-logfile", "-"]

@@ -9,7 +9,7 @@ PYTHON ?= $(shell for p in python3.14 python3.13 python3.12 $$HOME/.pyenv/versio
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help install run test lint bench-pages bench-broadcast clean
+.PHONY: help install run test lint bench-pages bench-broadcast bench-tracking clean
 
 help:
 	@echo "make run    start the product (web, worker, beat, mail sink) on embedded or configured services"
@@ -17,6 +17,7 @@ help:
 	@echo "make lint   ruff check and format check"
 	@echo "make bench-pages   the subscriber pages benchmark (ARGS=\"--subscribers 200000\" for a quick look)"
 	@echo "make bench-broadcast   the send pipeline benchmark (ARGS=\"--transport smtp --recipients 100000\")"
+	@echo "make bench-tracking   the open/click endpoints and drain benchmark (ARGS=\"--duration 30\")"
 	@echo "make clean  delete .venv, .local (embedded databases, captured mail) and staticfiles"
 	@echo "Options: make run PORT=8001 MAIL_SINK_PORT=1026; make test ARGS=\"-k import -x\""
 
@@ -45,6 +46,9 @@ bench-pages: install
 
 bench-broadcast: install
 	$(PY) -m convertkit.devstack bench bench/broadcast.py $(ARGS)
+
+bench-tracking: install
+	$(PY) -m convertkit.devstack bench bench/tracking.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .local staticfiles

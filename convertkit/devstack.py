@@ -623,8 +623,8 @@ def _run_stack(
     supervisor.start(
         "web",
         _python(
-            "-m", "gunicorn", "convertkit.wsgi:application",
-            "--bind", f"127.0.0.1:{port}", "--workers", "2",
+            "-m", "gunicorn", "-c", "python:convertkit.gunicorn_conf",
+            "convertkit.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", "2",
             "--access-logfile", "-", "--graceful-timeout", "5", *_gunicorn_quiet(),
         ),
         stop_signal=signal.SIGINT,  # gunicorn's quick shutdown

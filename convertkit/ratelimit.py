@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -49,24 +51,34 @@ def rate_limits_hit(checks: list[tuple[str, str, tuple[int, int]]]) -> LimitExce
 
 def _valid_ip(value: str) -> str | None:
     try:
+        # The common case in C: an IPv4 address already in its canonical spelling. The click
+        # tracker asks on every click, and ipaddress's parse costs several times more.
+        if socket.inet_ntop(socket.AF_INET, socket.inet_pton(socket.AF_INET, value)) == value:
+            return value
+    except (OSError, ValueError):
+        pass
+    try:
         return str(ipaddress.ip_address(value))
     except ValueError:
         return None
 
 
-def client_ip(request) -> str | None:
-    """The client's address: REMOTE_ADDR, or with TRUSTED_PROXY_COUNT=N proxies in front, the
-    address the outermost trusted proxy saw (N-th from the right of X-Forwarded-For), so a client
-    cannot choose its own address by sending the header. None when it is not an IP address."""
+def environ_client_ip(environ: Mapping[str, str]) -> str | None:
+    """The client's address from a WSGI environ (request.META is one): REMOTE_ADDR, or with
+    TRUSTED_PROXY_COUNT=N proxies in front, the address the outermost trusted proxy saw (N-th
+    from the right of X-Forwarded-For), so a client cannot choose its own address by sending the
+    header. None when it is not an IP address."""
     proxies = settings.TRUSTED_PROXY_COUNT
     if proxies:
-        forwarded = [
-            part.strip() for part in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",")
-        ]
+        forwarded = [part.strip() for part in environ.get("HTTP_X_FORWARDED_FOR", "").split(",")]
         forwarded = [part for part in forwarded if part]
         if len(forwarded) >= proxies:
             return _valid_ip(forwarded[-proxies])
-    return _valid_ip(request.META.get("REMOTE_ADDR") or "")
+    return _valid_ip(environ.get("REMOTE_ADDR") or "")
+
+
+def client_ip(request) -> str | None:
+    return environ_client_ip(request.META)
 
 
 def rate_limit_network(ip: str | None) -> str:

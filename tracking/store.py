@@ -34,6 +34,8 @@ from tracking.models import EventKind, Machine
 MANY_LINKS = 3
 MANY_LINKS_SECONDS = 5
 _DEADLOCK_RETRIES = 3
+# COPY's text format's NULL.
+_NULL = "\\N"
 
 # Rollup counter columns, in the order of the arrays built below.
 ROLLUP_COLUMNS = (
@@ -136,10 +138,16 @@ def _store(events: Sequence[TrackedEvent], batch_key: str | None) -> StoreResult
 def _deliveries(cursor, ids: set[int]) -> dict[int, _Delivery]:
     cursor.execute(
         "SELECT id, broadcast_id, account_id, subscriber_id, sent_at "
-        "FROM broadcasts_delivery WHERE id = ANY(%s)",
-        [list(ids)],
+        "FROM broadcasts_delivery WHERE id = ANY(%s::bigint[])",
+        [_int_array(ids)],
     )
     return {row[0]: _Delivery(*row[1:]) for row in cursor.fetchall()}
+
+
+def _int_array(values) -> str:
+    """A PostgreSQL array literal: psycopg2 adapts a list of thousands of ints slowly, and the
+    server then plans a statement as long as the list."""
+    return "{" + ",".join(str(int(value)) for value in values) + "}"
 
 
 def _flag_machines(
@@ -179,13 +187,12 @@ def _with_machine(event: TrackedEvent, machine: int) -> TrackedEvent:
 def _events_copy(cursor, events: list[TrackedEvent], deliveries: dict[int, _Delivery]) -> None:
     buffer = io.StringIO()
     write = buffer.write
-    null = "\\N"
     for event in events:
         delivery = deliveries[event.delivery_id]
         write(
             f"{event.occurred_at.isoformat()}\t{event.kind}\t{event.machine}\t"
             f"{delivery.account_id}\t{delivery.broadcast_id}\t{event.delivery_id}\t"
-            f"{delivery.subscriber_id}\t{event.link_id or null}\n"
+            f"{delivery.subscriber_id}\t{event.link_id or _NULL}\n"
         )
     buffer.seek(0)
     cursor.cursor.copy_expert(
@@ -245,40 +252,47 @@ def _activity_upsert(
                 first[0] = event.occurred_at
             if human_at is not None and (first[1] is None or human_at < first[1]):
                 first[1] = human_at
-    keys = sorted(firsts)
-    columns: list[list] = [[], [], [], [], [], [], [], []]
-    for key in keys:
+    rows = io.StringIO()
+    for key in sorted(firsts):
         delivery = deliveries[key[0]]
         first_at, first_human_at = firsts[key]
-        for column, value in zip(
-            columns,
-            (
-                key[0],
-                key[1],
-                key[2],
-                delivery.account_id,
-                delivery.broadcast_id,
-                delivery.subscriber_id,
-                first_at,
-                first_human_at,
-            ),
-            strict=True,
-        ):
-            column.append(value)
+        rows.write(
+            f"{key[0]}\t{key[1]}\t{key[2]}\t{delivery.account_id}\t{delivery.broadcast_id}\t"
+            f"{delivery.subscriber_id}\t{first_at.isoformat()}\t"
+            f"{first_human_at.isoformat() if first_human_at else _NULL}\n"
+        )
+    rows.seek(0)
+    # A temporary table emptied at COMMIT, made once per connection: COPY fills it far faster
+    # than a statement carrying thousands of values would be parsed and planned.
+    # Emptied here too: several stores may share one transaction (webhooks, tests).
+    cursor.execute(
+        """
+        CREATE TEMPORARY TABLE IF NOT EXISTS tracking_activity_batch (
+            delivery_id bigint, kind smallint, link_id bigint, account_id bigint,
+            broadcast_id bigint, subscriber_id bigint, first_at timestamptz,
+            first_human_at timestamptz
+        ) ON COMMIT DELETE ROWS;
+        DELETE FROM tracking_activity_batch;
+        """
+    )
+    cursor.cursor.copy_expert(
+        "COPY tracking_activity_batch (delivery_id, kind, link_id, account_id, broadcast_id, "
+        "subscriber_id, first_at, first_human_at) FROM STDIN",
+        rows,
+    )
     cursor.execute(
         """
         INSERT INTO tracking_deliveryactivity AS a
             (delivery_id, kind, link_id, account_id, broadcast_id, subscriber_id,
              first_at, first_human_at)
-        SELECT * FROM unnest(%s::bigint[], %s::smallint[], %s::bigint[], %s::bigint[],
-                             %s::bigint[], %s::bigint[], %s::timestamptz[], %s::timestamptz[])
-        ORDER BY 1, 2, 3
+        SELECT delivery_id, kind, link_id, account_id, broadcast_id, subscriber_id,
+               first_at, first_human_at
+        FROM tracking_activity_batch ORDER BY 1, 2, 3
         ON CONFLICT (delivery_id, kind, link_id) DO UPDATE
             SET first_human_at = EXCLUDED.first_human_at
             WHERE a.first_human_at IS NULL AND EXCLUDED.first_human_at IS NOT NULL
         RETURNING a.kind, a.link_id, a.broadcast_id, (a.xmax = 0), a.first_at, a.first_human_at
-        """,
-        columns,
+        """
     )
     for kind, link_id, broadcast_id, inserted, first_at, first_human_at in cursor.fetchall():
         if inserted:
@@ -293,11 +307,13 @@ def _rollups_add(cursor, rollups: dict[tuple[int, int, dt.datetime], list[int]])
         return
     keys = sorted(rollups)
     arrays = [
-        [key[0] for key in keys],
-        [key[1] for key in keys],
-        [key[2] for key in keys],
+        _int_array(key[0] for key in keys),
+        _int_array(key[1] for key in keys),
+        "{" + ",".join(f'"{key[2].isoformat()}"' for key in keys) + "}",
     ]
-    arrays += [[rollups[key][index] for key in keys] for index in range(len(ROLLUP_COLUMNS))]
+    arrays += [
+        _int_array(rollups[key][index] for key in keys) for index in range(len(ROLLUP_COLUMNS))
+    ]
     names = ", ".join(ROLLUP_COLUMNS)
     casts = ", ".join(["%s::integer[]"] * len(ROLLUP_COLUMNS))
     updates = ", ".join(f"{name} = r.{name} + EXCLUDED.{name}" for name in ROLLUP_COLUMNS)
