@@ -31,6 +31,22 @@ def _isolated_cache():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _tracking_events_emptied(request, django_db_blocker):
+    """tracking_event is unmanaged (partitioned), so the flush after a test that commits leaves
+    its rows for the next tests to find: they are truncated here."""
+    yield
+    marker = request.node.get_closest_marker("django_db")
+    committed = (marker is not None and marker.kwargs.get("transaction")) or any(
+        name in request.fixturenames for name in ("transactional_db", "live_server")
+    )
+    if committed:
+        from django.db import connection
+
+        with django_db_blocker.unblock(), connection.cursor() as cursor:
+            cursor.execute("TRUNCATE tracking_event")
+
+
 @pytest.fixture
 def account_a(db):
     return AccountFactory(name="Ann's Kitchen")

@@ -7,7 +7,6 @@ import io
 from dataclasses import dataclass
 
 import pytest
-from django.db import connection
 
 from convertkit.redis import redis_client
 from convertkit.wsgi import application
@@ -94,15 +93,6 @@ def recorded() -> list[list[str]]:
     """Everything the requests so far buffered, flushed to Redis: one field list per event."""
     buffer_flush()
     return [line for chunk in queued_lines() for line in chunk]
-
-
-@pytest.fixture
-def events_truncated(transactional_db):
-    """For tests that commit: tracking_event is unmanaged, so the flush after a transactional
-    test leaves its rows behind for the next tests to find."""
-    yield
-    with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE tracking_event")
 
 
 @pytest.fixture(autouse=True)

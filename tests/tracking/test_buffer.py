@@ -20,7 +20,6 @@ from tests.broadcasts.conftest import wait_until
 from tests.tracking.recording import (  # noqa: F401 - fixtures
     click_path,
     empty_recording,
-    events_truncated,
     open_path,
     queued_lines,
     wsgi_call,
@@ -83,7 +82,6 @@ def test_a_full_buffer_wakes_the_flusher_before_its_interval(settings, idle_flus
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("events_truncated")
 def test_when_redis_is_unreachable_events_are_spooled_to_postgres_then_drained(
     sent_broadcast, settings
 ):
@@ -113,7 +111,6 @@ def test_when_redis_is_unreachable_events_are_spooled_to_postgres_then_drained(
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("events_truncated")
 def test_events_are_held_while_redis_and_postgres_both_fail_and_handed_over_later(
     sent_broadcast, settings, caplog, monkeypatch, idle_flusher
 ):
@@ -142,7 +139,6 @@ def test_events_are_held_while_redis_and_postgres_both_fail_and_handed_over_late
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("events_truncated")
 def test_a_graceful_gunicorn_exit_hands_the_buffered_events_to_redis(sent_broadcast, settings):
     broadcast = sent_broadcast(recipients=3)
     deliveries = list(broadcast.delivery_set.all())

@@ -23,7 +23,6 @@ from tests.broadcasts.conftest import wait_until
 from tests.tracking.recording import (  # noqa: F401 - fixtures
     click_path,
     empty_recording,
-    events_truncated,
     open_path,
     wsgi_call,
 )
@@ -178,7 +177,6 @@ def test_a_claim_whose_batch_already_committed_is_not_written_twice(sent_broadca
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("events_truncated")
 def test_drains_running_at_once_store_every_event_once(sent_broadcast, settings):
     settings.TRACKING_DRAIN_BATCH = 10
     broadcast = sent_broadcast(recipients=10)
@@ -236,7 +234,6 @@ def _blocked_on_rollups(lock_conn) -> bool:
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.usefixtures("events_truncated")
 def test_a_worker_killed_in_the_middle_of_a_drain_loses_and_double_counts_nothing(sent_broadcast):
     broadcast = sent_broadcast(recipients=20)
     sent = _traffic(broadcast, rounds=2)

@@ -1,0 +1,185 @@
+"""The subscriber page's activity timeline: what was sent to them and what they did with it,
+newest first, 50 at a time with a "More activity" link, and nothing of it to another account."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+from django.urls import reverse
+
+from tests.list_pages import pager_link, queries_for_page
+from tracking.models import EventKind, Machine
+from tracking.reports import subscriber_timeline, timeline_cursor
+from tracking.store import TrackedEvent, events_store
+
+
+def detail_url(subscriber) -> str:
+    return reverse("subscriber_detail", args=[subscriber.id])
+
+
+def entries_on(response) -> list[str]:
+    """Each timeline entry as one line of text: "<label> “<subject>”[: <url>][ Machine: ...]"."""
+    body = response.content.decode()
+    items = re.findall(r'<li class="timeline-entry[^"]*">(.*?)</li>', body, re.S)
+    lines = []
+    for item in items:
+        text = re.sub(r"<time[^>]*>.*?</time>\s*—", "", item, flags=re.S)
+        text = re.sub(r"<[^>]+>", "", text)
+        lines.append(" ".join(text.replace("&#x27;", "'").split()))
+    return lines
+
+
+def test_the_timeline_shows_sends_opens_clicks_and_esp_events_newest_first(
+    alice_client, sent_broadcast, account_a
+):
+    broadcast = sent_broadcast(recipients=1, account=account_a, sent_ago=dt.timedelta(days=2))
+    delivery = broadcast.delivery_set.get()
+    soup = broadcast.links.get(url="https://example.com/soup")
+    sent = delivery.sent_at
+    events_store(
+        [
+            TrackedEvent(EventKind.DELIVERED, sent + dt.timedelta(seconds=20), delivery.pk),
+            TrackedEvent(
+                EventKind.OPEN,
+                sent + dt.timedelta(minutes=1),
+                delivery.pk,
+                machine=Machine.PRIVACY_PROXY,
+            ),
+            TrackedEvent(EventKind.OPEN, sent + dt.timedelta(hours=1), delivery.pk),
+            TrackedEvent(EventKind.CLICK, sent + dt.timedelta(hours=2), delivery.pk, soup.pk),
+            TrackedEvent(EventKind.SOFT_BOUNCE, sent + dt.timedelta(hours=3), delivery.pk),
+            TrackedEvent(EventKind.COMPLAINT, sent + dt.timedelta(hours=4), delivery.pk),
+            TrackedEvent(EventKind.UNSUBSCRIBE, sent + dt.timedelta(hours=5), delivery.pk),
+        ]
+    )
+    response = alice_client.get(detail_url(delivery.subscriber))
+    assert entries_on(response) == [
+        "Unsubscribed from “Soup season”",
+        "Marked as spam: “Soup season”",
+        "Soft bounce: “Soup season”",
+        "Clicked a link in “Soup season”: https://example.com/soup",
+        "Opened “Soup season”",
+        "Opened “Soup season” Machine: Privacy proxy prefetch (Apple Mail Privacy Protection)",
+        "Sent “Soup season”",
+    ]
+    assert f'href="{reverse("broadcast_report", args=[broadcast.id])}"' in (
+        response.content.decode()
+    )
+
+
+def test_a_subscriber_without_mail_has_an_empty_timeline(alice_client, account_a):
+    from tests.factories import SubscriberFactory
+
+    subscriber = SubscriberFactory(account=account_a, email="new@example.org")
+    response = alice_client.get(detail_url(subscriber))
+    assert entries_on(response) == []
+    assert "No emails sent to new@example.org yet." in response.content.decode()
+
+
+def test_more_activity_pages_through_everything_once_even_at_the_same_moment(
+    alice_client, sent_broadcast, account_a
+):
+    """60 entries, many at the very same microsecond (opens and sends alike): 50 on the
+    subscriber page, the other 10 behind "More activity", none twice, none missed."""
+    broadcasts = [
+        sent_broadcast(recipients=1, account=account_a, links=(), sent_ago=dt.timedelta(days=1))
+        for _ in range(3)
+    ]
+    subscriber = broadcasts[0].delivery_set.get().subscriber
+    # The same person received all three: move the other deliveries to them.
+    for broadcast in broadcasts[1:]:
+        broadcast.delivery_set.update(subscriber=subscriber)
+    deliveries = [broadcast.delivery_set.get() for broadcast in broadcasts]
+    moment = deliveries[0].sent_at
+    for delivery in deliveries:
+        delivery.sent_at = moment
+        delivery.save(update_fields=["sent_at"])
+    events_store(
+        [
+            TrackedEvent(EventKind.OPEN, moment + dt.timedelta(minutes=n // 6), d.pk)
+            for n in range(57)
+            for d in [deliveries[n % 3]]
+        ]
+    )
+    first = alice_client.get(detail_url(subscriber))
+    assert len(entries_on(first)) == 50
+    more = pager_link(first, "More activity")
+    assert more.startswith(reverse("subscriber_activity", args=[subscriber.id]))
+    second = alice_client.get(more)
+    assert len(entries_on(second)) == 10
+    assert pager_link(second, "More activity") is None
+    assert entries_on(second)[-3:] == ["Sent “Soup season”"] * 3
+    both = entries_on(first) + entries_on(second)
+    assert both.count("Opened “Soup season”") == 57
+
+
+def test_a_malformed_cursor_shows_the_latest_activity(alice_client, sent_broadcast, account_a):
+    broadcast = sent_broadcast(recipients=1, account=account_a, links=())
+    subscriber = broadcast.delivery_set.get().subscriber
+    url = reverse("subscriber_activity", args=[subscriber.id])
+    for cursor in ("abc", "1.2.3", "99999999999999999999.1.1", "1.1"):
+        response = alice_client.get(f"{url}?before={cursor}")
+        assert response.status_code == 200
+        assert entries_on(response) == ["Sent “Soup season”"]
+
+
+def test_charlie_gets_404_for_alices_subscriber_and_their_activity(
+    charlie_client, bob_client, sent_broadcast, account_a
+):
+    subscriber = sent_broadcast(recipients=1, account=account_a).delivery_set.get().subscriber
+    for url in (detail_url(subscriber), reverse("subscriber_activity", args=[subscriber.id])):
+        assert charlie_client.get(url).status_code == 404
+        assert bob_client.get(url).status_code == 200
+
+
+def test_the_timeline_costs_the_same_queries_for_1_entry_as_for_50(
+    alice_client, sent_broadcast, account_a
+):
+    quiet = sent_broadcast(recipients=1, account=account_a).delivery_set.get()
+    quiet_count = queries_for_page(alice_client, detail_url(quiet.subscriber))
+
+    busy = sent_broadcast(recipients=1, account=account_a).delivery_set.get()
+    links = list(busy.broadcast.links.all())
+    moment = busy.sent_at + dt.timedelta(minutes=5)
+    events_store(
+        [
+            TrackedEvent(
+                EventKind.CLICK, moment + dt.timedelta(minutes=n), busy.pk, links[n % 2].pk
+            )
+            for n in range(60)
+        ]
+    )
+    assert queries_for_page(alice_client, detail_url(busy.subscriber)) == quiet_count
+
+
+def test_paging_the_timeline_at_any_size_gives_every_entry_once_in_order(sent_broadcast, account_a):
+    """Sends and opens at the very same microsecond, cut into pages of every size from 1 to 7:
+    walking the pages gives the whole timeline, in order, whatever entry a page ends on."""
+    broadcasts = [
+        sent_broadcast(recipients=1, account=account_a, links=(), sent_ago=dt.timedelta(days=1))
+        for _ in range(3)
+    ]
+    subscriber = broadcasts[0].delivery_set.get().subscriber
+    deliveries = []
+    moment = broadcasts[0].sent_at
+    for broadcast in broadcasts:
+        broadcast.delivery_set.update(subscriber=subscriber, sent_at=moment)
+        deliveries.append(broadcast.delivery_set.get())
+    events_store(
+        [TrackedEvent(EventKind.OPEN, moment, delivery.pk) for delivery in deliveries * 2]
+        + [TrackedEvent(EventKind.OPEN, moment + dt.timedelta(seconds=1), deliveries[0].pk)]
+    )
+    whole = subscriber_timeline(subscriber=subscriber, size=100)
+    assert [entry.kind for entry in whole.entries] == ["opened"] * 7 + ["received"] * 3
+    for size in range(1, 8):
+        walked, before = [], None
+        while True:
+            page = subscriber_timeline(
+                subscriber=subscriber, size=size, before=before and timeline_cursor(before)
+            )
+            walked += page.entries
+            if page.older is None:
+                break
+            before = page.older
+        assert walked == whole.entries, size
