@@ -19,7 +19,20 @@ from subscribers.models import Tag
 
 # Far more than any email needs (Gmail clips messages past 102 KB), small enough for a request.
 MAX_BODY_LENGTH = 200_000
-AUDIENCE_FIELDS = ("include_tag_ids", "include_match", "exclude_tag_ids")
+AUDIENCE_FIELDS = (
+    "include_tag_ids",
+    "include_match",
+    "exclude_tag_ids",
+    "engagement",
+    "engagement_days",
+    "not_opened_broadcast_id",
+)
+# Ten years: longer than any list's history, and far from overflowing a date.
+MAX_ENGAGEMENT_DAYS = 3650
+MACHINE_OPENS_NOTE = (
+    "Only a person's opens and clicks count: the opens Apple Mail Privacy Protection makes by "
+    "fetching every image, and the clicks of link scanners, do not."
+)
 CONTENT_FIELDS = ("subject", "preview_text", "body_format", "body")
 
 
@@ -73,12 +86,46 @@ class BroadcastForm(forms.Form):
         widget=forms.CheckboxSelectMultiple,
     )
 
-    def __init__(self, *args, tags: list[Tag], **kwargs):
+    engagement = forms.ChoiceField(
+        label="Engagement",
+        required=False,
+        choices=Broadcast.Engagement.choices,
+        initial=Broadcast.Engagement.ANYONE,
+        widget=forms.RadioSelect,
+    )
+    engagement_days = forms.IntegerField(
+        label="In the last (days)",
+        required=False,
+        min_value=1,
+        max_value=MAX_ENGAGEMENT_DAYS,
+        widget=forms.NumberInput(attrs={"min": 1, "max": MAX_ENGAGEMENT_DAYS}),
+        error_messages={
+            "invalid": "Enter a number of days, such as 30.",
+            "min_value": "Enter at least 1 day.",
+        },
+        help_text=MACHINE_OPENS_NOTE,
+    )
+    not_opened_broadcast_id = forms.TypedChoiceField(
+        label="Only those who did not open",
+        required=False,
+        coerce=int,
+        empty_value=None,
+        error_messages={"invalid_choice": "Choose one of your broadcasts that was sent."},
+        help_text="People who were sent that broadcast and have not opened it: a resend to "
+        "non-openers. An open by Apple Mail Privacy Protection or a scanner is not an open.",
+    )
+
+    def __init__(self, *args, tags: list[Tag], sent_broadcasts: list[tuple[int, str]], **kwargs):
+        """`sent_broadcasts`: (id, label) of the account's broadcasts that "did not open" may
+        name, newest first."""
         super().__init__(*args, **kwargs)
         choices = [(tag.id, tag.name) for tag in tags]
         self.fields["include_tag_ids"].choices = choices
         self.fields["exclude_tag_ids"].choices = choices
         self.tag_names = {tag.id: tag.name for tag in tags}
+        self.fields["not_opened_broadcast_id"].choices = [("", "Anyone, opened or not")] + list(
+            sent_broadcasts
+        )
 
     @staticmethod
     def initial_for(broadcast: Broadcast) -> dict:
@@ -102,7 +149,24 @@ class BroadcastForm(forms.Form):
             self.add_error(
                 "exclude_tag_ids", f"A tag cannot be both required and left out: {names}."
             )
+        self._clean_engagement_pair(cleaned)
         return cleaned
+
+    def _clean_engagement_pair(self, cleaned: dict) -> None:
+        """Engagement and its days go together: without engagement the days are dropped (even
+        unreadable ones: the creator chose anyone); with it they are required. When either is
+        invalid both leave cleaned_data, so a draft keeps the saved pair rather than mixing a
+        new kind with the old days."""
+        engagement = cleaned.get("engagement")
+        if engagement == Broadcast.Engagement.ANYONE:
+            self.errors.pop("engagement_days", None)
+            cleaned["engagement_days"] = None
+            return
+        if engagement and "engagement_days" not in self.errors and not cleaned["engagement_days"]:
+            self.add_error("engagement_days", "Enter the number of days, such as 30.")
+        if "engagement" in self.errors or "engagement_days" in self.errors:
+            cleaned.pop("engagement", None)
+            cleaned.pop("engagement_days", None)
 
     def values(self) -> dict:
         """The keyword arguments of services.broadcast_update, once the form is valid."""

@@ -40,7 +40,14 @@ class Broadcast(models.Model):
         ANY = "any", "any of"
         ALL = "all", "all of"
 
+    class Engagement(models.TextChoices):
+        ANYONE = "", "Anyone"
+        ENGAGED = "engaged", "Opened or clicked"
+        NOT_ENGAGED = "not_engaged", "Has not opened or clicked"
+
     EDITABLE_STATES = (State.DRAFT, State.SCHEDULED)
+    # Broadcasts that may have reached people: what "did not open" can refer to.
+    STARTED_STATES = (State.SENDING, State.PAUSED, State.SENT, State.CANCELLED)
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, db_index=False)
     subject = models.CharField(max_length=255, blank=True, default="")
@@ -54,6 +61,16 @@ class Broadcast(models.Model):
     include_tag_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
     include_match = models.CharField(max_length=3, choices=TagMatch.choices, default=TagMatch.ANY)
     exclude_tag_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
+    # ... and, when engagement is set, to those who did (or did not) open or click any
+    # broadcast, as a person, in the last engagement_days days.
+    engagement = models.CharField(
+        max_length=16, choices=Engagement.choices, blank=True, default=Engagement.ANYONE
+    )
+    engagement_days = models.PositiveIntegerField(null=True, blank=True)
+    # ... and to those who were sent this broadcast and did not open it (as a person). A plain
+    # id, as the tag ids: a broadcast deleted or of another account makes the audience empty,
+    # where a foreign key set to NULL would widen it to everyone.
+    not_opened_broadcast_id = models.BigIntegerField(null=True, blank=True)
 
     state = models.CharField(max_length=16, choices=State.choices, default=State.DRAFT)
     scheduled_at = models.DateTimeField(null=True, blank=True)
@@ -89,6 +106,11 @@ class Broadcast(models.Model):
                     state__in=["draft", "scheduled", "sending", "paused", "sent", "cancelled"]
                 ),
                 name="broadcast_state_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(engagement="", engagement_days__isnull=True)
+                | Q(engagement__in=["engaged", "not_engaged"], engagement_days__gte=1),
+                name="broadcast_engagement_valid",
             ),
         ]
 

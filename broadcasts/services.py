@@ -12,6 +12,7 @@ from broadcasts.audience import audience_count
 from broadcasts.models import Broadcast, Delivery
 from convertkit.models import Account
 from subscribers.models import Subscriber
+from tracking.links import links_create
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +24,11 @@ class BroadcastNotEditable(Exception):
 class SendRefused(Exception):
     """The broadcast cannot be sent (or scheduled) as it is; the message says why, for the
     creator."""
+
+
+class ResendRefused(Exception):
+    """Only a sent broadcast can be resent to those who did not open it; the message says
+    why, for the creator."""
 
 
 def broadcast_create(*, account: Account) -> Broadcast:
@@ -39,6 +45,9 @@ def broadcast_update(
     include_tag_ids: list[int],
     include_match: str,
     exclude_tag_ids: list[int],
+    engagement: str = Broadcast.Engagement.ANYONE,
+    engagement_days: int | None = None,
+    not_opened_broadcast_id: int | None = None,
 ) -> Broadcast:
     """Saves the creator's edits; BroadcastNotEditable once sending has started. The conditional
     UPDATE decides, so an edit racing a Send never changes what is being sent."""
@@ -50,6 +59,9 @@ def broadcast_update(
         "include_tag_ids": sorted(set(include_tag_ids)),
         "include_match": include_match,
         "exclude_tag_ids": sorted(set(exclude_tag_ids)),
+        "engagement": engagement,
+        "engagement_days": engagement_days if engagement else None,
+        "not_opened_broadcast_id": not_opened_broadcast_id,
         # A refusal noted when a schedule fired no longer applies to the edited broadcast.
         "paused_reason": "",
     }
@@ -61,6 +73,28 @@ def broadcast_update(
     for name, value in values.items():
         setattr(broadcast, name, value)
     return broadcast
+
+
+def broadcast_resend_unopened(*, broadcast: Broadcast) -> Broadcast:
+    """A new draft for those who were sent `broadcast` and have not opened it: the same
+    subject (the creator may change it before sending), preview text, body and tag audience,
+    with "did not open" this broadcast. ResendRefused unless the broadcast is sent."""
+    if broadcast.state != Broadcast.State.SENT:
+        raise ResendRefused(
+            "Only a sent broadcast can be resent to those who did not open it; this one is "
+            f"{broadcast.get_state_display().lower()}."
+        )
+    return Broadcast.objects.create(
+        account_id=broadcast.account_id,
+        subject=broadcast.subject,
+        preview_text=broadcast.preview_text,
+        body=broadcast.body,
+        body_format=broadcast.body_format,
+        include_tag_ids=broadcast.include_tag_ids,
+        include_match=broadcast.include_match,
+        exclude_tag_ids=broadcast.exclude_tag_ids,
+        not_opened_broadcast_id=broadcast.pk,
+    )
 
 
 def broadcast_delete(*, broadcast: Broadcast) -> None:
@@ -94,7 +128,9 @@ def send_problems(*, broadcast: Broadcast, recipient_count: int | None = None) -
     if recipient_count is None and not problems:
         recipient_count = audience_count(broadcast=broadcast)
     if not problems and recipient_count == 0:
-        problems.append("Nobody is in the audience: no active subscriber matches these tags.")
+        problems.append(
+            "Nobody is in the audience: no active subscriber matches these tags and filters."
+        )
     return problems
 
 
@@ -124,8 +160,9 @@ def broadcast_unschedule(*, broadcast: Broadcast) -> bool:
 
 
 def broadcast_send(*, broadcast: Broadcast) -> bool:
-    """Starts sending now: freezes what every worker will render, moves the broadcast to
-    sending and queues the fan-out. A broadcast already sending (a second click, a second beat
+    """Starts sending now: freezes what every worker will render (and stores its tracked links,
+    in the same transaction), moves the broadcast to sending and queues the fan-out. A broadcast
+    already sending (a second click, a second beat
     process) is left alone: returns whether this call started it. SendRefused when it cannot
     be sent."""
     from broadcasts import tasks
@@ -154,6 +191,7 @@ def broadcast_send(*, broadcast: Broadcast) -> bool:
             updated_at=now,
         )
         if started:
+            links_create(broadcast=broadcast, urls=frozen.links)
             tasks.fan_out.delay_on_commit(broadcast.pk)
     broadcast.refresh_from_db()
     return bool(started)

@@ -24,4 +24,9 @@ urlpatterns = [
     path("<int:broadcast_id>/pause/", views.broadcast_pause, name="broadcast_pause"),
     path("<int:broadcast_id>/resume/", views.broadcast_resume, name="broadcast_resume"),
     path("<int:broadcast_id>/cancel/", views.broadcast_cancel, name="broadcast_cancel"),
+    path(
+        "<int:pk>/resend-unopened/",
+        views.broadcast_resend_unopened,
+        name="broadcast_resend_unopened",
+    ),
 ]

@@ -17,7 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from functools import cache
+from collections.abc import Callable
 from hashlib import blake2b
 from typing import NamedTuple
 
@@ -41,20 +41,33 @@ class ClickToken(NamedTuple):
     link_id: int
 
 
-@cache
-def _keys(secret_key: str, fallbacks: tuple[str, ...]) -> tuple[bytes, ...]:
-    return tuple(
-        blake2b(f"convertkit.tracking:{secret}".encode(), digest_size=32).digest()
-        for secret in (secret_key, *fallbacks)
-    )
+_hashers_for: tuple = (None, None)
+_hashers: tuple = ()
 
 
-def _current_keys() -> tuple[bytes, ...]:
-    return _keys(settings.SECRET_KEY, tuple(getattr(settings, "SECRET_KEY_FALLBACKS", ())))
+def _current_hashers() -> tuple:
+    """A keyed BLAKE2b per secret (current first), made once per secret: copying a keyed
+    hasher skips the key block that a new one must process. Follows settings changes (by
+    identity: the check is on every request)."""
+    global _hashers_for, _hashers
+    secret_key = settings.SECRET_KEY
+    fallbacks = getattr(settings, "SECRET_KEY_FALLBACKS", ())
+    if secret_key is not _hashers_for[0] or fallbacks is not _hashers_for[1]:
+        _hashers = tuple(
+            blake2b(
+                key=blake2b(f"convertkit.tracking:{secret}".encode(), digest_size=32).digest(),
+                digest_size=MAC_BYTES,
+            )
+            for secret in (secret_key, *fallbacks)
+        )
+        _hashers_for = (secret_key, fallbacks)
+    return _hashers
 
 
-def _mac(key: bytes, kind: bytes, body: bytes) -> bytes:
-    return blake2b(kind + body, key=key, digest_size=MAC_BYTES).digest()
+def _mac(hasher, kind: bytes, body: bytes) -> bytes:
+    mac = hasher.copy()
+    mac.update(kind + body)
+    return mac.digest()
 
 
 def _varints(*numbers: int) -> bytes:
@@ -87,10 +100,13 @@ def _read_varints(data: bytes) -> list[int] | None:
     return None if shift else numbers
 
 
+def _encode(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
 def _sign(kind: bytes, *ids: int) -> str:
     body = _varints(*ids)
-    raw = body + _mac(_current_keys()[0], kind, body)
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    return _encode(body + _mac(_current_hashers()[0], kind, body))
 
 
 def _verify(kind: bytes, token: str, count: int) -> list[int] | None:
@@ -105,7 +121,7 @@ def _verify(kind: bytes, token: str, count: int) -> list[int] | None:
     if len(raw) <= MAC_BYTES or base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != token:
         return None
     body, mac = raw[:-MAC_BYTES], raw[-MAC_BYTES:]
-    if not any(hmac.compare_digest(_mac(key, kind, body), mac) for key in _current_keys()):
+    if not any(hmac.compare_digest(_mac(h, kind, body), mac) for h in _current_hashers()):
         return None
     ids = _read_varints(body)
     if ids is None or len(ids) != count or not all(ids):
@@ -119,6 +135,22 @@ def open_token(*, broadcast_id: int, delivery_id: int) -> str:
 
 def click_token(*, broadcast_id: int, delivery_id: int, link_id: int) -> str:
     return _sign(_CLICK, broadcast_id, delivery_id, link_id)
+
+
+def click_signer(*, broadcast_id: int, delivery_id: int) -> Callable[[int], str]:
+    """click_token for one delivery's links, cheaper per link: the hash of the ids they share
+    is computed once."""
+    prefix = _varints(broadcast_id, delivery_id)
+    shared = _current_hashers()[0].copy()
+    shared.update(_CLICK + prefix)
+
+    def sign(link_id: int) -> str:
+        suffix = _varints(link_id)
+        mac = shared.copy()
+        mac.update(suffix)
+        return _encode(prefix + suffix + mac.digest())
+
+    return sign
 
 
 def open_token_verify(token: str) -> OpenToken | None:

@@ -2,13 +2,18 @@
 
 - `broadcast_problems(broadcast)`: what stops the subject, preview text or body from rendering
   (syntax, unknown tags, filters and variables, limits), with line numbers; [] when sendable.
-- `frozen_parts(broadcast)`: done once when sending starts. The body (Markdown or HTML) is
-  sanitised and laid out with its preview text and footer, CSS inlined, and the text part written
-  from that HTML; all three parts stay Liquid templates (see html.py for how Liquid survives).
+- `frozen_parts(broadcast)`: done once when sending starts, without side effects. The body
+  (Markdown or HTML) is sanitised and laid out with its preview text and footer, CSS inlined, and
+  the text part written from that HTML; all three parts stay Liquid templates (see html.py for how
+  Liquid survives). Tracked links are markers of their position among the body's distinct URLs,
+  which come back with the parts for broadcast_send to store as Link rows; the HTML ends with the
+  open pixel (tracking/links.py).
 - `BroadcastRenderer(broadcast).message(delivery_id=..., subscriber=...)`: the message for one
   recipient, rendered from templates compiled once per process and broadcast, its MIME bytes
-  written from a per-broadcast skeleton (mime.py).
+  written from a per-broadcast skeleton (mime.py), its links and pixel signed for its delivery.
 - `preview(broadcast, subscriber=None)`: the editor's preview of unsaved values, safe to show.
+  It and the test copy are not tracked: original URLs, no pixel. Otherwise the HTML is the sent
+  HTML.
 
 The sent HTML is sanitised too, once, when the broadcast is frozen (not per recipient): what
 subscribers get is then exactly what the creator previewed, without scripts, forms or event
@@ -33,6 +38,7 @@ from liquid.exceptions import LiquidError
 
 from broadcasts.rendering.html import (
     Placeholders,
+    anchor_hrefs_replace,
     creator_html,
     email_document,
     literal_html,
@@ -61,6 +67,13 @@ from subscribers.mail import (
 )
 from subscribers.models import CustomField, Subscriber
 from subscribers.unsubscribe import unsubscribe_headers, unsubscribe_url
+from tracking.links import (
+    MAX_LINKS,
+    OPEN_MARKER,
+    BroadcastTracking,
+    link_marker,
+    url_trackable,
+)
 
 __all__ = [
     "BroadcastRenderer",
@@ -88,6 +101,8 @@ class FrozenParts(NamedTuple):
     subject: str
     html: str
     text: str
+    # The tracked links' URLs, the first one's position 1: the Link rows to store.
+    links: tuple[str, ...] = ()
 
 
 class Preview(NamedTuple):
@@ -184,19 +199,34 @@ def frozen_parts(broadcast) -> FrozenParts:
     body_html = creator_html(
         body=broadcast.body, body_format=broadcast.body_format, placeholders=placeholders
     )
+    # URL -> the placeholder of its marker, in order of first appearance.
+    tracked: dict[str, str] = {}
+
+    def track(url: str) -> str | None:
+        if url not in tracked:
+            if (
+                len(tracked) >= MAX_LINKS
+                or placeholders.holds_markup(url)
+                or not url_trackable(url)
+            ):
+                return None
+            tracked[url] = placeholders.add(link_marker(len(tracked) + 1))
+        return tracked[url]
+
     unsubscribe = placeholders.add("{{ unsubscribe_url }}")
     document = email_document(
         account=account,
-        body_html=body_html,
+        body_html=anchor_hrefs_replace(body_html, track),
         preheader_html=preheader_html(broadcast.preview_text, placeholders),
         unsubscribe_url=unsubscribe,
+        open_pixel_url=placeholders.add(OPEN_MARKER),
     )
+    text = html_to_text(body_html, tracked) + footer_text(account=account, url=unsubscribe)
     frozen = FrozenParts(
         subject=broadcast.subject,
         html=placeholders.restore(literal_html(document)),
-        text=placeholders.restore(
-            literal_text(html_to_text(body_html) + footer_text(account=account, url=unsubscribe))
-        ),
+        text=placeholders.restore(literal_text(text)),
+        links=tuple(tracked),
     )
     _compile(frozen)
     return frozen
@@ -274,6 +304,7 @@ class BroadcastRenderer:
             raise RenderFailed(f"Broadcast {broadcast.pk} has not been frozen for sending.")
         frozen = FrozenParts(broadcast.frozen_subject, broadcast.frozen_html, broadcast.frozen_text)
         self._compiled = _compile(frozen, broadcast.pk)
+        self._tracking = BroadcastTracking(broadcast_id=broadcast.pk)
         account = broadcast.account
         self._account = {"name": account.name}
         self._skeleton = MessageSkeleton(from_email=account_from_email(account))
@@ -296,6 +327,7 @@ class BroadcastRenderer:
                 "account": self._account,
             }
         )
+        html, text = self._tracking.tracked(delivery_id=delivery_id, html=html, text=text)
         return BroadcastEmail(
             skeleton=self._skeleton,
             subject=subject,

@@ -11,10 +11,14 @@ alone, and put back at the end:
    tags (an `{% if %}` on its own line) is unwrapped.
 3. nh3 keeps an allowlist of tags, attributes, CSS properties and URL schemes: no script, no
    event handler, no javascript: or data: URL, no form or iframe.
-4. The layout (templates/broadcasts/email/layout.html) adds the hidden preheader and the footer
+4. When freezing for sending, the href of each tracked link becomes a placeholder for its marker
+   (tracking/links.py), which each recipient's message replaces with its tracked URL
+   (`anchor_hrefs_replace`).
+5. The layout (templates/broadcasts/email/layout.html) adds the hidden preheader and the footer
    (the subscriber mail path's footer: account name, postal address, unsubscribe link); css-inline
-   moves its stylesheet into style attributes, keeping the media queries in a <style>.
-5. Any `{{` or `{%` left in the text (typed in a postal address, shown by a raw block) is made
+   moves its stylesheet into style attributes, keeping the media queries in a <style>. A sent
+   message ends its body with the open pixel.
+6. Any `{{` or `{%` left in the text (typed in a postal address, shown by a raw block) is made
    literal, so only the creator's own markup is Liquid; then the placeholders are put back.
 """
 
@@ -22,6 +26,8 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Callable
+from html import unescape
 
 import css_inline
 import nh3
@@ -107,6 +113,13 @@ _INLINER = css_inline.CSSInliner(keep_at_rules=True, load_remote_stylesheets=Fal
 # Invisible characters after the preheader, so that mail clients do not show the start of the
 # body after it in the inbox.
 _PREHEADER_PADDING = range(40)
+# An <a> start tag as the sanitiser writes it (lower case, every value in double quotes, `"` and
+# `>` in values escaped), up to its href's value.
+_ANCHOR_HREF = re.compile(r'(<a(?:\s+[\w:-]+="[^"]*")*?\s+href=")([^"]*)"')
+_OPEN_PIXEL = (
+    '<img src="{src}" width="1" height="1" alt="" style="display:block;border:0;outline:none;'
+    'width:1px;height:1px;margin:0;padding:0;overflow:hidden">'
+)
 
 
 class Placeholders:
@@ -133,6 +146,9 @@ class Placeholders:
             return self.add(match[0])
 
         return _LIQUID_RULES.sub(swap, source)
+
+    def holds_markup(self, text: str) -> bool:
+        return self._pattern.search(text) is not None
 
     def restore(self, text: str) -> str:
         return self._pattern.sub(lambda match: self._markup[int(match[1])], text)
@@ -174,18 +190,42 @@ def sanitise(html: str) -> str:
     return _SANITISER.clean(html)
 
 
-def email_document(*, account, body_html: str, preheader_html: str, unsubscribe_url: str) -> str:
-    """The whole email: layout, preheader, body and footer, with its CSS inlined."""
-    html = render_to_string(
-        LAYOUT,
-        {
-            "body": mark_safe(body_html),
-            "preheader": mark_safe(preheader_html),
-            "preheader_padding": _PREHEADER_PADDING,
-            "footer": mark_safe(footer_html(account=account, url=unsubscribe_url)),
-        },
+def anchor_hrefs_replace(html: str, replace: Callable[[str], str | None]) -> str:
+    """The sanitiser's `html` with the href of each <a> changed to what `replace` returns for its
+    URL (as a browser reads it: unescaped and trimmed), or left alone when it returns None."""
+
+    def swap(match: re.Match) -> str:
+        new = replace(unescape(match[2]).strip())
+        return match[0] if new is None else f'{match[1]}{escape(new)}"'
+
+    return _ANCHOR_HREF.sub(swap, html)
+
+
+def email_document(
+    *,
+    account,
+    body_html: str,
+    preheader_html: str,
+    unsubscribe_url: str,
+    open_pixel_url: str = "",
+) -> str:
+    """The whole email: layout, preheader, body and footer, with its CSS inlined, and with the
+    open pixel at the end when `open_pixel_url` is given."""
+    html = _INLINER.inline(
+        render_to_string(
+            LAYOUT,
+            {
+                "body": mark_safe(body_html),
+                "preheader": mark_safe(preheader_html),
+                "preheader_padding": _PREHEADER_PADDING,
+                "footer": mark_safe(footer_html(account=account, url=unsubscribe_url)),
+            },
+        )
     )
-    return _INLINER.inline(html)
+    if open_pixel_url:
+        end = html.rindex("</body>")
+        html = html[:end] + _OPEN_PIXEL.format(src=escape(open_pixel_url)) + html[end:]
+    return html
 
 
 def preheader_html(text: str, placeholders: Placeholders) -> str:

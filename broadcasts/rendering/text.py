@@ -4,11 +4,14 @@ Paragraphs and headings become blocks separated by a blank line, list items "- i
 "1. item" (indented when nested), table rows one line each, a link "text (url)" unless the text
 already is the url, an image its alt text. Whatever is hidden with display:none (the preheader)
 and the contents of head, style and script are left out. Text inside <pre> keeps its spacing.
+A URL given a replacement in `links` (its tracked URL) is shown as that, also where the link's
+text is the URL.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from html.parser import HTMLParser
 
 _BLOCKS = {
@@ -63,8 +66,9 @@ _HIDDEN = re.compile(r"display\s*:\s*none", re.IGNORECASE)
 
 
 class _TextWriter(HTMLParser):
-    def __init__(self) -> None:
+    def __init__(self, replaced: Mapping[str, str]) -> None:
         super().__init__(convert_charrefs=True)
+        self.replaced = replaced
         self.out: list[str] = []
         # Newlines owed before the next text: 1 ends a line, 2 leaves a blank line.
         self.owed = 0
@@ -176,26 +180,32 @@ class _TextWriter(HTMLParser):
                 self.pre_depth = max(0, self.pre_depth - 1)
             self._owe(2)
         elif tag == "a" and self.links:
-            href, start = self.links.pop()
-            self._link_end(href, "".join(self.out[start:]))
+            self._link_end(*self.links.pop())
 
-    def _link_end(self, href: str, text: str) -> None:
+    def _link_end(self, href: str, start: int) -> None:
         href = href.strip()
+        text = "".join(self.out[start:])
         label = text.strip()
         if not href or href.startswith("#"):
             return
+        replacement = self.replaced.get(href)
         shown = href.removeprefix("mailto:")
         if label in (href, shown):
+            if replacement is not None:
+                at = text.rindex(label)
+                pieces = (text[:at], replacement, text[at + len(label) :])
+                self.out[start:] = [piece for piece in pieces if piece]
             return
+        shown = replacement or shown
         if not label:
             self._write(shown)
         else:
             self._write(f" ({shown})" if not self.out[-1].endswith(" ") else f"({shown})")
 
 
-def html_to_text(html: str) -> str:
+def html_to_text(html: str, links: Mapping[str, str] | None = None) -> str:
     """The readable text of `html` (see the module docstring)."""
-    writer = _TextWriter()
+    writer = _TextWriter(links or {})
     writer.feed(html)
     writer.close()
     lines = "".join(writer.out).split("\n")

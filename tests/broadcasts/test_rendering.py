@@ -28,6 +28,8 @@ from subscribers.mail import PostalAddressMissing, SubscriberNotMailable
 from subscribers.models import Subscriber
 from subscribers.unsubscribe import unsubscribe_token
 from tests.factories import AccountFactory, CustomFieldFactory, SubscriberFactory
+from tracking.links import link_marker, links_create
+from tracking.tokens import click_token
 
 GREETING = '{{ subscriber.first_name | default: "friend" }}'
 
@@ -35,6 +37,7 @@ GREETING = '{{ subscriber.first_name | default: "friend" }}'
 @pytest.fixture
 def account(db, settings):
     settings.SITE_URL = "https://mail.example.com"
+    settings.TRACKING_URL = "https://t.mail.example.com"
     settings.UNSUBSCRIBE_MAILTO = "unsubscribe@mail.example.com"
     return AccountFactory(
         name="Ann's Kitchen",
@@ -55,7 +58,10 @@ def _broadcast(account, **fields) -> Broadcast:
 
 
 def _frozen(broadcast: Broadcast) -> Broadcast:
-    broadcast.frozen_subject, broadcast.frozen_html, broadcast.frozen_text = frozen_parts(broadcast)
+    """Frozen as broadcast_send freezes it, with its tracked links stored."""
+    frozen = frozen_parts(broadcast)
+    broadcast.frozen_subject, broadcast.frozen_html, broadcast.frozen_text = frozen[:3]
+    links_create(broadcast=broadcast, urls=frozen.links)
     return broadcast
 
 
@@ -302,12 +308,16 @@ def test_html_body_keeps_email_markup(account):
         ),
     )
 
-    html = frozen_parts(broadcast).html
+    frozen = frozen_parts(broadcast)
+    html = frozen.html
 
     assert '<table width="100%" cellpadding="4"' in html
     assert re.search(r'<td align="center" style="color:#c00[^"]*">Red', html)
     assert "position" not in html
-    assert 'href="https://example.com/a?b=1&amp;c=2"' in html
+    # The link is tracked when sent, its URL as a browser reads it; the preview shows it.
+    assert f'<a href="{link_marker(1)}"' in html
+    assert frozen.links == ("https://example.com/a?b=1&c=2",)
+    assert 'href="https://example.com/a?b=1&amp;c=2"' in preview(broadcast).html
 
 
 def test_liquid_blocks_survive_markdown_lists(account, reader):
@@ -398,11 +408,14 @@ def test_message_text_part_has_the_body_links_and_footer(account, reader):
         )
     )
 
-    text = _message(broadcast, reader).body
+    text = _message(broadcast, reader, delivery_id=5).body
 
     token = unsubscribe_token(subscriber=reader)
+    link = broadcast.links.get(url="https://example.com/soup")
+    tracked = click_token(broadcast_id=broadcast.pk, delivery_id=5, link_id=link.pk)
     assert text == (
-        "Hi Rita,\n\nRead the recipe (https://example.com/soup).\n\n- Leek\n- Salt\n\n"
+        f"Hi Rita,\n\nRead the recipe (https://t.mail.example.com/t/c/{tracked}).\n\n"
+        "- Leek\n- Salt\n\n"
         f"--\nAnn's Kitchen\n1 Main Street\nSpringfield\n\n"
         f"Unsubscribe: https://mail.example.com/u/{token}/\n"
     )

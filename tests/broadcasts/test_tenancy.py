@@ -46,6 +46,11 @@ CASES = {
     "broadcast_pause": (S.SENDING, {}, lambda b: b.state == S.PAUSED),
     "broadcast_resume": (S.PAUSED, {}, lambda b: b.state == S.SENDING),
     "broadcast_cancel": (S.SENDING, {}, lambda b: b.state == S.CANCELLED),
+    "broadcast_resend_unopened": (
+        S.SENT,
+        {},
+        lambda b: Broadcast.objects.filter(not_opened_broadcast_id=b.pk, state=S.DRAFT).exists(),
+    ),
 }
 
 
