@@ -9,6 +9,7 @@ from datetime import datetime
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
+from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils import timezone
 
@@ -19,12 +20,14 @@ from convertkit.paging import keyset_page, page_cursor
 from convertkit.tenancy import account_required, get_for_account
 from subscribers.models import Subscriber, Tag
 from subscribers.validation import normalize_email
+from tracking.reports import Rates, broadcast_rates, rate_label
 
 # Addresses offered in the "preview as" picker; any other subscriber's address can be typed.
 PICKER_SUGGESTIONS = 20
 # Unknown deliveries listed on the progress page (the count is always shown in full).
 UNKNOWN_LISTED = 100
-NO_RATE = "—"  # open and click rates, until tracking exists
+# Sent broadcasts offered for "did not open" (the report page's Resend names any other).
+SENT_CHOICES = 100
 PART_LABELS = {"subject": "Subject", "preview_text": "Preview text", "body": "Body"}
 
 
@@ -45,8 +48,10 @@ class _ListRow:
     when_label: str
     when_iso: str
     when_display: str
+    # Open and click rates (people) and where they are detailed; none for drafts.
     open_rate: str
     click_rate: str
+    report_url: str
 
 
 @dataclass(frozen=True)
@@ -56,7 +61,7 @@ class _ListPage:
     older_after: int | None
 
 
-def _list_row(broadcast: Broadcast, prefix: str, labels: dict[str, str]) -> _ListRow:
+def _list_row(broadcast: Broadcast, prefix: str, labels: dict[str, str], rates: Rates) -> _ListRow:
     if broadcast.state == Broadcast.State.SCHEDULED:
         label, moment = "Scheduled for", broadcast.scheduled_at
     elif broadcast.sent_at:
@@ -75,20 +80,23 @@ def _list_row(broadcast: Broadcast, prefix: str, labels: dict[str, str]) -> _Lis
         when_label=label,
         when_iso=moment.isoformat() if moment else "",
         when_display=_when(moment),
-        open_rate=NO_RATE,
-        click_rate=NO_RATE,
+        open_rate=rate_label(rates.open_rate),
+        click_rate=rate_label(rates.click_rate),
+        report_url="" if broadcast.is_editable else f"{prefix}{broadcast.id}/report/",
     )
 
 
 def _broadcast_page(*, account, after: int | None, before: int | None) -> _ListPage:
     """One page of the account's broadcasts, newest first, by keyset on the id (the index
-    broadcast_account_id): one query, whatever the page holds."""
+    broadcast_account_id), and their rates from the rollups: two queries, whatever the page
+    holds."""
     page = keyset_page(
         Broadcast.objects.filter(account=account).only(
             "id",
             "subject",
             "state",
             "recipient_count",
+            "sent_count",
             "scheduled_at",
             "send_started_at",
             "sent_at",
@@ -98,8 +106,11 @@ def _broadcast_page(*, account, after: int | None, before: int | None) -> _ListP
     )
     prefix = reverse("broadcast_list")
     labels = dict(Broadcast.State.choices)
+    rates = broadcast_rates(broadcasts=page.items)
     return _ListPage(
-        rows=[_list_row(broadcast, prefix, labels) for broadcast in page.items],
+        rows=[
+            _list_row(broadcast, prefix, labels, rates[broadcast.id]) for broadcast in page.items
+        ],
         newer_before=page.newer_before,
         older_after=page.older_after,
     )
@@ -137,8 +148,37 @@ def _tags(request) -> list[Tag]:
     return list(Tag.objects.filter(account=request.account).order_by("name", "id"))
 
 
+def _sent_label(broadcast: Broadcast) -> str:
+    when = _when(broadcast.sent_at or broadcast.send_started_at)
+    return f"{broadcast.subject or 'Untitled'}" + (f" ({when})" if when else "")
+
+
+def _sent_broadcast_choices(request, broadcast: Broadcast) -> list[tuple[int, str]]:
+    """The account's latest broadcasts that went out, for "did not open", and the one this
+    broadcast names if it is not among them: so saving keeps it, even if it was deleted
+    (which leaves the audience empty, as a deleted tag does)."""
+    started = list(
+        Broadcast.objects.filter(account=request.account, state__in=Broadcast.STARTED_STATES)
+        .order_by("-id")
+        .only("id", "subject", "sent_at", "send_started_at")[:SENT_CHOICES]
+    )
+    choices = [(sent.id, _sent_label(sent)) for sent in started]
+    chosen = broadcast.not_opened_broadcast_id
+    if chosen is not None and chosen not in {sent.id for sent in started}:
+        named = Broadcast.objects.filter(
+            account=request.account, pk=chosen, state__in=Broadcast.STARTED_STATES
+        ).first()
+        choices.append((chosen, _sent_label(named) if named else "A deleted broadcast: nobody"))
+    return choices
+
+
 def _editor_form(request, broadcast: Broadcast, data=None) -> BroadcastForm:
-    return BroadcastForm(data, tags=_tags(request), initial=BroadcastForm.initial_for(broadcast))
+    return BroadcastForm(
+        data,
+        tags=_tags(request),
+        sent_broadcasts=_sent_broadcast_choices(request, broadcast),
+        initial=BroadcastForm.initial_for(broadcast),
+    )
 
 
 def _preview_subscriber(request) -> tuple[Subscriber | None, str]:
@@ -399,12 +439,40 @@ def _audience_description(broadcast: Broadcast) -> str:
         return ", ".join(f"“{names[tag_id]}”" for tag_id in ids if tag_id in names) or "(deleted)"
 
     description = "All active subscribers"
+    engagement = _engagement_description(broadcast)
+    if engagement:
+        description += f" who {engagement}"
     if broadcast.include_tag_ids:
         match = dict(Broadcast.TagMatch.choices)[broadcast.include_match]
-        description += f" tagged with {match} {listed(broadcast.include_tag_ids)}"
+        description += f"{',' if engagement else ''} tagged with {match} "
+        description += listed(broadcast.include_tag_ids)
     if broadcast.exclude_tag_ids:
         description += f", except those tagged with {listed(broadcast.exclude_tag_ids)}"
     return description + "."
+
+
+def _engagement_description(broadcast: Broadcast) -> str:
+    """What the engagement filters ask of a subscriber ("did not open “Soup”"), or ""."""
+    clauses = []
+    if broadcast.engagement:
+        done = (
+            "opened or clicked"
+            if broadcast.engagement == Broadcast.Engagement.ENGAGED
+            else "have not opened or clicked"
+        )
+        days = broadcast.engagement_days
+        clauses.append(f"{done} in the last {days} day{pluralize(days)}")
+    if broadcast.not_opened_broadcast_id is not None:
+        subject = (
+            Broadcast.objects.filter(
+                account_id=broadcast.account_id, pk=broadcast.not_opened_broadcast_id
+            )
+            .values_list("subject", flat=True)
+            .first()
+        )
+        named = "a deleted broadcast" if subject is None else f"“{subject or 'Untitled'}”"
+        clauses.append(f"did not open {named}")
+    return " and ".join(clauses)
 
 
 @account_required
@@ -428,6 +496,24 @@ def broadcast_delete(request, broadcast_id: int):
             "cancel_url": reverse("broadcast_edit", args=[broadcast.id]),
         },
     )
+
+
+@account_required
+def broadcast_resend_unopened(request, pk: int):
+    """A new draft of a sent broadcast for those who did not open it, opened in the editor."""
+    broadcast = _broadcast(request, pk)
+    if request.method != "POST":
+        return _progress_redirect(broadcast)
+    try:
+        resend = services.broadcast_resend_unopened(broadcast=broadcast)
+    except services.ResendRefused as refused:
+        messages.error(request, str(refused))
+        return redirect("broadcast_edit", broadcast.id)
+    messages.success(
+        request,
+        "A new draft for those who did not open it. Change the subject if you like, then send.",
+    )
+    return redirect("broadcast_edit", resend.id)
 
 
 # --- Progress ---------------------------------------------------------------------------------

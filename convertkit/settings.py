@@ -263,7 +263,7 @@ TRACKING_SCANNER_SECONDS = env_int("TRACKING_SCANNER_SECONDS", 10, minimum=0)
 # More clicks than this per minute from one address (per web process) are flagged as machine.
 TRACKING_CLICKS_PER_IP_PER_MINUTE = env_int("TRACKING_CLICKS_PER_IP_PER_MINUTE", 120, minimum=1)
 # Events per drain transaction.
-TRACKING_DRAIN_BATCH = env_int("TRACKING_DRAIN_BATCH", 10000, minimum=1)
+TRACKING_DRAIN_BATCH = env_int("TRACKING_DRAIN_BATCH", 5000, minimum=1)
 # Consecutive soft bounces (no delivery between) that make a subscriber bounced.
 SOFT_BOUNCE_LIMIT = env_int("SOFT_BOUNCE_LIMIT", 3, minimum=1)
 

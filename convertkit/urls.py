@@ -2,9 +2,11 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.urls import include, path
+from django.views.decorators.csrf import csrf_exempt
 
 from convertkit import views
 from subscribers import unsubscribe_views
+from tracking.endpoints import tracking_view
 
 urlpatterns = [
     path("", views.dashboard, name="dashboard"),
@@ -37,8 +39,15 @@ urlpatterns = [
     path("subscribers/", include("subscribers.urls")),
     path("forms/", include("subscribers.form_urls")),
     path("broadcasts/", include("broadcasts.urls")),
+    # Reports, under the broadcasts and subscribers they are about.
+    path("", include("tracking.urls")),
     path("f/", include("subscribers.public_form_urls")),
     path("u/<str:token>/", unsubscribe_views.unsubscribe, name="unsubscribe"),
+    # Served by convertkit.wsgi ahead of Django; this route only answers where that wrapper is
+    # not the server's application (the test live server).
+    path("t/<path:rest>", csrf_exempt(tracking_view)),
+    # anymail's ESP webhooks (/webhooks/postmark/tracking/ ...); tracking.webhooks receives them.
+    path("webhooks/", include("anymail.urls")),
 ]
 
 if settings.DEBUG:

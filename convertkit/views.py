@@ -30,13 +30,19 @@ from subscribers.exporter import job_error_rows
 @account_required
 def dashboard(request):
     from subscribers import selectors
+    from tracking import reports
 
+    periods = reports.GROWTH_PERIODS
+    days = next((n for n in periods if str(n) == request.GET.get("days")), periods[0])
     return render(
         request,
         "convertkit/dashboard.html",
         {
             "counts": selectors.subscriber_counts(account=request.account),
             "recent_jobs": Job.objects.filter(account=request.account).order_by("-id")[:5],
+            "growth": reports.list_growth(account=request.account, days=days),
+            "growth_periods": reports.GROWTH_PERIODS,
+            "rates_chart": reports.recent_rates_chart(account=request.account),
         },
     )
 

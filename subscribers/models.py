@@ -101,6 +101,32 @@ class SubscriberCount(models.Model):
         ]
 
 
+class ListGrowth(models.Model):
+    """Subscribers gained and lost per account and hour (UTC), kept by statement-level triggers
+    (migration 0006) so the dashboard's growth chart never counts subscribers. By the hour, so
+    the dashboard can sum them into days of the account's own time zone.
+
+    Gained: added in a subscribed state (active, unconfirmed), or back from unsubscribed. Lost:
+    moved from a subscribed state to unsubscribed, bounced or complained. Deleting a subscriber
+    leaves the history as it was."""
+
+    # No database constraint, as on Tagging: set-based account erasure (the benchmarks) deletes
+    # accounts without going through the ORM.
+    account = models.ForeignKey(
+        Account, on_delete=models.CASCADE, db_index=False, db_constraint=False
+    )
+    hour = models.DateTimeField()
+    subscribed = models.IntegerField(default=0)
+    unsubscribed = models.IntegerField(default=0)
+    bounced = models.IntegerField(default=0)
+    complained = models.IntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "hour"], name="listgrowth_unique_hour"),
+        ]
+
+
 class Tag(models.Model):
     account = models.ForeignKey(Account, on_delete=models.CASCADE, db_index=False)
     name = models.CharField(max_length=100)

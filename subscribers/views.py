@@ -22,6 +22,7 @@ from subscribers.forms import (
     TagNameForm,
 )
 from subscribers.models import CustomField, Subscriber, Tag
+from tracking.reports import subscriber_timeline
 
 # Names offered in the "add a tag" datalist; an account with more still types the rest.
 DATALIST_LIMIT = 500
@@ -187,6 +188,7 @@ def _render_detail(request, subscriber: Subscriber, tag_form: TagNameForm):
             "tag_names": _tag_names(request),
             "history": selectors.subscriber_history(subscriber=subscriber),
             "signups": selectors.subscriber_signups(subscriber=subscriber),
+            "timeline": subscriber_timeline(subscriber=subscriber),
         },
         status=400 if tag_form.errors else 200,
     )

@@ -274,3 +274,21 @@ def tracking_wsgi(django_application: Callable) -> Callable:
         return django_application(environ, start_response)
 
     return application
+
+
+def tracking_view(request, rest: str = ""):
+    """The same answers through Django's URLs, for servers that do not run convertkit.wsgi's
+    application (Django's test live server, runserver's static handler). Slower: the whole
+    middleware stack runs first. Production traffic never reaches it."""
+    from django.http import HttpResponse
+
+    answer: dict = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+        answer["status"], answer["headers"] = status, headers
+
+    body = b"".join(tracking_respond(request.environ, start_response))
+    response = HttpResponse(body, status=int(answer["status"].split()[0]))
+    for name, value in answer["headers"]:
+        response[name] = value
+    return response

@@ -1,5 +1,5 @@
 """The broadcast list: newest first with state, recipients, sent time in the account's time zone
-and (until tracking exists) empty open and click rates; keyset-paged, in a fixed number of
+and open and click rates (tests/tracking/test_reports.py); keyset-paged, in a fixed number of
 queries whatever the page holds."""
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def test_the_list_shows_each_broadcast_newest_first_with_its_figures(
     assert "badge-sent" in sent and ">Sent<" in sent
     assert ">12,345<" in sent
     assert ">2 Mar 2030, 00:30</time>" in sent
-    assert sent.count(">—<") == 2  # open and click rates: no tracking yet
+    assert sent.count(">0.0%<") == 2  # open and click rates: nobody opened yet
     scheduled = row_of(response, "Spring menu")
     assert "Scheduled for" in scheduled and ">1 Apr 2030, 09:00</time>" in scheduled
     draft = row_of(response, "Idea for later")
