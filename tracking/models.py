@@ -71,9 +71,9 @@ class Link(models.Model):
 class Event(models.Model):
     """One open, click or ESP event: append-only, partitioned by month on occurred_at (see the
     migration; `tracking_partitions` creates months ahead and detaches old ones). Unmanaged:
-    Django cannot declare a partitioned table. There is no unique index: the drain's
-    DrainedBatch marker makes each batch's insert happen once, and webhooks dedupe on
-    WebhookReceipt."""
+    Django cannot declare a partitioned table. No index at all: pages read DeliveryActivity and
+    Rollup; this is the raw record. The drain's DrainedBatch marker makes each batch's insert
+    happen once, and webhooks dedupe on WebhookReceipt."""
 
     id = models.BigIntegerField(primary_key=True)
     occurred_at = models.DateTimeField()

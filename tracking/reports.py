@@ -17,14 +17,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import CharField, F, OuterRef, Q, Subquery, Sum, Value
+from django.db.models import Case, CharField, F, OuterRef, Q, Subquery, Sum, Value, When
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from broadcasts.models import Broadcast, Delivery
 from convertkit.paging import KeysetPage, keyset_page
 from subscribers.models import ListGrowth, Subscriber
 from tracking import charts
-from tracking.models import DeliveryActivity, Event, EventKind, Link, Machine, Rollup
+from tracking.models import DeliveryActivity, EventKind, Link, Machine, Rollup
 
 # The people lists of a broadcast report, by the name in their URL.
 PEOPLE_KINDS = {
@@ -318,6 +319,8 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 # Entries are ordered newest first by (time, source, id); at the same microsecond an event
 # comes before the delivery it followed.
 _DELIVERY, _EVENT = 0, 1
+# A timeline entry no person made (DeliveryActivity keeps whether, not which machine).
+_MACHINE = -1
 
 
 def _cursor(moment: dt.datetime, source: int, row_id: int) -> str:
@@ -356,26 +359,34 @@ def subscriber_timeline(
     before: tuple[dt.datetime, int, int] | None = None,
     size: int = TIMELINE_SIZE,
 ) -> Timeline:
-    """What happened to the subscriber's mail, newest first: broadcasts sent to them, and their
-    opens, clicks (with the link), unsubscribes, bounces and complaints. One query: the latest
-    events (index tracking_event_subscriber) and the latest sent deliveries, each limited to a
-    page, merged by PostgreSQL (UNION ALL)."""
+    """What happened to the subscriber's mail, newest first: broadcasts sent to them, and the
+    first time they opened each, clicked each of its links, unsubscribed, bounced or complained
+    (DeliveryActivity: the raw Event table has no index to find one subscriber's rows). An
+    entry is a person's when a person did it at all (at that time), else a machine's. One
+    query: the latest activity and the latest sent deliveries, each limited to a page, merged
+    by PostgreSQL (UNION ALL)."""
     columns = ("at", "source", "id", "kind", "machine", "broadcast_id", "subject", "url")
     events = (
-        Event.objects.filter(
+        DeliveryActivity.objects.filter(
             subscriber_id=subscriber.id, account_id=subscriber.account_id, kind__in=TIMELINE_KINDS
         )
-        .filter(_older("occurred_at", _EVENT, before))
+        # Its per-link rows say which link was clicked; the link 0 row would repeat them.
+        .exclude(kind=EventKind.CLICK, link_id=0)
+        .annotate(at=Coalesce("first_human_at", "first_at"))
+        .filter(_older("at", _EVENT, before))
         .annotate(
-            at=F("occurred_at"),
             source=Value(_EVENT),
+            machine=Case(
+                When(first_human_at__isnull=True, then=Value(_MACHINE)),
+                default=Value(Machine.HUMAN),
+            ),
             subject=Subquery(
                 Broadcast.objects.filter(pk=OuterRef("broadcast_id")).values("subject")[:1]
             ),
             url=Subquery(Link.objects.filter(pk=OuterRef("link_id")).values("url")[:1]),
         )
         .values_list(*columns)
-        .order_by("-occurred_at", "-id")[: size + 1]
+        .order_by("-at", "-id")[: size + 1]
     )
     deliveries = (
         Delivery.objects.filter(subscriber_id=subscriber.id, state=Delivery.State.SENT)
@@ -392,7 +403,6 @@ def subscriber_timeline(
         .order_by("-sent_at", "-id")[: size + 1]
     )
     rows = list(events.union(deliveries, all=True).order_by("-at", "-source", "-id")[: size + 1])
-    machines = dict(Machine.choices)
     entries = [
         TimelineEntry(
             at=at,
@@ -401,7 +411,7 @@ def subscriber_timeline(
             broadcast_id=broadcast_id,
             subject=subject,
             url=url or "",
-            machine="" if machine == Machine.HUMAN else machines.get(machine, ""),
+            machine="" if machine == Machine.HUMAN else "a privacy proxy or link scanner",
             cursor=_cursor(at, source, row_id),
         )
         for at, source, row_id, kind, machine, broadcast_id, subject, url in rows[:size]

@@ -25,6 +25,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
@@ -70,8 +71,8 @@ _HUMAN_UNIQUE_COLUMN = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class TrackedEvent:
+class TrackedEvent(NamedTuple):
+    # A tuple, not a frozen dataclass: a drain makes tens of thousands a second.
     kind: int
     occurred_at: dt.datetime
     delivery_id: int
@@ -139,7 +140,7 @@ def _store(events: Sequence[TrackedEvent], batch_key: str | None) -> StoreResult
             _flag_machines(kept, deliveries)
             _events_copy(cursor, kept, deliveries)
             rollups = _rollups_from_events(kept, deliveries)
-            _activity_upsert(cursor, kept, deliveries, rollups)
+            _activity_upsert(cursor, rollups)
             _rollups_add(cursor, rollups)
         return StoreResult(stored=len(kept), orphaned=len(events) - len(kept))
 
@@ -148,7 +149,7 @@ def _deliveries(cursor, ids: set[int]) -> dict[int, _Delivery]:
     cursor.execute(
         "SELECT id, broadcast_id, account_id, subscriber_id, extract(epoch FROM sent_at)::float8 "
         "FROM broadcasts_delivery WHERE id = ANY(%s::bigint[])",
-        [_int_array(ids)],
+        [_int_array(sorted(ids))],
     )
     return {row[0]: _Delivery(*row[1:]) for row in cursor.fetchall()}
 
@@ -194,7 +195,9 @@ def _events_copy(cursor, events: list[list], deliveries: dict[int, _Delivery]) -
             f"{delivery_id}\t{delivery.subscriber_id}\t{link_id or _NULL}\n"
         )
     buffer.seek(0)
-    # Through a temporary table with epoch seconds: COPY cannot convert them on the way in.
+    # Through a temporary table with epoch seconds (COPY cannot convert them on the way in),
+    # which the activity upsert then reads too. Made once per connection, emptied at COMMIT and
+    # here (several stores may share one transaction: webhooks, tests).
     cursor.execute(
         """
         CREATE TEMPORARY TABLE IF NOT EXISTS tracking_event_batch (
@@ -246,65 +249,36 @@ def _rollups_from_events(
     return rollups
 
 
-def _activity_upsert(
-    cursor,
-    events: list[list],
-    deliveries: dict[int, _Delivery],
-    rollups: dict[tuple[int, int, int], list[int]],
-) -> None:
-    firsts: dict[tuple[int, int, int], list] = {}
-    for kind, epoch, delivery_id, link_id, machine in events:
-        human_epoch = epoch if machine == Machine.HUMAN else None
-        for key in ((delivery_id, kind, 0), (delivery_id, kind, link_id))[
-            : 2 if kind == EventKind.CLICK and link_id else 1
-        ]:
-            first = firsts.get(key)
-            if first is None:
-                firsts[key] = [epoch, human_epoch]
-                continue
-            if epoch < first[0]:
-                first[0] = epoch
-            if human_epoch is not None and (first[1] is None or human_epoch < first[1]):
-                first[1] = human_epoch
-    rows = io.StringIO()
-    write = rows.write
-    for key in sorted(firsts):
-        delivery = deliveries[key[0]]
-        first_epoch, human_epoch = firsts[key]
-        write(
-            f"{key[0]}\t{key[1]}\t{key[2]}\t{delivery.account_id}\t{delivery.broadcast_id}\t"
-            f"{delivery.subscriber_id}\t{first_epoch!r}\t"
-            f"{_NULL if human_epoch is None else repr(human_epoch)}\n"
-        )
-    rows.seek(0)
-    # A temporary table emptied at COMMIT (and here: several stores may share a transaction),
-    # made once per connection: COPY fills it far faster than a statement carrying thousands
-    # of values would be parsed and planned.
-    cursor.execute(
-        """
-        CREATE TEMPORARY TABLE IF NOT EXISTS tracking_activity_batch (
-            delivery_id bigint, kind smallint, link_id bigint, account_id bigint,
-            broadcast_id bigint, subscriber_id bigint, first_epoch float8, human_epoch float8
-        ) ON COMMIT DELETE ROWS;
-        DELETE FROM tracking_activity_batch;
-        """
-    )
-    cursor.cursor.copy_expert("COPY tracking_activity_batch FROM STDIN", rows)
+def _activity_upsert(cursor, rollups: dict[tuple[int, int, int], list[int]]) -> None:
+    """Upserts the firsts of the batch (already in tracking_event_batch, see _events_copy),
+    found by PostgreSQL's GROUP BY; adds the unique counts the upsert reveals to `rollups`."""
     cursor.execute(
         """
         INSERT INTO tracking_deliveryactivity AS a
             (delivery_id, kind, link_id, account_id, broadcast_id, subscriber_id,
              first_at, first_human_at)
-        SELECT delivery_id, kind, link_id, account_id, broadcast_id, subscriber_id,
-               to_timestamp(first_epoch), to_timestamp(human_epoch)
-        FROM tracking_activity_batch ORDER BY 1, 2, 3
+        SELECT delivery_id, kind, link_id, min(account_id), min(broadcast_id),
+               min(subscriber_id), to_timestamp(min(epoch)),
+               to_timestamp(min(epoch) FILTER (WHERE machine = %(human)s))
+        FROM (
+            SELECT delivery_id, kind, coalesce(link_id, 0) AS link_id, account_id,
+                   broadcast_id, subscriber_id, epoch, machine
+            FROM tracking_event_batch
+            UNION ALL
+            -- A click is also "clicked anything": its link 0 row.
+            SELECT delivery_id, kind, 0, account_id, broadcast_id, subscriber_id, epoch, machine
+            FROM tracking_event_batch WHERE kind = %(click)s AND link_id IS NOT NULL
+        ) AS firsts
+        GROUP BY delivery_id, kind, link_id
+        ORDER BY 1, 2, 3
         ON CONFLICT (delivery_id, kind, link_id) DO UPDATE
             SET first_human_at = EXCLUDED.first_human_at
             WHERE a.first_human_at IS NULL AND EXCLUDED.first_human_at IS NOT NULL
         RETURNING a.kind, a.link_id, a.broadcast_id, (a.xmax = 0),
                   extract(epoch FROM a.first_at)::float8,
                   extract(epoch FROM a.first_human_at)::float8
-        """
+        """,
+        {"human": int(Machine.HUMAN), "click": int(EventKind.CLICK)},
     )
     for kind, link_id, broadcast_id, inserted, first_epoch, human_epoch in cursor.fetchall():
         if inserted:
