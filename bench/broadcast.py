@@ -45,7 +45,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -114,7 +114,8 @@ class Receiver:
         }
 
 
-def _python_env(**extra: str) -> dict[str, str]:
+def python_env(**extra: str) -> dict[str, str]:
+    """This environment without mail settings, with the project on PYTHONPATH, and `extra`."""
     env = {
         name: value
         for name, value in os.environ.items()
@@ -123,6 +124,40 @@ def _python_env(**extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = str(ROOT) + (os.pathsep + env["PYTHONPATH"] if "PYTHONPATH" in env else "")
     env.update(extra)
     return env
+
+
+def production_env(
+    *, database_url: str, redis_url: str, secret_key: str, **extra: str
+) -> dict[str, str]:
+    """The production settings (DEBUG off) of a process the bench starts, as an operator sets
+    them, on the bench's database and Redis."""
+    return python_env(
+        DJANGO_SETTINGS_MODULE="convertkit.settings",
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        DEBUG="false",
+        SECRET_KEY=secret_key,
+        SITE_URL=SITE_URL,
+        LOG_LEVEL="INFO",
+        **extra,
+    )
+
+
+def django_setup(*, database_url: str, redis_url: str, **extra: str) -> None:
+    """Sets Django up in this process with the production settings (DEBUG off), on the bench's
+    database and Redis."""
+    os.environ.update(
+        DATABASE_URL=database_url,
+        REDIS_URL=redis_url,
+        DEBUG="false",
+        SITE_URL=SITE_URL,
+        DJANGO_SETTINGS_MODULE="convertkit.settings",
+        **extra,
+    )
+    os.environ.setdefault("SECRET_KEY", BENCH_SECRET_KEY)
+    import django
+
+    django.setup()
 
 
 def _ready_line(process: subprocess.Popen, what: str, timeout: float = 30) -> str:
@@ -145,7 +180,7 @@ def receiver_start(kind: str) -> Receiver:
     process = subprocess.Popen(
         argv,
         cwd=ROOT,
-        env=_python_env(),
+        env=python_env(),
         stdout=subprocess.PIPE,
         text=True,
         start_new_session=True,
@@ -199,12 +234,26 @@ def redis_start(workdir: Path) -> tuple[subprocess.Popen, str]:
     return process, url
 
 
-def worker_start(*, env: dict[str, str], concurrency: int, log_path: Path, name: str):
-    """`celery -A convertkit worker` as a process (group) of its own, logging to log_path."""
-    celery = Path(sys.executable).with_name("celery")
-    argv = [str(celery)] if celery.exists() else [sys.executable, "-m", "celery"]
-    argv += ["-A", "convertkit", "worker", "-Q", "fanout,send,default", "-c", str(concurrency)]
-    argv += ["-n", name, "-l", "INFO"]
+@contextlib.contextmanager
+def redis_for_bench(url: str = "") -> Iterator[tuple[str, bool]]:
+    """Yields `url`, or without one a private redis-server's (stopped on the way out), and
+    whether the server is private."""
+    if url:
+        yield url, False
+        return
+    workdir = Path(tempfile.mkdtemp(prefix="bench-redis-"))
+    process = None
+    try:
+        process, url = redis_start(workdir)
+        yield url, True
+    finally:
+        process_stop(process, grace=10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def logged_process_start(argv: list[str], *, env: dict[str, str], log_path: Path):
+    """`argv` as a process (group) of its own in the project's directory, its output appended
+    to log_path."""
     log = log_path.open("ab")
     try:
         return subprocess.Popen(
@@ -217,6 +266,22 @@ def worker_start(*, env: dict[str, str], concurrency: int, log_path: Path, name:
         )
     finally:
         log.close()
+
+
+def worker_start(
+    *,
+    env: dict[str, str],
+    concurrency: int,
+    log_path: Path,
+    name: str,
+    queues: str = "fanout,send,default",
+):
+    """`celery -A convertkit worker` as a process (group) of its own, logging to log_path."""
+    celery = Path(sys.executable).with_name("celery")
+    argv = [str(celery)] if celery.exists() else [sys.executable, "-m", "celery"]
+    argv += ["-A", "convertkit", "worker", "-Q", queues, "-c", str(concurrency)]
+    argv += ["-n", name, "-l", "INFO"]
+    return logged_process_start(argv, env=env, log_path=log_path)
 
 
 def worker_wait_ready(app, name: str, process: subprocess.Popen, timeout: float = 60) -> None:
@@ -610,14 +675,10 @@ def bench_run(
         say(f"  in {seed_seconds:.1f}s")
         receiver = receiver_start(transport)
         name = f"bench-{os.getpid()}@localhost"
-        env = _python_env(
-            DJANGO_SETTINGS_MODULE="convertkit.settings",
-            DATABASE_URL=database_url,
-            REDIS_URL=redis_url,
-            DEBUG="false",
-            SECRET_KEY=os.environ.get("SECRET_KEY") or BENCH_SECRET_KEY,
-            SITE_URL=SITE_URL,
-            LOG_LEVEL="INFO",
+        env = production_env(
+            database_url=database_url,
+            redis_url=redis_url,
+            secret_key=os.environ.get("SECRET_KEY") or BENCH_SECRET_KEY,
             **receiver.worker_env(),
         )
         worker_log = workdir / "worker.log"
@@ -764,49 +825,32 @@ def main(argv: list[str] | None = None) -> int:
     base_url = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/convertkit"
     database_recreate(base_url, args.database)
     database_url = bench_database_url(base_url, args.database)
-    redis_workdir = Path(tempfile.mkdtemp(prefix="bench-redis-"))
-    redis_process = None
-    if args.redis_url:
-        redis_url = args.redis_url
-    else:
-        redis_process, redis_url = redis_start(redis_workdir)
-    # This process sends the broadcast (broadcast_send queues the fan-out): the same settings
-    # as the worker's, production behaviour.
-    for name in [n for n in os.environ if n.startswith(("EMAIL_", "ANYMAIL_", "BROADCAST_"))]:
-        del os.environ[name]
-    os.environ.update(
-        DATABASE_URL=database_url,
-        REDIS_URL=redis_url,
-        DEBUG="false",
-        SITE_URL=SITE_URL,
-        DJANGO_SETTINGS_MODULE="convertkit.settings",
-    )
-    os.environ.setdefault("SECRET_KEY", BENCH_SECRET_KEY)
-    import django
+    with redis_for_bench(args.redis_url) as (redis_url, private_redis):
+        # This process sends the broadcast (broadcast_send queues the fan-out): the same
+        # settings as the worker's, production behaviour.
+        for name in [n for n in os.environ if n.startswith(("EMAIL_", "ANYMAIL_", "BROADCAST_"))]:
+            del os.environ[name]
+        django_setup(database_url=database_url, redis_url=redis_url)
+        from django.core.management import call_command
+        from django.db import connections
 
-    django.setup()
-    from django.core.management import call_command
-    from django.db import connections
-
-    try:
-        _say(f"Migrating {args.database}")
-        call_command("migrate", verbosity=0)
-        figures = bench_run(
-            transport=args.transport,
-            recipients=args.recipients,
-            database_url=database_url,
-            redis_url=redis_url,
-            private_redis=redis_process is not None,
-            concurrency=args.concurrency,
-            limit_messages=args.limit_messages,
-            stall_timeout=args.stall_timeout,
-        )
-    finally:
-        connections.close_all()
-        process_stop(redis_process, grace=10)
-        shutil.rmtree(redis_workdir, ignore_errors=True)
-        if not args.keep:
-            database_recreate(base_url, args.database, drop_only=True)
+        try:
+            _say(f"Migrating {args.database}")
+            call_command("migrate", verbosity=0)
+            figures = bench_run(
+                transport=args.transport,
+                recipients=args.recipients,
+                database_url=database_url,
+                redis_url=redis_url,
+                private_redis=private_redis,
+                concurrency=args.concurrency,
+                limit_messages=args.limit_messages,
+                stall_timeout=args.stall_timeout,
+            )
+        finally:
+            connections.close_all()
+            if not args.keep:
+                database_recreate(base_url, args.database, drop_only=True)
     table_print(figures)
     print(json.dumps({key: value for key, value in figures.items() if key != "_details"}))
     return 0

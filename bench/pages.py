@@ -35,7 +35,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode, urlparse, urlunparse
@@ -465,10 +465,11 @@ def bench_database_url(url: str, name: str) -> str:
     return urlunparse(urlparse(url)._replace(path="/" + name))
 
 
-def database_recreate(url: str, name: str, *, drop_only: bool = False) -> None:
-    """Drops the bench database (it is ours: its name says bench) and creates it afresh."""
+@contextlib.contextmanager
+def _database_admin(url: str, name: str) -> Iterator:
+    """An autocommit cursor on the server's postgres database, to create or drop the bench
+    database `name` (refused unless its name says bench: it is ours)."""
     import psycopg2
-    from psycopg2 import sql
 
     if "bench" not in name:
         raise SystemExit(f"--database {name}: the bench only uses a database named *bench*")
@@ -476,13 +477,31 @@ def database_recreate(url: str, name: str, *, drop_only: bool = False) -> None:
     admin.autocommit = True
     try:
         with admin.cursor() as cursor:
-            cursor.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-            if not drop_only:
-                cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            yield cursor
     finally:
         admin.close()
+
+
+def database_recreate(url: str, name: str, *, drop_only: bool = False) -> None:
+    """Drops the bench database and creates it afresh."""
+    from psycopg2 import sql
+
+    with _database_admin(url, name) as cursor:
+        cursor.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+        if not drop_only:
+            cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+
+
+def database_ensure(url: str, name: str) -> None:
+    """Creates the bench database if it is missing."""
+    from psycopg2 import sql
+
+    with _database_admin(url, name) as cursor:
+        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
+        if cursor.fetchone() is None:
+            cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
 def main(argv: list[str] | None = None) -> int:

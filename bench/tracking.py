@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import datetime as dt
 import http.client
@@ -64,10 +65,8 @@ DRAIN_CONCURRENCY = 2
 TARGET_RATIO = 0.7
 TARGET_P99_FACTOR = 2.0
 TARGET_DRAIN_EVENTS_PER_S = 20_000
-SITE_URL = "https://bench.example.com"
 # A drain task finished, in the Celery worker's log.
 DRAIN_DONE_RE = re.compile(r"tracking\.drain\[[^\]]+\] succeeded in")
-BENCH_SECRET_KEY = "bench-only-secret-key-" + "x" * 40
 OWNER_EMAIL = "owner@tracking-bench.example"
 SUBJECT = "Soup season is here"
 # Safari on a Mac: a person's client, neither a link scanner nor Apple's privacy proxy.
@@ -225,21 +224,15 @@ class WebServer:
 
 def web_start(*, env: dict[str, str], log_path: Path, workers: int) -> WebServer:
     """The production server command on a free loopback port; returns once it answers."""
-    from bench.broadcast import log_tail, process_stop
-    from convertkit.devstack import _gunicorn_quiet, free_port
+    from bench.broadcast import log_tail, logged_process_start, process_stop
+    from convertkit.devstack import free_port, gunicorn_quiet
     from tracking.endpoints import PING_PATH
 
     port = free_port()
     argv = [sys.executable, "-m", "gunicorn", "--config", "python:convertkit.gunicorn_conf"]
     argv += ["convertkit.wsgi:application", "--bind", f"127.0.0.1:{port}"]
-    argv += ["--workers", str(workers), "--worker-class", "sync", *_gunicorn_quiet()]
-    log = log_path.open("ab")
-    try:
-        process = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    finally:
-        log.close()
+    argv += ["--workers", str(workers), "--worker-class", "sync", *gunicorn_quiet()]
+    process = logged_process_start(argv, env=env, log_path=log_path)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -396,7 +389,10 @@ def python_load(*, port: int, paths: Path, expected: int, duration: int, connect
         await asyncio.gather(*(one_connection(deadline) for _ in range(connections)))
         return time.perf_counter() - started
 
-    seconds = asyncio.run(run())
+    # In a thread of its own: the caller's thread may already run an event loop (Playwright's,
+    # when the smoke test shares a pytest session with the browser tests).
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        seconds = pool.submit(asyncio.run, run()).result()
     return Load(
         expected=expected,
         seconds=seconds,
@@ -429,21 +425,13 @@ class DrainWorker:
 def drain_worker_start(*, env: dict[str, str], log_path: Path) -> DrainWorker:
     """`celery -A convertkit worker -Q tracking -c 2`, warmed up: each process has run a drain
     (of nothing yet), so the measured drain does not pay for imports and first connections."""
-    from bench.broadcast import log_tail, process_stop, worker_wait_ready
+    from bench.broadcast import log_tail, process_stop, worker_start, worker_wait_ready
     from convertkit.celery import app
 
-    celery = Path(sys.executable).with_name("celery")
     name = f"bench-tracking-{os.getpid()}@localhost"
-    argv = [str(celery)] if celery.exists() else [sys.executable, "-m", "celery"]
-    argv += ["-A", "convertkit", "worker", "-Q", "tracking", "-c", str(DRAIN_CONCURRENCY)]
-    argv += ["-n", name, "-l", "INFO"]
-    log = log_path.open("ab")
-    try:
-        process = subprocess.Popen(
-            argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    finally:
-        log.close()
+    process = worker_start(
+        env=env, concurrency=DRAIN_CONCURRENCY, log_path=log_path, name=name, queues="tracking"
+    )
     try:
         worker_wait_ready(app, name, process)
         for _ in range(DRAIN_CONCURRENCY):
@@ -577,25 +565,6 @@ def events_check(*, broadcast_id: int, opens: Load, clicks: Load) -> dict:
 # --- the whole run ------------------------------------------------------------------------------
 
 
-def _server_env(*, database_url: str, redis_url: str) -> dict[str, str]:
-    """The production settings, as an operator sets them: DEBUG off, this process's key (the
-    tokens in the path files are signed with it)."""
-    from django.conf import settings
-
-    from bench.broadcast import _python_env
-
-    return _python_env(
-        DJANGO_SETTINGS_MODULE="convertkit.settings",
-        DATABASE_URL=database_url,
-        REDIS_URL=redis_url,
-        DEBUG="false",
-        SECRET_KEY=settings.SECRET_KEY,
-        ALLOWED_HOSTS="127.0.0.1",
-        SITE_URL=SITE_URL,
-        LOG_LEVEL="INFO",
-    )
-
-
 def bench_run(
     *,
     deliveries: int,
@@ -613,7 +582,9 @@ def bench_run(
     `tool` is "python" or the path of wrk. The server and the worker get `database_url` and
     `redis_url`, which must be this process's own database and Celery broker.
     """
-    from bench.broadcast import process_stop
+    from django.conf import settings
+
+    from bench.broadcast import process_stop, production_env
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-tracking-"))
     server = worker = None
@@ -621,7 +592,13 @@ def bench_run(
         broadcast_id = broadcast_seed(deliveries=deliveries, links=links, say=say)
         files = paths_write(broadcast_id=broadcast_id, directory=workdir)
         tracking_clear(broadcast_id=broadcast_id)
-        env = _server_env(database_url=database_url, redis_url=redis_url)
+        # This process's key: the tokens in the path files are signed with it.
+        env = production_env(
+            database_url=database_url,
+            redis_url=redis_url,
+            secret_key=settings.SECRET_KEY,
+            ALLOWED_HOSTS="127.0.0.1",
+        )
         # Started (and warmed up) now, idle until the drain is measured: nothing queues a drain
         # before then.
         say(f"Starting the Celery worker (-Q tracking -c {DRAIN_CONCURRENCY})")
@@ -787,29 +764,6 @@ def table_print(figures: dict, *, out=sys.stdout) -> None:
     )
 
 
-def database_ensure(url: str, name: str, *, fresh: bool) -> None:
-    """Creates the bench database if it is missing (recreates it with `fresh`)."""
-    import psycopg2
-    from psycopg2 import sql
-
-    from bench.pages import bench_database_url, database_recreate
-
-    if fresh:
-        database_recreate(url, name)
-        return
-    if "bench" not in name:
-        raise SystemExit(f"--database {name}: the bench only uses a database named *bench*")
-    admin = psycopg2.connect(bench_database_url(url, "postgres"))
-    admin.autocommit = True
-    try:
-        with admin.cursor() as cursor:
-            cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name])
-            if cursor.fetchone() is None:
-                cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    finally:
-        admin.close()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -832,54 +786,39 @@ def main(argv: list[str] | None = None) -> int:
     tool = wrk if args.tool != "python" and wrk else "python"
 
     sys.path.insert(0, str(ROOT))
-    from bench.broadcast import process_stop, redis_start
-    from bench.pages import bench_database_url, database_recreate
+    from bench.broadcast import django_setup, redis_for_bench
+    from bench.pages import bench_database_url, database_ensure, database_recreate
 
     base_url = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/convertkit"
-    database_ensure(base_url, args.database, fresh=args.fresh)
-    database_url = bench_database_url(base_url, args.database)
-    redis_workdir = Path(tempfile.mkdtemp(prefix="bench-redis-"))
-    redis_process = None
-    if args.redis_url:
-        redis_url = args.redis_url
+    if args.fresh:
+        database_recreate(base_url, args.database)
     else:
-        redis_process, redis_url = redis_start(redis_workdir)
-    os.environ.update(
-        DATABASE_URL=database_url,
-        REDIS_URL=redis_url,
-        DEBUG="false",
-        ALLOWED_HOSTS="127.0.0.1",
-        SITE_URL=SITE_URL,
-        DJANGO_SETTINGS_MODULE="convertkit.settings",
-    )
-    os.environ.setdefault("SECRET_KEY", BENCH_SECRET_KEY)
-    import django
+        database_ensure(base_url, args.database)
+    database_url = bench_database_url(base_url, args.database)
+    with redis_for_bench(args.redis_url) as (redis_url, _private):
+        django_setup(database_url=database_url, redis_url=redis_url, ALLOWED_HOSTS="127.0.0.1")
+        from django.core.management import call_command
+        from django.db import connections
 
-    django.setup()
-    from django.core.management import call_command
-    from django.db import connections
+        from tracking.partitions import partitions_ensure
 
-    from tracking.partitions import partitions_ensure
-
-    try:
-        _say(f"Migrating {args.database}")
-        call_command("migrate", verbosity=0)
-        partitions_ensure()
-        figures = bench_run(
-            deliveries=args.deliveries,
-            links=args.links,
-            duration=args.duration,
-            tool=tool,
-            database_url=database_url,
-            redis_url=redis_url,
-            connections=args.connections,
-        )
-    finally:
-        connections.close_all()
-        process_stop(redis_process, grace=10)
-        shutil.rmtree(redis_workdir, ignore_errors=True)
-        if args.drop:
-            database_recreate(base_url, args.database, drop_only=True)
+        try:
+            _say(f"Migrating {args.database}")
+            call_command("migrate", verbosity=0)
+            partitions_ensure()
+            figures = bench_run(
+                deliveries=args.deliveries,
+                links=args.links,
+                duration=args.duration,
+                tool=tool,
+                database_url=database_url,
+                redis_url=redis_url,
+                connections=args.connections,
+            )
+        finally:
+            connections.close_all()
+            if args.drop:
+                database_recreate(base_url, args.database, drop_only=True)
     table_print(figures)
     print(json.dumps({key: value for key, value in figures.items() if key != "_details"}))
     details = figures["_details"]

@@ -487,7 +487,7 @@ def _python(*args: str) -> list[str]:
     return [sys.executable, *args]
 
 
-def _gunicorn_quiet() -> list[str]:
+def gunicorn_quiet() -> list[str]:
     """gunicorn 27 opens a control socket in ~/.gunicorn by default, shared by every instance."""
     import gunicorn
 
@@ -625,7 +625,7 @@ def _run_stack(
         _python(
             "-m", "gunicorn", "-c", "python:convertkit.gunicorn_conf",
             "convertkit.wsgi:application", "--bind", f"127.0.0.1:{port}", "--workers", "2",
-            "--access-logfile", "-", "--graceful-timeout", "5", *_gunicorn_quiet(),
+            "--access-logfile", "-", "--graceful-timeout", "5", *gunicorn_quiet(),
         ),
         stop_signal=signal.SIGINT,  # gunicorn's quick shutdown
     )  # fmt: skip

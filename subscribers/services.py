@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.db import IntegrityError, transaction
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -181,6 +183,43 @@ def subscriber_update(
     return subscriber
 
 
+def _subscriber_move(
+    *,
+    subscriber: Subscriber,
+    from_states: tuple[str, ...],
+    to_state: str,
+    reason: str,
+    now: datetime,
+    **changes,
+) -> bool:
+    """Moves the subscriber from one of `from_states` to `to_state`, with a history row; the
+    same UPDATE sets updated_at to `now` and `changes` (further columns).
+
+    The state is read under a row lock and only one of `from_states` moves, so a double submit
+    or a replayed report writes one history row; returns whether the state changed.
+    """
+    with transaction.atomic():
+        from_state = (
+            Subscriber.objects.select_for_update()
+            .filter(pk=subscriber.pk, state__in=from_states)
+            .values_list("state", flat=True)
+            .first()
+        )
+        if from_state is None:
+            return False
+        Subscriber.objects.filter(pk=subscriber.pk).update(
+            state=to_state, updated_at=now, **changes
+        )
+        StateChange.objects.create(
+            account_id=subscriber.account_id,
+            subscriber=subscriber,
+            from_state=from_state,
+            to_state=to_state,
+            reason=reason[:255],
+        )
+    return True
+
+
 def subscriber_unsubscribe(*, subscriber: Subscriber, reason: str) -> bool:
     """Moves an active or unconfirmed subscriber to unsubscribed, with a history row.
 
@@ -188,27 +227,17 @@ def subscriber_unsubscribe(*, subscriber: Subscriber, reason: str) -> bool:
     writes one history row; returns whether the state changed.
     """
     now = timezone.now()
-    with transaction.atomic():
-        from_state = (
-            Subscriber.objects.select_for_update()
-            .filter(pk=subscriber.pk, state__in=UNSUBSCRIBABLE_STATES)
-            .values_list("state", flat=True)
-            .first()
-        )
-        if from_state is None:
-            return False
-        Subscriber.objects.filter(pk=subscriber.pk).update(
-            state=Subscriber.State.UNSUBSCRIBED, unsubscribed_at=now, updated_at=now
-        )
-        StateChange.objects.create(
-            account_id=subscriber.account_id,
-            subscriber=subscriber,
-            from_state=from_state,
-            to_state=Subscriber.State.UNSUBSCRIBED,
-            reason=reason[:255],
-        )
-    subscriber.state, subscriber.unsubscribed_at = Subscriber.State.UNSUBSCRIBED, now
-    return True
+    moved = _subscriber_move(
+        subscriber=subscriber,
+        from_states=UNSUBSCRIBABLE_STATES,
+        to_state=Subscriber.State.UNSUBSCRIBED,
+        reason=reason,
+        now=now,
+        unsubscribed_at=now,
+    )
+    if moved:
+        subscriber.state, subscriber.unsubscribed_at = Subscriber.State.UNSUBSCRIBED, now
+    return moved
 
 
 # What each suppressing state may be reached from. A complaint outranks a bounce, and both outrank
@@ -235,26 +264,16 @@ def subscriber_suppress(*, subscriber: Subscriber, state: str, reason: str) -> b
     from_states = _SUPPRESSIBLE_FROM.get(state)
     if from_states is None:
         raise ValueError(f"{state!r} is not a suppressing state")
-    now = timezone.now()
-    with transaction.atomic():
-        from_state = (
-            Subscriber.objects.select_for_update()
-            .filter(pk=subscriber.pk, state__in=from_states)
-            .values_list("state", flat=True)
-            .first()
-        )
-        if from_state is None:
-            return False
-        Subscriber.objects.filter(pk=subscriber.pk).update(state=state, updated_at=now)
-        StateChange.objects.create(
-            account_id=subscriber.account_id,
-            subscriber=subscriber,
-            from_state=from_state,
-            to_state=state,
-            reason=reason[:255],
-        )
-    subscriber.state = state
-    return True
+    moved = _subscriber_move(
+        subscriber=subscriber,
+        from_states=from_states,
+        to_state=state,
+        reason=reason,
+        now=timezone.now(),
+    )
+    if moved:
+        subscriber.state = state
+    return moved
 
 
 def subscriber_resubscribe(*, subscriber: Subscriber, reason: str) -> bool:
@@ -262,30 +281,24 @@ def subscriber_resubscribe(*, subscriber: Subscriber, reason: str) -> bool:
 
     Only the unsubscribed state qualifies: bounced and complained addresses are never
     reactivated. Callers act on proof the address is theirs (the unsubscribe link only ever
-    reached their mailbox, as a confirmation link would). A conditional UPDATE decides, so a double
-    submit writes one history row; returns whether the state changed.
+    reached their mailbox, as a confirmation link would). The state is read under a row lock,
+    so a double submit writes one history row; returns whether the state changed.
     """
     now = timezone.now()
-    with transaction.atomic():
-        changed = Subscriber.objects.filter(
-            pk=subscriber.pk, state=Subscriber.State.UNSUBSCRIBED
-        ).update(
-            state=Subscriber.State.ACTIVE,
-            unsubscribed_at=None,
-            confirmed_at=Coalesce("confirmed_at", now),
-            updated_at=now,
+    moved = _subscriber_move(
+        subscriber=subscriber,
+        from_states=(Subscriber.State.UNSUBSCRIBED,),
+        to_state=Subscriber.State.ACTIVE,
+        reason=reason,
+        now=now,
+        unsubscribed_at=None,
+        confirmed_at=Coalesce("confirmed_at", now),
+    )
+    if moved:
+        subscriber.refresh_from_db(
+            fields=["state", "unsubscribed_at", "confirmed_at", "updated_at"]
         )
-        if not changed:
-            return False
-        StateChange.objects.create(
-            account_id=subscriber.account_id,
-            subscriber=subscriber,
-            from_state=Subscriber.State.UNSUBSCRIBED,
-            to_state=Subscriber.State.ACTIVE,
-            reason=reason[:255],
-        )
-    subscriber.refresh_from_db(fields=["state", "unsubscribed_at", "confirmed_at", "updated_at"])
-    return True
+    return moved
 
 
 def subscriber_delete(*, subscriber: Subscriber) -> None:

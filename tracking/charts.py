@@ -89,48 +89,50 @@ def line_chart(
 ) -> Chart:
     """A line (and area) chart of `series` over `labels` (times, oldest first). `axis_labels`,
     shorter, name the ticks of the x axis; `labels` name the rows of the table."""
-    if _is_empty(labels, series):
-        return _chart(chart_id, title, description, labels, series, label_heading, [], value_format)
-    top, step = _scale(series, value_format)
     count = len(labels)
-    parts = _y_axis(top, step, value_format)
+    shown = axis_labels or labels
 
     def x_of(index: int) -> float:
         return LEFT + (PLOT_WIDTH / 2 if count == 1 else index * PLOT_WIDTH / (count - 1))
 
-    def y_of(value: float) -> float:
-        return TOP + PLOT_HEIGHT - value / top * PLOT_HEIGHT
-
-    shown = axis_labels or labels
-    for index in _spread(count, X_TICKS):
-        x = x_of(index)
-        parts.append(_line(x, TOP + PLOT_HEIGHT, x, TOP + PLOT_HEIGHT + 4, "#5a6478"))
-        anchor = "start" if index == 0 and count > 1 else "end" if index == count - 1 else "middle"
-        parts.append(_text(x, HEIGHT - 12, shown[index], anchor=anchor))
-    # Areas first, so that the lines of what people did are drawn over them.
-    for item in sorted(series, key=lambda s: s.style != "area"):
-        points = [(x_of(i), y_of(value)) for i, value in enumerate(item.values)]
-        path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
-        raw = item.style == "area"
-        if raw:
-            base = TOP + PLOT_HEIGHT
-            parts.append(
-                f'<polygon points="{points[0][0]:.1f},{base} {path} {points[-1][0]:.1f},{base}" '
-                f'fill="{item.hex}" fill-opacity="0.12" stroke="none"/>'
+    def plot(top: float) -> list[str]:
+        parts = []
+        for index in _spread(count, X_TICKS):
+            x = x_of(index)
+            parts.append(_line(x, TOP + PLOT_HEIGHT, x, TOP + PLOT_HEIGHT + 4, "#5a6478"))
+            anchor = (
+                "start" if index == 0 and count > 1 else "end" if index == count - 1 else "middle"
             )
-        parts.append(
-            f'<polyline points="{path}" fill="none" stroke="{item.hex}" '
-            f'stroke-width="{1.5 if raw else 2.5}" stroke-linejoin="round"'
-            + (' stroke-dasharray="5 4"/>' if raw else "/>")
-        )
-        if count <= MARKED_POINTS:
-            for (x, y), label, value in zip(points, labels, item.values, strict=True):
+            parts.append(_text(x, HEIGHT - 12, shown[index], anchor=anchor))
+        # Areas first, so that the lines of what people did are drawn over them.
+        for item in sorted(series, key=lambda s: s.style != "area"):
+            points = [
+                (x_of(i), TOP + PLOT_HEIGHT - value / top * PLOT_HEIGHT)
+                for i, value in enumerate(item.values)
+            ]
+            path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
+            raw = item.style == "area"
+            if raw:
+                base = TOP + PLOT_HEIGHT
                 parts.append(
-                    f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{item.hex}">'
-                    f"<title>{escape(item.name)}, {escape(label)}: "
-                    f"{escape(value_format(value))}</title></circle>"
+                    f'<polygon points="{points[0][0]:.1f},{base} {path} {points[-1][0]:.1f},{base}" '
+                    f'fill="{item.hex}" fill-opacity="0.12" stroke="none"/>'
                 )
-    return _chart(chart_id, title, description, labels, series, label_heading, parts, value_format)
+            parts.append(
+                f'<polyline points="{path}" fill="none" stroke="{item.hex}" '
+                f'stroke-width="{1.5 if raw else 2.5}" stroke-linejoin="round"'
+                + (' stroke-dasharray="5 4"/>' if raw else "/>")
+            )
+            if count <= MARKED_POINTS:
+                for (x, y), label, value in zip(points, labels, item.values, strict=True):
+                    parts.append(
+                        f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{item.hex}">'
+                        f"<title>{escape(item.name)}, {escape(label)}: "
+                        f"{escape(value_format(value))}</title></circle>"
+                    )
+        return parts
+
+    return _chart(chart_id, title, description, labels, series, label_heading, value_format, plot)
 
 
 def bar_chart(
@@ -144,26 +146,27 @@ def bar_chart(
     value_format: Callable[[float], str] = percent_format,
 ) -> Chart:
     """Grouped bars: one group per label (e.g. a broadcast), one bar per series in it."""
-    if _is_empty(labels, series):
-        return _chart(chart_id, title, description, labels, series, label_heading, [], value_format)
-    top, step = _scale(series, value_format)
-    parts = _y_axis(top, step, value_format)
     group = PLOT_WIDTH / max(len(labels), 1)
     bar = group * 0.7 / max(len(series), 1)
-    for index, label in enumerate(labels):
-        left = LEFT + index * group + group * 0.15
-        for position, item in enumerate(series):
-            value = item.values[index]
-            height = value / top * PLOT_HEIGHT
-            parts.append(
-                f'<rect x="{left + position * bar:.1f}" y="{TOP + PLOT_HEIGHT - height:.1f}" '
-                f'width="{bar * 0.92:.1f}" height="{height:.1f}" fill="{item.hex}">'
-                f"<title>{escape(label)}: {escape(item.name)} {escape(value_format(value))}"
-                "</title></rect>"
-            )
-        short = label if len(label) <= BAR_LABEL_CHARS else label[: BAR_LABEL_CHARS - 1] + "…"
-        parts.append(_text(LEFT + (index + 0.5) * group, HEIGHT - 12, short, anchor="middle"))
-    return _chart(chart_id, title, description, labels, series, label_heading, parts, value_format)
+
+    def plot(top: float) -> list[str]:
+        parts = []
+        for index, label in enumerate(labels):
+            left = LEFT + index * group + group * 0.15
+            for position, item in enumerate(series):
+                value = item.values[index]
+                height = value / top * PLOT_HEIGHT
+                parts.append(
+                    f'<rect x="{left + position * bar:.1f}" y="{TOP + PLOT_HEIGHT - height:.1f}" '
+                    f'width="{bar * 0.92:.1f}" height="{height:.1f}" fill="{item.hex}">'
+                    f"<title>{escape(label)}: {escape(item.name)} {escape(value_format(value))}"
+                    "</title></rect>"
+                )
+            short = label if len(label) <= BAR_LABEL_CHARS else label[: BAR_LABEL_CHARS - 1] + "…"
+            parts.append(_text(LEFT + (index + 0.5) * group, HEIGHT - 12, short, anchor="middle"))
+        return parts
+
+    return _chart(chart_id, title, description, labels, series, label_heading, value_format, plot)
 
 
 def _chart(
@@ -173,21 +176,24 @@ def _chart(
     labels: Sequence[str],
     series: Sequence[Series],
     label_heading: str,
-    parts: list[str],
     value_format: Callable[[float], str],
+    plot: Callable[[float], list[str]],
 ) -> Chart:
+    """The chart's frame (y axis, title, legend, table) around what `plot` draws, given the top
+    value of the y axis; `plot` is not called when there is nothing to draw."""
     empty = _is_empty(labels, series)
-    svg = (
-        ""
-        if empty
-        else (
+    svg = ""
+    if not empty:
+        top, step = _scale(series, value_format)
+        svg = (
             f'<svg viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" role="img" '
             f'aria-labelledby="{chart_id}-title {chart_id}-desc" '
             'font-family="system-ui, sans-serif" font-size="12">'
             f'<title id="{chart_id}-title">{escape(title)}</title>'
-            f'<desc id="{chart_id}-desc">{escape(description)}</desc>' + "".join(parts) + "</svg>"
+            f'<desc id="{chart_id}-desc">{escape(description)}</desc>'
+            + "".join(_y_axis(top, step, value_format) + plot(top))
+            + "</svg>"
         )
-    )
     return Chart(
         chart_id=chart_id,
         title=title,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 from collections import Counter
@@ -11,6 +12,8 @@ from email.parser import BytesParser
 
 import django
 import pytest
+from django.conf import settings as django_settings
+from django.db import connection
 
 from broadcasts.models import Broadcast
 from convertkit.devstack import free_port
@@ -46,6 +49,22 @@ def wait_until(condition, timeout: float = 30.0) -> None:
             return
         time.sleep(0.05)
     raise AssertionError("timed out")
+
+
+def process_env(**extra: str) -> dict[str, str]:
+    """The environment of a process a test starts (a Celery worker, gunicorn): this one's, on
+    the test database and Redis, DEBUG on, and `extra`."""
+    database = connection.settings_dict
+    return {
+        **os.environ,
+        "DATABASE_URL": (
+            f"postgres://{database['USER']}@{database['HOST'] or '127.0.0.1'}:"
+            f"{database['PORT'] or 5432}/{database['NAME']}"
+        ),
+        "REDIS_URL": django_settings.REDIS_URL,
+        "DEBUG": "true",
+        **extra,
+    }
 
 
 def smtp_settings(settings, port: int) -> None:

@@ -13,34 +13,24 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
-from django.conf import settings as django_settings
-from django.db import connection
 from django.utils import timezone
 
 from broadcasts import pipeline
 from broadcasts.models import Broadcast, Delivery
 from broadcasts.services import broadcast_send
 from convertkit.devstack import free_port
-from tests.broadcasts.conftest import CountingHandler, smtp_settings, wait_until
+from tests.broadcasts.conftest import CountingHandler, process_env, smtp_settings, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def worker_start(*, smtp_port: int) -> subprocess.Popen:
-    database = connection.settings_dict
-    env = {
-        **os.environ,
-        "DATABASE_URL": (
-            f"postgres://{database['USER']}@{database['HOST'] or '127.0.0.1'}:"
-            f"{database['PORT'] or 5432}/{database['NAME']}"
-        ),
-        "REDIS_URL": django_settings.REDIS_URL,
-        "EMAIL_HOST": "127.0.0.1",
-        "EMAIL_PORT": str(smtp_port),
-        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
-        "BROADCAST_BATCH_SIZE": "20",
-        "DEBUG": "true",
-    }
+    env = process_env(
+        EMAIL_HOST="127.0.0.1",
+        EMAIL_PORT=str(smtp_port),
+        EMAIL_BACKEND="django.core.mail.backends.smtp.EmailBackend",
+        BROADCAST_BATCH_SIZE="20",
+    )
     return subprocess.Popen(
         [
             sys.executable,

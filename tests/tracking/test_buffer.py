@@ -16,7 +16,7 @@ from django.db import connection
 
 from convertkit.devstack import free_port
 from convertkit.redis import redis_client
-from tests.broadcasts.conftest import wait_until
+from tests.broadcasts.conftest import process_env, wait_until
 from tests.tracking.recording import (  # noqa: F401 - fixtures
     click_path,
     empty_recording,
@@ -139,23 +139,13 @@ def test_events_are_held_while_redis_and_postgres_both_fail_and_handed_over_late
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_graceful_gunicorn_exit_hands_the_buffered_events_to_redis(sent_broadcast, settings):
+def test_a_graceful_gunicorn_exit_hands_the_buffered_events_to_redis(sent_broadcast):
     broadcast = sent_broadcast(recipients=3)
     deliveries = list(broadcast.delivery_set.all())
     link = broadcast.links.first()
     port = free_port()
-    database = connection.settings_dict
-    env = {
-        **os.environ,
-        "DEBUG": "true",
-        "DATABASE_URL": (
-            f"postgres://{database['USER']}@{database['HOST'] or '127.0.0.1'}:"
-            f"{database['PORT'] or 5432}/{database['NAME']}"
-        ),
-        "REDIS_URL": settings.REDIS_URL,
-        # Only the exit can hand the events over: the timer would wait ten minutes.
-        "TRACKING_FLUSH_MS": "600000",
-    }
+    # Only the exit can hand the events over: the timer would wait ten minutes.
+    env = process_env(TRACKING_FLUSH_MS="600000")
     server = subprocess.Popen(
         [
             sys.executable, "-m", "gunicorn", "-c", "python:convertkit.gunicorn_conf",

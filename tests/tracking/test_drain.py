@@ -14,12 +14,11 @@ from pathlib import Path
 
 import psycopg2
 import pytest
-from django.conf import settings as django_settings
 from django.db import connection
 from django.db.models import Sum
 
 from convertkit.redis import redis_client
-from tests.broadcasts.conftest import wait_until
+from tests.broadcasts.conftest import process_env, wait_until
 from tests.tracking.recording import (  # noqa: F401 - fixtures
     click_path,
     empty_recording,
@@ -203,23 +202,13 @@ def test_drains_running_at_once_store_every_event_once(sent_broadcast, settings)
 
 
 def _worker_start() -> subprocess.Popen:
-    database = connection.settings_dict
-    env = {
-        **os.environ,
-        "DATABASE_URL": (
-            f"postgres://{database['USER']}@{database['HOST'] or '127.0.0.1'}:"
-            f"{database['PORT'] or 5432}/{database['NAME']}"
-        ),
-        "REDIS_URL": django_settings.REDIS_URL,
-        "DEBUG": "true",
-    }
     return subprocess.Popen(
         [
             sys.executable, "-m", "celery", "-A", "convertkit", "worker", "-Q", "tracking",
             "-c", "1", "--loglevel", "WARNING", "--without-mingle", "--without-gossip",
         ],
         cwd=ROOT,
-        env=env,
+        env=process_env(),
         start_new_session=True,  # its own process group: kill -9 takes the children too
     )  # fmt: skip
 

@@ -11,26 +11,12 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from tracking.models import DeliveryActivity, Event, EventKind, Machine, Rollup
-from tracking.store import TrackedEvent, events_store
+from tracking.store import ROLLUP_COLUMNS, TrackedEvent, events_store
 
 
 def _totals(broadcast, link_id=0):
     return Rollup.objects.filter(broadcast_id=broadcast.pk, link_id=link_id).aggregate(
-        **{
-            name: Sum(name)
-            for name in (
-                "opens",
-                "human_opens",
-                "unique_opens",
-                "human_unique_opens",
-                "clicks",
-                "human_clicks",
-                "unique_clicks",
-                "human_unique_clicks",
-                "delivered",
-                "bounces",
-            )
-        }
+        **{name: Sum(name) for name in ROLLUP_COLUMNS}
     )
 
 
