@@ -101,6 +101,9 @@ _APPLE_PRIVACY_PROXY = re.compile(
 )
 
 LINK_CACHE_MAX = 50_000
+# And at most this many characters of Locations: a link's URL may be 2,000 characters, 24,000
+# once percent-encoded, so a count alone would let one tenant's long links take gigabytes.
+LINK_CACHE_MAX_CHARS = 10_000_000
 CLICK_COUNTER_MAX_ADDRESSES = 100_000
 
 StartResponse = Callable[..., object]
@@ -130,6 +133,7 @@ class _LinkCache:
 
     def __init__(self) -> None:
         self._links: dict[int, tuple[int, str | None]] = {}
+        self._chars = 0  # of the Locations held
         self._lock = threading.Lock()
 
     def get(self, link_id: int) -> tuple[int, str | None] | None:
@@ -143,14 +147,18 @@ class _LinkCache:
             return None
         found = (row[0], redirect_target(row[1]))
         with self._lock:
-            if len(self._links) >= LINK_CACHE_MAX:
-                del self._links[next(iter(self._links))]
-            self._links[link_id] = found
+            if link_id not in self._links:
+                self._links[link_id] = found
+                self._chars += len(found[1] or "")
+            while len(self._links) > LINK_CACHE_MAX or self._chars > LINK_CACHE_MAX_CHARS:
+                _broadcast_id, location = self._links.pop(next(iter(self._links)))
+                self._chars -= len(location or "")
         return found
 
     def clear(self) -> None:
         with self._lock:
             self._links.clear()
+            self._chars = 0
 
 
 class _ClickCounter:

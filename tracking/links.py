@@ -24,8 +24,10 @@ Not tracked, left exactly as the creator wrote them:
   sanitiser has already dropped javascript:, data: and every other scheme);
 - a URL holding Liquid (`https://example.com/?who={{ subscriber.email }}`): it is a different URL
   for every recipient, so it cannot be one stored Link and one redirect target;
-- a URL longer than Link.url holds, or with spaces or control characters (a browser repairs
-  those; a redirect must not), and any distinct URL past the first MAX_LINKS;
+- a URL longer than Link.url holds, or with spaces, control characters or backslashes (a
+  browser repairs those, reading a backslash as a slash; a redirect must not, and urlsplit
+  would find another host in https://example.com\\@evil.example), and any distinct URL past
+  the first MAX_LINKS;
 - the links the email adds itself (the footer's unsubscribe link, a web-view link): they are not
   part of the body, and an unsubscribe link must work whatever happens to the tracker.
 """
@@ -44,7 +46,7 @@ from tracking.tokens import click_signer, open_token
 MAX_URL_LENGTH = Link._meta.get_field("url").max_length
 # Far beyond any real email, and well within Link.position's smallint.
 MAX_LINKS = 1_000
-_NOT_IN_A_URL = re.compile(r"[\x00-\x20\x7f]")
+_NOT_IN_A_URL = re.compile(r"[\x00-\x20\x7f\\]")
 _MARKER = re.compile("\ufdd0(o|[1-9][0-9]{0,4})\ufdd1")
 OPEN_MARKER = "\ufdd0o\ufdd1"
 

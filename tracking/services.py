@@ -18,7 +18,11 @@ from django.utils import timezone
 
 from broadcasts.models import Delivery
 from subscribers.models import Subscriber
-from subscribers.services import subscriber_suppress, subscriber_unsubscribe
+from subscribers.services import (
+    UNSUBSCRIBABLE_STATES,
+    subscriber_suppress,
+    subscriber_unsubscribe,
+)
 from tracking.models import DeliveryActivity, EventKind, WebhookReceipt
 from tracking.store import TrackedEvent, events_store
 
@@ -57,7 +61,8 @@ def esp_event_record(
        already the event is a replay and nothing else happens.
     3. For kinds that change the subscriber, locks the subscriber's row first: concurrent events
        of one subscriber then take turns (and see each other's rows), and every writer takes the
-       subscriber before the rollup rows, as the unsubscribe page does, so none can deadlock.
+       subscriber, then the rollup rows, then the account's rows the state's UPDATE takes by
+       trigger (SubscriberCount, ListGrowth), as the unsubscribe page does, so none can deadlock.
     4. Writes the event, its DeliveryActivity first and Rollup counter through events_store.
     5. A hard bounce makes the subscriber bounced, a complaint complained, an ESP unsubscribe
        unsubscribed; a soft bounce that ends a run of SOFT_BOUNCE_LIMIT makes them bounced.
@@ -111,7 +116,17 @@ def unsubscribe_record(*, subscriber: Subscriber, reason: str) -> bool:
     UNSUBSCRIBE_ATTRIBUTION_DAYS, so that broadcast's report counts it; both in one transaction.
     Returns whether the state changed."""
     with transaction.atomic():
-        if not subscriber_unsubscribe(subscriber=subscriber, reason=reason):
+        # The subscriber's row first, then the event, then the state: an UPDATE of the state
+        # takes the account's SubscriberCount and ListGrowth rows (triggers), which
+        # esp_event_record takes after the rollup rows. Changing the state before writing the
+        # event would take them the other way round and deadlock with a bounce of the account.
+        subscribable = (
+            Subscriber.objects.select_for_update()
+            .filter(pk=subscriber.pk, state__in=UNSUBSCRIBABLE_STATES)
+            .values_list("pk", flat=True)
+            .first()
+        )
+        if subscribable is None:
             return False
         now = timezone.now()
         delivery_id = (
@@ -128,7 +143,7 @@ def unsubscribe_record(*, subscriber: Subscriber, reason: str) -> bool:
             events_store(
                 [TrackedEvent(kind=EventKind.UNSUBSCRIBE, occurred_at=now, delivery_id=delivery_id)]
             )
-    return True
+        return subscriber_unsubscribe(subscriber=subscriber, reason=reason)
 
 
 def _receipt_insert(*, esp_name: str, event_id: str) -> bool:

@@ -265,3 +265,72 @@ def test_a_worker_killed_in_the_middle_of_a_drain_loses_and_double_counts_nothin
     assert (lost, double_counted) == (0, 0)
     assert _rollup_totals(broadcast) == (40, 80)
     assert _nothing_left()
+
+
+def _lock_waits(conn) -> int:
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_slow_drain_whose_claim_is_taken_over_and_the_taker_count_the_batch_once(
+    sent_broadcast,
+):
+    broadcast = sent_broadcast(recipients=5)
+    sent = _traffic(broadcast)
+    database = connection.settings_dict
+    lock_conn, watcher = (
+        psycopg2.connect(
+            dbname=database["NAME"],
+            user=database["USER"],
+            host=database["HOST"] or "127.0.0.1",
+            port=database["PORT"] or 5432,
+        )
+        for _ in range(2)
+    )
+    watcher.autocommit = True  # pg_stat_activity stays as first read within a transaction
+    key = batch_claim()
+    results, errors = {}, []
+
+    def run(name, work):
+        try:
+            results[name] = work()
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    # The slow drain is stopped in its transaction, its batch marker written, not committed...
+    slow = threading.Thread(
+        target=run,
+        args=("slow", lambda: events_store(claim_events(key, DrainReport()), batch_key=key)),
+    )
+    # ...when another drain finds its claim stale and takes it over.
+    taker = threading.Thread(
+        target=run,
+        args=("taker", lambda: tracking_drain(now=time.time() + CLAIM_TIMEOUT_S + 1)),
+    )
+    try:
+        with lock_conn.cursor() as cursor:
+            cursor.execute("LOCK TABLE tracking_rollup IN EXCLUSIVE MODE")
+        slow.start()
+        wait_until(lambda: _lock_waits(watcher) == 1)
+        taker.start()
+        wait_until(lambda: not taker.is_alive() or _lock_waits(watcher) == 2)
+    finally:
+        lock_conn.rollback()
+        lock_conn.close()
+        watcher.close()
+    slow.join(60)
+    taker.join(60)
+
+    assert errors == []
+    assert results["slow"].stored == sum(sent.values())
+    assert (results["taker"].taken_over, results["taker"].stored) == (1, 0)
+    assert _stored(broadcast) == sent
+    assert _rollup_totals(broadcast) == (5, 10)
+    assert _nothing_left()

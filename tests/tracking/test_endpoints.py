@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from django.utils.encoding import iri_to_uri
 
 from tests.tracking.recording import (  # noqa: F401 - empty_recording is an autouse fixture
     CHROME,
@@ -15,6 +16,7 @@ from tests.tracking.recording import (  # noqa: F401 - empty_recording is an aut
     recorded,
     wsgi_call,
 )
+from tracking import endpoints
 from tracking.endpoints import GIF
 from tracking.models import EventKind, Link, Machine
 from tracking.tokens import click_token
@@ -154,6 +156,30 @@ def test_a_token_of_a_link_that_does_not_exist_gets_a_404(broadcast):
 
     assert wsgi_call("/t/c/" + token).status == 404
     assert recorded() == []
+
+
+def test_a_process_keeps_the_locations_of_long_links_it_redirected_to_within_a_budget(
+    sent_broadcast, monkeypatch
+):
+    # A link may be 2,000 characters, 24,000 once percent-encoded: a tenant clicking its own
+    # long links must not fill a web process's memory by the count of links alone.
+    monkeypatch.setattr(endpoints, "LINK_CACHE_MAX_CHARS", 2_000)
+    urls = tuple(f"https://example.com/{n}/" + "\N{POT OF FOOD}" * 50 for n in range(6))
+    broadcast = sent_broadcast(recipients=1, links=urls)
+    delivery = _delivery(broadcast)
+
+    for _ in range(2):
+        answers = [
+            wsgi_call(click_path(delivery, link)) for link in broadcast.links.order_by("position")
+        ]
+        assert [answer.status for answer in answers] == [302] * 6
+        assert [answer.headers["Location"] for answer in answers] == [
+            iri_to_uri(url) for url in urls
+        ]
+
+    held = [location for _broadcast, location in endpoints.links._links.values()]
+    assert 0 < len(held) < 6
+    assert sum(len(location) for location in held) <= 2_000
 
 
 @pytest.mark.parametrize(

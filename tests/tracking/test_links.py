@@ -240,6 +240,9 @@ def test_javascript_and_data_hrefs_are_dropped_by_the_sanitiser_and_never_become
         "http://[::1",
         "https://example.com/a b",
         "https://example.com/\r\nLocation: https://evil.example",
+        # A browser reads example.com\ as example.com/; urlsplit (and so the redirect) would
+        # take evil.example for the host.
+        "https://example.com\\@evil.example/",
         "https://example.com/" + "x" * MAX_URL_LENGTH,
     ],
 )

@@ -11,6 +11,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from tracking.models import DeliveryActivity, Event, EventKind, Machine, Rollup
+from tracking.partitions import partition_name, partitions_ensure, partitions_existing
 from tracking.store import ROLLUP_COLUMNS, TrackedEvent, events_store
 
 
@@ -78,6 +79,24 @@ def test_events_of_deleted_deliveries_are_dropped_not_failed(sent_broadcast):
         [TrackedEvent(EventKind.OPEN, now, gone.pk), TrackedEvent(EventKind.OPEN, now, kept.pk)]
     )
     assert (result.stored, result.orphaned) == (1, 1)
+
+
+def test_an_event_of_a_month_without_its_partition_is_stored_and_moves_in_when_it_is_made(
+    sent_broadcast,
+):
+    broadcast = sent_broadcast(recipients=1)
+    delivery = broadcast.delivery_set.get()
+    long_ago = dt.datetime(2001, 2, 3, 4, 5, tzinfo=dt.UTC)  # an ESP event stamped long ago
+    assert partition_name(long_ago.date()) not in partitions_existing()
+
+    assert events_store([TrackedEvent(EventKind.BOUNCE, long_ago, delivery.pk)]).stored == 1
+    partitions_ensure(months_ahead=0, today=long_ago.date())
+
+    assert list(Event.objects.values_list("occurred_at", flat=True)) == [long_ago]
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT count(*) FROM {partition_name(long_ago.date())}")
+        assert cursor.fetchone()[0] == 1
+    assert _totals(broadcast)["bounces"] == 1
 
 
 def test_clicks_right_after_sending_or_on_every_link_at_once_are_machine(sent_broadcast):

@@ -4,8 +4,11 @@ that made the subscriber leave: their most recent one, if it reached them lately
 from __future__ import annotations
 
 import datetime as dt
+import threading
 
+import psycopg2
 import pytest
+from django.db import connection
 from django.db.models import Sum
 from django.test import Client
 from django.urls import reverse
@@ -14,9 +17,14 @@ from django.utils import timezone
 from broadcasts.models import Broadcast, Delivery
 from subscribers.models import Subscriber
 from subscribers.unsubscribe import unsubscribe_token
+from tests.broadcasts.conftest import wait_until
 from tests.factories import SubscriberFactory
 from tracking.models import DeliveryActivity, Event, EventKind, Rollup
-from tracking.services import UNSUBSCRIBE_ATTRIBUTION_DAYS
+from tracking.services import (
+    UNSUBSCRIBE_ATTRIBUTION_DAYS,
+    esp_event_record,
+    unsubscribe_record,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -132,3 +140,84 @@ def test_resubscribing_and_leaving_again_counts_the_new_broadcast(mail_client, r
     second = delivered(reader, days_ago=1)
     _link(mail_client, reader)
     assert (_unsubscribes(first), _unsubscribes(second)) == (1, 1)
+
+
+def _lock_waits(conn) -> int:
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_unsubscribe_and_a_bounce_in_one_account_at_once_both_go_through(sent_broadcast):
+    broadcast = sent_broadcast(recipients=2)
+    bounced, leaving = broadcast.delivery_set.select_related("subscriber").order_by("id")
+    database = connection.settings_dict
+    holder, watcher = (
+        psycopg2.connect(
+            dbname=database["NAME"],
+            user=database["USER"],
+            host=database["HOST"] or "127.0.0.1",
+            port=database["PORT"] or 5432,
+        )
+        for _ in range(2)
+    )
+    watcher.autocommit = True  # pg_stat_activity stays as first read within a transaction
+    # An uncommitted activity row of the leaving reader's delivery stops the unsubscribe just
+    # before its own, holding what it wrote until then; the bounce runs into that meanwhile.
+    with holder.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO tracking_deliveryactivity (delivery_id, kind, link_id, account_id, "
+            "broadcast_id, subscriber_id, first_at) VALUES (%s, %s, 0, %s, %s, %s, now())",
+            [leaving.pk, EventKind.UNSUBSCRIBE, broadcast.account_id, broadcast.pk,
+             leaving.subscriber_id],
+        )  # fmt: skip
+    errors = []
+
+    def run(work):
+        try:
+            work()
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    unsubscribe = threading.Thread(
+        target=run,
+        args=(lambda: unsubscribe_record(subscriber=leaving.subscriber, reason="link"),),
+    )
+    bounce = threading.Thread(
+        target=run,
+        args=(
+            lambda: esp_event_record(
+                esp_name="Postmark",
+                event_id="bounce-1",
+                message_id=bounced.esp_message_id,
+                kind=EventKind.BOUNCE,
+                occurred_at=timezone.now(),
+            ),
+        ),
+    )
+    try:
+        unsubscribe.start()
+        wait_until(lambda: _lock_waits(watcher) == 1)
+        bounce.start()
+        wait_until(lambda: not bounce.is_alive() or _lock_waits(watcher) == 2)
+    finally:
+        holder.rollback()
+        holder.close()
+        watcher.close()
+    unsubscribe.join(60)
+    bounce.join(60)
+
+    assert errors == []
+    states = dict(Subscriber.objects.values_list("pk", "state"))
+    assert states[bounced.subscriber_id] == "bounced"
+    assert states[leaving.subscriber_id] == "unsubscribed"
+    totals = Rollup.objects.filter(broadcast_id=broadcast.pk, link_id=0).aggregate(
+        bounces=Sum("bounces"), unsubscribes=Sum("unsubscribes")
+    )
+    assert totals == {"bounces": 1, "unsubscribes": 1}
