@@ -6,6 +6,7 @@ variables a production deployment cannot do without (SECRET_KEY, ALLOWED_HOSTS, 
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -177,6 +178,8 @@ CELERY_BEAT_SCHEDULE = {
     "drain-tracking-events": {"task": "tracking.drain", "schedule": 1.0},
     # Monthly partitions of tracking_event, created months ahead.
     "ensure-event-partitions": {"task": "tracking.partitions_ensure", "schedule": 6 * 3600.0},
+    # Markers of drained batches, kept a day (tracking.drain.drained_batches_prune).
+    "prune-drained-batches": {"task": "tracking.drained_batches_prune", "schedule": 3600.0},
 }
 
 # --- Email: every message goes through Django's mail API; anymail backends for ESPs --------------
@@ -269,6 +272,10 @@ SOFT_BOUNCE_LIMIT = env_int("SOFT_BOUNCE_LIMIT", 3, minimum=1)
 
 # ANYMAIL_POSTMARK_SERVER_TOKEN=... becomes ANYMAIL["POSTMARK_SERVER_TOKEN"], and so on for any ESP.
 ANYMAIL = {key: anymail_setting(key, value) for key, value in env_prefixed("ANYMAIL_").items()}
+# Without a secret anymail would accept any POST to most ESPs' webhooks (anyone could mark
+# subscribers bounced); an unguessable one refuses them all until ANYMAIL_WEBHOOK_SECRET is set.
+ANYMAIL_WEBHOOK_SECRET_SET = "WEBHOOK_SECRET" in ANYMAIL
+ANYMAIL.setdefault("WEBHOOK_SECRET", f"unset:{secrets.token_urlsafe(32)}")
 # Where the development SMTP sink writes captured messages; the DEBUG-only mailbox page reads them.
 MAILBOX_DIR = Path(env_str("MAILBOX_DIR") or BASE_DIR / ".local" / "mail")
 

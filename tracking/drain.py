@@ -38,7 +38,7 @@ from redis.exceptions import RedisError
 
 from convertkit.redis import redis_client
 from tracking.buffer import QUEUE_KEY, WAITING_KEY
-from tracking.models import EventKind, Machine, SpooledEvents
+from tracking.models import DrainedBatch, EventKind, Machine, SpooledEvents
 from tracking.store import TrackedEvent, events_store
 
 logger = logging.getLogger(__name__)
@@ -49,6 +49,8 @@ CLAIM_PREFIX = "ck:trk:claim:"
 DRAINED_PREFIX = "ck:trk:drained:"
 DRAINED_TTL_S = 120
 CLAIM_TIMEOUT_S = 120
+# How long DrainedBatch markers are kept at least (see drained_batches_prune).
+DRAINED_BATCH_KEEP_S = 24 * 3600
 DRAIN_BUDGET_S = 10.0
 
 _CLAIM_SCRIPT = """
@@ -181,6 +183,20 @@ def _stale_claim_drain(report: DrainReport, *, now: float | None) -> bool:
     logger.warning("Tracking drain takes over the stale claim %s of a drain that died", batch_key)
     claim_drain(batch_key, report)
     return True
+
+
+def drained_batches_prune(*, keep_s: float = DRAINED_BATCH_KEEP_S) -> int:
+    """Deletes the DrainedBatch markers no claim can need any more; returns how many. A marker
+    matters only while its claim may still be drained again, and every claim still in Redis was
+    made before its marker: markers older than both `keep_s` and the oldest live claim go."""
+    cutoff = time.time() - keep_s
+    oldest = redis_client().zrange(CLAIMS_KEY, 0, 0, withscores=True)
+    if oldest:
+        cutoff = min(cutoff, oldest[0][1] - CLAIM_TIMEOUT_S)
+    deleted, _ = DrainedBatch.objects.filter(
+        drained_at__lt=dt.datetime.fromtimestamp(cutoff, dt.UTC)
+    ).delete()
+    return deleted
 
 
 def claim_events(batch_key: str, report: DrainReport) -> list[TrackedEvent]:

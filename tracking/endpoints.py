@@ -40,7 +40,7 @@ from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
 from django.utils.encoding import iri_to_uri
 
-from convertkit.ratelimit import environ_client_ip
+from convertkit.ratelimit import environ_client_ip, rate_limit_network
 from tracking.buffer import event_buffer
 from tracking.models import EventKind, Link, Machine
 from tracking.tokens import click_token_verify, open_token_verify
@@ -227,8 +227,14 @@ def _click(environ: dict, start_response: StartResponse, head: bool) -> Iterable
     if link is None or link[0] != token.broadcast_id or link[1] is None:
         return _page(start_response, "404 Not Found", _NOT_FOUND_PAGE, head)
     now = time.time()
-    address = environ_client_ip(environ) or "unknown"
-    flooding = clicks_per_address.hit(address, now) > settings.TRACKING_CLICKS_PER_IP_PER_MINUTE
+    # Counted per IPv4 address or IPv6 /64, as the signup limits do; a request without a
+    # usable address is not counted (sharing one "unknown" count would flag everyone).
+    address = environ_client_ip(environ)
+    flooding = (
+        address is not None
+        and clicks_per_address.hit(rate_limit_network(address), now)
+        > settings.TRACKING_CLICKS_PER_IP_PER_MINUTE
+    )
     if head:
         machine = Machine.HEAD_REQUEST
     else:

@@ -30,3 +30,11 @@ def partitions_ensure() -> None:
     created = ensure()
     if created:
         logger.info("Created event partitions: %s", ", ".join(created))
+
+
+@shared_task(name="tracking.drained_batches_prune", ignore_result=True)
+def drained_batches_prune() -> None:
+    """Deletes the markers of batches drained long ago (tracking.drain.drained_batches_prune)."""
+    from tracking.drain import drained_batches_prune as prune
+
+    prune()

@@ -104,17 +104,18 @@ def _mail_backend() -> str:
 
 @checks.register(checks.Tags.security, deploy=True)
 def webhook_secret_check(app_configs, **kwargs) -> list[checks.CheckMessage]:
-    """With an ESP's backend and no WEBHOOK_SECRET, anymail accepts any POST to the Postmark,
-    SES and SendGrid webhooks: anyone could mark subscribers bounced. (Over SMTP no delivery has
-    an ESP message id, so no webhook event can match one.)"""
+    """With an ESP's backend and no ANYMAIL_WEBHOOK_SECRET, the settings give anymail an
+    unguessable secret, so every webhook is refused: bounces and complaints are not recorded
+    until one is set. (Over SMTP no delivery has an ESP message id, so no webhook event can
+    match one.)"""
     if not _mail_backend().startswith("anymail."):
         return []
-    if (getattr(settings, "ANYMAIL", None) or {}).get("WEBHOOK_SECRET"):
+    if getattr(settings, "ANYMAIL_WEBHOOK_SECRET_SET", True):
         return []
     return [
         checks.Warning(
-            "ANYMAIL_WEBHOOK_SECRET is not set: anyone can post bounces and complaints to the "
-            "ESP webhooks under /webhooks/.",
+            "ANYMAIL_WEBHOOK_SECRET is not set: the ESP webhooks under /webhooks/ refuse every "
+            "event, so bounces and complaints are not recorded.",
             hint="Set ANYMAIL_WEBHOOK_SECRET=user:password and put it in the webhook URLs "
             "configured at the ESP (https://user:password@host/webhooks/...).",
             id="tracking.W001",

@@ -32,6 +32,7 @@ from tracking.drain import (
     DrainReport,
     batch_claim,
     claim_events,
+    drained_batches_prune,
     tracking_drain,
 )
 from tracking.models import DrainedBatch, Event, EventKind, Rollup
@@ -173,6 +174,32 @@ def test_a_claim_whose_batch_already_committed_is_not_written_twice(sent_broadca
     assert _stored(broadcast) == sent
     assert _rollup_totals(broadcast) == (3, 6)
     assert _nothing_left()
+
+
+def test_old_markers_are_pruned_but_never_one_a_live_claim_may_need(sent_broadcast):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    broadcast = sent_broadcast(recipients=3)
+    _traffic(broadcast)
+    key = batch_claim()
+    # A drain committed this claim, then died before releasing it; its marker is old.
+    events_store(claim_events(key, DrainReport()), batch_key=key)
+    long_ago = timezone.now() - dt.timedelta(days=3)
+    DrainedBatch.objects.filter(key=key).update(drained_at=long_ago)
+    DrainedBatch.objects.create(key="old-and-released", events=1)
+    DrainedBatch.objects.filter(key="old-and-released").update(
+        drained_at=long_ago - dt.timedelta(hours=1)
+    )
+    redis_client().zadd(CLAIMS_KEY, {key: long_ago.timestamp() - 10})
+
+    assert drained_batches_prune() == 1
+    assert list(DrainedBatch.objects.values_list("key", flat=True)) == [key]
+
+    redis_client().zrem(CLAIMS_KEY, key)
+    assert drained_batches_prune() == 1
+    assert not DrainedBatch.objects.exists()
 
 
 @pytest.mark.django_db(transaction=True)

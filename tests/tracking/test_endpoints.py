@@ -301,6 +301,21 @@ def test_the_flood_count_uses_the_address_the_trusted_proxy_saw(broadcast, setti
     assert [int(line[1]) for line in recorded()] == [Machine.HUMAN] * 2 + [Machine.IP_FLOOD]
 
 
+def test_an_ipv6_client_cannot_escape_the_flood_count_by_changing_address(broadcast, settings):
+    settings.TRACKING_CLICKS_PER_IP_PER_MINUTE = 2
+    delivery, link = _delivery(broadcast), _link(broadcast)
+    _same_minute()
+
+    for host in (1, 2, 3):
+        wsgi_call(click_path(delivery, link), address=f"2001:db8:5:7::{host}")
+    wsgi_call(click_path(delivery, link), address="2001:db8:5:8::1")
+
+    assert [int(line[1]) for line in recorded()] == [Machine.HUMAN] * 2 + [
+        Machine.IP_FLOOD,
+        Machine.HUMAN,
+    ]
+
+
 def test_ping_answers_the_gif_and_records_nothing(db):
     answer = wsgi_call("/t/ping.gif")
 

@@ -691,11 +691,34 @@ def test_bounced_subscriber_is_not_in_the_next_broadcasts_audience(esp_client, s
 
 def test_deploy_check_warns_when_an_esp_is_used_without_webhook_secret(settings):
     settings.MAILERS = {"default": {"BACKEND": "anymail.backends.postmark.EmailBackend"}}
+    settings.ANYMAIL_WEBHOOK_SECRET_SET = True
     assert webhook_secret_check(None) == []
-    settings.ANYMAIL = {"POSTMARK_SERVER_TOKEN": "token"}
+    settings.ANYMAIL_WEBHOOK_SECRET_SET = False
     warnings = webhook_secret_check(None)
     assert [warning.id for warning in warnings] == ["tracking.W001"]
     assert warnings[0].level == checks.WARNING
+
+
+def test_without_a_configured_secret_every_webhook_is_refused(settings, delivery_for):
+    from convertkit import settings as project_settings
+
+    # This process has no ANYMAIL_WEBHOOK_SECRET: the settings made up an unguessable one.
+    assert project_settings.ANYMAIL_WEBHOOK_SECRET_SET is False
+    settings.ANYMAIL = {
+        **settings.ANYMAIL,
+        "WEBHOOK_SECRET": project_settings.ANYMAIL["WEBHOOK_SECRET"],
+    }
+    delivery = delivery_for("postmark")
+    body = _postmark("hard_bounce", delivery.esp_message_id, delivery.subscriber.email)
+    # No credentials, the credentials of another deployment, a guess at the made-up ones.
+    for client in (
+        Client(),
+        Client(HTTP_AUTHORIZATION=_basic_auth(SECRET)),
+        Client(HTTP_AUTHORIZATION=_basic_auth("unset:guess")),
+    ):
+        assert _post(client, "postmark", body).status_code in (400, 401)
+    delivery.subscriber.refresh_from_db()
+    assert delivery.subscriber.state == "active"
 
 
 def test_deploy_check_is_quiet_when_mail_goes_over_smtp(settings):
