@@ -22,6 +22,12 @@ The configured mail backend picks the transport:
   the backend's session; Postmark answers per message, in order.
 - any other backend (other anymail ESPs, locmem in tests): one send_messages call per message
   over one connection or HTTP session; the status comes from message.anymail_status.
+
+Every message sent through an anymail ESP backend carries anymail metadata naming its delivery,
+{DELIVERY_METADATA: "<delivery id>"}, which the ESP hands back in its tracking webhooks: a bounce
+that arrives before the call's outcomes (and ESP message ids) are written still finds its delivery
+(tracking/webhooks.py). ESPs whose anymail backend refuses metadata (MailerSend, Postal) send
+without it; their events are matched by the ESP message id alone.
 """
 
 from __future__ import annotations
@@ -33,16 +39,19 @@ import logging
 import re
 import smtplib
 from dataclasses import dataclass
+from functools import cached_property
 from urllib.parse import urljoin
 
 import requests
 import urllib3
+from anymail.backends.base import AnymailBaseBackend
 from anymail.backends.postmark import EmailBackend as PostmarkBackend
 from anymail.exceptions import (
     AnymailAPIError,
     AnymailError,
     AnymailRecipientsRefused,
     AnymailRequestsAPIError,
+    AnymailUnsupportedFeature,
 )
 from anymail.message import AnymailRecipientStatus, AnymailStatus
 from django.core import mail
@@ -53,6 +62,8 @@ logger = logging.getLogger(__name__)
 
 SENT, FAILED, RETRY, UNKNOWN = "sent", "failed", "retry", "unknown"
 ERROR_MAX = 500
+# The anymail metadata key naming a message's delivery (its id, as text: some ESPs take only text).
+DELIVERY_METADATA = "ck_delivery"
 
 SMTP_CALL_SIZE = 20
 POSTMARK_BATCH_SIZE = 500
@@ -316,6 +327,30 @@ class SmtpTransport(Transport):
 # --- HTTP ESPs --------------------------------------------------------------------------------
 
 
+def _delivery_name(message, delivery_id: int) -> None:
+    """Puts the delivery's id in the message's anymail metadata (kept beside any it has)."""
+    metadata = getattr(message, "metadata", None)
+    named = {DELIVERY_METADATA: str(delivery_id)}
+    message.metadata = {**metadata, **named} if metadata else named
+
+
+def _takes_metadata(backend) -> bool:
+    """Whether the backend is an anymail ESP backend that sends metadata: asked of anymail once
+    per transport with a probe message, since some ESPs' backends refuse it (every message would
+    then fail) and Django's own backends have no webhooks to hand it back."""
+    if not isinstance(backend, AnymailBaseBackend):
+        return False
+    probe = EmailMessage(from_email="probe@example.com", to=["probe@example.com"])
+    _delivery_name(probe, 1)
+    try:
+        backend.build_message_payload(probe, backend.send_defaults)
+    except AnymailUnsupportedFeature:
+        return False
+    except Exception:  # noqa: BLE001 - not about the metadata: each message will tell its error
+        logger.debug("The metadata probe of %r failed", backend, exc_info=True)
+    return True
+
+
 def _request_failure_status(exc: BaseException) -> str:
     """retry when the request surely never reached the server, else unknown."""
     if isinstance(exc, requests.exceptions.ConnectTimeout):
@@ -353,6 +388,10 @@ class PerMessageTransport(Transport):
         super().__init__(backend)
         self._opened = False
 
+    @cached_property
+    def _names_deliveries(self) -> bool:
+        return _takes_metadata(self.backend)
+
     def send_call(self, items: list[tuple[int, object]]) -> list[SendOutcome]:
         refused = self._open(items)
         if refused:
@@ -360,6 +399,8 @@ class PerMessageTransport(Transport):
         return [self._send_one(delivery_id, message) for delivery_id, message in items]
 
     def _send_one(self, delivery_id: int, message) -> SendOutcome:
+        if self._names_deliveries:
+            _delivery_name(message, delivery_id)
         try:
             sent = self.backend.send_messages([message])
         except AnymailRecipientsRefused as exc:
@@ -431,6 +472,7 @@ class PostmarkBatchTransport(Transport):
         batch: list[tuple[int, object, object, bytes]] = []
         for delivery_id, message in items:
             message.anymail_status = AnymailStatus()
+            _delivery_name(message, delivery_id)
             try:
                 if not backend.run_pre_send(message):
                     outcomes[delivery_id] = SendOutcome(

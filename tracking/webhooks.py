@@ -6,6 +6,11 @@ per message through the `tracking` signal. Here an event becomes one of our kind
 tracking.services.esp_event_record; opens and clicks the ESP tracked are ignored (we track our
 own), and so is anything that says nothing about the recipient (queued, sent, failed ...).
 
+An event is matched to its delivery by the ESP message id the send stored. That id is written
+only when the whole ESP call has returned, and a fast ESP's bounce can arrive first: so every
+message also carries anymail metadata naming its delivery (broadcasts/transport.py), and an event
+whose metadata names a delivery that has no ESP message id yet gives it the event's one first.
+
 A request whose events cannot be written (the database is down) answers 500, and the ESP sends it
 again later; a replay changes nothing.
 """
@@ -14,12 +19,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 
 from anymail.signals import AnymailTrackingEvent, EventType, RejectReason
 from django.conf import settings
 from django.core import checks
+from django.db.models import Exists
 from django.utils import timezone
 
+from broadcasts.models import Delivery
+from broadcasts.transport import DELIVERY_METADATA
 from tracking.models import EventKind
 from tracking.services import esp_event_record
 
@@ -41,6 +50,10 @@ _TEMPORARY_BOUNCE = {
 # An ESP that refuses to send to an address it knows bounces (SendGrid's "Bounced Address"
 # drop) or is invalid (Postmark's BadEmailAddress) reports a hard bounce in other words.
 _REJECTED_AS_BOUNCE = (RejectReason.BOUNCED, RejectReason.INVALID)
+# A delivery id as the transport writes it: a positive integer that fits a bigint, ASCII digits.
+_DELIVERY_ID = re.compile(r"[1-9][0-9]{0,18}")
+_DELIVERY_ID_MAX = 2**63 - 1
+_ESP_MESSAGE_ID_MAX = Delivery._meta.get_field("esp_message_id").max_length
 
 
 def esp_event_kind(*, event: AnymailTrackingEvent, esp_name: str) -> int | None:
@@ -77,6 +90,33 @@ def esp_event_id(event: AnymailTrackingEvent) -> str:
     return "derived:" + hashlib.sha256(identity.encode()).hexdigest()
 
 
+def metadata_delivery_id(metadata: object) -> int | None:
+    """The delivery id the message's anymail metadata names, or None when it names none or
+    names it with anything but a positive integer (as text, or a number in some ESPs' JSON)."""
+    if not isinstance(metadata, dict):
+        return None
+    value = metadata.get(DELIVERY_METADATA)
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str) or not _DELIVERY_ID.fullmatch(value):
+        return None
+    delivery_id = int(value)
+    return delivery_id if delivery_id <= _DELIVERY_ID_MAX else None
+
+
+def _message_id_attach(*, delivery_id: int, message_id: str) -> None:
+    """Gives the delivery the event's ESP message id when the send has not stored one yet, in one
+    conditional UPDATE. A delivery with another message id keeps it, and so does one whose
+    message id is on another delivery already: that one is what the event is matched to."""
+    if len(message_id) > _ESP_MESSAGE_ID_MAX:
+        return
+    Delivery.objects.filter(
+        ~Exists(Delivery.objects.filter(esp_message_id=message_id)),
+        pk=delivery_id,
+        esp_message_id="",
+    ).update(esp_message_id=message_id)
+
+
 def esp_event_received(sender, event: AnymailTrackingEvent, esp_name: str, **kwargs) -> None:
     """Receiver of anymail's tracking signal (connected in TrackingConfig.ready)."""
     kind = esp_event_kind(event=event, esp_name=esp_name)
@@ -85,10 +125,14 @@ def esp_event_received(sender, event: AnymailTrackingEvent, esp_name: str, **kwa
     if not event.message_id:
         logger.info("%s %s event without a message id ignored", esp_name, event.event_type)
         return
+    message_id = str(event.message_id)
+    delivery_id = metadata_delivery_id(event.metadata)
+    if delivery_id is not None:
+        _message_id_attach(delivery_id=delivery_id, message_id=message_id)
     esp_event_record(
         esp_name=esp_name,
         event_id=esp_event_id(event),
-        message_id=str(event.message_id),
+        message_id=message_id,
         kind=kind,
         occurred_at=event.timestamp or timezone.now(),
         detail=event.mta_response or event.description or "",

@@ -3,6 +3,10 @@ SMTP server (aiosmtpd) and a local HTTP server speaking Postmark's batch API."""
 
 from __future__ import annotations
 
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
 import django
 from anymail.exceptions import AnymailAPIError
 from anymail.message import AnymailRecipientStatus
@@ -12,6 +16,7 @@ from django.core.mail import EmailMultiAlternatives
 from bench.fake_postmark import FakePostmark
 from bench.smtp_sink import CountingSink
 from broadcasts.transport import (
+    DELIVERY_METADATA,
     PerMessageTransport,
     PostmarkBatchTransport,
     SendOutcome,
@@ -310,8 +315,10 @@ def test_postmark_splits_a_call_larger_than_the_request_size_limit(settings):
         use_postmark(settings, fake.url)
         with open_transport() as transport:
             backend = transport.backend
+            sized = message(1)
+            sized.metadata = {DELIVERY_METADATA: "1"}  # as the transport sends it
             one_message = len(
-                backend.build_message_payload(message(1), backend.send_defaults).serialize_data()
+                backend.build_message_payload(sized, backend.send_defaults).serialize_data()
             )
             transport.batch_bytes = 2 * one_message + 10
             outcomes = transport.send_call(items(5))
@@ -369,3 +376,81 @@ def test_smtp_envelope_addresses_are_the_ones_djangos_backend_would_use(settings
         "jo.doe+news@example.org": 1,
         "jurgen@xn--bcher-kva.example": 1,
     }
+
+
+# --- the delivery named in each message's metadata ----------------------------------------------
+
+
+def test_postmark_batch_names_each_messages_delivery_in_its_metadata(settings):
+    tagged = message(2)
+    tagged.metadata = {"campaign": "soup"}
+    with FakePostmark(keep=True) as fake:
+        use_postmark(settings, fake.url)
+        with open_transport() as transport:
+            outcomes = transport.send_call([(11, message(1)), (12, tagged), (13, message(3))])
+
+    assert statuses(outcomes) == [(11, "sent"), (12, "sent"), (13, "sent")]
+    [batch] = fake.received
+    # Postmark hands Metadata back in its webhooks: a bounce finds its delivery by it.
+    assert [m["Metadata"] for m in batch] == [
+        {DELIVERY_METADATA: "11"},
+        {"campaign": "soup", DELIVERY_METADATA: "12"},
+        {DELIVERY_METADATA: "13"},
+    ]
+
+
+def test_other_esps_get_each_messages_delivery_in_its_metadata(settings):
+    use_backend(settings, ANYMAIL_TEST)
+    mail.outbox = []
+    with open_transport() as transport:
+        outcomes = [transport.send_call([(n, message(n))])[0] for n in (21, 22)]
+
+    assert statuses(outcomes) == [(21, "sent"), (22, "sent")]
+    assert [m.anymail_test_params["metadata"] for m in mail.outbox] == [
+        {DELIVERY_METADATA: "21"},
+        {DELIVERY_METADATA: "22"},
+    ]
+
+
+class _MailerSendHandler(BaseHTTPRequestHandler):
+    """MailerSend's /v1/email: 202, the message id in a header, an empty body."""
+
+    def log_message(self, format, *args) -> None:  # noqa: A002 - the base class's name
+        pass
+
+    def do_POST(self) -> None:  # noqa: N802 - http.server's name
+        self.server.received.append(
+            json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        )
+        self.send_response(202)
+        self.send_header("X-Message-Id", f"ms-{len(self.server.received)}")
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+
+def test_an_esp_whose_backend_refuses_metadata_still_gets_every_message(settings):
+    """anymail's MailerSend backend refuses metadata: its messages go without it, matched by
+    the ESP message id alone, rather than all failing."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _MailerSendHandler)
+    server.received = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        use_backend(settings, "anymail.backends.mailersend.EmailBackend")
+        settings.ANYMAIL = {
+            "MAILERSEND_API_TOKEN": "test-token",
+            "MAILERSEND_API_URL": f"http://127.0.0.1:{server.server_port}/v1/",
+        }
+        with open_transport() as transport:
+            outcomes = [transport.send_call([(n, message(n))])[0] for n in (1, 2)]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    assert statuses(outcomes) == [(1, "sent"), (2, "sent")]
+    assert [outcome.esp_message_id for outcome in outcomes] == ["ms-1", "ms-2"]
+    assert [sent["to"] for sent in server.received] == [
+        [{"email": address(1)}],
+        [{"email": address(2)}],
+    ]

@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from broadcasts.audience import audience_count
 from broadcasts.models import Broadcast, Delivery
+from broadcasts.transport import DELIVERY_METADATA
 from subscribers.models import StateChange, Subscriber
 from tests.factories import SubscriberFactory
 from tracking.models import DeliveryActivity, Event, EventKind, Rollup, WebhookReceipt
@@ -326,16 +327,34 @@ def _sendgrid_event(kind: str, message_id: str, email: str) -> dict:
     return event | kinds[kind]
 
 
-def _webhook(esp: str, kind: str, delivery: Delivery) -> tuple[dict | list, dict]:
-    """(JSON body, extra request headers) of `esp` reporting `kind` for the delivery."""
-    message_id, email = delivery.esp_message_id, delivery.subscriber.email
+def _webhook(
+    esp: str,
+    kind: str,
+    delivery: Delivery,
+    *,
+    message_id: str = "",
+    metadata: dict | None = None,
+) -> tuple[dict | list, dict]:
+    """(JSON body, extra request headers) of `esp` reporting `kind` for the delivery: for the
+    message id stored at send unless `message_id` is given, with the message's anymail
+    `metadata` where each ESP hands it back."""
+    message_id, email = message_id or delivery.esp_message_id, delivery.subscriber.email
+    metadata = metadata or {}
     if esp == "postmark":
-        return _postmark(kind, message_id, email), {}
+        return _postmark(kind, message_id, email) | {"Metadata": metadata}, {}
     if esp == "mailgun":
-        return _mailgun(kind, message_id, email), {}
+        body = _mailgun(kind, message_id, email)
+        body["event-data"]["user-variables"] = metadata
+        return body, {}
     if esp == "amazon_ses":
-        return _sns_envelope(_ses_event(kind, message_id, email))
-    return [_sendgrid_event(kind, message_id, email)], {}
+        event = _ses_event(kind, message_id, email)
+        if metadata:
+            # anymail sends metadata in an X-Metadata header; SES notifications include the
+            # message's headers when "Include original headers" is on.
+            event["mail"]["headers"].append({"name": "X-Metadata", "value": json.dumps(metadata)})
+        return _sns_envelope(event)
+    # SendGrid merges a message's custom args (anymail's metadata) into each of its events.
+    return [_sendgrid_event(kind, message_id, email) | metadata], {}
 
 
 def _post(client: Client, esp: str, body, headers: dict | None = None):
@@ -377,6 +396,29 @@ def delivery_for(sent_broadcast):
         return delivery
 
     return make
+
+
+@pytest.fixture
+def in_flight(sent_broadcast):
+    """in_flight(): the one delivery of a broadcast whose ESP call has not returned yet: sending,
+    with no ESP message id stored."""
+
+    def make() -> Delivery:
+        broadcast = sent_broadcast(recipients=1)
+        Broadcast.objects.filter(pk=broadcast.pk).update(
+            state=Broadcast.State.SENDING, sent_at=None, sent_count=0
+        )
+        broadcast.delivery_set.update(
+            state=Delivery.State.SENDING, claim=7, sent_at=None, esp_message_id=""
+        )
+        return broadcast.delivery_set.select_related("subscriber").get()
+
+    return make
+
+
+def _naming(delivery_id: object) -> dict:
+    """The metadata the transport sends a message with, naming `delivery_id`."""
+    return {DELIVERY_METADATA: str(delivery_id)}
 
 
 @pytest.fixture
@@ -611,6 +653,140 @@ def test_esp_opens_are_ignored(esp_client, delivery_for):
     body = _postmark("open", delivery.esp_message_id, delivery.subscriber.email)
     assert _post(esp_client, "postmark", body).status_code == 200
     assert _everything() == before
+
+
+# --- Events that arrive before the send stored the ESP message id --------------------------------
+
+
+@pytest.mark.parametrize("esp", ESPS)
+@pytest.mark.parametrize(
+    ("kind", "state"),
+    [("hard_bounce", Subscriber.State.BOUNCED), ("complaint", Subscriber.State.COMPLAINED)],
+)
+def test_event_arriving_before_the_send_stored_the_message_id_finds_the_delivery_by_metadata(
+    esp, kind, state, esp_client, in_flight
+):
+    delivery = in_flight()
+    message_id = _message_id(esp)
+    body, headers = _webhook(
+        esp, kind, delivery, message_id=message_id, metadata=_naming(delivery.pk)
+    )
+    assert _post(esp_client, esp, body, headers).status_code == 200
+    assert _state(delivery.subscriber) == state
+    report = _report(delivery.broadcast_id)
+    assert (report["bounces"], report["complaints"]) == (
+        (1, 0) if kind == "hard_bounce" else (0, 1)
+    )
+    # The same id the send writes when its call returns: later events match it either way.
+    delivery.refresh_from_db()
+    assert delivery.esp_message_id == message_id
+
+
+def test_replay_of_an_event_that_arrived_before_the_send_changes_nothing(esp_client, in_flight):
+    delivery = in_flight()
+    body, headers = _webhook(
+        "postmark",
+        "hard_bounce",
+        delivery,
+        message_id=_message_id("postmark"),
+        metadata=_naming(delivery.pk),
+    )
+    assert _post(esp_client, "postmark", body, headers).status_code == 200
+    before = _everything()
+    assert _post(esp_client, "postmark", body, headers).status_code == 200
+    assert _everything() == before
+    assert Event.objects.filter(delivery_id=delivery.pk).count() == 1
+
+
+def _untouched(delivery: Delivery, before: tuple) -> None:
+    assert _everything() == before
+    delivery.refresh_from_db()
+    assert delivery.esp_message_id == ""
+    assert _state(delivery.subscriber) == Subscriber.State.ACTIVE
+
+
+@pytest.mark.parametrize("esp", ESPS)
+@pytest.mark.parametrize("named", ["no such delivery", "not a number"])
+def test_metadata_naming_no_delivery_changes_nothing(esp, named, esp_client, in_flight):
+    delivery = in_flight()
+    value = Delivery.objects.order_by("-pk").values_list("pk", flat=True)[0] + 1000
+    if named == "not a number":
+        value = f"{delivery.pk}; drop table broadcasts_delivery"
+    before = _everything()
+    body, headers = _webhook(
+        esp, "hard_bounce", delivery, message_id=_message_id(esp), metadata=_naming(value)
+    )
+    assert _post(esp_client, esp, body, headers).status_code == 200
+    _untouched(delivery, before)
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        "0",
+        "-{pk}",
+        "0{pk}",
+        " {pk}",
+        "{pk}\n",
+        "{pk}.0",
+        "+{pk}",
+        "1_{pk}",
+        "{fullwidth}",
+        "",
+        "99999999999999999999",
+        0,
+        -1,
+        1.0,
+        True,
+        None,
+        ["{pk}"],
+        {"id": "{pk}"},
+    ],
+)
+def test_metadata_that_is_not_a_positive_integer_changes_nothing(garbage, esp_client, in_flight):
+    delivery = in_flight()
+    pk = delivery.pk
+    # The delivery's own id in disguise, where it fits: a lax parser would find it.
+    fullwidth = str(pk).translate(str.maketrans("0123456789", "０１２３４５６７８９"))
+    value = json.loads(
+        json.dumps(garbage).replace("{pk}", str(pk)).replace("{fullwidth}", fullwidth)
+    )
+    if isinstance(garbage, float):
+        value = float(pk)
+    before = _everything()
+    body = _postmark("hard_bounce", _message_id("postmark"), delivery.subscriber.email)
+    body["Metadata"] = {DELIVERY_METADATA: value}
+    assert _post(esp_client, "postmark", body).status_code == 200
+    _untouched(delivery, before)
+
+
+def test_metadata_naming_a_delivery_with_another_message_id_changes_nothing(
+    esp_client, delivery_for
+):
+    sent = delivery_for("postmark")
+    stored = sent.esp_message_id
+    before = _everything()
+    body = _postmark("hard_bounce", _message_id("postmark"), sent.subscriber.email)
+    body["Metadata"] = _naming(sent.pk)
+    assert _post(esp_client, "postmark", body).status_code == 200
+    assert _everything() == before
+    sent.refresh_from_db()
+    assert sent.esp_message_id == stored
+
+
+def test_a_message_id_already_stored_wins_over_metadata_naming_another_delivery(
+    esp_client, in_flight, delivery_for
+):
+    sent = delivery_for("postmark")
+    waiting = in_flight()
+    body = _postmark("hard_bounce", sent.esp_message_id, sent.subscriber.email)
+    body["Metadata"] = _naming(waiting.pk)
+    assert _post(esp_client, "postmark", body).status_code == 200
+    # Two deliveries with one message id would leave the next event to either of them.
+    assert _state(sent.subscriber) == Subscriber.State.BOUNCED
+    waiting.refresh_from_db()
+    assert waiting.esp_message_id == ""
+    assert _state(waiting.subscriber) == Subscriber.State.ACTIVE
 
 
 # --- Bad input ---------------------------------------------------------------------------------
