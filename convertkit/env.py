@@ -50,6 +50,20 @@ def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     return value
 
 
+def env_fraction(name: str, default: float) -> float:
+    """A share between 0 and 1 ("0.2")."""
+    raw = env_str(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 1:
+        raise ImproperlyConfigured(f"Unexpected value {name}={raw}, use a number from 0 to 1")
+    return value
+
+
 def env_rate(name: str, default: str) -> tuple[int, int]:
     """A rate limit written COUNT/SECONDS ("30/600": 30 per 10 minutes) as (count, seconds)."""
     value = env_str(name) or default

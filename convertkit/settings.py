@@ -18,6 +18,7 @@ from kombu import Queue
 from convertkit.env import (
     anymail_setting,
     env_bool,
+    env_fraction,
     env_int,
     env_list,
     env_prefixed,
@@ -235,7 +236,7 @@ BROADCAST_MAX_ATTEMPTS = env_int("BROADCAST_MAX_ATTEMPTS", 5, minimum=1)
 BROADCAST_RATE_PER_SECOND = env_int("BROADCAST_RATE_PER_SECOND", 0, minimum=0)
 BROADCAST_RATE_PER_HOUR = env_int("BROADCAST_RATE_PER_HOUR", 0, minimum=0)
 # A broadcast pauses itself when more than this share of at least _MIN_SENDS messages failed.
-BROADCAST_PAUSE_FAILURE_RATE = float(env_str("BROADCAST_PAUSE_FAILURE_RATE") or "0.2")
+BROADCAST_PAUSE_FAILURE_RATE = env_fraction("BROADCAST_PAUSE_FAILURE_RATE", 0.2)
 BROADCAST_PAUSE_MIN_SENDS = env_int("BROADCAST_PAUSE_MIN_SENDS", 50, minimum=1)
 # The sweeper: a delivery "sending" this long was in flight when its worker died (-> unknown);
 # "claimed" this long belonged to a task that died (-> queued); a sending broadcast without

@@ -268,12 +268,11 @@ def _apply_delete(*, job: Job, ids: list[int], tag: Tag | None) -> int:
             f"""
             INSERT INTO {SUPPRESSION_TABLE} (account_id, email_hash, reason, created_at)
             SELECT account_id, encode(sha256(convert_to(lower(btrim(email)), 'UTF8')), 'hex'),
-                   CASE WHEN state IN ('bounced', 'complained') THEN state ELSE 'deleted' END,
-                   now()
+                   CASE WHEN state = ANY(%s) THEN state ELSE 'deleted' END, now()
             FROM {SUBSCRIBER_TABLE} WHERE account_id = %s AND id = ANY(%s)
             ON CONFLICT (account_id, email_hash) DO NOTHING
             """,
-            [job.account_id, ids],
+            [list(Suppression.UNMAILABLE_REASONS), job.account_id, ids],
         )
     _, deleted = Subscriber.objects.filter(account_id=job.account_id, id__in=ids).delete()
     return deleted.get(Subscriber._meta.label, 0)

@@ -41,7 +41,8 @@ logger = logging.getLogger(__name__)
 
 QUEUE_KEY = "ck:trk:events"
 WAITING_KEY = "ck:trk:waiting"
-# About 5 MB of lines: minutes of one busy process's events while Redis and PostgreSQL are away.
+# About 5 MB of text, 10 MB in memory: minutes of one busy process's events while Redis and
+# PostgreSQL are away.
 HOLD_MAX_EVENTS = 100_000
 
 

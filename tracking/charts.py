@@ -85,10 +85,9 @@ def line_chart(
     series: Sequence[Series],
     label_heading: str,
     axis_labels: Sequence[str] | None = None,
-    value_format: Callable[[float], str] = count_format,
 ) -> Chart:
-    """A line (and area) chart of `series` over `labels` (times, oldest first). `axis_labels`,
-    shorter, name the ticks of the x axis; `labels` name the rows of the table."""
+    """A line (and area) chart of counts: `series` over `labels` (times, oldest first).
+    `axis_labels`, shorter, name the ticks of the x axis; `labels` name the rows of the table."""
     count = len(labels)
     shown = axis_labels or labels
 
@@ -128,11 +127,11 @@ def line_chart(
                     parts.append(
                         f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{item.hex}">'
                         f"<title>{escape(item.name)}, {escape(label)}: "
-                        f"{escape(value_format(value))}</title></circle>"
+                        f"{escape(count_format(value))}</title></circle>"
                     )
         return parts
 
-    return _chart(chart_id, title, description, labels, series, label_heading, value_format, plot)
+    return _chart(chart_id, title, description, labels, series, label_heading, count_format, plot)
 
 
 def bar_chart(
@@ -143,9 +142,9 @@ def bar_chart(
     labels: Sequence[str],
     series: Sequence[Series],
     label_heading: str,
-    value_format: Callable[[float], str] = percent_format,
 ) -> Chart:
-    """Grouped bars: one group per label (e.g. a broadcast), one bar per series in it."""
+    """Grouped bars of percentages: one group per label (e.g. a broadcast), one bar per series
+    in it."""
     group = PLOT_WIDTH / max(len(labels), 1)
     bar = group * 0.7 / max(len(series), 1)
 
@@ -159,14 +158,14 @@ def bar_chart(
                 parts.append(
                     f'<rect x="{left + position * bar:.1f}" y="{TOP + PLOT_HEIGHT - height:.1f}" '
                     f'width="{bar * 0.92:.1f}" height="{height:.1f}" fill="{item.hex}">'
-                    f"<title>{escape(label)}: {escape(item.name)} {escape(value_format(value))}"
+                    f"<title>{escape(label)}: {escape(item.name)} {escape(percent_format(value))}"
                     "</title></rect>"
                 )
             short = label if len(label) <= BAR_LABEL_CHARS else label[: BAR_LABEL_CHARS - 1] + "…"
             parts.append(_text(LEFT + (index + 0.5) * group, HEIGHT - 12, short, anchor="middle"))
         return parts
 
-    return _chart(chart_id, title, description, labels, series, label_heading, value_format, plot)
+    return _chart(chart_id, title, description, labels, series, label_heading, percent_format, plot)
 
 
 def _chart(

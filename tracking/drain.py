@@ -13,10 +13,10 @@ is counted twice, with any number of drains running at once and any of them kill
 
 A drain killed (or failing) before its COMMIT leaves its claim behind; once older than
 CLAIM_TIMEOUT_S (far longer than any drain transaction) a later drain takes it over and drains
-it under the same key. One killed after its COMMIT but before the release leaves a claim whose key is already in
-DrainedBatch: draining it again writes nothing. Chunks the web processes spooled to PostgreSQL
-while Redis was away (SpooledEvents) are drained too, each row stored and deleted in one
-transaction.
+it under the same key. One killed after its COMMIT but before the release leaves a claim whose
+key is already in DrainedBatch: draining it again writes nothing. Chunks the web processes
+spooled to PostgreSQL while Redis was away (SpooledEvents) are drained too, each row stored and
+deleted in one transaction.
 
 A drain runs until there is nothing left or its time budget is spent. Malformed lines are
 counted, logged and skipped: they never fail the rest of their batch.

@@ -3,7 +3,7 @@
 Each month is its own table (tracking_event_y2026m11), so an old month is archived or dropped by
 detaching one table, never by a DELETE over billions of rows. A DEFAULT partition takes whatever
 no month holds (an ESP event stamped long ago), so no event is ever refused for want of a
-partition. `partitions_ensure` (beat, daily; also the migration and `manage.py
+partition. `partitions_ensure` (beat, every six hours; also the migration and `manage.py
 tracking_partitions`) creates the current month and the next ones ahead of time. Should a month
 be created late, after rows for it landed in the default partition, those rows are moved into it
 in the same transaction.

@@ -40,14 +40,6 @@ HOURLY_CHART_HOURS = 7 * 24
 RECENT_BROADCASTS_CHARTED = 10
 GROWTH_PERIODS = (30, 90)
 TIMELINE_SIZE = 50
-TIMELINE_KINDS = (
-    EventKind.OPEN,
-    EventKind.CLICK,
-    EventKind.BOUNCE,
-    EventKind.SOFT_BOUNCE,
-    EventKind.COMPLAINT,
-    EventKind.UNSUBSCRIBE,
-)
 
 
 def _rate(part: int, base: int) -> float | None:
@@ -56,7 +48,7 @@ def _rate(part: int, base: int) -> float | None:
 
 def rate_label(rate: float | None) -> str:
     """A rate as "42.1%", or "—" when there is nothing to take it from (nobody sent to yet)."""
-    return "—" if rate is None else f"{rate:.1f}%"
+    return "—" if rate is None else charts.percent_format(rate)
 
 
 # --- Rates and the broadcast report's figures -------------------------------------------------
@@ -307,6 +299,7 @@ class Timeline:
     older: str | None
 
 
+# The kinds on the timeline, with their CSS class and label.
 _EVENT_LABELS = {
     EventKind.OPEN: ("opened", "Opened"),
     EventKind.CLICK: ("clicked", "Clicked a link in"),
@@ -368,7 +361,9 @@ def subscriber_timeline(
     columns = ("at", "source", "id", "kind", "machine", "broadcast_id", "subject", "url")
     events = (
         DeliveryActivity.objects.filter(
-            subscriber_id=subscriber.id, account_id=subscriber.account_id, kind__in=TIMELINE_KINDS
+            subscriber_id=subscriber.id,
+            account_id=subscriber.account_id,
+            kind__in=list(_EVENT_LABELS),
         )
         # Its per-link rows say which link was clicked; the link 0 row would repeat them.
         .exclude(kind=EventKind.CLICK, link_id=0)
@@ -474,7 +469,7 @@ def list_growth(*, account, days: int) -> Growth:
     )
 
 
-def recent_rates_chart(*, account, count: int = RECENT_BROADCASTS_CHARTED) -> charts.Chart:
+def recent_rates_chart(*, account) -> charts.Chart:
     """Open and click rates (people) of the account's latest broadcasts that went out, oldest
     first: two queries."""
     broadcasts = list(
@@ -482,7 +477,7 @@ def recent_rates_chart(*, account, count: int = RECENT_BROADCASTS_CHARTED) -> ch
             account=account, state__in=Broadcast.STARTED_STATES, sent_count__gt=0
         )
         .only("id", "subject", "sent_count")
-        .order_by("-id")[:count]
+        .order_by("-id")[:RECENT_BROADCASTS_CHARTED]
     )[::-1]
     rates = broadcast_rates(broadcasts=broadcasts)
     return charts.bar_chart(

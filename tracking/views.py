@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from django.http import Http404
 from django.shortcuts import redirect, render
-from django.urls import NoReverseMatch, reverse
 
 from broadcasts.models import Broadcast
 from convertkit.paging import page_cursor
@@ -29,13 +28,6 @@ def _sent_broadcast(request, broadcast_id: int) -> Broadcast | None:
     return None if broadcast.is_editable else broadcast
 
 
-def _resend_url(broadcast: Broadcast) -> str | None:
-    try:
-        return reverse("broadcast_resend_unopened", kwargs={"pk": broadcast.id})
-    except NoReverseMatch:
-        return None
-
-
 @account_required
 def broadcast_report(request, broadcast_id: int):
     broadcast = _sent_broadcast(request, broadcast_id)
@@ -57,7 +49,6 @@ def broadcast_report(request, broadcast_id: int):
                 ("complained", "Marked as spam", figures.complaints),
                 ("unsubscribed", "Unsubscribed", figures.unsubscribes),
             ],
-            "resend_url": _resend_url(broadcast),
         },
     )
 

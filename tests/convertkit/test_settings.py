@@ -93,6 +93,8 @@ def test_site_url_without_a_scheme_is_refused():
         ("DATABASE_CONN_MAX_AGE", "-1", "use at least 0"),
         ("EMAIL_PORT", "smtp", "use a whole number"),
         ("IMPORT_MAX_BYTES", "1GB", "use a whole number"),
+        ("BROADCAST_PAUSE_FAILURE_RATE", "20%", "use a number from 0 to 1"),
+        ("BROADCAST_PAUSE_FAILURE_RATE", "1.5", "use a number from 0 to 1"),
     ],
 )
 def test_numbers_that_are_not_numbers_or_too_small_are_refused(name, value, message):

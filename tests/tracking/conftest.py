@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 
+import psycopg2
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from broadcasts.models import Broadcast, Delivery
@@ -51,8 +53,31 @@ def sent_broadcast(db):
                 sent_at=sent_at,
                 esp_message_id=f"esp-{broadcast.pk}-{n}",
             )
-        for position, url in enumerate(links):
+        for position, url in enumerate(links, start=1):  # as links_create numbers them
             Link.objects.create(account=account, broadcast=broadcast, url=url, position=position)
         return broadcast
 
     return make
+
+
+def database_connect():
+    """A connection to the test database of its own, outside Django's: to hold a lock or an
+    uncommitted row while the code under test runs."""
+    database = connection.settings_dict
+    return psycopg2.connect(
+        dbname=database["NAME"],
+        user=database["USER"],
+        host=database["HOST"] or "127.0.0.1",
+        port=database["PORT"] or 5432,
+    )
+
+
+def lock_waits(conn) -> int:
+    """How many sessions of the test database wait for a lock (`conn` in autocommit:
+    pg_stat_activity stays as first read within a transaction)."""
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0]

@@ -12,13 +12,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import psycopg2
 import pytest
 from django.db import connection
 from django.db.models import Sum
 
 from convertkit.redis import redis_client
 from tests.broadcasts.conftest import process_env, wait_until
+from tests.tracking.conftest import database_connect, lock_waits
 from tests.tracking.recording import (  # noqa: F401 - fixtures
     click_path,
     empty_recording,
@@ -253,15 +253,9 @@ def _blocked_on_rollups(lock_conn) -> bool:
 def test_a_worker_killed_in_the_middle_of_a_drain_loses_and_double_counts_nothing(sent_broadcast):
     broadcast = sent_broadcast(recipients=20)
     sent = _traffic(broadcast, rounds=2)
-    database = connection.settings_dict
     # The test holds the rollup table, so the worker's drain stops mid-transaction: its events
     # and batch marker written, not committed.
-    lock_conn = psycopg2.connect(
-        dbname=database["NAME"],
-        user=database["USER"],
-        host=database["HOST"] or "127.0.0.1",
-        port=database["PORT"] or 5432,
-    )
+    lock_conn = database_connect()
     worker = _worker_start()
     try:
         with lock_conn.cursor() as cursor:
@@ -294,31 +288,13 @@ def test_a_worker_killed_in_the_middle_of_a_drain_loses_and_double_counts_nothin
     assert _nothing_left()
 
 
-def _lock_waits(conn) -> int:
-    with conn.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-        return cursor.fetchone()[0]
-
-
 @pytest.mark.django_db(transaction=True)
 def test_a_slow_drain_whose_claim_is_taken_over_and_the_taker_count_the_batch_once(
     sent_broadcast,
 ):
     broadcast = sent_broadcast(recipients=5)
     sent = _traffic(broadcast)
-    database = connection.settings_dict
-    lock_conn, watcher = (
-        psycopg2.connect(
-            dbname=database["NAME"],
-            user=database["USER"],
-            host=database["HOST"] or "127.0.0.1",
-            port=database["PORT"] or 5432,
-        )
-        for _ in range(2)
-    )
+    lock_conn, watcher = database_connect(), database_connect()
     watcher.autocommit = True  # pg_stat_activity stays as first read within a transaction
     key = batch_claim()
     results, errors = {}, []
@@ -345,9 +321,9 @@ def test_a_slow_drain_whose_claim_is_taken_over_and_the_taker_count_the_batch_on
         with lock_conn.cursor() as cursor:
             cursor.execute("LOCK TABLE tracking_rollup IN EXCLUSIVE MODE")
         slow.start()
-        wait_until(lambda: _lock_waits(watcher) == 1)
+        wait_until(lambda: lock_waits(watcher) == 1)
         taker.start()
-        wait_until(lambda: not taker.is_alive() or _lock_waits(watcher) == 2)
+        wait_until(lambda: not taker.is_alive() or lock_waits(watcher) == 2)
     finally:
         lock_conn.rollback()
         lock_conn.close()

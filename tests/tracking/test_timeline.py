@@ -120,7 +120,8 @@ def test_a_malformed_cursor_shows_the_latest_activity(alice_client, sent_broadca
     broadcast = sent_broadcast(recipients=1, account=account_a, links=())
     subscriber = broadcast.delivery_set.get().subscriber
     url = reverse("subscriber_activity", args=[subscriber.id])
-    for cursor in ("abc", "1.2.3", "99999999999999999999.1.1", "1.1"):
+    # The last one fits the length check but lies past the year 9999.
+    for cursor in ("abc", "1.2.3", "99999999999999999999.1.1", "1.1", "999999999999999999.1.1"):
         response = alice_client.get(f"{url}?before={cursor}")
         assert response.status_code == 200
         assert entries_on(response) == ["Sent “Soup season”"]
@@ -141,18 +142,18 @@ def test_the_timeline_costs_the_same_queries_for_1_entry_as_for_50(
     quiet = sent_broadcast(recipients=1, account=account_a).delivery_set.get()
     quiet_count = queries_for_page(alice_client, detail_url(quiet.subscriber))
 
-    busy = sent_broadcast(recipients=1, account=account_a).delivery_set.get()
-    links = list(busy.broadcast.links.all())
+    # A first click on each of 60 links: 60 entries and the send, more than a page holds.
+    links = tuple(f"https://example.com/soup/{n}" for n in range(60))
+    busy = sent_broadcast(recipients=1, account=account_a, links=links).delivery_set.get()
     moment = busy.sent_at + dt.timedelta(minutes=5)
     events_store(
         [
-            TrackedEvent(
-                EventKind.CLICK, moment + dt.timedelta(minutes=n), busy.pk, links[n % 2].pk
-            )
-            for n in range(60)
+            TrackedEvent(EventKind.CLICK, moment + dt.timedelta(minutes=n), busy.pk, link.pk)
+            for n, link in enumerate(busy.broadcast.links.all())
         ]
     )
     assert queries_for_page(alice_client, detail_url(busy.subscriber)) == quiet_count
+    assert len(entries_on(alice_client.get(detail_url(busy.subscriber)))) == 50
 
 
 def test_paging_the_timeline_at_any_size_gives_every_entry_once_in_order(sent_broadcast, account_a):

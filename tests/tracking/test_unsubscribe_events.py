@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import threading
 
-import psycopg2
 import pytest
 from django.db import connection
 from django.db.models import Sum
@@ -19,6 +18,7 @@ from subscribers.models import Subscriber
 from subscribers.unsubscribe import unsubscribe_token
 from tests.broadcasts.conftest import wait_until
 from tests.factories import SubscriberFactory
+from tests.tracking.conftest import database_connect, lock_waits
 from tracking.models import DeliveryActivity, Event, EventKind, Rollup
 from tracking.services import (
     UNSUBSCRIBE_ATTRIBUTION_DAYS,
@@ -142,29 +142,11 @@ def test_resubscribing_and_leaving_again_counts_the_new_broadcast(mail_client, r
     assert (_unsubscribes(first), _unsubscribes(second)) == (1, 1)
 
 
-def _lock_waits(conn) -> int:
-    with conn.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-        return cursor.fetchone()[0]
-
-
 @pytest.mark.django_db(transaction=True)
 def test_an_unsubscribe_and_a_bounce_in_one_account_at_once_both_go_through(sent_broadcast):
     broadcast = sent_broadcast(recipients=2)
     bounced, leaving = broadcast.delivery_set.select_related("subscriber").order_by("id")
-    database = connection.settings_dict
-    holder, watcher = (
-        psycopg2.connect(
-            dbname=database["NAME"],
-            user=database["USER"],
-            host=database["HOST"] or "127.0.0.1",
-            port=database["PORT"] or 5432,
-        )
-        for _ in range(2)
-    )
+    holder, watcher = database_connect(), database_connect()
     watcher.autocommit = True  # pg_stat_activity stays as first read within a transaction
     # An uncommitted activity row of the leaving reader's delivery stops the unsubscribe just
     # before its own, holding what it wrote until then; the bounce runs into that meanwhile.
@@ -203,9 +185,9 @@ def test_an_unsubscribe_and_a_bounce_in_one_account_at_once_both_go_through(sent
     )
     try:
         unsubscribe.start()
-        wait_until(lambda: _lock_waits(watcher) == 1)
+        wait_until(lambda: lock_waits(watcher) == 1)
         bounce.start()
-        wait_until(lambda: not bounce.is_alive() or _lock_waits(watcher) == 2)
+        wait_until(lambda: not bounce.is_alive() or lock_waits(watcher) == 2)
     finally:
         holder.rollback()
         holder.close()
