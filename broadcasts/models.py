@@ -147,7 +147,7 @@ class Delivery(models.Model):
         SKIPPED = 6, "Skipped"
         CANCELLED = 7, "Cancelled"
 
-    # Not yet finished: what the sweeper and the progress page count as remaining.
+    # Not yet finished: a broadcast with none of these left is sent (broadcast_finish_if_done).
     OPEN_STATES = (State.QUEUED, State.CLAIMED, State.SENDING)
 
     # No database foreign keys: checking two per row at COMMIT made the fan-out of a million

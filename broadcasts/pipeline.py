@@ -33,6 +33,8 @@ from subscribers.models import Subscriber
 logger = logging.getLogger(__name__)
 
 S = Delivery.State
+# Deliveries not yet finished, as an SQL list.
+_OPEN_STATES_SQL = ", ".join(str(int(state)) for state in Delivery.OPEN_STATES)
 # A task stops claiming more work after this long and queues the rest of its range again, so
 # no claim is ever held long enough for the sweeper to think its task died.
 TASK_TIME_BUDGET = 120.0
@@ -117,7 +119,7 @@ def broadcast_finish_if_done(*, broadcast_id: int) -> bool:
             UPDATE broadcasts_broadcast SET state = %s, sent_at = now(), updated_at = now()
             WHERE id = %s AND state = %s AND fanned_out_at IS NOT NULL AND NOT EXISTS (
                 SELECT 1 FROM broadcasts_delivery WHERE broadcast_id = %s
-                AND state IN ({int(S.QUEUED)}, {int(S.CLAIMED)}, {int(S.SENDING)}))
+                AND state IN ({_OPEN_STATES_SQL}))
             """,
             [Broadcast.State.SENT, broadcast_id, Broadcast.State.SENDING, broadcast_id],
         )
@@ -139,6 +141,10 @@ _STATUS_STATE = {
     "skipped": S.SKIPPED,
     "cancelled": S.CANCELLED,
 }
+# The CASE arms of outcomes_record's final states, written once rather than per send call.
+_STATE_CASE = " ".join(
+    f"WHEN '{status}' THEN {int(state)}" for status, state in _STATUS_STATE.items()
+)
 
 
 def outcomes_record(
@@ -161,9 +167,6 @@ def outcomes_record(
             outcome.esp_message_id[:255],
             outcome.error[:500],
         ]
-    state_case = " ".join(
-        f"WHEN '{status}' THEN {int(state)}" for status, state in _STATUS_STATE.items()
-    )
     max_attempts = settings.BROADCAST_MAX_ATTEMPTS
     with connection.cursor() as cursor:
         cursor.execute(
@@ -175,7 +178,7 @@ def outcomes_record(
                         WHEN v.status = 'retry' AND d.attempts + 1 >= {max_attempts}
                             THEN {int(S.FAILED)}
                         WHEN v.status IN ('retry', 'released') THEN {int(S.QUEUED)}
-                        ELSE (CASE v.status {state_case} END) END,
+                        ELSE (CASE v.status {_STATE_CASE} END) END,
                     attempts = d.attempts + (v.status NOT IN ('skipped', 'released',
                                                               'cancelled'))::int,
                     claim = CASE WHEN v.status IN ('retry', 'released') THEN NULL

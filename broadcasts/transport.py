@@ -33,7 +33,6 @@ without it; their events are matched by the ESP message id alone.
 from __future__ import annotations
 
 import email.policy
-import inspect
 import json
 import logging
 import re
@@ -58,6 +57,8 @@ from django.core import mail
 from django.core.mail import EmailMessage
 from django.core.mail.backends.smtp import EmailBackend as SmtpBackend
 
+from broadcasts.rendering.mime import MESSAGE_TAKES_POLICY
+
 logger = logging.getLogger(__name__)
 
 SENT, FAILED, RETRY, UNKNOWN = "sent", "failed", "retry", "unknown"
@@ -73,8 +74,6 @@ _ADDR_SPEC = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Z
 _PLAIN_ADDRESS = re.compile(
     rf'(?:(?:[^<>,;:@"\\\r\n]*|"[^"\\\r\n]*")\s*<({_ADDR_SPEC})>|({_ADDR_SPEC}))'
 )
-# Django 6 passes an email policy to message(); 5.2 has no such argument.
-_MESSAGE_TAKES_POLICY = "policy" in inspect.signature(EmailMessage.message).parameters
 # Postmark takes at most 50 MB per batch request and 10 MB per message.
 POSTMARK_BATCH_BYTES = 45 * 1024 * 1024
 POSTMARK_MESSAGE_BYTES = 10 * 1024 * 1024
@@ -288,15 +287,15 @@ class SmtpTransport(Transport):
     def _envelope(self, message) -> tuple[str, list[str], bytes]:
         """What Django's SMTP backend sends for `message` (its _send): the envelope addresses
         and the bytes. Plain ASCII addresses are read with a regular expression; anything else
-        goes through the backend's own checks (Django's address parser costs about 0.1 ms an
-        address, a fifth of a message's whole cost)."""
+        goes through the backend's own checks (Django 6.1's prep_address took 0.15 ms an address
+        here, the regular expression 0.001 ms)."""
         from_addr = self._addresses.get(message.from_email)
         if from_addr is None:
             from_addr = self._address(message.from_email, message)
             if len(self._addresses) < 64:
                 self._addresses[message.from_email] = from_addr
         to_addrs = [self._address(address, message) for address in message.recipients()]
-        if _MESSAGE_TAKES_POLICY:
+        if MESSAGE_TAKES_POLICY:
             data = message.message(policy=email.policy.SMTP).as_bytes()
         else:  # Django 5.2
             data = message.message().as_bytes(linesep="\r\n")

@@ -17,7 +17,7 @@ from django.core.mail import EmailMultiAlternatives, make_msgid
 from django.utils.html import escape, linebreaks
 
 from subscribers.models import Subscriber
-from subscribers.unsubscribe import unsubscribe_headers, unsubscribe_url
+from subscribers.unsubscribe import unsubscribe_links
 
 _BODY_CLOSE_RE = re.compile(r"</body\s*>", re.IGNORECASE)
 
@@ -112,14 +112,14 @@ def subscriber_email_build(
 
     from_email = account_from_email(account)
     to = subscriber_to_email(subscriber)
+    url, unsubscribe = unsubscribe_links(subscriber=subscriber)
     headers = {
-        **unsubscribe_headers(subscriber=subscriber),
+        **unsubscribe,
         "Message-ID": message_id or make_msgid(domain=urlparse(settings.SITE_URL).hostname),
     }
     for name, value in [("Subject", subject), ("From", from_email), ("To", to), *headers.items()]:
         header_check(name, value)
 
-    url = unsubscribe_url(subscriber=subscriber)
     message = EmailMultiAlternatives(
         subject=subject,
         body=text_body + footer_text(account=account, url=url),

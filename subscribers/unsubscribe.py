@@ -103,11 +103,18 @@ def unsubscribe_url(*, subscriber: Subscriber) -> str:
     return _url(unsubscribe_token(subscriber=subscriber))
 
 
-def unsubscribe_headers(*, subscriber: Subscriber) -> dict[str, str]:
-    """List-Unsubscribe (RFC 2369) and List-Unsubscribe-Post (RFC 8058) for an outgoing email
-    (the token is signed once for both addresses: this runs for every recipient of a broadcast)."""
+def unsubscribe_links(*, subscriber: Subscriber) -> tuple[str, dict[str, str]]:
+    """The unsubscribe page's URL, and List-Unsubscribe (RFC 2369) with List-Unsubscribe-Post
+    (RFC 8058) for an outgoing email. The token is signed once for all three addresses: this
+    runs for every recipient of a broadcast."""
     token = unsubscribe_token(subscriber=subscriber)
-    return {
-        "List-Unsubscribe": f"<{_url(token)}>, <mailto:{_mailto(token)}>",
+    url = _url(token)
+    return url, {
+        "List-Unsubscribe": f"<{url}>, <mailto:{_mailto(token)}>",
         "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
     }
+
+
+def unsubscribe_headers(*, subscriber: Subscriber) -> dict[str, str]:
+    """The unsubscribe headers of an outgoing email (see unsubscribe_links)."""
+    return unsubscribe_links(subscriber=subscriber)[1]

@@ -66,7 +66,7 @@ from subscribers.mail import (
     subscriber_to_email,
 )
 from subscribers.models import CustomField, Subscriber
-from subscribers.unsubscribe import unsubscribe_headers, unsubscribe_url
+from subscribers.unsubscribe import unsubscribe_links, unsubscribe_url
 from tracking.links import (
     MAX_LINKS,
     OPEN_MARKER,
@@ -317,9 +317,7 @@ class BroadcastRenderer:
             raise SubscriberNotMailable(
                 f"Subscriber {subscriber.pk} is {subscriber.state}: no email may be sent to them."
             )
-        headers = unsubscribe_headers(subscriber=subscriber)
-        # List-Unsubscribe is "<https URL>, <mailto:...>": its first URL is the link.
-        url = headers["List-Unsubscribe"][1 : headers["List-Unsubscribe"].index(">")]
+        url, headers = unsubscribe_links(subscriber=subscriber)
         subject, html, text = self._compiled.render(
             {
                 "subscriber": _subscriber_context(subscriber, self._compiled.keys),

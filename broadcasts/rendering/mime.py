@@ -37,8 +37,10 @@ from email.utils import formatdate
 
 from django.core.mail import EmailMultiAlternatives
 
+from subscribers.mail import header_check
+
 # Django 6 passes the policy to message(); Django 5.2 has no such argument.
-_MESSAGE_TAKES_POLICY = "policy" in inspect.signature(EmailMultiAlternatives.message).parameters
+MESSAGE_TAKES_POLICY = "policy" in inspect.signature(EmailMultiAlternatives.message).parameters
 # Headers the skeleton writes itself; any other extra header is written as given.
 _OWN_HEADERS = {
     "from",
@@ -94,8 +96,7 @@ def header_line(name: str, value: str, linesep: str, *, encoded: bool = False) -
     (non-ASCII, a word too long for any line, or text that looks like an RFC 2047 encoded word
     unless `encoded` says it is one, as formataddr writes a non-ASCII name). ValueError for a
     line break."""
-    if "\r" in value or "\n" in value:
-        raise ValueError(f"{name} must not contain a line break: {value!r}")
+    header_check(name, value)
     if not _PLAIN_HEADER.fullmatch(value) or ("=?" in value and not encoded):
         return None
     if len(name) + 2 + len(value) <= _LINE_LIMIT:
@@ -291,6 +292,6 @@ class BroadcastEmail(EmailMultiAlternatives):
         data = self.skeleton.serialise(self, policy)
         if data is not None:
             return PrebuiltMessage(data, policy)
-        if _MESSAGE_TAKES_POLICY:
+        if MESSAGE_TAKES_POLICY:
             return super().message(policy=policy)
         return super().message()

@@ -11,7 +11,13 @@ from broadcasts.models import Broadcast
 from broadcasts.progress import broadcast_progress
 from subscribers.management.commands._progress import ProgressBar
 
-FINAL_STATES = (Broadcast.State.SENT, Broadcast.State.CANCELLED, Broadcast.State.DRAFT)
+# Where --watch stops: nothing more will go out until someone acts.
+STOP_STATES = (
+    Broadcast.State.SENT,
+    Broadcast.State.CANCELLED,
+    Broadcast.State.DRAFT,
+    Broadcast.State.PAUSED,
+)
 
 
 class Command(BaseCommand):
@@ -36,7 +42,7 @@ class Command(BaseCommand):
         while True:
             progress = broadcast_progress(broadcast=broadcast)
             finished = progress.total - progress.remaining
-            done = broadcast.state in FINAL_STATES or broadcast.state == Broadcast.State.PAUSED
+            done = broadcast.state in STOP_STATES
             if options["watch"]:
                 bar.update(finished, progress.total, progress_note(progress), force=done)
             if not options["watch"] or done:
