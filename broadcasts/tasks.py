@@ -1,18 +1,18 @@
-"""Thin Celery tasks over broadcasts.pipeline; routes in settings: fan_out* -> fanout,
-send* -> send, the rest -> default. Every task is safe to run twice (acks_late redelivers a
-task whose worker died)."""
+"""Thin Celery tasks over broadcasts.pipeline, each naming its queue. Every task is safe to run
+twice (acks_late redelivers a task whose worker died)."""
 
 from __future__ import annotations
 
 import logging
-from smtplib import SMTPException
 
 from celery import shared_task
+
+from convertkit.celery import MAIL_RETRY
 
 logger = logging.getLogger(__name__)
 
 
-@shared_task(name="broadcasts.fan_out", ignore_result=True)
+@shared_task(name="broadcasts.fan_out", queue="fanout", ignore_result=True)
 def fan_out(broadcast_id: int) -> None:
     """Snapshots the audience into deliveries (once) and publishes the send batches."""
     from broadcasts.pipeline import fan_out as fan_out_run
@@ -20,7 +20,7 @@ def fan_out(broadcast_id: int) -> None:
     fan_out_run(broadcast_id=broadcast_id)
 
 
-@shared_task(name="broadcasts.send_batch", ignore_result=True)
+@shared_task(name="broadcasts.send_batch", queue="send", ignore_result=True)
 def send_batch(broadcast_id: int, first_id: int, last_id: int) -> None:
     """Sends one id range of a broadcast's deliveries; queues itself again (with a countdown)
     for what must wait: retries backing off, a rate limit, the task's time budget."""
@@ -31,14 +31,14 @@ def send_batch(broadcast_id: int, first_id: int, last_id: int) -> None:
         send_batch.apply_async((broadcast_id, first_id, last_id), countdown=again)
 
 
-@shared_task(name="broadcasts.cancel_deliveries", ignore_result=True)
+@shared_task(name="broadcasts.cancel_deliveries", queue="default", ignore_result=True)
 def cancel_deliveries(broadcast_id: int) -> None:
     from broadcasts.pipeline import deliveries_cancel
 
     deliveries_cancel(broadcast_id=broadcast_id)
 
 
-@shared_task(name="broadcasts.sweep", ignore_result=True)
+@shared_task(name="broadcasts.sweep", queue="default", ignore_result=True)
 def sweep() -> None:
     """Unknown, released and republished work of lost tasks (celery beat, every minute)."""
     from broadcasts.pipeline import sweep as sweep_run
@@ -48,7 +48,7 @@ def sweep() -> None:
         logger.warning("Broadcast sweep: %s", report)
 
 
-@shared_task(name="broadcasts.start_scheduled", ignore_result=True)
+@shared_task(name="broadcasts.start_scheduled", queue="default", ignore_result=True)
 def start_scheduled() -> None:
     """Starts the scheduled broadcasts whose time has come (celery beat, every minute)."""
     from broadcasts.services import broadcasts_due_send
@@ -56,13 +56,7 @@ def start_scheduled() -> None:
     broadcasts_due_send()
 
 
-@shared_task(
-    name="broadcasts.test_send",
-    ignore_result=True,
-    autoretry_for=(OSError, SMTPException),
-    retry_backoff=5,
-    max_retries=3,
-)
+@shared_task(name="broadcasts.send_test", queue="default", ignore_result=True, **MAIL_RETRY)
 def send_test(broadcast_id: int, to_email: str, subscriber_id: int | None = None) -> None:
     """Sends a test copy of the broadcast as saved to `to_email` (the creator), with the data
     of the subscriber `subscriber_id` of the same account (sample data when None)."""

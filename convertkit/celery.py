@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from smtplib import SMTPException
 
 from celery import Celery
 
@@ -11,3 +12,13 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "convertkit.settings")
 app = Celery("convertkit")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+# The one retry policy of every task that sends an email outside the send pipeline (account
+# mail, subscriber mail, broadcast tests): a mail server or ESP briefly out of reach is tried
+# again with backoff, a bounded number of times, so an outage is not amplified.
+MAIL_RETRY = {
+    "autoretry_for": (OSError, SMTPException),
+    "retry_backoff": 5,
+    "retry_backoff_max": 300,
+    "max_retries": 5,
+}

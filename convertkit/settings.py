@@ -141,7 +141,8 @@ SESSION_ENGINE = "django.contrib.sessions.backends.db"
 # acks_late + reject_on_worker_lost: a task is acknowledged only after it ran, so a worker killed
 # mid-task leaves it on the queue for another worker (every task is safe to run twice).
 # The visibility timeout is longer than any countdown we schedule, so Redis never hands a task that
-# is merely waiting to a second worker. JSON only, results ignored, prefetch one.
+# is merely waiting to a second worker. JSON only, results ignored, prefetch one. Each task names
+# its queue on its decorator (no routing table).
 CELERY_BROKER_URL = REDIS_URL
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {
@@ -152,11 +153,6 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 CELERY_QUEUE_NAMES = ("fanout", "send", "tracking", "default")
 CELERY_TASK_QUEUES = [Queue(name) for name in CELERY_QUEUE_NAMES]
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {
-    "broadcasts.fan_out*": {"queue": "fanout"},
-    "broadcasts.send*": {"queue": "send"},
-    "tracking.*": {"queue": "tracking"},
-}
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_TASK_IGNORE_RESULT = True

@@ -3,15 +3,11 @@ from __future__ import annotations
 from celery import shared_task
 
 from convertkit import services
+from convertkit.celery import MAIL_RETRY
 
 
 @shared_task(
-    name="convertkit.send_account_email",
-    ignore_result=True,
-    autoretry_for=(OSError,),
-    retry_backoff=5,
-    retry_backoff_max=300,
-    max_retries=5,
+    name="convertkit.send_account_email", queue="default", ignore_result=True, **MAIL_RETRY
 )
 def send_account_email(*, to: str, subject: str, body: str, html_body: str | None = None) -> None:
     """Sends a message to a creator (password reset, notices); retried on connection errors."""

@@ -1,26 +1,19 @@
 from __future__ import annotations
 
 import logging
-from smtplib import SMTPException
 
 from celery import shared_task
 
-logger = logging.getLogger(__name__)
+from convertkit.celery import MAIL_RETRY
 
-_MAIL_RETRY = {
-    "ignore_result": True,
-    "autoretry_for": (OSError, SMTPException),
-    "retry_backoff": 5,
-    "retry_backoff_max": 300,
-    "max_retries": 5,
-}
+logger = logging.getLogger(__name__)
 
 # run_import and run_bulk_action never retry: an error marks the Job failed with a message for the
 # creator. What protects them is acks_late (settings): a worker killed mid-run leaves the message
 # on the queue, and the next worker runs the job again (both are safe to run twice).
 
 
-@shared_task(name="subscribers.run_import", ignore_result=True)
+@shared_task(name="subscribers.run_import", queue="default", ignore_result=True)
 def run_import(job_id: int) -> None:
     """Imports the CSV of an import Job (safe to run again: the merge is an upsert)."""
     from subscribers import importer
@@ -28,7 +21,7 @@ def run_import(job_id: int) -> None:
     importer.import_job_run(job_id=job_id)
 
 
-@shared_task(name="subscribers.run_bulk_action", ignore_result=True)
+@shared_task(name="subscribers.run_bulk_action", queue="default", ignore_result=True)
 def run_bulk_action(job_id: int) -> None:
     """Applies a bulk action Job (tag, untag, unsubscribe, delete) to its filtered set, in batches."""
     from subscribers import bulk
@@ -36,7 +29,9 @@ def run_bulk_action(job_id: int) -> None:
     bulk.bulk_job_run(job_id=job_id)
 
 
-@shared_task(name="subscribers.send_subscriber_email", **_MAIL_RETRY)
+@shared_task(
+    name="subscribers.send_subscriber_email", queue="default", ignore_result=True, **MAIL_RETRY
+)
 def send_subscriber_email(
     subscriber_id: int,
     subject: str,
@@ -65,7 +60,9 @@ def send_subscriber_email(
         logger.info("Email %r not sent: %s", subject, refused)
 
 
-@shared_task(name="subscribers.send_form_confirmation", **_MAIL_RETRY)
+@shared_task(
+    name="subscribers.send_form_confirmation", queue="default", ignore_result=True, **MAIL_RETRY
+)
 def send_form_confirmation(signup_id: int) -> None:
     """Sends a signup's confirmation email, unless it was confirmed in the meantime."""
     from subscribers.signup_mail import signup_confirmation_send
@@ -73,7 +70,9 @@ def send_form_confirmation(signup_id: int) -> None:
     signup_confirmation_send(signup_id=signup_id)
 
 
-@shared_task(name="subscribers.send_form_incentive", **_MAIL_RETRY)
+@shared_task(
+    name="subscribers.send_form_incentive", queue="default", ignore_result=True, **MAIL_RETRY
+)
 def send_form_incentive(signup_id: int) -> None:
     """Sends the form's incentive to a confirmed or subscribed signup."""
     from subscribers.signup_mail import signup_incentive_send
@@ -81,7 +80,7 @@ def send_form_incentive(signup_id: int) -> None:
     signup_incentive_send(signup_id=signup_id)
 
 
-@shared_task(name="subscribers.flush_form_views", ignore_result=True)
+@shared_task(name="subscribers.flush_form_views", queue="default", ignore_result=True)
 def flush_form_views() -> None:
     """Moves form view counts from Redis to the database (celery beat, every minute)."""
     from subscribers.form_counters import form_views_flush

@@ -31,15 +31,49 @@ def test_the_four_queues_are_declared_and_default_is_the_default():
     [
         ("broadcasts.fan_out", "fanout"),
         ("broadcasts.send_batch", "send"),
-        ("tracking.record_events", "tracking"),
+        ("broadcasts.send_test", "default"),
+        ("tracking.drain", "tracking"),
         ("convertkit.send_account_email", "default"),
         ("subscribers.run_import", "default"),
     ],
 )
 def test_tasks_are_routed_to_their_queue(task_name, queue):
-    route = app.amqp.router.route({}, task_name)
+    app.loader.import_default_modules()
+    message = app.amqp.router.route(app.tasks[task_name]._get_exec_options(), task_name)
 
-    assert route["queue"].name == queue
+    assert message["queue"].name == queue
+
+
+def test_every_task_names_one_of_the_four_queues_on_its_decorator():
+    """No routing table to keep in step with task names: each task says where it runs."""
+    assert not app.conf.task_routes
+    for task in _our_tasks():
+        if task.name.startswith("tests."):
+            continue
+        assert task.queue in QUEUES, task.name
+
+
+def test_mail_tasks_share_one_bounded_retry_policy():
+    mail_tasks = [
+        "broadcasts.send_test",
+        "convertkit.send_account_email",
+        "subscribers.send_subscriber_email",
+        "subscribers.send_form_confirmation",
+        "subscribers.send_form_incentive",
+    ]
+    policies = {
+        (
+            tuple(app.tasks[name].autoretry_for),
+            app.tasks[name].retry_backoff,
+            app.tasks[name].retry_backoff_max,
+            app.tasks[name].max_retries,
+        )
+        for name in mail_tasks
+    }
+
+    assert len(policies) == 1
+    ((_errors, _backoff, _backoff_max, max_retries),) = policies
+    assert 0 < max_retries <= 10
 
 
 def test_every_task_is_acknowledged_only_after_it_ran():
