@@ -32,23 +32,23 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 run: install
-	$(PY) -m convertkit.devstack run
+	$(PY) -m convertkit.dev.devstack run
 
 test: install
-	$(PY) -m convertkit.devstack test $(ARGS)
+	$(PY) -m convertkit.dev.devstack test $(ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
 bench-pages: install
-	$(PY) -m convertkit.devstack bench bench/pages.py $(ARGS)
+	$(PY) -m convertkit.dev.devstack bench bench/pages.py $(ARGS)
 
 bench-broadcast: install
-	$(PY) -m convertkit.devstack bench bench/broadcast.py $(ARGS)
+	$(PY) -m convertkit.dev.devstack bench bench/broadcast.py $(ARGS)
 
 bench-tracking: install
-	$(PY) -m convertkit.devstack bench bench/tracking.py $(ARGS)
+	$(PY) -m convertkit.dev.devstack bench bench/tracking.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .local staticfiles

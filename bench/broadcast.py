@@ -1,6 +1,6 @@
 """One broadcast through the real send pipeline, beside the limit of the same receiver.
 
-    python -m convertkit.devstack bench bench/broadcast.py --transport esp --recipients 1300000
+    python -m convertkit.dev.devstack bench bench/broadcast.py --transport esp --recipients 1300000
     (or: DATABASE_URL=... REDIS_URL=... python bench/broadcast.py --transport smtp ...)
 
 1. Creates its own database (convertkit_bench_broadcast beside the one in DATABASE_URL; dropped
@@ -195,7 +195,7 @@ def receiver_start(kind: str) -> Receiver:
 
 def redis_binary() -> str | None:
     with contextlib.suppress(Exception):
-        from convertkit.devstack import redis_server_binary
+        from convertkit.dev.devstack import redis_server_binary
 
         binary = redis_server_binary()
         if binary.exists():
@@ -207,7 +207,7 @@ def redis_start(workdir: Path) -> tuple[subprocess.Popen, str]:
     """A private redis-server (nothing on disk) on a free port; returns it and its URL."""
     import redis
 
-    from convertkit.devstack import free_port
+    from convertkit.dev.devstack import free_port
 
     binary = redis_binary()
     if binary is None:

@@ -98,7 +98,7 @@ def import_speed_measure(
     Returns {"rows", "seconds", "rows_per_s", "created", "updated", "errors"}.
     """
     from convertkit.models import Account
-    from subscribers import importer
+    from subscribers.csv import importer
     from subscribers.models import CustomField
 
     account = Account.objects.create(name=f"import bench {time.time():.0f}")

@@ -1,7 +1,7 @@
 """List pages at scale: p95 of the subscriber, form and broadcast lists at 20,000 and 2,000,000
 subscribers.
 
-    python -m convertkit.devstack bench bench/pages.py [--subscribers N] [--repeat R] [--keep]
+    python -m convertkit.dev.devstack bench bench/pages.py [--subscribers N] [--repeat R] [--keep]
     (or: DATABASE_URL=... REDIS_URL=... DEBUG=true python bench/pages.py ...)
 
 1. Creates its own database (convertkit_bench beside the one in DATABASE_URL; dropped and

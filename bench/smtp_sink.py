@@ -76,7 +76,7 @@ class CountingSink:
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, **faults) -> None:
         from aiosmtpd.controller import Controller
 
-        from convertkit.devstack import free_port
+        from convertkit.dev.devstack import free_port
 
         self.counter = CopyCounter()
         self.handler = CountingHandler(self.counter, **faults)

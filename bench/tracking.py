@@ -1,7 +1,7 @@
 """Opens and clicks through the production web server beside the limit of the same server, then
 the drain of those events into PostgreSQL.
 
-    python -m convertkit.devstack bench bench/tracking.py [--duration 10] [--tool wrk|python]
+    python -m convertkit.dev.devstack bench bench/tracking.py [--duration 10] [--tool wrk|python]
     (or: DATABASE_URL=... python bench/tracking.py ...)
 
 1. Works in its own database (convertkit_bench_tracking beside the one in DATABASE_URL, created
@@ -225,7 +225,7 @@ class WebServer:
 def web_start(*, env: dict[str, str], log_path: Path, workers: int) -> WebServer:
     """The production server command on a free loopback port; returns once it answers."""
     from bench.broadcast import log_tail, logged_process_start, process_stop
-    from convertkit.devstack import free_port, gunicorn_quiet
+    from convertkit.dev.devstack import free_port, gunicorn_quiet
     from tracking.endpoints import PING_PATH
 
     port = free_port()

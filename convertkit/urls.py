@@ -37,11 +37,11 @@ urlpatterns = [
     path("jobs/<int:job_id>/progress/", views.job_progress, name="job_progress"),
     path("jobs/<int:job_id>/errors.csv", views.job_errors_csv, name="job_errors_csv"),
     path("subscribers/", include("subscribers.urls")),
-    path("forms/", include("subscribers.form_urls")),
+    path("forms/", include("subscribers.signup_forms.urls")),
     path("broadcasts/", include("broadcasts.urls")),
     # Reports, under the broadcasts and subscribers they are about.
     path("", include("tracking.urls")),
-    path("f/", include("subscribers.public_form_urls")),
+    path("f/", include("subscribers.signup_forms.public_urls")),
     path("u/<str:token>/", unsubscribe_views.unsubscribe, name="unsubscribe"),
     # Served by convertkit.wsgi ahead of Django; this route only answers where that wrapper is
     # not the server's application (the test live server).
@@ -51,7 +51,7 @@ urlpatterns = [
 ]
 
 if settings.DEBUG:
-    from convertkit import dev_views
+    from convertkit.dev import views as dev_views
 
     urlpatterns += [
         path("dev/mailbox/", dev_views.mailbox, name="dev_mailbox"),

@@ -15,6 +15,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from convertkit import services
+from convertkit.csv_download import csv_download, job_error_rows
 from convertkit.forms import (
     AccountCreateForm,
     AccountSettingsForm,
@@ -23,8 +24,6 @@ from convertkit.forms import (
 )
 from convertkit.models import Job, Membership
 from convertkit.tenancy import SESSION_ACCOUNT_KEY, account_required, get_for_account
-from subscribers.csv_safety import csv_download
-from subscribers.exporter import job_error_rows
 
 
 @account_required

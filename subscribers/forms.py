@@ -5,9 +5,9 @@ from django.core.validators import RegexValidator
 from django.urls import reverse
 from django.utils.html import format_html
 
-from subscribers.form_embed import HONEYPOT_FIELD
 from subscribers.models import CustomField, Subscriber, Tag
 from subscribers.selectors import SubscriberFilter
+from subscribers.signup_forms.embed import HONEYPOT_FIELD
 from subscribers.validation import (
     CONTROL_CHARACTERS_RE,
     MAX_EMAIL_LENGTH,

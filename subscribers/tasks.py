@@ -16,7 +16,7 @@ logger = logging.getLogger(__name__)
 @shared_task(name="subscribers.run_import", queue="default", ignore_result=True)
 def run_import(job_id: int) -> None:
     """Imports the CSV of an import Job (safe to run again: the merge is an upsert)."""
-    from subscribers import importer
+    from subscribers.csv import importer
 
     importer.import_job_run(job_id=job_id)
 
@@ -65,7 +65,7 @@ def send_subscriber_email(
 )
 def send_form_confirmation(signup_id: int) -> None:
     """Sends a signup's confirmation email, unless it was confirmed in the meantime."""
-    from subscribers.signup_mail import signup_confirmation_send
+    from subscribers.signup_forms.mail import signup_confirmation_send
 
     signup_confirmation_send(signup_id=signup_id)
 
@@ -75,7 +75,7 @@ def send_form_confirmation(signup_id: int) -> None:
 )
 def send_form_incentive(signup_id: int) -> None:
     """Sends the form's incentive to a confirmed or subscribed signup."""
-    from subscribers.signup_mail import signup_incentive_send
+    from subscribers.signup_forms.mail import signup_incentive_send
 
     signup_incentive_send(signup_id=signup_id)
 
@@ -83,6 +83,6 @@ def send_form_incentive(signup_id: int) -> None:
 @shared_task(name="subscribers.flush_form_views", queue="default", ignore_result=True)
 def flush_form_views() -> None:
     """Moves form view counts from Redis to the database (celery beat, every minute)."""
-    from subscribers.form_counters import form_views_flush
+    from subscribers.signup_forms.counters import form_views_flush
 
     form_views_flush()

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from django.urls import path
 
-from subscribers import import_export_views, views
+from subscribers import views
+from subscribers.csv import views as csv_views
 
 urlpatterns = [
     path("", views.subscriber_list, name="subscriber_list"),
@@ -26,7 +27,7 @@ urlpatterns = [
     path("tags/<int:tag_id>/delete/", views.tag_delete, name="tag_delete"),
     path("fields/", views.custom_field_list, name="custom_field_list"),
     path("fields/<int:field_id>/delete/", views.custom_field_delete, name="custom_field_delete"),
-    path("import/", import_export_views.import_upload, name="subscriber_import"),
-    path("import/<int:job_id>/map/", import_export_views.import_map, name="subscriber_import_map"),
-    path("export.csv", import_export_views.export_csv, name="subscriber_export"),
+    path("import/", csv_views.import_upload, name="subscriber_import"),
+    path("import/<int:job_id>/map/", csv_views.import_map, name="subscriber_import_map"),
+    path("export.csv", csv_views.export_csv, name="subscriber_export"),
 ]

@@ -16,7 +16,7 @@ from django.conf import settings as django_settings
 from django.db import connection
 
 from broadcasts.models import Broadcast
-from convertkit.devstack import free_port
+from convertkit.dev.devstack import free_port
 from tests.factories import AccountFactory, SubscriberFactory
 
 

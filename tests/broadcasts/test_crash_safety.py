@@ -18,7 +18,7 @@ from django.utils import timezone
 from broadcasts import pipeline
 from broadcasts.models import Broadcast, Delivery
 from broadcasts.services import broadcast_send
-from convertkit.devstack import free_port
+from convertkit.dev.devstack import free_port
 from tests.broadcasts.conftest import CountingHandler, process_env, smtp_settings, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -23,7 +23,7 @@ from broadcasts.transport import (
     SmtpTransport,
     open_transport,
 )
-from convertkit.devstack import free_port
+from convertkit.dev.devstack import free_port
 
 SMTP = "django.core.mail.backends.smtp.EmailBackend"
 POSTMARK = "anymail.backends.postmark.EmailBackend"

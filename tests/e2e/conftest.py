@@ -59,8 +59,8 @@ def site(live_server, celery_worker, page):
 @pytest.fixture
 def mail_sink(tmp_path, settings):
     """A real SMTP server (aiosmtpd) writing .eml files, and the site's mail pointed at it."""
-    from convertkit.devstack import free_port
-    from convertkit.mailsink import sink_start
+    from convertkit.dev.devstack import free_port
+    from convertkit.dev.mailsink import sink_start
     from tests.broadcasts.conftest import smtp_settings
 
     port = free_port()

@@ -10,10 +10,10 @@ import pytest
 from django.core.exceptions import ValidationError
 from playwright.sync_api import Page, expect
 
-from subscribers.form_counters import form_views_pending
-from subscribers.form_embed import embed_script_url, form_action_url, form_embed_code
-from subscribers.form_services import form_create
 from subscribers.models import Subscriber
+from subscribers.signup_forms.counters import form_views_pending
+from subscribers.signup_forms.embed import embed_script_url, form_action_url, form_embed_code
+from subscribers.signup_forms.services import form_create
 from subscribers.validation import normalize_email
 from tests.factories import AccountFactory
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from playwright.sync_api import Page, expect
 
-from subscribers.form_embed import form_embed_code, form_hosted_url
 from subscribers.models import Form
+from subscribers.signup_forms.embed import form_embed_code, form_hosted_url
 from tests.e2e.steps import build_form, sign_up
 
 

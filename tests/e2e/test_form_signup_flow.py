@@ -12,7 +12,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from playwright.sync_api import Page, Playwright, expect
 
-from convertkit.devstack import free_port
+from convertkit.dev.devstack import free_port
 from subscribers.models import Subscriber
 from tests.e2e.steps import build_form, sign_up, wait_for_messages
 

@@ -7,7 +7,6 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from subscribers.form_services import form_create
 from subscribers.models import (
     Signup,
     StateChange,
@@ -17,6 +16,7 @@ from subscribers.models import (
     Tagging,
     email_hash,
 )
+from subscribers.signup_forms.services import form_create
 from tests.factories import CustomFieldFactory, SubscriberFactory, TagFactory, TaggingFactory
 
 CREATE_URL = reverse("subscriber_create")

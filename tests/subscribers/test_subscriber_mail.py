@@ -11,8 +11,8 @@ import pytest
 from django.core import mail
 from django.test import override_settings
 
-from convertkit.devstack import free_port
-from convertkit.mailsink import sink_start
+from convertkit.dev.devstack import free_port
+from convertkit.dev.mailsink import sink_start
 from subscribers.mail import (
     PostalAddressMissing,
     SubscriberNotMailable,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
-from convertkit.devstack import free_port
+from convertkit.dev.devstack import free_port
 from convertkit.redis import redis_client
 from tests.broadcasts.conftest import process_env, wait_until
 from tests.tracking.recording import (  # noqa: F401 - fixtures

@@ -14,7 +14,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from subscribers import importer, services
+from subscribers import services
+from subscribers.csv import importer
 from subscribers.models import ListGrowth, Subscriber
 from tests.factories import SubscriberFactory
 from tests.list_pages import queries_for_page

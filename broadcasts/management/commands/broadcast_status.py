@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand
 from broadcasts.management.commands._broadcast import broadcast_get, progress_note
 from broadcasts.models import Broadcast
 from broadcasts.progress import broadcast_progress
-from subscribers.management.commands._progress import ProgressBar
+from convertkit.commands import ProgressBar
 
 # Where --watch stops: nothing more will go out until someone acts.
 STOP_STATES = (

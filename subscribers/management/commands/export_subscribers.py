@@ -6,9 +6,9 @@ import csv
 
 from django.core.management.base import BaseCommand, CommandError
 
-from subscribers import exporter, selectors
-from subscribers.management.commands._progress import ProgressBar
-from subscribers.management.commands.import_subscribers import account_find
+from convertkit.commands import ProgressBar, account_find
+from subscribers import selectors
+from subscribers.csv import exporter
 from subscribers.models import Subscriber, Tag
 from subscribers.selectors import SubscriberFilter
 

@@ -10,27 +10,13 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.urls import reverse
 
+from convertkit.commands import ProgressBar, account_find
+from convertkit.csv_download import job_error_rows
 from convertkit.models import Account, Job
-from subscribers import exporter, importer
-from subscribers.management.commands._progress import ProgressBar
+from subscribers.csv import importer
 from subscribers.models import CustomField
 
 TARGET_HELP = "email, first_name, tags, state, ignore, or the key of a custom field"
-
-
-def account_find(value: str) -> Account:
-    """The account with this id, or this exact name (case-insensitive); CommandError otherwise."""
-    if value.isdigit():
-        account = Account.objects.filter(pk=int(value)).first()
-        if account:
-            return account
-    matches = list(Account.objects.filter(name__iexact=value).order_by("id")[:5])
-    if len(matches) == 1:
-        return matches[0]
-    if matches:
-        ids = ", ".join(str(account.id) for account in matches)
-        raise CommandError(f"Several accounts are named “{value}” (ids {ids}); pass the id.")
-    raise CommandError(f"No account has the id or name “{value}”.")
 
 
 class Command(BaseCommand):
@@ -215,7 +201,7 @@ class Command(BaseCommand):
             return
         if options["errors"]:
             with open(options["errors"], "w", newline="", encoding="utf-8") as out:
-                csv.writer(out).writerows(exporter.job_error_rows(job=job))
+                csv.writer(out).writerows(job_error_rows(job=job))
             self.stdout.write(f"Rows with problems written to {options['errors']}.")
         else:
             url = settings.SITE_URL + reverse("job_errors_csv", args=[job.id])

@@ -8,8 +8,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from django.core.validators import validate_email
 
-from convertkit.models import Account
-from subscribers.management.commands._progress import ProgressBar
+from convertkit.commands import ProgressBar, account_find
 from subscribers.seeding import (
     DEMO_ACCOUNT_NAME,
     DEMO_OWNER_EMAIL,
@@ -18,22 +17,6 @@ from subscribers.seeding import (
 )
 
 MAX_TAGS = 1000
-
-
-def account_find(value: str) -> Account:
-    """The account whose id is `value`, else the one account with that name (case-insensitive)."""
-    if value.isdigit():
-        account = Account.objects.filter(pk=int(value)).first()
-        if account is None:
-            raise CommandError(f"No account has the id {value}.")
-        return account
-    matches = list(Account.objects.filter(name__iexact=value.strip()).order_by("id")[:5])
-    if not matches:
-        raise CommandError(f"No account is named “{value}”. Give its name or its id.")
-    if len(matches) > 1:
-        ids = ", ".join(str(account.pk) for account in matches)
-        raise CommandError(f"Several accounts are named “{value}” (ids {ids}): give the id.")
-    return matches[0]
 
 
 class Command(BaseCommand):
