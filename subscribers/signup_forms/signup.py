@@ -1,6 +1,6 @@
 """Signing up through a public form, and confirming by email (double opt-in).
 
-The rules (issue 3, "The public subscribe endpoint"):
+The rules:
 - A new address becomes unconfirmed and gets a confirmation email when the form asks for double
   opt-in, else active at once.
 - An unconfirmed address is updated with what was submitted (it is not anyone's confirmed data).
