@@ -1,9 +1,8 @@
-"""Realistic demo data, generated inside PostgreSQL: a million subscribers in tens of seconds.
+"""Realistic demo data, generated inside PostgreSQL (bench/pages.py times it at millions of rows).
 
 Rows are produced by `INSERT ... SELECT ... FROM generate_series` rather than sent from Python
-through COPY: measured here, the random values of 100,000 rows take 0.07 s to generate in SQL
-against about 0.5 s to build simplified rows in Python, and the rest of the cost (five indexes,
-the foreign-key checks at commit) is the same either way.
+through COPY: generating the random values in SQL is far cheaper than building rows in Python,
+and the rest of the cost (the indexes, the foreign-key checks at commit) is the same either way.
 Each batch is one statement, so the statement-level counter triggers (migration 0002) see every
 row and SubscriberCount and Tag.subscriber_count stay exact.
 

@@ -47,8 +47,8 @@ def _custom_fields(request) -> list[CustomField]:
 @dataclass(frozen=True)
 class _ListRow:
     """What one row of the list shows, formatted here once: the page renders 50 of them, and
-    per-row {% url %} and |date calls cost 3 ms of a 19 ms page (measured at 20,000 subscribers
-    through the test client: median first page 19.1 ms before, 16.1 ms after)."""
+    per-row {% url %} and |date calls in the template were a sizeable share of the page's time
+    (bench/pages.py measures the page)."""
 
     url: str
     email: str

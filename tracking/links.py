@@ -16,7 +16,7 @@ each recipient's tracked URLs.
 A marker is U+FDD0, the position (or "o"), U+FDD1: Unicode noncharacters, reserved for a
 program's internal use, which text does not use and Liquid leaves alone. Replacing them after
 rendering costs a fraction of what a Liquid output per link costs (a lookup of a variable, its
-escaping and writing: about five times as much for fifty links, measured in-process). Someone
+escaping and writing, for every link). Someone
 who types the markers (in their name, say) gets a tracked URL of this broadcast for their own
 delivery, nothing else: harmless.
 
