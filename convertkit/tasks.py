@@ -2,7 +2,6 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from convertkit import services
 from convertkit.celery import MAIL_RETRY
 
 
@@ -11,4 +10,6 @@ from convertkit.celery import MAIL_RETRY
 )
 def send_account_email(*, to: str, subject: str, body: str, html_body: str | None = None) -> None:
     """Sends a message to a creator (password reset, notices); retried on connection errors."""
-    services.account_email_send(to=to, subject=subject, body=body, html_body=html_body)
+    from convertkit.services import account_email_send
+
+    account_email_send(to=to, subject=subject, body=body, html_body=html_body)

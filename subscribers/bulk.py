@@ -23,6 +23,7 @@ from subscribers.selectors import (
     subscriber_queryset,
 )
 from subscribers.services import UNSUBSCRIBABLE_STATES
+from subscribers.tasks import run_bulk_action
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +69,6 @@ def bulk_job_create(
     total: Total,
 ) -> Job:
     """Records the job and queues it once the transaction commits."""
-    from subscribers.tasks import run_bulk_action
-
     job = Job.objects.create(
         account=account,
         created_by=user,

@@ -33,6 +33,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import base36_to_int, int_to_base36
 
+from subscribers import tasks
 from subscribers.models import (
     Form,
     Signup,
@@ -41,6 +42,13 @@ from subscribers.models import (
     Suppression,
     Tagging,
     email_hash,
+)
+from subscribers.signup_forms.embed import HONEYPOT_FIELD, MAX_FIRST_NAME_LENGTH
+from subscribers.validation import (
+    MAX_FIELD_VALUE_LENGTH,
+    is_disposable,
+    normalize_email,
+    one_line_text_error,
 )
 
 logger = logging.getLogger(__name__)
@@ -127,8 +135,6 @@ def signup_submit(
     """Records a signup of an already validated, normalised `email` with `data` ({"first_name":
     ..., "fields": {...}}) through `form`, following the rules in this module's docstring.
     Emails are queued on commit (confirmation, incentive)."""
-    from subscribers import tasks
-
     now = timezone.now()
     with transaction.atomic():
         suppression = (
@@ -277,8 +283,6 @@ def signup_confirm(*, signup: Signup) -> bool:
     unsubscribed since they asked again), what they submitted is applied, the form's tags are
     added, the consent is recorded and the incentive queued. Bounced and complained subscribers
     stay as they are. Returns whether this call confirmed it; a second call changes nothing."""
-    from subscribers import tasks
-
     now = timezone.now()
     with transaction.atomic():
         subscriber = Subscriber.objects.select_for_update().get(pk=signup.subscriber_id)
@@ -357,13 +361,6 @@ class Submission:
 def submission_clean(*, form: Form, post) -> Submission:
     """Checks a public form post against the form's fields: unknown fields, a missing or invalid
     or throwaway address, required fields, line breaks and lengths. Nothing is stored here."""
-    from subscribers.signup_forms.embed import HONEYPOT_FIELD, MAX_FIRST_NAME_LENGTH
-    from subscribers.validation import (
-        MAX_FIELD_VALUE_LENGTH,
-        is_disposable,
-        normalize_email,
-        one_line_text_error,
-    )
 
     keys = [field["key"] for field in form.fields]
     values = {key: str(post.get(key, "")).strip() for key in keys}
