@@ -177,9 +177,13 @@ def _sent_broadcast_choices(request, broadcast: Broadcast) -> list[tuple[int, st
     choices = [(sent.id, _sent_label(sent)) for sent in started]
     chosen = broadcast.not_opened_broadcast_id
     if chosen is not None and chosen not in {sent.id for sent in started}:
-        named = Broadcast.objects.filter(
-            account=request.account, pk=chosen, state__in=Broadcast.STARTED_STATES
-        ).first()
+        named = (
+            Broadcast.objects.filter(
+                account=request.account, pk=chosen, state__in=Broadcast.STARTED_STATES
+            )
+            .select_related("account")
+            .first()
+        )
         choices.append((chosen, _sent_label(named) if named else "A deleted broadcast: nobody"))
     return choices
 
