@@ -48,6 +48,9 @@ class Broadcast(models.Model):
     EDITABLE_STATES = (State.DRAFT, State.SCHEDULED)
     # Broadcasts that may have reached people: what "did not open" can refer to.
     STARTED_STATES = (State.SENDING, State.PAUSED, State.SENT, State.CANCELLED)
+    # Broadcasts whose unknown deliveries the creator may send again: not a cancelled one
+    # (nobody else was to get it).
+    UNKNOWN_RESEND_STATES = (State.SENDING, State.PAUSED, State.SENT)
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, db_index=False)
     # What only the creator sees, naming the broadcast on their pages (Kit's "description");
@@ -145,10 +148,9 @@ class Broadcast(models.Model):
     @property
     def unknown_undecided(self) -> bool:
         """Whether the progress page asks the creator what to do with the unknown deliveries."""
-        return self.unknown_count > self.unknown_left_count and self.state in (
-            self.State.SENDING,
-            self.State.PAUSED,
-            self.State.SENT,
+        return (
+            self.unknown_count > self.unknown_left_count
+            and self.state in self.UNKNOWN_RESEND_STATES
         )
 
     @property

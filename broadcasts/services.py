@@ -44,7 +44,6 @@ def broadcast_update(
     broadcast: Broadcast,
     subject: str,
     preview_text: str,
-    description: str = "",
     body: str,
     body_format: str,
     include_tag_ids: list[int],
@@ -53,6 +52,7 @@ def broadcast_update(
     engagement: str = Broadcast.Engagement.ANYONE,
     engagement_days: int | None = None,
     not_opened_broadcast_id: int | None = None,
+    description: str = "",
 ) -> Broadcast:
     """Saves the creator's edits; BroadcastNotEditable once sending has started. The conditional
     UPDATE decides, so an edit racing a Send never changes what is being sent."""
@@ -286,11 +286,6 @@ def unknown_deliveries(*, broadcast: Broadcast, limit: int = 100):
     )
 
 
-# A broadcast whose unknown deliveries may be sent again: not a cancelled one (nobody else was to
-# get it), nor one that never started.
-UNKNOWN_RESEND_STATES = (Broadcast.State.SENDING, Broadcast.State.PAUSED, Broadcast.State.SENT)
-
-
 def broadcast_unknown_resend(*, broadcast: Broadcast) -> int:
     """The creator's choice to send the unknown deliveries again, knowing that those the mail
     server did accept get a second copy: moves them back to queued and takes them off the unknown
@@ -307,7 +302,7 @@ def broadcast_unknown_resend(*, broadcast: Broadcast) -> int:
             "SELECT state FROM broadcasts_broadcast WHERE id = %s FOR UPDATE", [broadcast.pk]
         )
         row = cursor.fetchone()
-        if row is None or row[0] not in UNKNOWN_RESEND_STATES:
+        if row is None or row[0] not in Broadcast.UNKNOWN_RESEND_STATES:
             broadcast.refresh_from_db()
             raise ResendRefused(
                 f"A {broadcast.get_state_display().lower()} broadcast sends nothing more."
