@@ -8,6 +8,8 @@ whatever the size of the list or the broadcast.
 
 Rates are out of the delivered emails, or out of the sent ones when the mail service reports no
 deliveries (SMTP does not). "People" rates leave out machine traffic; "raw" ones include it.
+A click counts as an open: the store records an open with every click (tracking/store.py), so
+no figure shows more people clicking than opening.
 """
 
 from __future__ import annotations
