@@ -507,7 +507,8 @@ def drain_measure(*, worker: DrainWorker, stall_timeout: float, say: Callable) -
 def events_check(*, broadcast_id: int, opens: Load, clicks: Load) -> dict:
     """lost: acknowledged events with no Event row; double_counted: rows beyond the requests
     (beyond one per delivery while no delivery was requested twice), plus every difference
-    between the Rollup sums and the Event rows (raw counts, and unique ones)."""
+    between the Rollup sums and the Event rows (raw counts, and unique ones: a click is also an
+    open, so unique opens are the deliveries opened or clicked)."""
     from django.db import connection
 
     from tracking.models import EventKind
@@ -520,6 +521,12 @@ def events_check(*, broadcast_id: int, opens: Load, clicks: Load) -> dict:
             [broadcast_id],
         )
         rows = {kind: (count, deliveries, pairs) for kind, count, deliveries, pairs in cursor}
+        cursor.execute(
+            "SELECT count(DISTINCT delivery_id) FROM tracking_event"
+            " WHERE broadcast_id = %s AND kind IN (%s, %s)",
+            [broadcast_id, EventKind.OPEN, EventKind.CLICK],
+        )
+        opened_or_clicked = cursor.fetchone()[0]
         cursor.execute(
             "SELECT link_id = 0, coalesce(sum(opens), 0), coalesce(sum(clicks), 0),"
             " coalesce(sum(unique_opens), 0), coalesce(sum(unique_clicks), 0)"
@@ -547,7 +554,7 @@ def events_check(*, broadcast_id: int, opens: Load, clicks: Load) -> dict:
         "opens": abs(whole[0] - opened["rows"]),
         "clicks": abs(whole[1] - clicked["rows"]),
         "link_clicks": abs(per_link[1] - clicked["rows"]),
-        "unique_opens": abs(whole[2] - opened["deliveries"]),
+        "unique_opens": abs(whole[2] - opened_or_clicked),
         "unique_clicks": abs(whole[3] - clicked["deliveries"]),
         "link_unique_clicks": abs(per_link[3] - click_pairs),
     }

@@ -33,10 +33,18 @@ MACHINE_OPENS_NOTE = (
     "Only a person's opens and clicks count: the opens Apple Mail Privacy Protection makes by "
     "fetching every image, and the clicks of link scanners, do not."
 )
-CONTENT_FIELDS = ("subject", "preview_text", "body_format", "body")
+CONTENT_FIELDS = ("description", "subject", "preview_text", "body_format", "body")
 
 
 class BroadcastForm(forms.Form):
+    description = forms.CharField(
+        label="Description",
+        required=False,
+        max_length=Broadcast._meta.get_field("description").max_length,
+        help_text="Only you see it: it names the broadcast in your lists and reports. Empty: "
+        "the subject, as a sample subscriber gets it.",
+        widget=forms.TextInput(attrs={"autocomplete": "off"}),
+    )
     subject = forms.CharField(
         label="Subject",
         required=False,
@@ -130,6 +138,9 @@ class BroadcastForm(forms.Form):
     @staticmethod
     def initial_for(broadcast: Broadcast) -> dict:
         return {name: getattr(broadcast, name) for name in CONTENT_FIELDS + AUDIENCE_FIELDS}
+
+    def clean_description(self) -> str:
+        return one_line(self.cleaned_data["description"], "description")
 
     def clean_subject(self) -> str:
         return one_line(self.cleaned_data["subject"], "subject")

@@ -48,8 +48,14 @@ class Broadcast(models.Model):
     EDITABLE_STATES = (State.DRAFT, State.SCHEDULED)
     # Broadcasts that may have reached people: what "did not open" can refer to.
     STARTED_STATES = (State.SENDING, State.PAUSED, State.SENT, State.CANCELLED)
+    # Broadcasts whose unknown deliveries the creator may send again: not a cancelled one
+    # (nobody else was to get it).
+    UNKNOWN_RESEND_STATES = (State.SENDING, State.PAUSED, State.SENT)
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, db_index=False)
+    # What only the creator sees, naming the broadcast on their pages (Kit's "description");
+    # without it the pages show the subject as the sample subscriber gets it (see `name`).
+    description = models.CharField(max_length=255, blank=True, default="")
     subject = models.CharField(max_length=255, blank=True, default="")
     preview_text = models.CharField(max_length=255, blank=True, default="")
     body = models.TextField(blank=True, default="")
@@ -95,6 +101,12 @@ class Broadcast(models.Model):
     unknown_count = models.IntegerField(default=0)
     skipped_count = models.IntegerField(default=0)
     cancelled_count = models.IntegerField(default=0)
+    # The creator's choice about the unknown deliveries (broadcast_unknown_resend and
+    # broadcast_unknown_leave): the choice is offered while unknown_count exceeds the number they
+    # chose to leave as they are; resent counts those queued again at their request.
+    unknown_left_count = models.IntegerField(default=0)
+    unknown_resent_count = models.IntegerField(default=0)
+    unknown_resent_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -115,7 +127,31 @@ class Broadcast(models.Model):
         ]
 
     def __str__(self) -> str:
-        return self.subject or f"Broadcast {self.pk}"
+        return self.name
+
+    @property
+    def name(self) -> str:
+        """What the creator's pages call the broadcast: never Liquid source."""
+        return self.name_of(
+            description=self.description, subject=self.subject, account=self.account
+        )
+
+    @staticmethod
+    def name_of(*, description: str, subject: str, account: Account) -> str:
+        """The description the creator gave, else the subject as the sample subscriber gets
+        it, else "Untitled"; for readers that have the columns without a Broadcast."""
+        # Rendering imports tracking, whose models import this module.
+        from broadcasts.rendering import sample_subject
+
+        return description or sample_subject(subject, account=account) or "Untitled"
+
+    @property
+    def unknown_undecided(self) -> bool:
+        """Whether the progress page asks the creator what to do with the unknown deliveries."""
+        return (
+            self.unknown_count > self.unknown_left_count
+            and self.state in self.UNKNOWN_RESEND_STATES
+        )
 
     @property
     def is_editable(self) -> bool:

@@ -1,15 +1,18 @@
-"""Every write a creator makes to a broadcast: edit, schedule, send, pause, resume, cancel."""
+"""Every write a creator makes to a broadcast: edit, schedule, send, pause, resume, cancel, and
+the choice about deliveries whose outcome is unknown."""
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from broadcasts.audience import audience_count
 from broadcasts.models import Broadcast, Delivery
+from broadcasts.pipeline import batches_publish
 from convertkit.models import Account
 from subscribers.models import Subscriber
 from tracking.links import links_create
@@ -27,8 +30,9 @@ class SendRefused(Exception):
 
 
 class ResendRefused(Exception):
-    """Only a sent broadcast can be resent to those who did not open it; the message says
-    why, for the creator."""
+    """Only a sent broadcast can be resent to those who did not open it (and only a broadcast
+    that has not been cancelled can send its unknown deliveries again); the message says why,
+    for the creator."""
 
 
 def broadcast_create(*, account: Account) -> Broadcast:
@@ -48,10 +52,12 @@ def broadcast_update(
     engagement: str = Broadcast.Engagement.ANYONE,
     engagement_days: int | None = None,
     not_opened_broadcast_id: int | None = None,
+    description: str = "",
 ) -> Broadcast:
     """Saves the creator's edits; BroadcastNotEditable once sending has started. The conditional
     UPDATE decides, so an edit racing a Send never changes what is being sent."""
     values = {
+        "description": description,
         "subject": subject,
         "preview_text": preview_text,
         "body": body,
@@ -278,3 +284,73 @@ def unknown_deliveries(*, broadcast: Broadcast, limit: int = 100):
         .select_related("subscriber")
         .order_by("id")[:limit]
     )
+
+
+def broadcast_unknown_resend(*, broadcast: Broadcast) -> int:
+    """The creator's choice to send the unknown deliveries again, knowing that those the mail
+    server did accept get a second copy: moves them back to queued and takes them off the unknown
+    counter in one statement, records the choice, and publishes their send tasks once it is
+    committed. A sent broadcast is sending again until they are done; a paused one sends them on
+    resume. Returns how many were queued: 0 for a second click, whose statement finds none left.
+    ResendRefused for a cancelled broadcast.
+
+    The broadcast row is locked first, so a pause, cancel or sweep in between waits rather
+    than acting on a state this statement is changing."""
+    now = timezone.now()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT state FROM broadcasts_broadcast WHERE id = %s FOR UPDATE", [broadcast.pk]
+        )
+        row = cursor.fetchone()
+        if row is None or row[0] not in Broadcast.UNKNOWN_RESEND_STATES:
+            broadcast.refresh_from_db()
+            raise ResendRefused(
+                f"A {broadcast.get_state_display().lower()} broadcast sends nothing more."
+            )
+        cursor.execute(
+            """
+            WITH moved AS (
+                UPDATE broadcasts_delivery SET state = %(queued)s, claim = NULL,
+                    claimed_at = NULL, not_before = NULL
+                WHERE broadcast_id = %(id)s AND state = %(unknown)s
+                RETURNING 1
+            )
+            UPDATE broadcasts_broadcast SET
+                unknown_count = unknown_count - (SELECT count(*) FROM moved),
+                unknown_resent_count = unknown_resent_count + (SELECT count(*) FROM moved),
+                unknown_resent_at = %(now)s,
+                unknown_left_count = 0,
+                state = CASE WHEN state = %(sent)s THEN %(sending)s ELSE state END,
+                sent_at = CASE WHEN state = %(sent)s THEN NULL ELSE sent_at END,
+                progressed_at = %(now)s,
+                updated_at = %(now)s
+            WHERE id = %(id)s AND EXISTS (SELECT 1 FROM moved)
+            RETURNING (SELECT count(*) FROM moved), state
+            """,
+            {
+                "id": broadcast.pk,
+                "queued": int(Delivery.State.QUEUED),
+                "unknown": int(Delivery.State.UNKNOWN),
+                "sent": Broadcast.State.SENT,
+                "sending": Broadcast.State.SENDING,
+                "now": now,
+            },
+        )
+        row = cursor.fetchone()
+        queued = row[0] if row else 0
+        if queued and row[1] == Broadcast.State.SENDING:
+            transaction.on_commit(lambda: batches_publish(broadcast_id=broadcast.pk))
+    if queued:
+        logger.info("Broadcast %s: %s unknown deliveries queued again", broadcast.pk, queued)
+    broadcast.refresh_from_db()
+    return queued
+
+
+def broadcast_unknown_leave(*, broadcast: Broadcast) -> bool:
+    """The creator's choice to leave the unknown deliveries as they are: the progress page stops
+    asking until more become unknown. Returns whether it changed anything."""
+    updated = Broadcast.objects.filter(
+        pk=broadcast.pk, unknown_count__gt=F("unknown_left_count")
+    ).update(unknown_left_count=F("unknown_count"), updated_at=timezone.now())
+    broadcast.refresh_from_db()
+    return bool(updated)

@@ -25,6 +25,16 @@ urlpatterns = [
     path("<int:broadcast_id>/resume/", views.broadcast_resume, name="broadcast_resume"),
     path("<int:broadcast_id>/cancel/", views.broadcast_cancel, name="broadcast_cancel"),
     path(
+        "<int:broadcast_id>/unknown/resend/",
+        views.broadcast_unknown_resend,
+        name="broadcast_unknown_resend",
+    ),
+    path(
+        "<int:broadcast_id>/unknown/leave/",
+        views.broadcast_unknown_leave,
+        name="broadcast_unknown_leave",
+    ),
+    path(
         "<int:pk>/resend-unopened/",
         views.broadcast_resend_unopened,
         name="broadcast_resend_unopened",

@@ -1,5 +1,9 @@
 """The creator's broadcast pages: the list, the editor with its live preview and recipient
-count, test send, schedule, send (after a confirmation), and the live progress page."""
+count, test send, schedule, send (after a confirmation), and the live progress page with the
+choice about deliveries whose outcome is unknown.
+
+A broadcast is named by Broadcast.name everywhere (its description, else its subject as the
+sample subscriber gets it), never by its subject's Liquid source."""
 
 from __future__ import annotations
 
@@ -41,10 +45,12 @@ def _when(moment: datetime | None) -> str:
 @dataclass(frozen=True)
 class _ListRow:
     url: str
-    subject: str
+    name: str
     state: str
     state_label: str
-    recipients: int | None
+    # Sent and skipped (no longer subscribed at send time); none for drafts.
+    sent: int | None
+    skipped: int
     when_label: str
     when_iso: str
     when_display: str
@@ -73,10 +79,11 @@ def _list_row(broadcast: Broadcast, prefix: str, labels: dict[str, str], rates: 
     page = "" if broadcast.is_editable else "progress/"
     return _ListRow(
         url=f"{prefix}{broadcast.id}/{page}",
-        subject=broadcast.subject,
+        name=broadcast.name,
         state=broadcast.state,
         state_label=labels.get(broadcast.state, broadcast.state),
-        recipients=None if broadcast.is_editable else broadcast.recipient_count,
+        sent=None if broadcast.is_editable else broadcast.sent_count,
+        skipped=broadcast.skipped_count,
         when_label=label,
         when_iso=moment.isoformat() if moment else "",
         when_display=_when(moment),
@@ -89,14 +96,15 @@ def _list_row(broadcast: Broadcast, prefix: str, labels: dict[str, str], rates: 
 def _broadcast_page(*, account, after: int | None, before: int | None) -> _ListPage:
     """One page of the account's broadcasts, newest first, by keyset on the id (the index
     broadcast_account_id), and their rates from the rollups: two queries, whatever the page
-    holds."""
+    holds. Names are rendered from each subject once per process (sample_subject's cache)."""
     page = keyset_page(
         Broadcast.objects.filter(account=account).only(
             "id",
+            "description",
             "subject",
             "state",
-            "recipient_count",
             "sent_count",
+            "skipped_count",
             "scheduled_at",
             "send_started_at",
             "sent_at",
@@ -106,6 +114,8 @@ def _broadcast_page(*, account, after: int | None, before: int | None) -> _ListP
     )
     prefix = reverse("broadcast_list")
     labels = dict(Broadcast.State.choices)
+    for broadcast in page.items:
+        broadcast.account = account
     rates = broadcast_rates(broadcasts=page.items)
     return _ListPage(
         rows=[
@@ -150,7 +160,7 @@ def _tags(request) -> list[Tag]:
 
 def _sent_label(broadcast: Broadcast) -> str:
     when = _when(broadcast.sent_at or broadcast.send_started_at)
-    return f"{broadcast.subject or 'Untitled'}" + (f" ({when})" if when else "")
+    return broadcast.name + (f" ({when})" if when else "")
 
 
 def _sent_broadcast_choices(request, broadcast: Broadcast) -> list[tuple[int, str]]:
@@ -160,14 +170,20 @@ def _sent_broadcast_choices(request, broadcast: Broadcast) -> list[tuple[int, st
     started = list(
         Broadcast.objects.filter(account=request.account, state__in=Broadcast.STARTED_STATES)
         .order_by("-id")
-        .only("id", "subject", "sent_at", "send_started_at")[:SENT_CHOICES]
+        .only("id", "description", "subject", "sent_at", "send_started_at")[:SENT_CHOICES]
     )
+    for sent in started:
+        sent.account = request.account
     choices = [(sent.id, _sent_label(sent)) for sent in started]
     chosen = broadcast.not_opened_broadcast_id
     if chosen is not None and chosen not in {sent.id for sent in started}:
-        named = Broadcast.objects.filter(
-            account=request.account, pk=chosen, state__in=Broadcast.STARTED_STATES
-        ).first()
+        named = (
+            Broadcast.objects.filter(
+                account=request.account, pk=chosen, state__in=Broadcast.STARTED_STATES
+            )
+            .select_related("account")
+            .first()
+        )
         choices.append((chosen, _sent_label(named) if named else "A deleted broadcast: nobody"))
     return choices
 
@@ -238,6 +254,9 @@ def _render_editor(
     )
     context = {
         "broadcast": broadcast,
+        "heading": broadcast.name
+        if broadcast.description or broadcast.subject
+        else "New broadcast",
         "form": form,
         "schedule_form": schedule_form,
         "previewing": previewing,
@@ -420,6 +439,9 @@ def broadcast_send(request, broadcast_id: int):
             "broadcast": broadcast,
             "count": count,
             "audience": _audience_description(broadcast),
+            "sample_subject": rendering.sample_subject(
+                broadcast.subject, account=broadcast.account
+            ),
             "refused": refused,
             "problems": problems,
         },
@@ -463,14 +485,18 @@ def _engagement_description(broadcast: Broadcast) -> str:
         days = broadcast.engagement_days
         clauses.append(f"{done} in the last {days} day{pluralize(days)}")
     if broadcast.not_opened_broadcast_id is not None:
-        subject = (
+        columns = (
             Broadcast.objects.filter(
                 account_id=broadcast.account_id, pk=broadcast.not_opened_broadcast_id
             )
-            .values_list("subject", flat=True)
+            .values_list("description", "subject")
             .first()
         )
-        named = "a deleted broadcast" if subject is None else f"“{subject or 'Untitled'}”"
+        named = (
+            "a deleted broadcast"
+            if columns is None
+            else f"“{Broadcast.name_of(description=columns[0], subject=columns[1], account=broadcast.account)}”"
+        )
         clauses.append(f"did not open {named}")
     return " and ".join(clauses)
 
@@ -482,13 +508,13 @@ def broadcast_delete(request, broadcast_id: int):
         return _progress_redirect(broadcast)
     if request.method == "POST":
         services.broadcast_delete(broadcast=broadcast)
-        messages.success(request, f"“{broadcast.subject or 'Untitled'}” was deleted.")
+        messages.success(request, f"“{broadcast.name}” was deleted.")
         return redirect("broadcast_list")
     return render(
         request,
         "subscribers/confirm.html",
         {
-            "title": f"Delete “{broadcast.subject or 'Untitled'}”?",
+            "title": f"Delete “{broadcast.name}”?",
             "explanation": "The broadcast is erased; nobody has received it"
             + (", and its schedule is cancelled." if broadcast.scheduled_at else "."),
             "button": "Delete broadcast",
@@ -544,6 +570,7 @@ def _progress_context(request, broadcast: Broadcast) -> dict:
         "started_display": _when(broadcast.send_started_at),
         "sent_display": _when(broadcast.sent_at),
         "list_unknown": list_unknown,
+        "unknown_resent_display": _when(broadcast.unknown_resent_at),
         "unknown_deliveries": [
             {
                 "email": delivery.subscriber.email,
@@ -608,6 +635,36 @@ broadcast_resume = _control(
 
 
 @account_required
+def broadcast_unknown_resend(request, broadcast_id: int):
+    """The creator chose to send the unknown deliveries again (the progress page's choice)."""
+    broadcast = _broadcast(request, broadcast_id)
+    if request.method == "POST":
+        try:
+            queued = services.broadcast_unknown_resend(broadcast=broadcast)
+        except services.ResendRefused as refused:
+            messages.error(request, str(refused))
+        else:
+            if queued:
+                messages.success(
+                    request,
+                    f"{queued:,} email{pluralize(queued)} queued to go out again. Whoever had "
+                    "received one gets a second copy.",
+                )
+            else:
+                messages.info(request, "Nothing to send again: no email's outcome is unknown.")
+    return _progress_redirect(broadcast)
+
+
+@account_required
+def broadcast_unknown_leave(request, broadcast_id: int):
+    """The creator chose to leave the unknown deliveries as they are."""
+    broadcast = _broadcast(request, broadcast_id)
+    if request.method == "POST" and services.broadcast_unknown_leave(broadcast=broadcast):
+        messages.success(request, "Left as they are: nobody gets a second copy.")
+    return _progress_redirect(broadcast)
+
+
+@account_required
 def broadcast_cancel(request, broadcast_id: int):
     broadcast = _broadcast(request, broadcast_id)
     if request.method == "POST":
@@ -622,7 +679,7 @@ def broadcast_cancel(request, broadcast_id: int):
         request,
         "subscribers/confirm.html",
         {
-            "title": f"Cancel “{broadcast.subject or 'Untitled'}”?",
+            "title": f"Cancel “{broadcast.name}”?",
             "explanation": "Nobody else will get it. Those who already have it keep it; a "
             "cancelled broadcast cannot be resumed.",
             "button": "Cancel the broadcast",

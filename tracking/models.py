@@ -97,7 +97,8 @@ class DeliveryActivity(models.Model):
     is a new unique human one. Concurrent drains cannot both count one: the row lock decides.
 
     link_id is 0 for every kind but a click on a given link; a click also writes its link_id 0
-    row, which is "clicked anything" (unique clicks of the broadcast)."""
+    row, which is "clicked anything" (unique clicks of the broadcast), and an open row: whoever
+    clicked opened the email, pixel or not."""
 
     delivery_id = models.BigIntegerField()
     kind = models.SmallIntegerField(choices=EventKind.choices)

@@ -8,6 +8,8 @@ whatever the size of the list or the broadcast.
 
 Rates are out of the delivered emails, or out of the sent ones when the mail service reports no
 deliveries (SMTP does not). "People" rates leave out machine traffic; "raw" ones include it.
+A click counts as an open: the store records an open with every click (tracking/store.py), so
+no figure shows more people clicking than opening.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from django.db import connection
 from django.db.models import Case, CharField, F, OuterRef, Q, Subquery, Sum, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.functional import SimpleLazyObject
 
 from broadcasts.models import Broadcast, Delivery
 from convertkit.paging import KeysetPage, keyset_page
@@ -284,8 +287,8 @@ class TimelineEntry:
     kind: str
     label: str
     broadcast_id: int | None
-    # None when the broadcast was deleted since.
-    subject: str | None
+    # Broadcast.name; None when the broadcast was deleted since.
+    broadcast_name: str | None
     url: str
     # Why the open or click is taken for a machine's; empty for a person's.
     machine: str
@@ -358,7 +361,18 @@ def subscriber_timeline(
     entry is a person's when a person did it at all (at that time), else a machine's. One
     query: the latest activity and the latest sent deliveries, each limited to a page, merged
     by PostgreSQL (UNION ALL)."""
-    columns = ("at", "source", "id", "kind", "machine", "broadcast_id", "subject", "url")
+    columns = (
+        "at",
+        "source",
+        "id",
+        "kind",
+        "machine",
+        "broadcast_id",
+        "description",
+        "subject",
+        "url",
+    )
+    broadcast = Broadcast.objects.filter(pk=OuterRef("broadcast_id"))
     events = (
         DeliveryActivity.objects.filter(
             subscriber_id=subscriber.id,
@@ -375,9 +389,8 @@ def subscriber_timeline(
                 When(first_human_at__isnull=True, then=Value(_MACHINE)),
                 default=Value(Machine.HUMAN),
             ),
-            subject=Subquery(
-                Broadcast.objects.filter(pk=OuterRef("broadcast_id")).values("subject")[:1]
-            ),
+            description=Subquery(broadcast.values("description")[:1]),
+            subject=Subquery(broadcast.values("subject")[:1]),
             url=Subquery(Link.objects.filter(pk=OuterRef("link_id")).values("url")[:1]),
         )
         .values_list(*columns)
@@ -391,6 +404,7 @@ def subscriber_timeline(
             source=Value(_DELIVERY),
             kind=Value(0),
             machine=Value(Machine.HUMAN),
+            description=F("broadcast__description"),
             subject=F("broadcast__subject"),
             url=Value("", output_field=CharField()),
         )
@@ -398,18 +412,24 @@ def subscriber_timeline(
         .order_by("-sent_at", "-id")[: size + 1]
     )
     rows = list(events.union(deliveries, all=True).order_by("-at", "-source", "-id")[: size + 1])
+    # Read only if a broadcast's name needs its subject rendered.
+    account = SimpleLazyObject(lambda: subscriber.account)
     entries = [
         TimelineEntry(
             at=at,
             kind=_EVENT_LABELS[kind][0] if source == _EVENT else "received",
             label=_EVENT_LABELS[kind][1] if source == _EVENT else "Sent",
             broadcast_id=broadcast_id,
-            subject=subject,
+            broadcast_name=None
+            if subject is None
+            else Broadcast.name_of(description=description, subject=subject, account=account),
             url=url or "",
             machine="" if machine == Machine.HUMAN else "a privacy proxy or link scanner",
             cursor=_cursor(at, source, row_id),
         )
-        for at, source, row_id, kind, machine, broadcast_id, subject, url in rows[:size]
+        for at, source, row_id, kind, machine, broadcast_id, description, subject, url in rows[
+            :size
+        ]
     ]
     return Timeline(entries=entries, older=entries[-1].cursor if len(rows) > size else None)
 
@@ -476,9 +496,11 @@ def recent_rates_chart(*, account) -> charts.Chart:
         Broadcast.objects.filter(
             account=account, state__in=Broadcast.STARTED_STATES, sent_count__gt=0
         )
-        .only("id", "subject", "sent_count")
+        .only("id", "description", "subject", "sent_count")
         .order_by("-id")[:RECENT_BROADCASTS_CHARTED]
     )[::-1]
+    for broadcast in broadcasts:
+        broadcast.account = account
     rates = broadcast_rates(broadcasts=broadcasts)
     return charts.bar_chart(
         chart_id="rates-chart",
@@ -487,7 +509,7 @@ def recent_rates_chart(*, account) -> charts.Chart:
             f"Open and click rates, by people (machine traffic left out), of your latest "
             f"{len(broadcasts)} broadcast{'s' if len(broadcasts) != 1 else ''}, oldest first."
         ),
-        labels=[broadcast.subject or "Untitled" for broadcast in broadcasts],
+        labels=[broadcast.name for broadcast in broadcasts],
         label_heading="Broadcast",
         series=[
             charts.Series(

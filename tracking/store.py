@@ -11,7 +11,9 @@
 4. COPYs the Event rows (append-only, partitioned by month).
 5. Upserts DeliveryActivity firsts, in key order so concurrent batches cannot deadlock. An
    inserted row is a new unique (open, click, bounce ...); a row whose first_human_at is set
-   now is a new unique human one. Row locks make that true with several drains at once.
+   now is a new unique human one. Row locks make that true with several drains at once. A click
+   is also an open of its delivery (whoever clicked opened the email, with images blocked or
+   not), a person's when a person clicked: so nobody counts as clicking without opening.
 6. Adds the batch's counts to Rollup rows (per broadcast and per link, by hour), in key order.
 
 Counts therefore change exactly when the events are written: once.
@@ -268,6 +270,11 @@ def _activity_upsert(cursor, rollups: dict[tuple[int, int, int], list[int]]) -> 
             -- A click is also "clicked anything": its link 0 row.
             SELECT delivery_id, kind, 0, account_id, broadcast_id, subscriber_id, epoch, machine
             FROM tracking_event_batch WHERE kind = %(click)s AND link_id IS NOT NULL
+            UNION ALL
+            -- ... and an open.
+            SELECT delivery_id, %(open)s, 0, account_id, broadcast_id, subscriber_id, epoch,
+                   machine
+            FROM tracking_event_batch WHERE kind = %(click)s
         ) AS firsts
         GROUP BY delivery_id, kind, link_id
         ORDER BY 1, 2, 3
@@ -278,7 +285,7 @@ def _activity_upsert(cursor, rollups: dict[tuple[int, int, int], list[int]]) -> 
                   extract(epoch FROM a.first_at)::float8,
                   extract(epoch FROM a.first_human_at)::float8
         """,
-        {"human": int(Machine.HUMAN), "click": int(EventKind.CLICK)},
+        {"human": int(Machine.HUMAN), "click": int(EventKind.CLICK), "open": int(EventKind.OPEN)},
     )
     for kind, link_id, broadcast_id, inserted, first_epoch, human_epoch in cursor.fetchall():
         if inserted:

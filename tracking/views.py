@@ -24,7 +24,9 @@ PEOPLE_TITLES = {
 
 def _sent_broadcast(request, broadcast_id: int) -> Broadcast | None:
     """The account's broadcast (else 404), or None while it is a draft (nothing to report)."""
-    broadcast = get_for_account(request, Broadcast, pk=broadcast_id)
+    broadcast = get_for_account(
+        request, Broadcast.objects.select_related("account"), pk=broadcast_id
+    )
     return None if broadcast.is_editable else broadcast
 
 

@@ -11,6 +11,8 @@
 - `BroadcastRenderer(broadcast).message(delivery_id=..., subscriber=...)`: the message for one
   recipient, rendered from templates compiled once per process and broadcast, its MIME bytes
   written from a per-broadcast skeleton (mime.py), its links and pixel signed for its delivery.
+- `sample_subject(subject, account=...)`: the subject as the sample subscriber gets it, which
+  names a broadcast on the creator's pages (Broadcast.name); cached, so lists stay cheap.
 - `preview(broadcast, subscriber=None)`: the editor's preview of unsaved values, safe to show.
   It and the test copy are not tracked: original URLs, no pixel. Otherwise the HTML is the sent
   HTML.
@@ -25,6 +27,7 @@ subscriber's data cannot put markup in the creator's page.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import OrderedDict
 from typing import NamedTuple
@@ -84,11 +87,13 @@ __all__ = [
     "broadcast_problems",
     "frozen_parts",
     "preview",
+    "sample_subject",
     "test_message_build",
 ]
 
 SAMPLE_FIRST_NAME = "Jane"
 SAMPLE_EMAIL = "jane@example.com"
+_SAMPLE_SUBJECTS_CACHED = 4096
 _BLANK_LINES = re.compile(r"\n[ \t]*(?:\n[ \t]*){2,}")
 _COMPILED_CACHE_SIZE = 16
 
@@ -373,6 +378,31 @@ def preview(broadcast, subscriber: Subscriber | None = None) -> Preview:
     )
     text = _BLANK_LINES.sub("\n\n", html_to_text(body) + footer_text(account=account, url=url))
     return Preview(subject=subject, html=html, text=text, problems=problems)
+
+
+def sample_subject(subject: str, *, account) -> str:
+    """The subject as the sample subscriber gets it, on one line: how the creator's pages name a
+    broadcast, never as Liquid source. What does not render shows as nothing, and a subject
+    that fails altogether gives "". Each distinct subject is rendered once per process (and
+    account name), so a page listing many broadcasts costs a lookup per row; `account` is read
+    only for a subject with Liquid in it."""
+    if "{" not in subject:
+        return _one_line(subject)
+    return _sample_subject(subject, account.name)
+
+
+@functools.lru_cache(maxsize=_SAMPLE_SUBJECTS_CACHED)
+def _sample_subject(subject: str, account_name: str) -> str:
+    sample = Subscriber(email=SAMPLE_EMAIL, first_name=SAMPLE_FIRST_NAME, fields={})
+    context = {
+        "subscriber": _subscriber_context(sample, ()),
+        "unsubscribe_url": "",
+        "account": {"name": account_name},
+    }
+    try:
+        return _one_line(LAX_TEXT.from_string(subject).render(**context))
+    except Exception:  # noqa: BLE001 - a name for a page: a limit or a filter's error gives none
+        return ""
 
 
 def test_message_build(

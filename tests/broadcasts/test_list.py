@@ -1,11 +1,13 @@
-"""The broadcast list: newest first with state, recipients, sent time in the account's time zone
-and open and click rates (tests/tracking/test_reports.py); keyset-paged, in a fixed number of
-queries whatever the page holds."""
+"""The broadcast list: newest first, each named as its creator sees it (never Liquid source), with
+state, sent (and skipped) emails, sent time in the account's time zone and open and click rates
+(tests/tracking/test_reports.py); keyset-paged, in a fixed number of queries whatever the page
+holds."""
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from html import unescape
 
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -57,6 +59,7 @@ def test_the_list_shows_each_broadcast_newest_first_with_its_figures(
         state=Broadcast.State.SENT,
         recipient_count=12_345,
         sent_count=12_300,
+        skipped_count=45,
         send_started_at=sent_at,
         sent_at=sent_at,
     )
@@ -74,15 +77,62 @@ def test_the_list_shows_each_broadcast_newest_first_with_its_figures(
     assert subjects_on(response) == ["Idea for later", "Spring menu", "February roundup"]
     sent = row_of(response, "February roundup")
     assert "badge-sent" in sent and ">Sent<" in sent
-    assert ">12,345<" in sent
+    assert (
+        'data-label="Sent" class="num">12,300 <span class="muted nowrap">(45 skipped)</span>'
+        in (sent)
+    )
+    assert "12,345" not in sent
     assert ">2 Mar 2030, 00:30</time>" in sent
     assert sent.count(">0.0%<") == 2  # open and click rates: nobody opened yet
     scheduled = row_of(response, "Spring menu")
     assert "Scheduled for" in scheduled and ">1 Apr 2030, 09:00</time>" in scheduled
+    assert "skipped" not in scheduled
     draft = row_of(response, "Idea for later")
     assert ">Draft<" in draft
     assert f'href="{reverse("broadcast_edit", args=[idea.id])}"' in draft
     assert f'href="{reverse("broadcast_progress", args=[roundup.id])}"' in sent
+
+
+def test_a_sent_broadcast_without_skipped_emails_shows_only_what_was_sent(alice_client, account_a):
+    Broadcast.objects.create(
+        account=account_a,
+        subject="All went out",
+        state=Broadcast.State.SENT,
+        recipient_count=20,
+        sent_count=18,
+        failed_count=2,
+        sent_at=datetime(2030, 1, 1, tzinfo=UTC),
+    )
+    row = row_of(alice_client.get(LIST_URL), "All went out")
+    assert 'data-label="Sent" class="num">18</td>' in row
+    assert "skipped" not in row
+
+
+def test_a_broadcast_is_named_by_its_subject_for_a_sample_subscriber_or_its_description(
+    alice_client, account_a
+):
+    Broadcast.objects.create(
+        account=account_a,
+        subject='Autumn notes, {{ subscriber.first_name | default: "friend" }}',
+        state=Broadcast.State.SENT,
+        sent_count=3,
+        sent_at=datetime(2030, 1, 1, tzinfo=UTC),
+    )
+    Broadcast.objects.create(
+        account=account_a, subject="News from {{ account.name }}, {{ subscriber.city }}"
+    )
+    Broadcast.objects.create(
+        account=account_a,
+        subject="{{ subscriber.first_name }}, soup?",
+        description="Soup survey (March)",
+    )
+    response = alice_client.get(LIST_URL)
+    assert [unescape(name) for name in subjects_on(response)] == [
+        "Soup survey (March)",
+        f"News from {account_a.name},",
+        "Autumn notes, Jane",
+    ]
+    assert "{{" not in response.content.decode()
 
 
 def test_older_and_newer_links_walk_every_broadcast_once_without_offset(alice_client, account_a):

@@ -47,6 +47,8 @@ CASES = {
     "broadcast_pause": (S.SENDING, {}, lambda b: b.state == S.PAUSED, 302),
     "broadcast_resume": (S.PAUSED, {}, lambda b: b.state == S.SENDING, 302),
     "broadcast_cancel": (S.SENDING, {}, lambda b: b.state == S.CANCELLED, 200),
+    "broadcast_unknown_resend": (S.SENDING, {}, lambda b: b.unknown_count == 0, 302),
+    "broadcast_unknown_leave": (S.SENDING, {}, lambda b: b.unknown_left_count == 1, 302),
     "broadcast_resend_unopened": (
         S.SENT,
         {},

@@ -7,7 +7,22 @@ import time
 from email import policy
 from email.parser import BytesParser
 
+from django.conf import settings
 from playwright.sync_api import Page, expect
+
+
+def session_share(page: Page, site: str, client) -> None:
+    """Logs the browser in as the user of a logged-in Django test `client` (alice_client ...),
+    for tests whose subject is not signing up."""
+    page.context.add_cookies(
+        [
+            {
+                "name": settings.SESSION_COOKIE_NAME,
+                "value": client.cookies[settings.SESSION_COOKIE_NAME].value,
+                "url": site,
+            }
+        ]
+    )
 
 
 def sign_up(page: Page, site: str, *, email: str, account_name: str) -> None:

@@ -38,7 +38,8 @@ def test_opens_and_clicks_are_counted_raw_unique_and_human(sent_broadcast):
     assert (result.stored, result.orphaned) == (6, 0)
     totals = _totals(broadcast)
     assert totals["opens"] == 3 and totals["human_opens"] == 2
-    assert totals["unique_opens"] == 2 and totals["human_unique_opens"] == 1
+    # d3's scanner click is a machine's open too.
+    assert totals["unique_opens"] == 3 and totals["human_unique_opens"] == 1
     assert totals["clicks"] == 3 and totals["human_clicks"] == 2
     assert totals["unique_clicks"] == 2 and totals["human_unique_clicks"] == 1
     soup_totals = _totals(broadcast, soup.pk)
@@ -55,6 +56,47 @@ def test_a_later_human_open_makes_a_machine_only_opener_a_human_one(sent_broadca
     events_store([TrackedEvent(EventKind.OPEN, now, delivery.pk)])
     totals = _totals(broadcast)
     assert (totals["unique_opens"], totals["human_unique_opens"], totals["opens"]) == (1, 1, 3)
+
+
+def test_a_persons_click_is_their_open_too_whether_or_not_the_pixel_loaded(sent_broadcast):
+    broadcast = sent_broadcast(recipients=3, sent_ago=dt.timedelta(hours=3))
+    images_off, proxied, opened = broadcast.delivery_set.order_by("id")
+    soup = broadcast.links.get(url="https://example.com/soup")
+    at = images_off.sent_at.replace(minute=10, second=0, microsecond=0) + dt.timedelta(hours=1)
+    events_store(
+        [
+            TrackedEvent(EventKind.OPEN, at, proxied.pk, machine=Machine.PRIVACY_PROXY),
+            TrackedEvent(EventKind.OPEN, at, opened.pk),
+        ]
+    )
+    events_store([TrackedEvent(EventKind.CLICK, at, images_off.pk, soup.pk)])
+    later = at + dt.timedelta(hours=1)
+    events_store(
+        [
+            TrackedEvent(EventKind.CLICK, later, proxied.pk, soup.pk),
+            TrackedEvent(EventKind.CLICK, later, opened.pk, soup.pk),
+        ]
+    )
+
+    firsts = dict(
+        DeliveryActivity.objects.filter(kind=EventKind.OPEN).values_list(
+            "delivery_id", "first_human_at"
+        )
+    )
+    assert firsts == {images_off.pk: at, proxied.pk: later, opened.pk: at}
+    totals = _totals(broadcast)
+    assert (totals["unique_opens"], totals["human_unique_opens"]) == (3, 3)
+    assert (totals["unique_clicks"], totals["human_unique_clicks"]) == (3, 3)
+    # Raw counts stay what was recorded: two pixels loaded.
+    assert (totals["opens"], totals["human_opens"]) == (2, 1)
+    # Each unique lands in the hour of the first that made it: the proxied one's person at the
+    # click.
+    by_hour = dict(
+        Rollup.objects.filter(broadcast_id=broadcast.pk, link_id=0).values_list(
+            "hour", "human_unique_opens"
+        )
+    )
+    assert by_hour == {at.replace(minute=0): 2, later.replace(minute=0): 1}
 
 
 def test_a_batch_stored_again_under_its_key_writes_nothing(sent_broadcast):

@@ -68,6 +68,22 @@ def test_the_timeline_shows_sends_opens_clicks_and_esp_events_newest_first(
     )
 
 
+def test_a_click_without_the_pixel_shows_as_opened_then_clicked(
+    alice_client, sent_broadcast, account_a
+):
+    broadcast = sent_broadcast(recipients=1, account=account_a, sent_ago=dt.timedelta(days=1))
+    delivery = broadcast.delivery_set.get()
+    soup = broadcast.links.get(url="https://example.com/soup")
+    clicked = delivery.sent_at + dt.timedelta(hours=1)
+    events_store([TrackedEvent(EventKind.CLICK, clicked, delivery.pk, soup.pk)])
+    response = alice_client.get(detail_url(delivery.subscriber))
+    assert entries_on(response) == [
+        "Clicked a link in “Soup season”: https://example.com/soup",
+        "Opened “Soup season”",
+        "Sent “Soup season”",
+    ]
+
+
 def test_a_subscriber_without_mail_has_an_empty_timeline(alice_client, account_a):
     from tests.factories import SubscriberFactory
 
@@ -80,8 +96,9 @@ def test_a_subscriber_without_mail_has_an_empty_timeline(alice_client, account_a
 def test_more_activity_pages_through_everything_once_even_at_the_same_moment(
     alice_client, sent_broadcast, account_a
 ):
-    """60 entries, many at the very same microsecond (clicks and sends alike): 50 on the
-    subscriber page, the other 10 behind "More activity", none twice, none missed."""
+    """63 entries, many at the very same microsecond (clicks, the opens they imply, and sends
+    alike): 50 on the subscriber page, the other 13 behind "More activity", none twice, none
+    missed."""
     links = tuple(f"https://example.com/soup/{n}" for n in range(19))
     broadcasts = [
         sent_broadcast(recipients=1, account=account_a, links=links, sent_ago=dt.timedelta(days=1))
@@ -108,12 +125,13 @@ def test_more_activity_pages_through_everything_once_even_at_the_same_moment(
     more = pager_link(first, "More activity")
     assert more.startswith(reverse("subscriber_activity", args=[subscriber.id]))
     second = alice_client.get(more)
-    assert len(entries_on(second)) == 10
+    assert len(entries_on(second)) == 13
     assert pager_link(second, "More activity") is None
     assert entries_on(second)[-3:] == ["Sent “Soup season”"] * 3
     both = entries_on(first) + entries_on(second)
-    assert len(set(both)) == 19 + 1
+    assert len(set(both)) == 19 + 2
     assert sum(entry.startswith("Clicked a link in") for entry in both) == 57
+    assert sum(entry.startswith("Opened") for entry in both) == 3
 
 
 def test_a_malformed_cursor_shows_the_latest_activity(alice_client, sent_broadcast, account_a):

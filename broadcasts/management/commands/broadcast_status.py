@@ -37,7 +37,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         broadcast = broadcast_get(options["broadcast_id"])
-        self.stdout.write(f"Broadcast {broadcast.pk}: “{broadcast.subject}”")
+        self.stdout.write(f"Broadcast {broadcast.pk}: “{broadcast.name}”")
         bar = ProgressBar(getattr(self.stderr, "_out", self.stderr), unit="recipients")
         while True:
             progress = broadcast_progress(broadcast=broadcast)

@@ -27,7 +27,7 @@ class Command(BaseCommand):
         if started:
             self.stdout.write(
                 self.style.SUCCESS(
-                    f"Broadcast {broadcast.pk} “{broadcast.subject}” is sending; the workers "
+                    f"Broadcast {broadcast.pk} “{broadcast.name}” is sending; the workers "
                     "take it from here."
                 )
             )
