@@ -11,7 +11,7 @@ from django.db import connection
 from tracking.models import DeliveryActivity, EventKind, Machine, Rollup
 from tracking.store import ROLLUP_COLUMNS, TrackedEvent, events_store
 
-migration = importlib.import_module("tracking.migrations.0002_creator_clicks_are_opens")
+migration = importlib.import_module("tracking.migrations.0002_clicks_are_opens")
 
 OPEN, CLICK = EventKind.OPEN, EventKind.CLICK
 
