@@ -20,9 +20,10 @@ from django.utils import timezone
 from broadcasts import audience, progress, rendering, services
 from broadcasts.forms import BroadcastForm, ScheduleForm
 from broadcasts.models import Broadcast
-from convertkit.paging import keyset_page, page_cursor
+from convertkit.paging import KeysetPage, keyset_page, page_cursor
 from convertkit.tenancy import account_required, get_for_account
 from subscribers.models import Subscriber, Tag
+from subscribers.selectors import account_tags
 from subscribers.validation import normalize_email
 from tracking.reports import Rates, broadcast_rates, rate_label
 
@@ -60,13 +61,6 @@ class _ListRow:
     report_url: str
 
 
-@dataclass(frozen=True)
-class _ListPage:
-    rows: list[_ListRow]
-    newer_before: int | None
-    older_after: int | None
-
-
 def _list_row(broadcast: Broadcast, prefix: str, labels: dict[str, str], rates: Rates) -> _ListRow:
     if broadcast.state == Broadcast.State.SCHEDULED:
         label, moment = "Scheduled for", broadcast.scheduled_at
@@ -93,7 +87,7 @@ def _list_row(broadcast: Broadcast, prefix: str, labels: dict[str, str], rates: 
     )
 
 
-def _broadcast_page(*, account, after: int | None, before: int | None) -> _ListPage:
+def _broadcast_page(*, account, after: int | None, before: int | None) -> KeysetPage:
     """One page of the account's broadcasts, newest first, by keyset on the id (the index
     broadcast_account_id), and their rates from the rollups: two queries, whatever the page
     holds. Names are rendered from each subject once per process (sample_subject's cache)."""
@@ -117,26 +111,19 @@ def _broadcast_page(*, account, after: int | None, before: int | None) -> _ListP
     for broadcast in page.items:
         broadcast.account = account
     rates = broadcast_rates(broadcasts=page.items)
-    return _ListPage(
-        rows=[
-            _list_row(broadcast, prefix, labels, rates[broadcast.id]) for broadcast in page.items
-        ],
-        newer_before=page.newer_before,
-        older_after=page.older_after,
+    return page.with_items(
+        [_list_row(broadcast, prefix, labels, rates[broadcast.id]) for broadcast in page.items]
     )
 
 
 @account_required
 def broadcast_list(request):
-    after, before = page_cursor(request, "after"), page_cursor(request, "before")
-    return render(
-        request,
-        "broadcasts/broadcast_list.html",
-        {
-            "page": _broadcast_page(account=request.account, after=after, before=before),
-            "paged": after is not None or before is not None,
-        },
+    page = _broadcast_page(
+        account=request.account,
+        after=page_cursor(request, "after"),
+        before=page_cursor(request, "before"),
     )
+    return render(request, "broadcasts/broadcast_list.html", {"page": page})
 
 
 @account_required
@@ -152,10 +139,6 @@ def broadcast_create(request):
 
 def _broadcast(request, broadcast_id: int) -> Broadcast:
     return get_for_account(request, Broadcast.objects.select_related("account"), pk=broadcast_id)
-
-
-def _tags(request) -> list[Tag]:
-    return list(Tag.objects.filter(account=request.account).order_by("name", "id"))
 
 
 def _sent_label(broadcast: Broadcast) -> str:
@@ -191,7 +174,7 @@ def _sent_broadcast_choices(request, broadcast: Broadcast) -> list[tuple[int, st
 def _editor_form(request, broadcast: Broadcast, data=None) -> BroadcastForm:
     return BroadcastForm(
         data,
-        tags=_tags(request),
+        tags=account_tags(account=request.account),
         sent_broadcasts=_sent_broadcast_choices(request, broadcast),
         initial=BroadcastForm.initial_for(broadcast),
     )

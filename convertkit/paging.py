@@ -3,7 +3,7 @@ costs what page 1 does."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 PAGE_SIZE = 50
 
@@ -16,10 +16,18 @@ def page_cursor(request, name: str) -> int | None:
 
 @dataclass(frozen=True)
 class KeysetPage:
+    """One page of a list: its items (rows, or what a view made of them) and its links."""
+
     items: list
     # The cursors of the "← Newer" and "Older" links; None when there is no such page.
     newer_before: int | None
     older_after: int | None
+    # Reached through a cursor: an empty page then says "no more", not "nothing yet".
+    paged: bool = False
+
+    def with_items(self, items: list) -> KeysetPage:
+        """The same page with its rows replaced by what the template shows of them."""
+        return replace(self, items=items)
 
 
 def keyset_page(
@@ -43,4 +51,5 @@ def keyset_page(
         items=items,
         newer_before=items[0].id if items and has_newer else None,
         older_after=items[-1].id if items and has_older else None,
+        paged=after is not None or before is not None,
     )

@@ -23,6 +23,11 @@ from subscribers.models import (
 COUNT_CAP = 10_000
 
 
+def account_tags(*, account) -> list[Tag]:
+    """The account's tags by name: what tag pickers and filters offer."""
+    return list(Tag.objects.filter(account=account).order_by("name", "id"))
+
+
 def subscriber_counts(*, account) -> dict[str, int]:
     """Exact totals per state plus "total", from the trigger-maintained counters (no COUNT(*))."""
     counts = {state: 0 for state in Subscriber.State.values}

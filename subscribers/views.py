@@ -28,10 +28,6 @@ from tracking.reports import subscriber_timeline
 DATALIST_LIMIT = 500
 
 
-def _account_tags(request) -> list[Tag]:
-    return list(Tag.objects.filter(account=request.account).order_by("name", "id"))
-
-
 def _tag_names(request) -> list[str]:
     return list(
         Tag.objects.filter(account=request.account)
@@ -83,7 +79,7 @@ def _list_rows(page: selectors.SubscriberPage) -> list[_ListRow]:
 def subscriber_list(request):
     """The list; a search's capped count (up to COUNT_CAP rows) is left out of the page and
     fetched by htmx with ?count=1 (a plain link without JavaScript), so the page stays fast."""
-    tags = _account_tags(request)
+    tags = selectors.account_tags(account=request.account)
     form = SubscriberFilterForm(request.GET or None, tags=tags)
     form.is_valid()
     filters = form.filters()
@@ -312,7 +308,7 @@ def tag_list(request):
     return render(
         request,
         "subscribers/tag_list.html",
-        {"form": form, "tags": _account_tags(request)},
+        {"form": form, "tags": selectors.account_tags(account=request.account)},
         status=400 if form.errors else 200,
     )
 
@@ -393,7 +389,7 @@ def subscriber_bulk(request):
     GET (from the list) or a POST without `confirmed` shows what will happen to how many; a POST
     with `confirmed` creates the Job and sends the creator to its progress bar.
     """
-    tags = _account_tags(request)
+    tags = selectors.account_tags(account=request.account)
     data = request.POST if request.method == "POST" else request.GET
     filter_form = SubscriberFilterForm(data, tags=tags)
     action_form = BulkActionForm(data if "action" in data else None, tags=tags)

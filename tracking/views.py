@@ -69,13 +69,12 @@ def broadcast_report_people(request, broadcast_id: int, kind: str):
         link = Link.objects.filter(broadcast=broadcast, pk=link_id).first() if link_id else None
         if link is None:
             raise Http404
-    after, before = page_cursor(request, "after"), page_cursor(request, "before")
     page = reports.broadcast_people(
         broadcast=broadcast,
         kind=reports.PEOPLE_KINDS[kind],
         link_id=link.id if link else 0,
-        after=after,
-        before=before,
+        after=page_cursor(request, "after"),
+        before=page_cursor(request, "before"),
     )
     return render(
         request,
@@ -87,7 +86,6 @@ def broadcast_report_people(request, broadcast_id: int, kind: str):
             "kinds": list(PEOPLE_TITLES.items()),
             "link": link,
             "page": page,
-            "paged": after is not None or before is not None,
         },
     )
 

@@ -14,7 +14,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 
-from convertkit.paging import keyset_page, page_cursor
+from convertkit.paging import KeysetPage, keyset_page, page_cursor
 from convertkit.tenancy import account_required, get_for_account
 from subscribers.models import CustomField, Form, FormIncentiveFile, Tag
 from subscribers.signup_forms import services
@@ -44,14 +44,7 @@ class _ListRow:
     created_display: str
 
 
-@dataclass(frozen=True)
-class _ListPage:
-    rows: list[_ListRow]
-    newer_before: int | None
-    older_after: int | None
-
-
-def _form_page(*, account, after: int | None, before: int | None) -> _ListPage:
+def _form_page(*, account, after: int | None, before: int | None) -> KeysetPage:
     """One page of the account's live forms, newest first, by keyset on the id (the partial
     index form_account_live): one query, plus one Redis round trip for the views not yet flushed."""
     page = keyset_page(
@@ -80,18 +73,17 @@ def _form_page(*, account, after: int | None, before: int | None) -> _ListPage:
                 created_display=f"{timezone.localtime(form.created_at):%-d %b %Y}",
             )
         )
-    return _ListPage(rows=rows, newer_before=page.newer_before, older_after=page.older_after)
+    return page.with_items(rows)
 
 
 @account_required
 def form_list(request):
-    after, before = page_cursor(request, "after"), page_cursor(request, "before")
-    page = _form_page(account=request.account, after=after, before=before)
-    return render(
-        request,
-        "subscribers/signup_forms/form_list.html",
-        {"page": page, "paged": after is not None or before is not None},
+    page = _form_page(
+        account=request.account,
+        after=page_cursor(request, "after"),
+        before=page_cursor(request, "before"),
     )
+    return render(request, "subscribers/signup_forms/form_list.html", {"page": page})
 
 
 @account_required
