@@ -10,9 +10,11 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from broadcasts import tasks
 from broadcasts.audience import audience_count
 from broadcasts.models import Broadcast, Delivery
 from broadcasts.pipeline import batches_publish
+from broadcasts.rendering import broadcast_problems, frozen_parts
 from convertkit.models import Account
 from subscribers.models import Subscriber
 from tracking.links import links_create
@@ -115,8 +117,6 @@ def broadcast_delete(*, broadcast: Broadcast) -> None:
 def send_problems(*, broadcast: Broadcast, recipient_count: int | None = None) -> list[str]:
     """Why the broadcast cannot be sent now, in the creator's words; [] when it can.
     `recipient_count`, when the caller has just counted the audience, saves counting it again."""
-    from broadcasts.rendering import broadcast_problems
-
     problems = []
     account = broadcast.account
     if not account.postal_address.strip():
@@ -171,9 +171,6 @@ def broadcast_send(*, broadcast: Broadcast) -> bool:
     already sending (a second click, a second beat
     process) is left alone: returns whether this call started it. SendRefused when it cannot
     be sent."""
-    from broadcasts import tasks
-    from broadcasts.rendering import frozen_parts
-
     if broadcast.state not in Broadcast.EDITABLE_STATES:
         if broadcast.state in (Broadcast.State.SENDING, Broadcast.State.SENT):
             return False
@@ -236,8 +233,6 @@ def broadcast_pause(*, broadcast: Broadcast, reason: str = "") -> bool:
 
 def broadcast_resume(*, broadcast: Broadcast) -> bool:
     """Resumes a paused broadcast: the deliveries still queued get send tasks again."""
-    from broadcasts import tasks
-
     now = timezone.now()
     with transaction.atomic():
         updated = Broadcast.objects.filter(pk=broadcast.pk, state=Broadcast.State.PAUSED).update(
@@ -254,8 +249,6 @@ def broadcast_resume(*, broadcast: Broadcast) -> bool:
 def broadcast_cancel(*, broadcast: Broadcast) -> bool:
     """Cancels a scheduled, sending or paused broadcast: nothing more goes out. Deliveries not
     yet sent are marked cancelled by a task (there may be a million)."""
-    from broadcasts import tasks
-
     with transaction.atomic():
         updated = Broadcast.objects.filter(
             pk=broadcast.pk,
@@ -272,8 +265,6 @@ def broadcast_send_test(
 ) -> None:
     """Queues a test copy of the broadcast as it stands (saved, not frozen) to `to_email`,
     with `subscriber`'s data (sample data when None)."""
-    from broadcasts import tasks
-
     tasks.send_test.delay_on_commit(broadcast.pk, to_email, subscriber.pk if subscriber else None)
 
 
