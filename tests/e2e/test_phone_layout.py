@@ -100,3 +100,23 @@ def test_the_progress_figures_form_a_grid_on_a_phone(page: Page, signed_in, acco
     for n in range(figures.count()):
         cell = figures.nth(n)
         assert cell.evaluate("cell => cell.scrollWidth <= cell.clientWidth"), cell.inner_text()
+
+
+def test_the_report_figures_form_a_grid_on_a_phone(page: Page, signed_in, account_a):
+    broadcast = Broadcast.objects.create(
+        account=account_a,
+        subject="Soup season",
+        body="Hello",
+        state=Broadcast.State.SENT,
+        send_started_at=timezone.now() - timedelta(hours=2),
+        sent_at=timezone.now() - timedelta(hours=1),
+        recipient_count=1_250_000,
+        sent_count=1_250_000,
+    )
+    page.goto(f"{signed_in}/broadcasts/{broadcast.id}/report/")
+    figures = page.locator(".report-figures > div")
+    expect(figures.first).to_be_visible()
+    boxes = [figures.nth(n).bounding_box() for n in range(figures.count())]
+    assert len({round(box["x"]) for box in boxes}) >= 2, f"{len(boxes)} figures in one column"
+    width = page.evaluate("document.documentElement.clientWidth")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
