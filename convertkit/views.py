@@ -36,6 +36,9 @@ from convertkit.signup import (
 )
 from convertkit.tenancy import SESSION_ACCOUNT_KEY, account_required, get_for_account
 
+# Problems of a finished job listed on its page; the CSV download has all the stored ones.
+JOB_PROBLEMS_SHOWN = 100
+
 
 @account_required
 def dashboard(request):
@@ -238,10 +241,23 @@ def account_settings(request):
     return render(request, "convertkit/account_settings.html", {"form": form})
 
 
+def _job_context(job: Job, *, compact: bool = False) -> dict:
+    """What the job's progress fragment shows; once the job ended, its first problems by line
+    (through the (job, line) index: never all of them, never counted, which error_count is)."""
+    problems = []
+    if job.is_finished and job.error_count and not compact:
+        problems = list(
+            job.errors.order_by("line", "id").values("line", "column_name", "message")[
+                :JOB_PROBLEMS_SHOWN
+            ]
+        )
+    return {"job": job, "compact": compact, "problems": problems}
+
+
 @account_required
 def job_detail(request, job_id: int):
     job = get_for_account(request, Job, pk=job_id)
-    return render(request, "convertkit/job_detail.html", {"job": job})
+    return render(request, "convertkit/job_detail.html", _job_context(job))
 
 
 @account_required
@@ -251,7 +267,7 @@ def job_progress(request, job_id: int):
     response = render(
         request,
         "convertkit/partials/job_progress.html",
-        {"job": job, "compact": request.GET.get("compact") == "1"},
+        _job_context(job, compact=request.GET.get("compact") == "1"),
     )
     if job.is_finished and request.htmx:
         # Tell the page, so it can refresh what the job changed (e.g. the subscriber list).
