@@ -124,7 +124,13 @@ def signup(request):
 
 
 def signup_sent(request):
-    return render(request, "registration/signup_sent.html", {"days": LINK_MAX_AGE.days})
+    # Under DEBUG the email is in the development mail sink, whose mailbox page needs a login.
+    mailbox_dir = settings.MAILBOX_DIR if settings.DEBUG else None
+    return render(
+        request,
+        "registration/signup_sent.html",
+        {"days": LINK_MAX_AGE.days, "mailbox_dir": mailbox_dir},
+    )
 
 
 @never_cache

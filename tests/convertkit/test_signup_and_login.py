@@ -197,3 +197,13 @@ def test_logins_still_work_when_redis_is_down(client, alice, settings):
         redis_client.cache_clear()
 
     assert response.status_code == 302
+
+
+@pytest.mark.parametrize("debug", [True, False])
+def test_under_debug_the_sent_page_says_where_the_captured_email_is(client, db, settings, debug):
+    settings.DEBUG = debug
+
+    page = client.get("/signup/sent/").content.decode()
+
+    assert ("captured by the local mail sink" in page) is debug
+    assert (str(settings.MAILBOX_DIR) in page) is debug
