@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('convertkit', '0001_initial'),
+        ("convertkit", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='joberror',
-            name='column_name',
-            field=models.TextField(blank=True, default=''),
+            model_name="joberror",
+            name="column_name",
+            field=models.TextField(blank=True, default=""),
         ),
     ]
