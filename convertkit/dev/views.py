@@ -25,8 +25,8 @@ from convertkit.models import Membership
 from subscribers.unsubscribe import subscriber_from_token
 
 MAILBOX_PAGE_SIZE = 200
-# The token in List-Unsubscribe's https URL (/u/<token>/).
-_UNSUBSCRIBE_TOKEN = re.compile(r"<https?://[^/>]+/u/([^/>]+)/?>")
+# The token in List-Unsubscribe's page URL (<SITE_URL/u/<token>/>).
+_UNSUBSCRIBE_TOKEN = re.compile(r"<https?://[^>]*/u/([^/>]+)/?>")
 
 
 def _require_debug() -> None:
