@@ -1,8 +1,11 @@
-"""Fixed-window rate limits in Redis, for public endpoints anyone on the internet can hit.
+"""Fixed-window rate limits in Redis, for public endpoints anyone on the internet can hit (form
+signups, creator logins, sign-up and password reset emails).
 
 Each limit is (count, seconds), from settings such as SIGNUP_LIMIT_PER_IP="30/600". The limits
-given to one call are counted in one pipelined round trip. When Redis cannot be reached the limits
-are not enforced (logged): a signup must not be lost because a counter is away.
+given to one call are counted in one pipelined round trip. A window is aligned to the clock, so a
+refusal ends when its window does, however many refused attempts follow. When Redis cannot be
+reached the limits are not enforced (logged): a signup or a login must not fail because a counter
+is away.
 """
 
 from __future__ import annotations
