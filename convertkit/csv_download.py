@@ -42,10 +42,11 @@ def csv_download(rows: Iterable[Iterable[object]], *, filename: str) -> Streamin
 def job_error_rows(*, job: Job) -> Iterator[list[str]]:
     """The header, then a job's rejected rows by line: the error file of the browser and the
     import command alike (a rejected value is the creator's own data: it may look like a formula)."""
-    yield ["line", "value", "error"]
-    for line, value, message in (
+    yield ["line", "column", "value", "error"]
+    for line, column_name, value, message in (
         job.errors.order_by("line", "id")
-        .values_list("line", "value", "message")
+        .values_list("line", "column_name", "value", "message")
         .iterator(chunk_size=2000)
     ):
-        yield ["" if line is None else str(line), safe_cell(value), message]
+        line_text = "" if line is None else str(line)
+        yield [line_text, safe_cell(column_name), safe_cell(value), message]

@@ -3,16 +3,29 @@ from __future__ import annotations
 from zoneinfo import available_timezones
 
 from django import forms
+from django.conf import settings
 from django.contrib.auth import password_validation
-from django.contrib.auth.forms import PasswordResetForm
+from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
 
 from convertkit.models import Account, User
+from convertkit.ratelimit import LimitExceeded, address_and_network_hit
 
 
 class SignupForm(forms.Form):
+    """Step one of signing up: the address only. The answer is the same for any address
+    (convertkit.signup)."""
+
     email = forms.EmailField(
         max_length=254, widget=forms.EmailInput(attrs={"autocomplete": "email"})
     )
+
+    def clean_email(self) -> str:
+        return self.cleaned_data["email"].strip().lower()
+
+
+class SignupFinishForm(forms.Form):
+    """Step two, from the link in the email: the password and the first account's name."""
+
     password = forms.CharField(
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
         help_text=password_validation.password_validators_help_text_html(),
@@ -23,25 +36,38 @@ class SignupForm(forms.Form):
         help_text="Shown to your subscribers; you can change it later.",
     )
 
-    def clean_email(self) -> str:
-        email = self.cleaned_data["email"].strip().lower()
-        if User.objects.filter(email__iexact=email).exists():
-            raise forms.ValidationError(
-                "An account with this email already exists. Log in instead."
-            )
-        return email
+    def __init__(self, *args, email: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.email = email
+
+    def clean_password(self) -> str:
+        password = self.cleaned_data["password"]
+        password_validation.validate_password(password, User(email=self.email))
+        return password
+
+
+class LoginForm(AuthenticationForm):
+    """Django's login form, counting every attempt per address and per network first
+    (LOGIN_LIMIT_PER_ADDRESS, LOGIN_LIMIT_PER_IP): past a limit it refuses without checking the
+    password, until the limit's window ends."""
+
+    limit_exceeded: LimitExceeded | None = None
 
     def clean(self):
-        cleaned = super().clean()
-        password = cleaned.get("password")
-        if password:
-            try:
-                password_validation.validate_password(
-                    password, User(email=cleaned.get("email", ""))
-                )
-            except forms.ValidationError as error:
-                self.add_error("password", error)
-        return cleaned
+        self.limit_exceeded = address_and_network_hit(
+            self.request,
+            scope="login",
+            email=self.cleaned_data.get("username"),
+            per_address=settings.LOGIN_LIMIT_PER_ADDRESS,
+            per_ip=settings.LOGIN_LIMIT_PER_IP,
+        )
+        if self.limit_exceeded:
+            raise forms.ValidationError(
+                "Too many login attempts for this address or from your network. Try again in "
+                f"{self.limit_exceeded.wait_text}.",
+                code="throttled",
+            )
+        return super().clean()
 
 
 class AccountCreateForm(forms.ModelForm):

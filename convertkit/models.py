@@ -163,10 +163,13 @@ class Job(models.Model):
 
 
 class JobError(models.Model):
-    """One row-level problem of a job (an import line that was rejected), downloadable as CSV."""
+    """One row-level problem of a job (an import line that was rejected): the first ones are
+    shown on the job's page, all of them are downloadable as CSV."""
 
     job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="errors")
     line = models.BigIntegerField(null=True, blank=True)
+    # The file's name for the column at fault ("" when the problem is the row as a whole).
+    column_name = models.TextField(blank=True, default="")
     value = models.TextField(blank=True)
     message = models.TextField()
 

@@ -1,12 +1,16 @@
-"""Fixed-window rate limits in Redis, for public endpoints anyone on the internet can hit.
+"""Fixed-window rate limits in Redis, for public endpoints anyone on the internet can hit (form
+signups, creator logins, sign-up and password reset emails).
 
 Each limit is (count, seconds), from settings such as SIGNUP_LIMIT_PER_IP="30/600". The limits
-given to one call are counted in one pipelined round trip. When Redis cannot be reached the limits
-are not enforced (logged): a signup must not be lost because a counter is away.
+given to one call are counted in one pipelined round trip. A window is aligned to the clock, so a
+refusal ends when its window does, however many refused attempts follow. When Redis cannot be
+reached the limits are not enforced (logged): a signup or a login must not fail because a counter
+is away.
 """
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import logging
 import socket
@@ -26,6 +30,12 @@ logger = logging.getLogger(__name__)
 class LimitExceeded:
     scope: str
     retry_after: int  # seconds until the window that was exceeded ends
+
+    @property
+    def wait_text(self) -> str:
+        """How long to wait, for a message: "1 minute", "14 minutes" (rounded up)."""
+        minutes = max(1, -(-self.retry_after // 60))
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
 
 
 def rate_limits_hit(checks: list[tuple[str, str, tuple[int, int]]]) -> LimitExceeded | None:
@@ -94,3 +104,21 @@ def rate_limit_network(ip: str | None) -> str:
     if address.version == 6:
         return str(ipaddress.ip_network(f"{address}/64", strict=False))
     return ip
+
+
+def address_and_network_hit(
+    request,
+    *,
+    scope: str,
+    email: str | None,
+    per_address: tuple[int, int],
+    per_ip: tuple[int, int],
+) -> LimitExceeded | None:
+    """Counts one hit against `scope`'s limit for the client's network and, when given, for the
+    address (case-folded and hashed: Redis holds no addresses). Any address counts the same,
+    whether or not it has a login, so a refusal tells nothing about accounts."""
+    checks = [(f"{scope}-ip", rate_limit_network(client_ip(request)), per_ip)]
+    if email:
+        digest = hashlib.sha256(email.strip().lower().encode()).hexdigest()
+        checks.insert(0, (f"{scope}-address", digest, per_address))
+    return rate_limits_hit(checks)

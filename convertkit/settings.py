@@ -242,6 +242,15 @@ BROADCAST_SENDING_TIMEOUT = env_int("BROADCAST_SENDING_TIMEOUT", 300, minimum=60
 BROADCAST_CLAIM_TIMEOUT = env_int("BROADCAST_CLAIM_TIMEOUT", 600, minimum=180)
 BROADCAST_STALL_TIMEOUT = env_int("BROADCAST_STALL_TIMEOUT", 180, minimum=30)
 
+# --- Creator logins --------------------------------------------------------------------------------
+# Login attempts (COUNT/SECONDS, right or wrong) per address and per client IP (an IPv6 /64); past
+# either, the login form refuses without checking the password until the window ends.
+LOGIN_LIMIT_PER_ADDRESS = env_rate("LOGIN_LIMIT_PER_ADDRESS", "10/900")
+LOGIN_LIMIT_PER_IP = env_rate("LOGIN_LIMIT_PER_IP", "50/900")
+# Sign-up and password reset emails a visitor may ask for, per address and per client IP.
+ACCOUNT_MAIL_LIMIT_PER_ADDRESS = env_rate("ACCOUNT_MAIL_LIMIT_PER_ADDRESS", "5/3600")
+ACCOUNT_MAIL_LIMIT_PER_IP = env_rate("ACCOUNT_MAIL_LIMIT_PER_IP", "30/3600")
+
 # --- Public signup forms ---------------------------------------------------------------------------
 # Limits on the public subscribe endpoint (COUNT/SECONDS), against list bombing; see README.
 SIGNUP_LIMIT_PER_IP = env_rate("SIGNUP_LIMIT_PER_IP", "30/600")

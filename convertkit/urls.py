@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+from anymail import urls as anymail_urls
 from django.conf import settings
 from django.urls import include, path
 from django.views.decorators.csrf import csrf_exempt
 
 from convertkit import views
+from convertkit.routing import slash_optional
 from subscribers import unsubscribe_views
 from tracking.endpoints import tracking_view
 
@@ -12,6 +14,8 @@ urlpatterns = [
     path("", views.dashboard, name="dashboard"),
     path("health/", views.health, name="health"),
     path("signup/", views.signup, name="signup"),
+    path("signup/sent/", views.signup_sent, name="signup_sent"),
+    path("signup/finish/<str:token>/", views.signup_finish, name="signup_finish"),
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", views.LogoutView.as_view(), name="logout"),
     path("password-reset/", views.PasswordResetView.as_view(), name="password_reset"),
@@ -42,12 +46,15 @@ urlpatterns = [
     # Reports, under the broadcasts and subscribers they are about.
     path("", include("tracking.urls")),
     path("f/", include("subscribers.signup_forms.public_urls")),
-    path("u/<str:token>/", unsubscribe_views.unsubscribe, name="unsubscribe"),
+    *slash_optional([path("u/<str:token>/", unsubscribe_views.unsubscribe, name="unsubscribe")]),
     # Served by convertkit.wsgi ahead of Django; this route only answers where that wrapper is
     # not the server's application (the test live server).
     path("t/<path:rest>", csrf_exempt(tracking_view)),
     # anymail's ESP webhooks (/webhooks/postmark/tracking/ ...); tracking.webhooks receives them.
-    path("webhooks/", include("anymail.urls")),
+    path(
+        "webhooks/",
+        include((slash_optional(anymail_urls.urlpatterns), anymail_urls.app_name)),
+    ),
 ]
 
 if settings.DEBUG:

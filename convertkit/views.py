@@ -19,11 +19,25 @@ from convertkit.csv_download import csv_download, job_error_rows
 from convertkit.forms import (
     AccountCreateForm,
     AccountSettingsForm,
+    LoginForm,
     QueuedPasswordResetForm,
+    SignupFinishForm,
     SignupForm,
 )
 from convertkit.models import Job, Membership
+from convertkit.ratelimit import LimitExceeded, address_and_network_hit
+from convertkit.signup import (
+    LINK_MAX_AGE,
+    SignupLinkInvalid,
+    SignupLinkUsed,
+    signup_complete,
+    signup_email_from_token,
+    signup_email_send,
+)
 from convertkit.tenancy import SESSION_ACCOUNT_KEY, account_required, get_for_account
+
+# Problems of a finished job listed on its page; the CSV download has all the stored ones.
+JOB_PROBLEMS_SHOWN = 100
 
 
 @account_required
@@ -67,25 +81,96 @@ def health(request):
     return JsonResponse(checks, status=200 if healthy else 503)
 
 
+def _limited(response, exceeded: LimitExceeded):
+    """A form page refused by a rate limit: 429 with Retry-After, the form saying how long."""
+    response.status_code = 429
+    response["Retry-After"] = str(exceeded.retry_after)
+    return response
+
+
+def _account_mail_limits_hit(request, email: str) -> LimitExceeded | None:
+    return address_and_network_hit(
+        request,
+        scope="account-mail",
+        email=email,
+        per_address=settings.ACCOUNT_MAIL_LIMIT_PER_ADDRESS,
+        per_ip=settings.ACCOUNT_MAIL_LIMIT_PER_IP,
+    )
+
+
+def _too_many_emails(form, exceeded: LimitExceeded) -> None:
+    form.add_error(
+        None,
+        "Too many emails asked for this address or from your network. Try again in "
+        f"{exceeded.wait_text}.",
+    )
+
+
 def signup(request):
+    """Step one: the address. Any address gets the same answer and one email
+    (convertkit.signup), so the page never tells whether an address has a login."""
     if request.user.is_authenticated:
         return redirect("dashboard")
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        user, account = services.user_signup(
-            email=form.cleaned_data["email"],
-            password=form.cleaned_data["password"],
-            account_name=form.cleaned_data["account_name"],
-        )
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        request.session[SESSION_ACCOUNT_KEY] = account.id
-        messages.success(request, f"Welcome! {account.name} is ready.")
-        return redirect("dashboard")
+        email = form.cleaned_data["email"]
+        exceeded = _account_mail_limits_hit(request, email)
+        if exceeded is None:
+            signup_email_send(email=email)
+            return redirect("signup_sent")
+        _too_many_emails(form, exceeded)
+        return _limited(render(request, "registration/signup.html", {"form": form}), exceeded)
     return render(request, "registration/signup.html", {"form": form})
 
 
+def signup_sent(request):
+    # Under DEBUG the email is in the development mail sink, whose mailbox page needs a login.
+    mailbox_dir = settings.MAILBOX_DIR if settings.DEBUG else None
+    return render(
+        request,
+        "registration/signup_sent.html",
+        {"days": LINK_MAX_AGE.days, "mailbox_dir": mailbox_dir},
+    )
+
+
+@never_cache
+def signup_finish(request, token: str):
+    """Step two, from the link in the email: the password and the account's name."""
+    if request.user.is_authenticated:
+        return redirect("dashboard")
+    try:
+        email = signup_email_from_token(token)
+        form = SignupFinishForm(request.POST or None, email=email)
+        if request.method == "POST" and form.is_valid():
+            user, account = signup_complete(
+                email=email,
+                password=form.cleaned_data["password"],
+                account_name=form.cleaned_data["account_name"],
+            )
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            request.session[SESSION_ACCOUNT_KEY] = account.id
+            messages.success(request, f"Welcome! {account.name} is ready.")
+            return redirect("dashboard")
+    except SignupLinkInvalid as invalid:
+        return render(
+            request,
+            "registration/signup_link_invalid.html",
+            {"expired": invalid.expired, "days": LINK_MAX_AGE.days},
+            status=410 if invalid.expired else 404,
+        )
+    except SignupLinkUsed:
+        messages.info(request, "This address has a login already: log in with it.")
+        return redirect("login")
+    return render(request, "registration/signup_finish.html", {"form": form, "email": email})
+
+
 class LoginView(auth_views.LoginView):
+    authentication_form = LoginForm
     redirect_authenticated_user = True
+
+    def form_invalid(self, form):
+        response = super().form_invalid(form)
+        return _limited(response, form.limit_exceeded) if form.limit_exceeded else response
 
 
 class LogoutView(auth_views.LogoutView):
@@ -93,10 +178,17 @@ class LogoutView(auth_views.LogoutView):
 
 
 class PasswordResetView(auth_views.PasswordResetView):
+    """Answers the same for any address (Django's form mails only an address with a login);
+    limited like the sign-up email, since both send mail to an address anyone can type."""
+
     form_class = QueuedPasswordResetForm
     success_url = reverse_lazy("password_reset_done")
 
     def form_valid(self, form):
+        exceeded = _account_mail_limits_hit(self.request, form.cleaned_data["email"])
+        if exceeded:
+            _too_many_emails(form, exceeded)
+            return _limited(self.form_invalid(form), exceeded)
         # Links in emails use the public SITE_URL, never the Host header an attacker can forge.
         site = urlparse(settings.SITE_URL)
         form.save(
@@ -155,10 +247,23 @@ def account_settings(request):
     return render(request, "convertkit/account_settings.html", {"form": form})
 
 
+def _job_context(job: Job, *, compact: bool = False) -> dict:
+    """What the job's progress fragment shows; once the job ended, its first problems by line
+    (through the (job, line) index: never all of them, never counted, which error_count is)."""
+    problems = []
+    if job.is_finished and job.error_count and not compact:
+        problems = list(
+            job.errors.order_by("line", "id").values("line", "column_name", "message")[
+                :JOB_PROBLEMS_SHOWN
+            ]
+        )
+    return {"job": job, "compact": compact, "problems": problems}
+
+
 @account_required
 def job_detail(request, job_id: int):
     job = get_for_account(request, Job, pk=job_id)
-    return render(request, "convertkit/job_detail.html", {"job": job})
+    return render(request, "convertkit/job_detail.html", _job_context(job))
 
 
 @account_required
@@ -168,7 +273,7 @@ def job_progress(request, job_id: int):
     response = render(
         request,
         "convertkit/partials/job_progress.html",
-        {"job": job, "compact": request.GET.get("compact") == "1"},
+        _job_context(job, compact=request.GET.get("compact") == "1"),
     )
     if job.is_finished and request.htmx:
         # Tell the page, so it can refresh what the job changed (e.g. the subscriber list).

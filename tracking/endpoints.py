@@ -4,9 +4,10 @@
     GET|HEAD /t/c/<token>    click: 302 to the URL stored for the token's link
     GET|HEAD /t/ping.gif     the same GIF, recording nothing (load balancer probe)
 
-Every other path under /t/ is a 404, every other method a 405. A bad, tampered or truncated
-token, a link of another broadcast, or a stored URL that is not http(s) gets a small 404 page
-and records nothing: a click never redirects anywhere but to a URL the creator's broadcast holds.
+Each also answers with a trailing slash, which some link rewriters add. Every other path under
+/t/ is a 404, every other method a 405. A bad, tampered or truncated token, a link of another
+broadcast, or a stored URL that is not http(s) gets a small 404 page and records nothing: a
+click never redirects anywhere but to a URL the creator's broadcast holds.
 
 These paths skip Django's middleware and URL resolution, which take far longer than a response
 this small (/t/ping.gif called in-process: about 7 us, and 0.8 ms through Django). A request
@@ -203,8 +204,8 @@ def _page(start_response: StartResponse, status: str, body: bytes, head: bool, *
     return [] if head else [body]
 
 
-def _open(environ: dict, start_response: StartResponse, head: bool) -> Iterable[bytes]:
-    token = open_token_verify(environ["PATH_INFO"][len(OPEN_PREFIX) :])
+def _open(environ: dict, start_response: StartResponse, head: bool, path: str) -> Iterable[bytes]:
+    token = open_token_verify(path[len(OPEN_PREFIX) :])
     if token is None:
         return _page(start_response, "404 Not Found", _NOT_FOUND_PAGE, head)
     machine = Machine.HEAD_REQUEST if head else agent_machine(environ.get("HTTP_USER_AGENT", ""))
@@ -217,8 +218,8 @@ def _open(environ: dict, start_response: StartResponse, head: bool) -> Iterable[
     return _gif(start_response, head)
 
 
-def _click(environ: dict, start_response: StartResponse, head: bool) -> Iterable[bytes]:
-    token = click_token_verify(environ["PATH_INFO"][len(CLICK_PREFIX) :])
+def _click(environ: dict, start_response: StartResponse, head: bool, path: str) -> Iterable[bytes]:
+    token = click_token_verify(path[len(CLICK_PREFIX) :])
     if token is None:
         return _page(start_response, "404 Not Found", _NOT_FOUND_PAGE, head)
     try:
@@ -270,11 +271,11 @@ def tracking_respond(environ: dict, start_response: StartResponse) -> Iterable[b
             ("Allow", "GET, HEAD"),
         )
     head = method == "HEAD"
-    path = environ["PATH_INFO"]
+    path = environ["PATH_INFO"].removesuffix("/")
     if path.startswith(OPEN_PREFIX):
-        return _open(environ, start_response, head)
+        return _open(environ, start_response, head, path)
     if path.startswith(CLICK_PREFIX):
-        return _click(environ, start_response, head)
+        return _click(environ, start_response, head, path)
     if path == PING_PATH:
         return _gif(start_response, head)
     return _page(start_response, "404 Not Found", _NOT_FOUND_PAGE, head)

@@ -17,6 +17,7 @@ import secrets
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
@@ -65,12 +66,21 @@ def message_store(
 
 
 @dataclass(frozen=True)
+class Envelope:
+    """Who a captured message was for: what the mailbox page decides visibility by."""
+
+    recipients: frozenset[str]  # the SMTP envelope's RCPT TO addresses, lower-case
+    list_unsubscribe: str  # the List-Unsubscribe header, "" if none
+
+
+@dataclass(frozen=True)
 class MailboxEntry:
     id: str
     sender: str
     to: str
     subject: str
     date: datetime | None
+    envelope: Envelope
 
 
 @dataclass(frozen=True)
@@ -82,6 +92,7 @@ class MailboxMessage:
     html: str | None
     attachments: list[tuple[str, str, int]]
     raw: bytes
+    envelope: Envelope
 
 
 def _message_ids(mailbox_dir: Path) -> list[str]:
@@ -109,16 +120,34 @@ def _date(message: EmailMessage, message_id: str) -> datetime | None:
             return None
 
 
-def mailbox_list(*, mailbox_dir: Path, limit: int = 200) -> tuple[list[MailboxEntry], int]:
-    """The newest `limit` messages (headers only) and how many messages there are in all."""
+def _envelope(message: EmailMessage) -> Envelope:
+    recipients = str(message.get("X-RcptTo", "")).split(",")
+    return Envelope(
+        recipients=frozenset(address.strip().lower() for address in recipients if address.strip()),
+        list_unsubscribe=str(message.get("List-Unsubscribe", "")),
+    )
+
+
+def mailbox_list(
+    *,
+    mailbox_dir: Path,
+    keep: Callable[[Envelope], bool],
+    limit: int = 200,
+    scan: int = 2000,
+) -> tuple[list[MailboxEntry], bool]:
+    """The newest `limit` messages whose envelope `keep` accepts (headers only), among the newest
+    `scan` messages; and whether older messages were left unread."""
     ids = _message_ids(Path(mailbox_dir))
     entries = []
-    for message_id in ids[:limit]:
+    for message_id in ids[:scan]:
         path = message_path(mailbox_dir=mailbox_dir, message_id=message_id)
         try:
             with path.open("rb") as fp:
                 message = BytesParser(policy=policy.default).parse(fp, headersonly=True)
         except FileNotFoundError:
+            continue
+        envelope = _envelope(message)
+        if not keep(envelope):
             continue
         entries.append(
             MailboxEntry(
@@ -127,9 +156,12 @@ def mailbox_list(*, mailbox_dir: Path, limit: int = 200) -> tuple[list[MailboxEn
                 to=str(message.get("To", "") or message.get("X-RcptTo", "")),
                 subject=str(message.get("Subject", "")),
                 date=_date(message, message_id),
+                envelope=envelope,
             )
         )
-    return entries, len(ids)
+        if len(entries) == limit:
+            return entries, message_id != ids[-1]
+    return entries, len(ids) > scan
 
 
 def _decoded(part) -> str:
@@ -163,6 +195,7 @@ def mailbox_read(*, mailbox_dir: Path, message_id: str) -> MailboxMessage:
         html=_decoded(html_part) if html_part is not None else None,
         attachments=attachments,
         raw=raw,
+        envelope=_envelope(message),
     )
 
 

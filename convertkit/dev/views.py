@@ -2,18 +2,31 @@
 
 convertkit/urls.py routes these only when DEBUG is true; each view checks again, so that a
 production process can never serve files from MAILBOX_DIR even if the routing changes.
+
+A logged-in user sees only the messages that are theirs (`_visible_to`): those the sink received
+for their login address (the SMTP envelope's recipients: password resets, sign-up mail, tests
+sent to themselves), and those sent to a subscriber of an account they are a member of, known by
+the signed unsubscribe token every such message carries in List-Unsubscribe. Nothing else
+reveals an account: From addresses and subscriber addresses can be shared between accounts.
 """
 
 from __future__ import annotations
+
+import re
+from collections.abc import Callable
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpResponse
 from django.shortcuts import render
 
-from convertkit.dev.mailsink import mailbox_list, mailbox_read
+from convertkit.dev.mailsink import Envelope, mailbox_list, mailbox_read
+from convertkit.models import Membership
+from subscribers.unsubscribe import subscriber_from_token
 
 MAILBOX_PAGE_SIZE = 200
+# The token in List-Unsubscribe's page URL (<SITE_URL/u/<token>/>).
+_UNSUBSCRIBE_TOKEN = re.compile(r"<https?://[^>]*/u/([^/>]+)/?>")
 
 
 def _require_debug() -> None:
@@ -39,16 +52,39 @@ def _mail_route() -> dict[str, object]:
     }
 
 
+def _visible_to(user) -> Callable[[Envelope], bool]:
+    """Whether a captured message is the user's (see the module's docstring)."""
+    own_address = user.email.lower()
+    account_ids = set(Membership.objects.filter(user=user).values_list("account_id", flat=True))
+    token_accounts: dict[str, int | None] = {}
+
+    def visible(envelope: Envelope) -> bool:
+        if own_address in envelope.recipients:
+            return True
+        found = _UNSUBSCRIBE_TOKEN.search(envelope.list_unsubscribe)
+        if found is None:
+            return False
+        token = found[1]
+        if token not in token_accounts:
+            subscriber = subscriber_from_token(token)
+            token_accounts[token] = subscriber.account_id if subscriber else None
+        return token_accounts[token] in account_ids
+
+    return visible
+
+
 @login_required
 def mailbox(request):
     _require_debug()
-    entries, total = mailbox_list(mailbox_dir=settings.MAILBOX_DIR, limit=MAILBOX_PAGE_SIZE)
+    entries, truncated = mailbox_list(
+        mailbox_dir=settings.MAILBOX_DIR, keep=_visible_to(request.user), limit=MAILBOX_PAGE_SIZE
+    )
     return render(
         request,
         "convertkit/dev/mailbox.html",
         {
             "entries": entries,
-            "total": total,
+            "truncated": truncated,
             "mailbox_dir": settings.MAILBOX_DIR,
             "mail_route": _mail_route(),
         },
@@ -62,6 +98,8 @@ def mailbox_message(request, message_id: str):
         message = mailbox_read(mailbox_dir=settings.MAILBOX_DIR, message_id=message_id)
     except (ValueError, FileNotFoundError):
         raise Http404("No such message") from None
+    if not _visible_to(request.user)(message.envelope):
+        raise Http404("No such message")
     if request.GET.get("raw"):
         response = HttpResponse(
             message.raw.decode("utf-8", "replace"), content_type="text/plain; charset=utf-8"

@@ -474,7 +474,8 @@ class _Staging:
             f"first_name text, state text, tags text{field_columns})"
         )
         cursor.execute(
-            f"CREATE TEMP TABLE {self.errors} (line bigint, value text, message text NOT NULL)"
+            f"CREATE TEMP TABLE {self.errors} "
+            "(line bigint, column_name text, value text, message text NOT NULL)"
         )
 
     def drop(self, cursor) -> None:
@@ -492,7 +493,8 @@ class _Staging:
     def copy_errors(self, cursor, buffer: io.StringIO) -> None:
         buffer.seek(0)
         cursor.copy_expert(
-            f"COPY {self.errors} (line, value, message) FROM STDIN WITH (FORMAT csv)", buffer
+            f"COPY {self.errors} (line, column_name, value, message) FROM STDIN WITH (FORMAT csv)",
+            buffer,
         )
 
 
@@ -591,13 +593,15 @@ def _parse_into_staging(
     size = params.get("size") or 0
     result = _ParseResult()
     valid: list[tuple] = []
-    problems: list[tuple[int, str, str]] = []
+    problems: list[tuple[int, str, str, str]] = []
+    column_names = _column_names(params.get("columns", []))
 
-    def error(line: int, value: str, message: str) -> None:
+    def error(line: int, value: str, message: str, column: int | None = None) -> None:
         result.errors += 1
         if result.stored_errors < MAX_STORED_ERRORS:
             result.stored_errors += 1
-            problems.append((line, value[:MAX_ERROR_VALUE_LENGTH], message))
+            name = "" if column is None else column_names[column]
+            problems.append((line, name, value[:MAX_ERROR_VALUE_LENGTH], message))
 
     def flush(rows: int, *, last: bool = False) -> None:
         result.rows = rows
@@ -678,7 +682,7 @@ def _parse_into_staging(
         else:
             email, problem = _email_slow_path(raw)
             if problem:
-                error(start, raw, problem)
+                error(start, raw, problem, email_i)
                 continue
         first_name = None
         if name_i is not None:
@@ -691,13 +695,13 @@ def _parse_into_staging(
             ):
                 first_name, problem = _first_name_checked(first_name)
                 if problem:
-                    error(start, raw, problem)
+                    error(start, raw, problem, name_i)
                     continue
         state = tags = None
         if state_i is not None or tags_i is not None:
             state, tags, problem = _state_and_tags_checked(row, state_i, tags_i)
             if problem:
-                error(start, raw, problem)
+                error(start, raw, problem[1], problem[0])
                 continue
         if field_indexes:
             values = [row[index].strip() for index in field_indexes]
@@ -708,7 +712,7 @@ def _parse_into_staging(
                     problem = _field_values_checked(values, fields)
                     break
             if problem:
-                error(start, raw, problem)
+                error(start, raw, problem[1], problem[0])
                 continue
             add((start, email, first_name, state, tags, *values))
         else:
@@ -729,11 +733,18 @@ def _bad_line_in(bad_lines: deque, start: int, end: int) -> tuple | None:
     return found
 
 
+def _column_names(header: list[str]) -> list[str]:
+    """How problems name each column: as the file's header does, or by position if it is blank."""
+    return [
+        name.strip()[:MAX_ERROR_VALUE_LENGTH] or f"Column {n}" for n, name in enumerate(header, 1)
+    ]
+
+
 def _ragged_message(row: list[str], width: int) -> str:
-    problem = "is missing values" if len(row) < width else "has more values"
+    fewer_or_more = "fewer" if len(row) < width else "more"
     return (
-        f"This row {problem} than the header has columns ({len(row)} instead of {width}); "
-        "check for a missing or extra delimiter."
+        f"This row has {fewer_or_more} values than the header has columns ({len(row)} instead "
+        f"of {width}); check for a missing or extra delimiter."
     )
 
 
@@ -748,35 +759,38 @@ def _first_name_checked(first_name: str) -> tuple[str, str | None]:
 
 def _state_and_tags_checked(
     row: list[str], state_i: int | None, tags_i: int | None
-) -> tuple[str | None, str | None, str | None]:
-    """(state, tags, problem) of a row; empty cells are None."""
+) -> tuple[str | None, str | None, tuple[int, str] | None]:
+    """(state, tags, problem) of a row, the problem as (column index, message); empty cells are
+    None."""
     state = tags = None
     if state_i is not None:
         state = row[state_i].strip().lower() or None
         if state is not None and state not in IMPORTABLE_STATES:
-            return (
-                None,
-                None,
-                (
-                    f"“{row[state_i][:40]}” is not a state; use one of "
-                    f"{', '.join(Subscriber.State.values)}."
-                ),
+            message = (
+                f"“{row[state_i][:40]}” is not a state; use one of "
+                f"{', '.join(Subscriber.State.values)}."
             )
+            return None, None, (state_i, message)
     if tags_i is not None:
         tags = row[tags_i] or None
         if tags and len(tags) > MAX_FIELD_VALUE_LENGTH:
-            return None, None, f"The tags are longer than {MAX_FIELD_VALUE_LENGTH:,} characters."
+            message = f"The tags are longer than {MAX_FIELD_VALUE_LENGTH:,} characters."
+            return None, None, (tags_i, message)
     return state, tags, None
 
 
-def _field_values_checked(values: list[str], fields: list[tuple[int, str]]) -> str | None:
-    """The problem with custom field values, if any; removes formula guards in place."""
+def _field_values_checked(
+    values: list[str], fields: list[tuple[int, str]]
+) -> tuple[int, str] | None:
+    """The problem with custom field values as (column index, message), if any; removes formula
+    guards in place."""
     for n, value in enumerate(values):
         if len(value) > MAX_FIELD_VALUE_LENGTH:
-            return (
+            message = (
                 f"The value of “{fields[n][1]}” is longer than {MAX_FIELD_VALUE_LENGTH:,} "
                 "characters."
             )
+            return fields[n][0], message
         values[n] = _formula_guard_removed(value)
     return None
 
@@ -840,6 +854,7 @@ def _merge(*, job: Job, columns: _Columns, staging: _Staging, parsed: _ParseResu
     now = timezone.now()
     subscribers = Subscriber._meta.db_table
     rows, errors = staging.rows, staging.errors
+    email_column = _column_names(job.params.get("columns", []))[columns.email]
     with transaction.atomic():
         cursor.execute(f"SELECT state FROM {Job._meta.db_table} WHERE id = %s FOR UPDATE", [job.pk])
         if cursor.fetchone()[0] != Job.State.RUNNING:
@@ -855,10 +870,12 @@ def _merge(*, job: Job, columns: _Columns, staging: _Staging, parsed: _ParseResu
                 WHERE r.email = f.email AND r.line > f.line
                 RETURNING r.line, r.email, f.line AS first_line
             )
-            INSERT INTO {errors} (line, value, message)
-            SELECT line, email, 'Duplicate of line ' || first_line || ' (the first one was imported).'
+            INSERT INTO {errors} (line, column_name, value, message)
+            SELECT line, %s, email,
+                   'Duplicate of line ' || first_line || ' (the first one was imported).'
             FROM duplicates
-            """
+            """,
+            [email_column],
         )
         duplicates = cursor.rowcount
 
@@ -876,11 +893,12 @@ def _merge(*, job: Job, columns: _Columns, staging: _Staging, parsed: _ParseResu
                       )
                     RETURNING r.line, r.email
                 )
-                INSERT INTO {errors} (line, value, message)
-                SELECT line, email, %(message)s FROM hits
+                INSERT INTO {errors} (line, column_name, value, message)
+                SELECT line, %(column)s, email, %(message)s FROM hits
                 """,
                 {
                     "account": account_id,
+                    "column": email_column,
                     "message": "This address was deleted earlier and is suppressed; add it by "
                     "hand if they asked to come back.",
                 },
@@ -957,11 +975,14 @@ def _merge(*, job: Job, columns: _Columns, staging: _Staging, parsed: _ParseResu
         JobError.objects.filter(job=job).delete()
         cursor.execute(
             f"""
-            INSERT INTO {JobError._meta.db_table} (job_id, line, value, message)
-            SELECT %s, line, coalesce(value, ''), message FROM {errors} ORDER BY line LIMIT %s
+            INSERT INTO {JobError._meta.db_table} (job_id, line, column_name, value, message)
+            SELECT %s, line, coalesce(column_name, ''), coalesce(value, ''), message
+            FROM {errors}
+            ORDER BY line LIMIT %s
             """,
             [job.pk, MAX_STORED_ERRORS],
         )
+        stored_errors = cursor.rowcount
         summary = {
             "rows": parsed.rows,
             "created": created,
@@ -976,7 +997,7 @@ def _merge(*, job: Job, columns: _Columns, staging: _Staging, parsed: _ParseResu
             total=parsed.rows,
             error_count=errors_total,
             summary=summary,
-            message=_summary_sentence(summary),
+            message=_summary_sentence(summary, stored_errors=stored_errors),
             finished_at=timezone.now(),
         )
         ImportFileChunk.objects.filter(job=job).delete()
@@ -1038,7 +1059,7 @@ def _tag_everyone(*, job: Job, columns: _Columns, staging: _Staging, cursor, now
     )
 
 
-def _summary_sentence(summary: dict) -> str:
+def _summary_sentence(summary: dict, *, stored_errors: int) -> str:
     sentence = (
         f"{summary['rows']:,} row{'s' if summary['rows'] != 1 else ''} read: "
         f"{summary['created']:,} new, {summary['updated']:,} updated"
@@ -1050,4 +1071,6 @@ def _summary_sentence(summary: dict) -> str:
         sentence += f" ({kept:,} kept unsubscribed, bounced or complained)"
     if summary["errors"]:
         sentence += f", {summary['errors']:,} with problems"
+        if stored_errors < summary["errors"]:
+            sentence += f" (the first {stored_errors:,} of them are kept)"
     return sentence + "."

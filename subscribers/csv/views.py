@@ -6,7 +6,6 @@ from datetime import timedelta
 
 from django import forms
 from django.conf import settings
-from django.contrib import messages
 from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 from django.http import Http404, HttpResponseBadRequest
 from django.shortcuts import redirect, render
@@ -215,15 +214,15 @@ def import_map(request, job_id: int):
             for problem in importer.import_mapping_check(mapping=mapping, account=request.account):
                 form.add_error(None, problem)
         if form.is_valid():
-            started = importer.import_job_start(
+            # The job's page says how far it got (no message: by the time the page shows it,
+            # the import may have finished).
+            importer.import_job_start(
                 job=job,
                 mapping=mapping,
                 tag_names=form.cleaned_data["tags"],
                 encoding=form.cleaned_data["encoding"],
                 consent_by=request.user.email,
             )
-            if started:
-                messages.success(request, "The import has started; this page shows its progress.")
             return redirect("job_detail", job_id=job.id)
         encoding = form.data.get("encoding", encoding)
     else:

@@ -22,7 +22,7 @@ from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_http_methods
 
-from convertkit.ratelimit import client_ip, rate_limit_network, rate_limits_hit
+from convertkit.ratelimit import LimitExceeded, client_ip, rate_limit_network, rate_limits_hit
 from subscribers.models import Form, email_hash
 from subscribers.signup_forms.counters import form_view_record
 from subscribers.signup_forms.embed import HONEYPOT_FIELD, form_hosted_url, form_snippet_html
@@ -104,17 +104,13 @@ def _success(request, form: Form, *, as_json: bool) -> HttpResponse:
     )
 
 
-def _too_many(request, form: Form, retry_after: int, *, as_json: bool) -> HttpResponse:
-    minutes = max(1, round(retry_after / 60))
-    message = (
-        f"Too many signups from here just now. Please try again in {minutes} "
-        f"minute{'s' if minutes != 1 else ''}."
-    )
+def _too_many(request, form: Form, exceeded: LimitExceeded, *, as_json: bool) -> HttpResponse:
+    message = f"Too many signups from here just now. Please try again in {exceeded.wait_text}."
     if as_json:
         response = _cors(JsonResponse({"ok": False, "message": message}, status=429))
     else:
         response = _form_page(request, form, errors={"__all__": message}, status=429)
-    response["Retry-After"] = str(retry_after)
+    response["Retry-After"] = str(exceeded.retry_after)
     return response
 
 
@@ -154,7 +150,7 @@ def subscribe(request, uid: str):
         ]
     )
     if exceeded:
-        return _too_many(request, form, exceeded.retry_after, as_json=as_json)
+        return _too_many(request, form, exceeded, as_json=as_json)
     submission = submission_clean(form=form, post=request.POST)
     if submission.errors:
         if as_json:
@@ -181,7 +177,7 @@ def subscribe(request, uid: str):
         ]
     )
     if exceeded:
-        return _too_many(request, form, exceeded.retry_after, as_json=as_json)
+        return _too_many(request, form, exceeded, as_json=as_json)
     signup_submit(
         form=form,
         email=submission.email,

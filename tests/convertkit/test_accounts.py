@@ -13,33 +13,6 @@ from tests.conftest import PASSWORD
 from tests.factories import SubscriberFactory
 
 
-def test_signup_creates_login_account_and_owner_membership(client, db):
-    response = client.post(
-        "/signup/",
-        {"email": "Ann@Example.com", "password": PASSWORD, "account_name": "Ann's Kitchen"},
-    )
-    assert response.status_code == 302
-    user = User.objects.get(email="ann@example.com")
-    membership = Membership.objects.get(user=user)
-    assert membership.role == Membership.Role.OWNER
-    assert membership.account.name == "Ann's Kitchen"
-    assert membership.account.sender_email == "ann@example.com"
-    dashboard = client.get("/")
-    assert dashboard.status_code == 200
-    assert "Ann&#x27;s Kitchen" in dashboard.content.decode()
-
-
-def test_signup_with_taken_email_or_weak_password_shows_field_errors(client, alice):
-    response = client.post(
-        "/signup/", {"email": "ALICE@example.com", "password": "123", "account_name": "x"}
-    )
-    assert response.status_code == 200
-    page = response.content.decode()
-    assert "already exists" in page
-    assert "too short" in page
-    assert User.objects.count() == 1
-
-
 def test_login_and_logout(client, alice):
     response = client.post("/login/", {"username": "alice@example.com", "password": PASSWORD})
     assert response.status_code == 302

@@ -56,15 +56,22 @@ def site(live_server, celery_worker, page):
     return live_server.url
 
 
+@pytest.fixture(autouse=True)
+def _mailbox_dir(tmp_path, settings):
+    """The test's own mailbox directory (never the checkout's .local/mail): where mail_sink
+    writes and steps.account_mail_take looks."""
+    settings.MAILBOX_DIR = tmp_path / "mail"
+
+
 @pytest.fixture
-def mail_sink(tmp_path, settings):
+def mail_sink(settings):
     """A real SMTP server (aiosmtpd) writing .eml files, and the site's mail pointed at it."""
     from convertkit.dev.devstack import free_port
     from convertkit.dev.mailsink import sink_start
     from tests.broadcasts.conftest import smtp_settings
 
     port = free_port()
-    controller = sink_start(port=port, mailbox_dir=tmp_path)
+    controller = sink_start(port=port, mailbox_dir=settings.MAILBOX_DIR)
     smtp_settings(settings, port)
-    yield tmp_path
+    yield settings.MAILBOX_DIR
     controller.stop()

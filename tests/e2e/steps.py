@@ -6,8 +6,10 @@ import re
 import time
 from email import policy
 from email.parser import BytesParser
+from pathlib import Path
 
 from django.conf import settings
+from django.core import mail
 from playwright.sync_api import Page, expect
 
 
@@ -25,9 +27,34 @@ def session_share(page: Page, site: str, client) -> None:
     )
 
 
+def account_mail_take(to: str, *, timeout: float = 30.0) -> str:
+    """The text of the first email to `to`, taken out of the test's mail (Django's outbox, or
+    the mail_sink fixture's directory) so that tests counting their messages see only theirs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for message in list(mail.outbox):
+            if to in message.to:
+                mail.outbox.remove(message)
+                return message.body
+        for path in sorted(Path(settings.MAILBOX_DIR).glob("*.eml")):
+            message = BytesParser(policy=policy.default).parsebytes(path.read_bytes())
+            if to in [address.addr_spec for address in message["To"].addresses]:
+                path.unlink()
+                return message.get_body(preferencelist=("plain",)).get_content()
+        time.sleep(0.1)
+    raise AssertionError(f"No email to {to} arrived within {timeout} s")
+
+
 def sign_up(page: Page, site: str, *, email: str, account_name: str) -> None:
+    """Signs up as a new creator would: the address, then the link in the email, then the
+    password and the newsletter's name. Ends on the dashboard."""
     page.goto(f"{site}/signup/")
     page.get_by_label("Email").fill(email)
+    page.get_by_role("button", name="Email me a link").click()
+    expect(page.get_by_role("heading", name="Check your email")).to_be_visible()
+    link = re.search(r"/signup/finish/\S+/", account_mail_take(email))[0]
+    page.goto(site + link)
+    expect(page.get_by_text(f"You will log in as {email}")).to_be_visible()
     page.get_by_label("Password").fill("a long enough passphrase 7")
     page.get_by_label("Name of your newsletter or business").fill(account_name)
     page.get_by_role("button", name="Create account").click()

@@ -49,7 +49,9 @@ def test_sign_up_add_import_search_tag_export(site: str, page: Page):
     progress = page.get_by_role("progressbar")
     expect(progress).to_be_visible()
     expect(progress).to_have_attribute("aria-valuenow", "100", timeout=60_000)
-    expect(page.get_by_text("1 row with problems")).to_be_visible()
+    problems = page.get_by_role("region", name="Rows with problems")
+    expect(problems.get_by_role("row")).to_have_count(2)  # the header and line 5
+    expect(problems.get_by_role("cell", name="5", exact=True)).to_be_visible()
 
     account = Tag.objects.get(name="book club").account
     assert Subscriber.objects.filter(account=account).count() == 203

@@ -121,7 +121,7 @@ def _tampered(token: str) -> str:
         pytest.param(lambda d, link: "/t/c/" + open_path(d)[5:], id="open token as click"),
         pytest.param(lambda d, link: "/t/c/", id="no token"),
         pytest.param(lambda d, link: "/t/c/" + "%2F%2Fevil.com", id="garbage"),
-        pytest.param(lambda d, link: open_path(d) + "/", id="trailing slash"),
+        pytest.param(lambda d, link: open_path(d) + "//", id="two trailing slashes"),
     ],
 )
 def test_a_bad_token_gets_a_404_page_and_records_nothing(broadcast, make_path):

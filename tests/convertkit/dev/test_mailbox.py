@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import re
+from unittest import mock
 
 import django
 import pytest
@@ -13,6 +15,8 @@ from django.urls import clear_url_caches
 from convertkit.dev import views as dev_views
 from convertkit.dev.devstack import free_port
 from convertkit.dev.mailsink import message_path, message_store, sink_start
+from subscribers.unsubscribe import unsubscribe_url
+from tests.factories import SubscriberFactory
 
 
 def _reload_urls() -> None:
@@ -54,16 +58,13 @@ def sink(mailbox_dir):
     controller.stop()
 
 
-def _store(mailbox_dir, subject: str) -> str:
+def _store(mailbox_dir, subject: str, *, to: str = "alice@example.com", headers: str = "") -> str:
     content = (
-        f"From: Ann <ann@example.com>\r\nTo: reader@example.org\r\nSubject: {subject}\r\n"
+        f"From: Ann <ann@example.com>\r\nTo: {to}\r\nSubject: {subject}\r\n{headers}"
         "Content-Type: text/plain; charset=utf-8\r\n\r\nHello\r\n"
     ).encode()
     return message_store(
-        mailbox_dir=mailbox_dir,
-        mail_from="ann@example.com",
-        rcpt_tos=["reader@example.org"],
-        content=content,
+        mailbox_dir=mailbox_dir, mail_from="ann@example.com", rcpt_tos=[to], content=content
     )
 
 
@@ -72,7 +73,7 @@ def test_message_sent_over_smtp_is_listed_and_shown_in_the_mailbox(sink, debug_u
         subject="Weekly news & <offers>",
         body="Plain text part\nsecond line",
         from_email="Ann <ann@example.com>",
-        to=["reader@example.org"],
+        to=["alice@example.com"],
     )
     message.attach_alternative(
         '<p>Read <a href="https://example.com/post?a=1&b=2">the post</a></p>'
@@ -86,7 +87,7 @@ def test_message_sent_over_smtp_is_listed_and_shown_in_the_mailbox(sink, debug_u
     assert listing.status_code == 200
     page = listing.content.decode()
     assert "Weekly news &amp; &lt;offers&gt;" in page
-    assert "ann@example.com" in page and "reader@example.org" in page
+    assert "ann@example.com" in page and "alice@example.com" in page
     assert f"/dev/mailbox/{stored.stem}/" in page
 
     detail = alice_client.get(f"/dev/mailbox/{stored.stem}/")
@@ -101,7 +102,7 @@ def test_message_sent_over_smtp_is_listed_and_shown_in_the_mailbox(sink, debug_u
 
     raw = alice_client.get(f"/dev/mailbox/{stored.stem}/?raw=1")
     assert raw["Content-Type"].startswith("text/plain")
-    assert b"X-RcptTo: reader@example.org" in raw.content
+    assert b"X-RcptTo: alice@example.com" in raw.content
 
 
 def test_mailbox_lists_the_newest_message_first(mailbox_dir, debug_urls, alice_client):
@@ -116,7 +117,7 @@ def test_mailbox_lists_the_newest_message_first(mailbox_dir, debug_urls, alice_c
 def test_empty_mailbox_says_how_mail_arrives(mailbox_dir, debug_urls, alice_client):
     page = alice_client.get("/dev/mailbox/").content.decode()
 
-    assert "No messages yet" in page
+    assert "No messages for you yet" in page
 
 
 @pytest.mark.parametrize(
@@ -186,3 +187,66 @@ def test_mailbox_views_refuse_to_serve_when_debug_is_off(mailbox_dir, alice, set
         dev_views.mailbox(request)
     with pytest.raises(django.http.Http404):
         dev_views.mailbox_message(request, message_id=message_id)
+
+
+def _subject_list(client) -> list[str]:
+    page = client.get("/dev/mailbox/").content.decode()
+    return sorted(re.findall(r'<a href="/dev/mailbox/[^"]+/">([^<]+)</a>', page))
+
+
+def _message_ids_by_subject(mailbox_dir) -> dict[str, str]:
+    ids = {}
+    for path in mailbox_dir.glob("*.eml"):
+        subject = re.search(rb"^Subject: (.+?)\r?$", path.read_bytes(), re.MULTILINE)[1]
+        ids[subject.decode()] = path.stem
+    return ids
+
+
+def test_each_login_sees_only_mail_to_itself_or_to_subscribers_of_its_accounts(
+    sink, debug_urls, alice_client, bob_client, charlie_client, account_a, account_b
+):
+    from subscribers.mail import subscriber_email_build
+
+    reader_in_a = SubscriberFactory(account=account_a, email="reader@example.org")
+    # The same address in the other account: the address alone says nothing about the account.
+    reader_in_b = SubscriberFactory(account=account_b, email="reader@example.org")
+    for subscriber, subject in ((reader_in_a, "News from A"), (reader_in_b, "News from B")):
+        subscriber_email_build(subscriber=subscriber, subject=subject, text_body="Hello").send()
+    for to, subject in (("alice@example.com", "Reset for alice"), ("bob@example.com", "For bob")):
+        EmailMultiAlternatives(subject=subject, body="Hi", to=[to]).send()
+    # A's sender address and a token claiming A, but not signed by this site.
+    genuine = unsubscribe_url(subscriber=reader_in_a)
+    forged = genuine[:-2] + ("a" if genuine[-2] != "a" else "b") + "/"
+    _store(
+        sink,
+        "Forged for A",
+        to="reader@example.org",
+        headers=f"List-Unsubscribe: <{forged}>\r\n",
+    )
+
+    assert _subject_list(alice_client) == ["News from A", "Reset for alice"]
+    assert _subject_list(bob_client) == ["For bob", "News from A"]
+    assert _subject_list(charlie_client) == ["News from B"]
+    ids = _message_ids_by_subject(sink)
+    for subject, message_id in ids.items():
+        for client, visible in (
+            (alice_client, {"News from A", "Reset for alice"}),
+            (charlie_client, {"News from B"}),
+        ):
+            for url in (f"/dev/mailbox/{message_id}/", f"/dev/mailbox/{message_id}/?raw=1"):
+                assert client.get(url).status_code == (200 if subject in visible else 404)
+
+
+def test_mailbox_lists_at_most_a_page_of_the_users_messages_and_says_so(
+    mailbox_dir, debug_urls, alice_client, settings
+):
+    for n in range(3):
+        _store(mailbox_dir, f"Mine {n}")
+        _store(mailbox_dir, f"Not mine {n}", to="someone@example.org")
+
+    with mock.patch.object(dev_views, "MAILBOX_PAGE_SIZE", 2):
+        page = alice_client.get("/dev/mailbox/").content.decode()
+
+    assert "Mine 2" in page and "Mine 1" in page
+    assert "Mine 0" not in page and "Not mine" not in page
+    assert "the newest 2 are listed" in page

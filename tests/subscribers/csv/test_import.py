@@ -302,9 +302,38 @@ def test_rows_with_more_or_fewer_values_than_the_header_are_row_errors(account_a
         ),
         (
             3,
-            "This row is missing values than the header has columns (1 instead of 2); check "
+            "This row has fewer values than the header has columns (1 instead of 2); check "
             "for a missing or extra delimiter.",
         ),
+    ]
+
+
+def test_each_problem_names_the_column_at_fault_as_the_files_header_does(account_a):
+    CustomFieldFactory(account=account_a, key="city", label="City")
+    Suppression.objects.create(account=account_a, email_hash=email_hash("gone@example.com"))
+    job = run_import(
+        account_a,
+        "E-mail,,Status,Town\n"
+        "ann@example.com,Ann,active,Lyon\n"
+        "not an address,Bob,active,Paris\n"
+        'cid@example.com,"C\nid",active,Nice\n'
+        "dan@example.com,Dan,sleeping,Metz\n"
+        f"eve@example.com,Eve,active,{'x' * 3000}\n"
+        "fay@example.com,Fay\n"
+        "ann@example.com,Ann again,active,Lyon\n"
+        "gone@example.com,Gus,active,Caen\n",
+        mapping=["email", "first_name", "state", "field:city"],
+    )
+
+    problems = job.errors.order_by("line").values_list("line", "column_name")
+    assert list(problems) == [
+        (3, "E-mail"),
+        (4, "Column 2"),
+        (6, "Status"),
+        (7, "Town"),
+        (8, ""),  # too few values: the row as a whole
+        (9, "E-mail"),  # a duplicate of line 2
+        (10, "E-mail"),  # suppressed
     ]
 
 

@@ -52,8 +52,8 @@ def test_the_command_imports_in_process_with_a_progress_bar_and_a_summary(
     assert "3 rows read: 1 new, 1 updated (1 kept unsubscribed, bounced or complained)" in out
     assert "  created: 1" in out
     assert errors.read_text().splitlines() == [
-        "line,value,error",
-        "3,bad,“bad” is not an email address.",
+        "line,column,value,error",
+        "3,E-mail,bad,“bad” is not an email address.",
     ]
     ann = Subscriber.objects.get(email="ann@example.com")
     assert (ann.first_name, ann.fields, ann.consent_method) == (
@@ -129,6 +129,6 @@ def test_the_error_file_guards_a_rejected_value_that_looks_like_a_formula(accoun
         str(path), "--account", str(account_a.id), "--in-process", "--errors", str(errors)
     )
     assert errors.read_text().splitlines() == [
-        "line,value,error",
-        "2,'=1+1,“=1+1” is not an email address.",
+        "line,column,value,error",
+        "2,email,'=1+1,“=1+1” is not an email address.",
     ]

@@ -62,7 +62,7 @@ def test_an_upload_in_the_browser_is_imported_by_the_worker(celery_worker, alice
 
     fragment = alice_client.get(reverse("job_progress", args=[job.id])).content.decode()
     assert "Done: 1,201 rows read: 1,199 new, 1 updated" in fragment
-    assert "1 row with problems (CSV)" in fragment
+    assert "Rows with problems" in fragment and "All 1, by line." in fragment
 
 
 def test_the_command_queues_the_import_and_follows_the_worker(celery_worker, account_a, tmp_path):

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from convertkit.models import Job
+from convertkit.models import Job, JobError
+from convertkit.views import JOB_PROBLEMS_SHOWN
 from subscribers.csv import importer
 from subscribers.models import ImportFileChunk, Subscriber
 from tests.factories import CustomFieldFactory, SubscriberFactory, TagFactory
@@ -223,14 +227,12 @@ def test_the_error_file_lists_the_rejected_rows_with_their_line_numbers(alice_cl
         job=job, mapping=["email"], tag_names=[], encoding="utf-8", consent_by="x", enqueue=False
     )
     importer.import_job_run(job_id=job.id)
-    body = alice_client.get(reverse("job_detail", args=[job.id])).content.decode()
-    assert "2 rows with problems (CSV)" in body
     response = alice_client.get(reverse("job_errors_csv", args=[job.id]))
     lines = b"".join(response.streaming_content).decode().splitlines()
     assert lines == [
-        "line,value,error",
-        "3,not an address,The email address contains a space.",
-        "5,ok@example.com,Duplicate of line 2 (the first one was imported).",
+        "line,column,value,error",
+        "3,email,not an address,The email address contains a space.",
+        "5,email,ok@example.com,Duplicate of line 2 (the first one was imported).",
     ]
 
 
@@ -252,3 +254,113 @@ def test_uploads_left_unmapped_for_a_day_are_deleted_at_the_next_upload(alice_cl
     assert not ImportFileChunk.objects.filter(job_id=abandoned.pk).exists()
     assert Job.objects.filter(pk=started.pk).exists()
     assert Job.objects.count() == 2
+
+
+def _run_through_the_pages(client, data: bytes, mapping: list[str], capture) -> str:
+    """Upload, map and start as the creator does, the worker's run done at once; the page the
+    creator lands on."""
+    upload(client, data)
+    job = Job.objects.get()
+    form = {f"column_{n}": target for n, target in enumerate(mapping)}
+    with capture(execute=True):
+        response = client.post(map_url(job), {**form, "encoding": "utf-8"})
+    assert response["Location"] == reverse("job_detail", args=[job.id])
+    return client.get(response["Location"]).content.decode()
+
+
+def test_the_page_of_a_finished_import_says_it_is_done_not_that_it_started(
+    alice_client, eager_celery, django_capture_on_commit_callbacks
+):
+    body = _run_through_the_pages(
+        alice_client, SIX_ROWS, ["email", "first_name", "", ""], django_capture_on_commit_callbacks
+    )
+
+    assert "Done: 6 rows read: 6 new, 0 updated." in body
+    assert "started" not in body
+    assert "Rows with problems" not in body
+
+
+def _problem_rows(body: str) -> list[tuple[str, str, str]]:
+    return re.findall(
+        r'<td data-label="Line" class="nowrap">(\d*)</td><td data-label="Column">([^<]*)</td>'
+        r'<td data-label="Problem">([^<]*)</td>',
+        body,
+    )
+
+
+def test_a_finished_import_lists_its_problems_by_line_with_column_and_reason(
+    alice_client, eager_celery, django_capture_on_commit_callbacks
+):
+    data = (
+        b"Email Address,Name\n"
+        b"ann@example.com,Ann\n"
+        b"not an address,Bob\n"
+        b"cid@example.com\n"
+        b"ann@example.com,Ann\n"
+    )
+    body = _run_through_the_pages(
+        alice_client, data, ["email", "first_name"], django_capture_on_commit_callbacks
+    )
+
+    assert "1 new, 0 updated, 3 with problems." in body
+    assert "All 3, by line." in body
+    assert _problem_rows(body) == [
+        ("3", "Email Address", "The email address contains a space."),
+        (
+            "4",
+            "(whole row)",
+            "This row has fewer values than the header has columns (1 instead of 2); check for "
+            "a missing or extra delimiter.",
+        ),
+        ("5", "Email Address", "Duplicate of line 2 (the first one was imported)."),
+    ]
+    job = Job.objects.get()
+    assert f'href="{reverse("job_errors_csv", args=[job.id])}" download' in body
+
+
+def test_the_page_shows_the_first_problems_by_index_without_counting_or_loading_them_all(
+    alice_client, account_a
+):
+    job = Job.objects.create(
+        account=account_a,
+        kind=Job.Kind.IMPORT,
+        state=Job.State.DONE,
+        title="Import big.csv",
+        error_count=1_000_000,
+        summary={"rows": 1_000_000, "errors": 1_000_000},
+    )
+    JobError.objects.bulk_create(
+        JobError(job=job, line=line, column_name="email", message=f"Problem {line}")
+        for line in range(JOB_PROBLEMS_SHOWN + 50, 1, -1)
+    )
+
+    with CaptureQueriesContext(connection) as queries:
+        body = alice_client.get(reverse("job_detail", args=[job.id])).content.decode()
+
+    assert f"The first {JOB_PROBLEMS_SHOWN} of 1,000,000, by line." in body
+    rows = _problem_rows(body)
+    assert len(rows) == JOB_PROBLEMS_SHOWN
+    assert rows[0] == ("2", "email", "Problem 2")
+    assert rows[-1][0] == str(JOB_PROBLEMS_SHOWN + 1)
+    error_queries = [q["sql"] for q in queries if JobError._meta.db_table in q["sql"]]
+    assert len(error_queries) == 1
+    assert "COUNT(" not in error_queries[0].upper()
+    assert error_queries[0].endswith(f"LIMIT {JOB_PROBLEMS_SHOWN}")
+
+
+def test_the_progress_of_a_running_import_reads_no_problems(alice_client, account_a):
+    job = Job.objects.create(
+        account=account_a,
+        kind=Job.Kind.IMPORT,
+        state=Job.State.RUNNING,
+        title="Import big.csv",
+        params={"mapping": ["email"]},
+        error_count=3,
+    )
+    JobError.objects.create(job=job, line=2, message="Problem")
+
+    with CaptureQueriesContext(connection) as queries:
+        fragment = alice_client.get(reverse("job_progress", args=[job.id])).content.decode()
+
+    assert 'hx-trigger="every 1s"' in fragment
+    assert not [q for q in queries if JobError._meta.db_table in q["sql"]]
