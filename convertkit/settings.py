@@ -1,7 +1,8 @@
 """Settings for every environment; production differs from development only by environment variables.
 
-The README lists every variable. Development defaults apply when DEBUG is true; with DEBUG false, the
-variables a production deployment cannot do without (SECRET_KEY, ALLOWED_HOSTS, SITE_URL) are required.
+docs/operations.md lists every variable. Development defaults apply when DEBUG is true; with DEBUG
+false, the variables a production deployment cannot do without (SECRET_KEY, ALLOWED_HOSTS, SITE_URL)
+are required.
 """
 
 from __future__ import annotations
@@ -252,7 +253,8 @@ ACCOUNT_MAIL_LIMIT_PER_ADDRESS = env_rate("ACCOUNT_MAIL_LIMIT_PER_ADDRESS", "5/3
 ACCOUNT_MAIL_LIMIT_PER_IP = env_rate("ACCOUNT_MAIL_LIMIT_PER_IP", "30/3600")
 
 # --- Public signup forms ---------------------------------------------------------------------------
-# Limits on the public subscribe endpoint (COUNT/SECONDS), against list bombing; see README.
+# Limits on the public subscribe endpoint (COUNT/SECONDS), against list bombing; see
+# docs/operations.md.
 SIGNUP_LIMIT_PER_IP = env_rate("SIGNUP_LIMIT_PER_IP", "30/600")
 SIGNUP_LIMIT_PER_ADDRESS = env_rate("SIGNUP_LIMIT_PER_ADDRESS", "5/3600")
 SIGNUP_LIMIT_PER_FORM = env_rate("SIGNUP_LIMIT_PER_FORM", "1000/600")
