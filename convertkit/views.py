@@ -7,6 +7,7 @@ from django.contrib import messages
 from django.contrib.auth import login
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
 from django.db import connection
 from django.http import Http404, JsonResponse
 from django.shortcuts import redirect, render
@@ -35,6 +36,8 @@ from convertkit.signup import (
     signup_email_send,
 )
 from convertkit.tenancy import SESSION_ACCOUNT_KEY, account_required, get_for_account
+from subscribers import selectors
+from tracking import reports
 
 # Problems of a finished job listed on its page; the CSV download has all the stored ones.
 JOB_PROBLEMS_SHOWN = 100
@@ -42,9 +45,6 @@ JOB_PROBLEMS_SHOWN = 100
 
 @account_required
 def dashboard(request):
-    from subscribers import selectors
-    from tracking import reports
-
     periods = reports.GROWTH_PERIODS
     days = next((n for n in periods if str(n) == request.GET.get("days")), periods[0])
     return render(
@@ -63,8 +63,6 @@ def dashboard(request):
 @never_cache
 def health(request):
     """For load balancers and `docker compose`: 200 when PostgreSQL and Redis answer, else 503."""
-    from django.core.cache import cache
-
     checks = {}
     try:
         with connection.cursor() as cursor:
