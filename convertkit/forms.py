@@ -6,9 +6,11 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
+from django.template import loader
 
 from convertkit.models import Account, User
 from convertkit.ratelimit import LimitExceeded, address_and_network_hit
+from convertkit.tasks import send_account_email
 
 
 class SignupForm(forms.Form):
@@ -119,10 +121,6 @@ class QueuedPasswordResetForm(PasswordResetForm):
         to_email,
         html_email_template_name=None,
     ):
-        from django.template import loader
-
-        from convertkit.tasks import send_account_email
-
         subject = "".join(loader.render_to_string(subject_template_name, context).splitlines())
         body = loader.render_to_string(email_template_name, context)
         send_account_email.delay_on_commit(to=to_email, subject=subject, body=body)

@@ -36,6 +36,7 @@ from django.db import DatabaseError, close_old_connections, connection
 from redis.exceptions import RedisError
 
 from convertkit.redis import redis_client
+from tracking.models import SpooledEvents
 
 logger = logging.getLogger(__name__)
 
@@ -122,8 +123,6 @@ class EventBuffer:
         return True
 
     def _spool(self, text: str) -> bool:
-        from tracking.models import SpooledEvents
-
         if not connection.in_atomic_block:
             close_old_connections()  # this thread's connection may have died since last time
         try:

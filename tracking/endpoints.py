@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections, connection
+from django.http import HttpResponse
 from django.utils.encoding import iri_to_uri
 
 from convertkit.ratelimit import environ_client_ip, rate_limit_network
@@ -296,8 +297,6 @@ def tracking_view(request, rest: str = ""):
     """The same answers through Django's URLs, for servers that do not run convertkit.wsgi's
     application (Django's test live server, runserver's static handler). Slower: the whole
     middleware stack runs first. Production traffic never reaches it."""
-    from django.http import HttpResponse
-
     answer: dict = {}
 
     def start_response(status: str, headers: list[tuple[str, str]]) -> None:

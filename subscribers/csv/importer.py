@@ -35,6 +35,7 @@ from subscribers.models import (
     Tagging,
 )
 from subscribers.services import MAX_TAG_NAME_LENGTH, tag_get_or_create
+from subscribers.tasks import run_import
 from subscribers.validation import MAX_EMAIL_LENGTH, MAX_FIELD_VALUE_LENGTH, normalize_email
 
 CHUNK_SIZE = 1024 * 1024
@@ -316,8 +317,6 @@ def import_job_start(
 
     False if the job was already started: a second submit of the same form queues nothing.
     """
-    from subscribers.tasks import run_import
-
     if encoding not in ENCODINGS:
         raise ValueError(f"Unknown encoding {encoding!r}")
     params = {
