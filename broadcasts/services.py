@@ -166,7 +166,7 @@ def broadcast_send(*, broadcast: Broadcast) -> bool:
     process) is left alone: returns whether this call started it. SendRefused when it cannot
     be sent."""
     from broadcasts import tasks
-    from broadcasts.rendering import frozen_parts
+    from broadcasts.rendering import RenderFailed, frozen_parts
 
     if broadcast.state not in Broadcast.EDITABLE_STATES:
         if broadcast.state in (Broadcast.State.SENDING, Broadcast.State.SENT):
@@ -175,7 +175,10 @@ def broadcast_send(*, broadcast: Broadcast) -> bool:
     problems = send_problems(broadcast=broadcast)
     if problems:
         raise SendRefused(" ".join(problems))
-    frozen = frozen_parts(broadcast)
+    try:
+        frozen = frozen_parts(broadcast)
+    except RenderFailed as failed:
+        raise SendRefused(str(failed)) from None
     now = timezone.now()
     with transaction.atomic():
         started = Broadcast.objects.filter(
