@@ -5,6 +5,7 @@ crash fails the test instead of killing pytest."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from datetime import timedelta
@@ -19,12 +20,14 @@ from broadcasts.models import Broadcast
 from broadcasts.rendering import RenderFailed, broadcast_problems, preview
 from broadcasts.rendering.bounds import (
     LAYOUT_NESTING,
+    LAYOUT_SIZE,
     NESTING_LIMIT,
     REOPEN_LIMIT,
     SIZE_LIMIT,
     html_shape,
 )
 from broadcasts.rendering.html import Placeholders, creator_html, sanitise
+from broadcasts.services import broadcasts_due_send
 from convertkit.celery import app as celery_app
 from tests.broadcasts.conftest import process_env
 from tests.broadcasts.test_views import page_inputs
@@ -234,6 +237,34 @@ def test_a_due_broadcast_that_cannot_be_rendered_goes_back_to_draft_and_the_othe
     assert deep.state == Broadcast.State.DRAFT
     assert REFUSAL in deep.paused_reason
     assert fine.state == Broadcast.State.SENDING
+
+
+def test_a_due_broadcast_whose_email_is_too_large_goes_back_to_draft_and_the_others_start(db):
+    # A postal address stored by some other path than the settings form, too large for the
+    # email around any body: only the email's own check, before css-inline, finds it.
+    crowded = AccountFactory(postal_address="1 Main Street\n" + "x" * (SIZE_LIMIT + LAYOUT_SIZE))
+    fine = AccountFactory()
+    due = timezone.now() - timedelta(minutes=1)
+    broadcasts = []
+    for account in (crowded, fine):
+        SubscriberFactory(account=account)
+        broadcasts.append(
+            Broadcast.objects.create(
+                account=account,
+                subject="Soup",
+                body="Soup is back.",
+                state=Broadcast.State.SCHEDULED,
+                scheduled_at=due,
+            )
+        )
+
+    started = broadcasts_due_send()
+
+    too_large, sent = broadcasts
+    assert started == [sent.pk]
+    too_large.refresh_from_db()
+    assert too_large.state == Broadcast.State.DRAFT
+    assert re.search(r"The email is [\d,]+ characters of HTML", too_large.paused_reason)
 
 
 def test_a_preview_whose_liquid_builds_too_deep_a_body_lists_the_problem(account):
