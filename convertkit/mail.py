@@ -78,6 +78,8 @@ def address_line(name: str, value: str, linesep: str) -> str | None:
         raise ValueError(f"{name} must not contain a line break: {value!r}")
     if not value.isascii():
         return None
+    if len(name) + 2 + len(value) <= LINE_LIMIT:
+        return f"{name}: {value}{linesep}"
     return header_folded(name, value.split(" "), linesep)
 
 

@@ -4,31 +4,33 @@ nh3 (the sanitiser) and css-inline (the CSS inliner) are compiled code. css-inli
 per level of element nesting on the calling thread's stack: markup nested deeply enough
 overflows the stack and the process dies of SIGSEGV, which no `except` can catch (the web worker
 of a preview; a Celery worker, again at every retry, for a scheduled send). nh3 survives any
-depth, but what it builds can grow with the square of the markup: formatting elements left open
-(`<p><b title=1><p><b title=2>...`) are opened again, all of them, in every later paragraph.
-So `html_bounds_check` runs before every call into either and raises RenderFailed for HTML
-longer than SIZE_LIMIT characters or nesting elements deeper than NESTING_LIMIT, and the
+depth, but its time grows with the square of the depth, and what it builds can grow with the
+square of the markup: formatting elements left open (`<p><b title=1><p><b title=2>...`) are
+opened again, all of them, in every later paragraph. So `html_bounds_check` runs before every
+call into either and raises RenderFailed for HTML longer than SIZE_LIMIT characters, nesting
+elements deeper than NESTING_LIMIT or reopening more than REOPEN_LIMIT of them; and the
 creator's body is held to the same limits where it is saved (BroadcastForm) and checked
 (broadcast_problems). The limits are far beyond any email layout and far below what breaks
 css-inline on a small thread stack (tests/broadcasts/test_render_bounds.py keeps them so).
 
-`html_shape` counts the depth in one pass, the way an HTML parser builds its tree, closely
-enough to be on the safe side:
+`html_shape` counts in one pass, the way an HTML parser builds its tree, erring on the deep side
+where it cannot follow the parser exactly:
 
 1. Markup is read as the HTML tokenizer reads it: comments, quoted attribute values and the text
    of raw-text elements (style, script, textarea...) hold no elements; a tag that never ends
-   swallows the rest. html, head and body tags are ignored (a document has one of each).
-2. A void element (br, img) holds nothing. Inside svg or math, `<x/>` holds nothing either.
-3. An end tag closes the nearest open element of its name, unless a cell, table or the like
-   stands between (then it closes nothing).
+   swallows the rest. html, head and body tags are ignored (a document has one of each), and so
+   are the tags of table parts outside a table, as a parser ignores them.
+2. A void element (br, img) holds nothing. Inside svg or math, `<x/>` holds nothing either, and
+   only an end tag of the innermost element closes anything.
+3. An end tag closes the nearest open element of its name and all inside it, but not past a
+   table or a cell (nor, for an inline element, past a block); `</form>` closes a form only when
+   nothing else is open inside it.
 4. The elements a parser closes by itself are closed: a p before a block, an li before the next
-   li, a cell before the next cell, and so on.
-5. A formatting element (b, font, a...) closed that way, or by an end tag of one of its
-   ancestors, is opened again (a copy) before the next text or inline tag, until its own end
-   tag comes; only the last three alike are kept, and a cell, caption or object starts afresh.
-   Until it is opened again it counts as a level. Reopened copies are counted too: a parser
-   makes one per closed formatting element at every paragraph, so markup that leaves many of
-   them open costs it the square of its length in elements (REOPEN_LIMIT).
+   li, a cell before the next cell, a heading before a heading, and so on.
+5. A formatting element (b, font, a...) closed by another element's end is opened again (a
+   copy) before the next text or inline tag, until its own end tag comes; only the last three
+   alike are kept, and a cell, caption or object starts afresh. Until it is opened again it
+   counts as a level, and each copy counts towards REOPEN_LIMIT.
 
 `as_written` skips step 4, for what the sanitiser writes (every element closed where it ends):
 that count is the one css-inline's parser cannot exceed when it reads the sanitised HTML again.
