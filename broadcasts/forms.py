@@ -14,6 +14,7 @@ from django import forms
 from django.utils import timezone
 
 from broadcasts.models import Broadcast
+from broadcasts.rendering import body_html_problem
 from subscribers.forms import one_line
 from subscribers.models import Tag
 
@@ -151,6 +152,15 @@ class BroadcastForm(forms.Form):
 
     def clean_preview_text(self) -> str:
         return one_line(self.cleaned_data["preview_text"], "preview text")
+
+    def clean_body(self) -> str:
+        """A body the renderers cannot take (too large, or nested too deep) is not saved."""
+        body = self.cleaned_data["body"]
+        body_format = self.cleaned_data.get("body_format") or Broadcast.BodyFormat.MARKDOWN
+        problem = body_html_problem(body=body, body_format=body_format)
+        if problem:
+            raise forms.ValidationError(problem)
+        return body
 
     def clean(self):
         cleaned = super().clean()

@@ -14,7 +14,7 @@ from broadcasts import tasks
 from broadcasts.audience import audience_count
 from broadcasts.models import Broadcast, Delivery
 from broadcasts.pipeline import batches_publish
-from broadcasts.rendering import broadcast_problems, frozen_parts
+from broadcasts.rendering import RenderFailed, broadcast_problems, frozen_parts
 from convertkit.models import Account
 from subscribers.models import Subscriber
 from tracking.links import links_create
@@ -178,7 +178,10 @@ def broadcast_send(*, broadcast: Broadcast) -> bool:
     problems = send_problems(broadcast=broadcast)
     if problems:
         raise SendRefused(" ".join(problems))
-    frozen = frozen_parts(broadcast)
+    try:
+        frozen = frozen_parts(broadcast)
+    except RenderFailed as failed:
+        raise SendRefused(str(failed)) from None
     now = timezone.now()
     with transaction.atomic():
         started = Broadcast.objects.filter(
@@ -218,6 +221,10 @@ def broadcasts_due_send(*, now: datetime | None = None) -> list[int]:
                 state=Broadcast.State.DRAFT, paused_reason=str(refused)[:500]
             )
             logger.warning("Scheduled broadcast %s not sent: %s", broadcast.pk, refused)
+        except Exception:
+            # Whatever one broadcast trips over must not keep the others due now from starting;
+            # it stays scheduled and is tried again at the next run.
+            logger.exception("Scheduled broadcast %s could not be started", broadcast.pk)
     return started
 
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from django.conf import settings
-from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 
+from convertkit.mail import TextNamesEmail, default_from_email
 from convertkit.models import Account, Membership, User
 
 
@@ -25,9 +24,8 @@ def account_create(*, owner: User, name: str) -> Account:
 
 
 def account_email_send(*, to: str, subject: str, body: str, html_body: str | None = None) -> None:
-    message = EmailMultiAlternatives(
-        subject=subject, body=body, from_email=settings.DEFAULT_FROM_EMAIL, to=[to]
-    )
+    """Mail to a creator at `to` (an address, no name), from DEFAULT_FROM_EMAIL."""
+    message = TextNamesEmail(subject=subject, body=body, from_email=default_from_email(), to=[to])
     if html_body:
         message.attach_alternative(html_body, "text/html")
     message.send()

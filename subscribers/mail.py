@@ -9,13 +9,13 @@ forget the check.
 from __future__ import annotations
 
 import re
-from email.utils import formataddr
 from urllib.parse import urlparse
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives, make_msgid
+from django.core.mail import make_msgid
 from django.utils.html import escape, linebreaks
 
+from convertkit.mail import TextNamesEmail, address_format, default_from_email
 from subscribers.models import Subscriber
 from subscribers.unsubscribe import unsubscribe_links
 
@@ -34,12 +34,6 @@ class PostalAddressMissing(MailRefused):
     """CAN-SPAM: the account needs a postal address before any send."""
 
 
-def display_name(name: str) -> str:
-    """A name is one line in a header: a CR/LF typed into a name becomes a space, never a
-    header."""
-    return " ".join(name.split())
-
-
 def header_check(name: str, value: str) -> None:
     if "\r" in value or "\n" in value:
         raise ValueError(f"{name} must not contain a line break: {value!r}")
@@ -53,14 +47,15 @@ def postal_address_check(account) -> None:
 
 
 def account_from_email(account) -> str:
-    """The From of every message of the account: its sender, else the site's default."""
+    """The From of every message of the account: its sender, else the site's default, the
+    name written as text (a CR/LF typed into it becomes a space, never a header)."""
     if account.sender_email:
-        return formataddr((display_name(account.sender_name), account.sender_email))
-    return settings.DEFAULT_FROM_EMAIL
+        return address_format(name=account.sender_name, address=account.sender_email)
+    return default_from_email()
 
 
 def subscriber_to_email(subscriber: Subscriber) -> str:
-    return formataddr((display_name(subscriber.first_name), subscriber.email))
+    return address_format(name=subscriber.first_name, address=subscriber.email)
 
 
 def footer_text(*, account, url: str) -> str:
@@ -93,7 +88,7 @@ def subscriber_email_build(
     html_body: str | None = None,
     message_id: str | None = None,
     to_unsubscribed: bool = False,
-) -> EmailMultiAlternatives:
+) -> TextNamesEmail:
     """A message from the subscriber's account to the subscriber, ready for any mail backend.
 
     Raises SubscriberNotMailable for a suppressed subscriber, PostalAddressMissing for an account
@@ -120,7 +115,7 @@ def subscriber_email_build(
     for name, value in [("Subject", subject), ("From", from_email), ("To", to), *headers.items()]:
         header_check(name, value)
 
-    message = EmailMultiAlternatives(
+    message = TextNamesEmail(
         subject=subject,
         body=text_body + footer_text(account=account, url=url),
         from_email=from_email,

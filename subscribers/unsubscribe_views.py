@@ -2,7 +2,8 @@
 
 No session, cookie or CSRF token is involved: the signed token alone names the subscriber, and
 mail clients sending the RFC 8058 one-click POST have none of those. GET never changes anything,
-because link scanners fetch every URL of an email.
+because link scanners fetch every URL of an email. The link of a test message (a test token)
+changes nothing at all and says so.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from subscribers.unsubscribe import (
     LINK_REASON,
     ONE_CLICK_REASON,
     RESUBSCRIBE_REASON,
+    account_from_test_token,
     subscriber_from_token,
 )
 from tracking.services import unsubscribe_record
@@ -27,6 +29,10 @@ from tracking.services import unsubscribe_record
 @never_cache
 @require_http_methods(["GET", "HEAD", "POST"])
 def unsubscribe(request, token: str):
+    tested = account_from_test_token(token)
+    if tested is not None:
+        # Whatever the method (a one-click POST included): a test changes nothing.
+        return render(request, "subscribers/unsubscribe_test.html", {"account": tested})
     subscriber = subscriber_from_token(token)
     if subscriber is None:
         return render(request, "subscribers/unsubscribe_invalid.html", status=404)

@@ -14,8 +14,11 @@
 - `sample_subject(subject, account=...)`: the subject as the sample subscriber gets it, which
   names a broadcast on the creator's pages (Broadcast.name); cached, so lists stay cheap.
 - `preview(broadcast, subscriber=None)`: the editor's preview of unsaved values, safe to show.
-  It and the test copy are not tracked: original URLs, no pixel. Otherwise the HTML is the sent
+  It and the test copy are not tracked: original URLs, no pixel; and their unsubscribe links are
+  a test's, which unsubscribe nobody, whoever's data they show. Otherwise the HTML is the sent
   HTML.
+- `body_html_problem(body=..., body_format=...)`: why a body is too large or too deeply nested to
+  be rendered (bounds.py), checked where it is saved and in `broadcast_problems`.
 
 The sent HTML is sanitised too, once, when the broadcast is frozen (not per recipient): what
 subscribers get is then exactly what the creator previewed, without scripts, forms or event
@@ -34,11 +37,11 @@ from typing import NamedTuple
 from urllib.parse import urlparse
 
 from django.conf import settings
-from django.core.mail import EmailMultiAlternatives, make_msgid
-from django.urls import reverse
+from django.core.mail import make_msgid
 from django.utils.html import escape
 from liquid.exceptions import LiquidError
 
+from broadcasts.rendering.bounds import RenderFailed
 from broadcasts.rendering.html import (
     Placeholders,
     anchor_hrefs_replace,
@@ -61,6 +64,7 @@ from broadcasts.rendering.liquid import (
 )
 from broadcasts.rendering.mime import BroadcastEmail, MessageSkeleton
 from broadcasts.rendering.text import html_to_text
+from convertkit.mail import TextNamesEmail
 from subscribers.mail import (
     SubscriberNotMailable,
     account_from_email,
@@ -69,7 +73,7 @@ from subscribers.mail import (
     subscriber_to_email,
 )
 from subscribers.models import CustomField, Subscriber
-from subscribers.unsubscribe import unsubscribe_links, unsubscribe_url
+from subscribers.unsubscribe import unsubscribe_links, unsubscribe_test_links
 from tracking.links import (
     MAX_LINKS,
     OPEN_MARKER,
@@ -84,6 +88,7 @@ __all__ = [
     "Preview",
     "RenderFailed",
     "TemplateProblem",
+    "body_html_problem",
     "broadcast_problems",
     "frozen_parts",
     "preview",
@@ -96,10 +101,6 @@ SAMPLE_EMAIL = "jane@example.com"
 _SAMPLE_SUBJECTS_CACHED = 4096
 _BLANK_LINES = re.compile(r"\n[ \t]*(?:\n[ \t]*){2,}")
 _COMPILED_CACHE_SIZE = 16
-
-
-class RenderFailed(Exception):
-    """This recipient's message could not be rendered (a limit was hit): the delivery fails."""
 
 
 class FrozenParts(NamedTuple):
@@ -133,12 +134,6 @@ def _subscriber_context(subscriber: Subscriber, keys) -> dict:
 
 def _sample_subscriber(account) -> Subscriber:
     return Subscriber(account=account, email=SAMPLE_EMAIL, first_name=SAMPLE_FIRST_NAME)
-
-
-def _unsubscribe_url(subscriber: Subscriber) -> str:
-    if subscriber.pk is None:
-        return f"{settings.SITE_URL}{reverse('unsubscribe', kwargs={'token': 'preview'})}"
-    return unsubscribe_url(subscriber=subscriber)
 
 
 def _context(*, subscriber: Subscriber, keys, account, url: str) -> dict:
@@ -176,16 +171,28 @@ def _problems(broadcast, *, keys: set[str], sample: dict) -> list[TemplateProble
     return problems
 
 
+def body_html_problem(*, body: str, body_format: str) -> str | None:
+    """Why the body cannot be laid out as an email (too large, or too deeply nested for the
+    renderers: bounds.py), in the creator's words; None when it can."""
+    try:
+        creator_html(body=body, body_format=body_format, placeholders=Placeholders(body))
+    except RenderFailed as failed:
+        return str(failed)
+    return None
+
+
 def broadcast_problems(broadcast) -> list[TemplateProblem]:
     """Why the broadcast's subject, preview text or body would not render, with the line of
     each problem in that part; [] when it can be sent."""
     account = broadcast.account
-    subscriber = _sample_subscriber(account)
     keys = _custom_keys(broadcast)
-    sample = _context(
-        subscriber=subscriber, keys=keys, account=account, url=_unsubscribe_url(subscriber)
-    )
-    return _problems(broadcast, keys=keys, sample=sample)
+    url, _headers = unsubscribe_test_links(account=account)
+    sample = _context(subscriber=_sample_subscriber(account), keys=keys, account=account, url=url)
+    problems = _problems(broadcast, keys=keys, sample=sample)
+    layout = body_html_problem(body=broadcast.body, body_format=broadcast.body_format)
+    if layout:
+        problems.append(TemplateProblem("body", None, layout))
+    return problems
 
 
 # Freezing ------------------------------------------------------------------------------------
@@ -348,23 +355,26 @@ def preview(broadcast, subscriber: Subscriber | None = None) -> Preview:
     """The email as `subscriber` (or a sample subscriber) would get it, from the broadcast's
     current (possibly unsaved) values, with its problems. The HTML is sanitised after rendering:
     safe to show in the app (in an iframe's srcdoc). A template with problems is previewed as far
-    as it renders, unknown variables showing as nothing."""
+    as it renders, unknown variables showing as nothing; a body that cannot be laid out (too
+    large or too deeply nested) is a problem, and the preview shows no body."""
     account = broadcast.account
     keys = _custom_keys(broadcast)
     subscriber = subscriber or _sample_subscriber(account)
-    url = _unsubscribe_url(subscriber)
+    url, _headers = unsubscribe_test_links(account=account)
     context = _context(subscriber=subscriber, keys=keys, account=account, url=url)
     problems = _problems(broadcast, keys=keys, sample=context)
     text_environment, html_environment = (LAX_TEXT, LAX_HTML) if problems else (TEXT, HTML)
     placeholders = Placeholders(broadcast.body, broadcast.preview_text)
-    body_template = placeholders.restore(
-        literal_html(
-            creator_html(
-                body=broadcast.body, body_format=broadcast.body_format, placeholders=placeholders
+    try:
+        body_template = placeholders.restore(
+            literal_html(
+                creator_html(
+                    body=broadcast.body,
+                    body_format=broadcast.body_format,
+                    placeholders=placeholders,
+                )
             )
         )
-    )
-    try:
         subject = _one_line(text_environment.from_string(broadcast.subject).render(**context))
         preheader = _one_line(
             text_environment.from_string(broadcast.preview_text).render(**context)
@@ -372,6 +382,9 @@ def preview(broadcast, subscriber: Subscriber | None = None) -> Preview:
         body = sanitise(html_environment.from_string(body_template).render(**context))
     except LiquidError as error:
         problems.append(TemplateProblem("body", None, error_message(error)))
+        subject = preheader = body = ""
+    except RenderFailed as failed:
+        problems.append(TemplateProblem("body", None, str(failed)))
         subject = preheader = body = ""
     html = email_document(
         account=account, body_html=body, preheader_html=escape(preheader), unsubscribe_url=url
@@ -407,11 +420,11 @@ def _sample_subject(subject: str, account_name: str) -> str:
 
 def test_message_build(
     *, broadcast, to_email: str, subscriber: Subscriber | None = None
-) -> EmailMultiAlternatives:
+) -> TextNamesEmail:
     """A test copy of the broadcast's current values for the creator at `to_email`, as the
-    preview shows it (sample data unless `subscriber` is given). Its unsubscribe link is the
-    sample one (or `subscriber`'s), and it carries no List-Unsubscribe header: it is not sent to
-    a subscriber. RenderFailed when the broadcast has template problems."""
+    preview shows it (sample data unless `subscriber` is given). Its unsubscribe link and
+    List-Unsubscribe are a test's: they unsubscribe nobody, and the page they lead to says so.
+    RenderFailed when the broadcast has problems."""
     shown = preview(broadcast, subscriber)
     if shown.problems:
         raise RenderFailed(
@@ -422,12 +435,16 @@ def test_message_build(
                 for problem in shown.problems
             )
         )
-    message = EmailMultiAlternatives(
+    _url, unsubscribe = unsubscribe_test_links(account=broadcast.account)
+    message = TextNamesEmail(
         subject=f"[Test] {shown.subject}",
         body=shown.text,
         from_email=account_from_email(broadcast.account),
         to=[to_email],
-        headers={"Message-ID": make_msgid(domain=urlparse(settings.SITE_URL).hostname)},
+        headers={
+            "Message-ID": make_msgid(domain=urlparse(settings.SITE_URL).hostname),
+            **unsubscribe,
+        },
     )
     message.attach_alternative(shown.html, "text/html")
     return message

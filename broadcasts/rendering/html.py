@@ -10,7 +10,9 @@ alone, and put back at the end:
 2. Markdown becomes HTML (CommonMark with tables and strikethrough); a paragraph holding only
    tags (an `{% if %}` on its own line) is unwrapped.
 3. nh3 keeps an allowlist of tags, attributes, CSS properties and URL schemes: no script, no
-   event handler, no javascript: or data: URL, no form or iframe.
+   event handler, no javascript: or data: URL, no form or iframe. What goes in, and what comes
+   out, must stay within the size and nesting limits of bounds.py (RenderFailed otherwise):
+   nh3 and css-inline are native code that no exception handler can stop.
 4. When freezing for sending, the href of each tracked link becomes a placeholder for its marker
    (tracking/links.py), which each recipient's message replaces with its tracked URL
    (`anchor_hrefs_replace`).
@@ -37,7 +39,16 @@ from django.utils.safestring import mark_safe
 from liquid.lex import compile_liquid_rules
 from liquid.token import TOKEN_CONTENT
 from markdown_it import MarkdownIt
+from markdown_it.token import Token
 
+from broadcasts.rendering.bounds import (
+    LAYOUT_NESTING,
+    LAYOUT_SIZE,
+    NESTING_LIMIT,
+    SIZE_LIMIT,
+    RenderFailed,
+    html_bounds_check,
+)
 from subscribers.mail import footer_html
 
 LAYOUT = "broadcasts/email/layout.html"
@@ -176,18 +187,50 @@ class Placeholders:
 
 
 def creator_html(*, body: str, body_format: str, placeholders: Placeholders) -> str:
-    """The creator's body as sanitised HTML, its Liquid markup still swapped out."""
+    """The creator's body as sanitised HTML, its Liquid markup still swapped out. RenderFailed
+    when it is too large or too deeply nested (bounds.py)."""
     protected = placeholders.protect(body)
     if body_format == "markdown":
         protected = placeholders.tag_lines_apart(protected)
-        html = placeholders.unwrap_tag_paragraphs(_MARKDOWN.render(protected))
+        html = placeholders.unwrap_tag_paragraphs(_markdown_html(protected))
     else:
         html = protected
     return sanitise(html)
 
 
+def _markdown_html(markdown: str) -> str:
+    """The Markdown as HTML. RenderFailed, before the HTML is written, when it would be far too
+    large: a reference link's URL is written out again at each of its uses, so a short text
+    can stand for a huge one."""
+    environment: dict = {}
+    tokens = _MARKDOWN.parse(markdown, environment)
+    if _tokens_size(tokens) > SIZE_LIMIT:
+        raise RenderFailed(
+            f"The body would be more than {SIZE_LIMIT:,} characters of HTML; at most "
+            f"{SIZE_LIMIT:,} can be sent."
+        )
+    return _MARKDOWN.renderer.render(tokens, _MARKDOWN.options, environment)
+
+
+def _tokens_size(tokens: list[Token]) -> int:
+    """A lower bound of the number of characters of HTML that `tokens` render to: the text
+    and attribute values they hold (an inline token's text is its children's)."""
+    return sum(
+        _tokens_size(token.children)
+        if token.children
+        else len(token.content) + sum(len(str(value)) for value in token.attrs.values())
+        for token in tokens
+    )
+
+
 def sanitise(html: str) -> str:
-    return _SANITISER.clean(html)
+    """`html` through the allowlist. RenderFailed when it, or what the sanitiser makes of it,
+    is too large or too deeply nested (bounds.py): the check before nh3 keeps its time in
+    bounds, the exact one after it keeps what reaches css-inline within the limits."""
+    html_bounds_check(html)
+    clean = _SANITISER.clean(html)
+    html_bounds_check(clean, as_written=True)
+    return clean
 
 
 def anchor_hrefs_replace(html: str, replace: Callable[[str], str | None]) -> str:
@@ -210,18 +253,25 @@ def email_document(
     open_pixel_url: str = "",
 ) -> str:
     """The whole email: layout, preheader, body and footer, with its CSS inlined, and with the
-    open pixel at the end when `open_pixel_url` is given."""
-    html = _INLINER.inline(
-        render_to_string(
-            LAYOUT,
-            {
-                "body": mark_safe(body_html),
-                "preheader": mark_safe(preheader_html),
-                "preheader_padding": _PREHEADER_PADDING,
-                "footer": mark_safe(footer_html(account=account, url=unsubscribe_url)),
-            },
-        )
+    open pixel at the end when `open_pixel_url` is given. `body_html` is the sanitiser's;
+    RenderFailed if the email is too large or too deeply nested all the same (bounds.py)."""
+    document = render_to_string(
+        LAYOUT,
+        {
+            "body": mark_safe(body_html),
+            "preheader": mark_safe(preheader_html),
+            "preheader_padding": _PREHEADER_PADDING,
+            "footer": mark_safe(footer_html(account=account, url=unsubscribe_url)),
+        },
     )
+    html_bounds_check(
+        document,
+        what="The email",
+        nesting_limit=NESTING_LIMIT + LAYOUT_NESTING,
+        size_limit=SIZE_LIMIT + LAYOUT_SIZE,
+        as_written=True,
+    )
+    html = _INLINER.inline(document)
     if open_pixel_url:
         end = html.rindex("</body>")
         html = html[:end] + _OPEN_PIXEL.format(src=escape(open_pixel_url)) + html[end:]

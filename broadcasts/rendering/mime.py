@@ -9,7 +9,8 @@ BroadcastEmail.message() writes the bytes itself:
 - once per broadcast (MessageSkeleton): the From header, the MIME headers of the message and of
   both parts, the boundary;
 - per message: To, Subject, Date, Message-ID and List-Unsubscribe (ASCII, folded at spaces; a
-  non-ASCII subject as RFC 2047 base64 words, remembered for the next recipient), and the two
+  non-ASCII subject as RFC 2047 base64 words, remembered for the next recipient; From and To
+  exactly as convertkit.mail.address_format wrote them, display names as text), and the two
   bodies: as they are (7bit, or 8bit UTF-8 as Django sends it) when no line passes the 998
   bytes of RFC 5322, else quoted-printable (which costs more than all the rest). The boundary
   holds "=_" and a random part: quoted-printable text can never contain "=_", and the random
@@ -19,16 +20,15 @@ message() returns a real email.message.EmailMessage (PrebuiltMessage) whose as_b
 those bytes as they are; it parses them only if someone looks inside (anymail's SES backend
 walks the parts, for instance). A message changed after rendering into something the skeleton
 does not cover (attachments, Cc, other address headers, a non-ASCII address) is built by
-Django's own message() instead, so the result is always right, only slower.
+Django's own message() instead (through TextNamesEmail, which keeps From and To as written), so
+the result is always right, only slower.
 """
 
 from __future__ import annotations
 
-import base64
 import binascii
 import email.message
 import email.policy
-import inspect
 import re
 import secrets
 import time
@@ -37,10 +37,18 @@ from email.utils import formatdate
 
 from django.core.mail import EmailMultiAlternatives
 
+from convertkit.mail import (
+    LINE_LIMIT,
+    TextNamesEmail,
+    address_line,
+    encoded_words,
+    header_folded,
+)
+
+# MESSAGE_TAKES_POLICY is named here too for broadcasts/transport.py, which imports it from here.
+from convertkit.mail import MESSAGE_TAKES_POLICY as MESSAGE_TAKES_POLICY
 from subscribers.mail import header_check
 
-# Django 6 passes the policy to message(); Django 5.2 has no such argument.
-MESSAGE_TAKES_POLICY = "policy" in inspect.signature(EmailMultiAlternatives.message).parameters
 # Headers the skeleton writes itself; any other extra header is written as given.
 _OWN_HEADERS = {
     "from",
@@ -55,56 +63,24 @@ _OWN_HEADERS = {
     "content-transfer-encoding",
 }
 _PLAIN_HEADER = re.compile(r"[\x20-\x7e]*")
-_LINE_LIMIT = 78
-# 42 bytes of UTF-8 are 56 characters of base64, 68 with "=?utf-8?b?" and "?=": the first word
-# fits after "Subject: " within 78 characters (RFC 2047 allows 75 per word).
-_WORD_BYTES = 42
 _SUBJECT_CACHE_SIZE = 256
 # RFC 5322: at most 998 bytes in a line, without its line break.
 _LINE_BYTES = 998
 
 
-def _encoded_words(value: str) -> list[str]:
-    """`value` as RFC 2047 base64 encoded words, never splitting a character."""
-    data = value.encode("utf-8")
-    words, start = [], 0
-    while start < len(data):
-        end = min(start + _WORD_BYTES, len(data))
-        while end < len(data) and (data[end] & 0xC0) == 0x80:
-            end -= 1
-        words.append(f"=?utf-8?b?{base64.b64encode(data[start:end]).decode('ascii')}?=")
-        start = end
-    return words
-
-
-def _folded(name: str, words: list[str], linesep: str) -> str:
-    """A header line from `words` (joined by spaces), folded before a word where it would pass
-    78 characters (also right after the colon, as the email package does); a single longer word
-    stays whole (RFC 5322 allows 998)."""
-    lines, line = [], f"{name}:"
-    for word in words:
-        if len(line) + 1 + len(word) > _LINE_LIMIT and line:
-            lines.append(line)
-            line = ""
-        line = f"{line} {word}"
-    lines.append(line)
-    return linesep.join(lines) + linesep
-
-
-def header_line(name: str, value: str, linesep: str, *, encoded: bool = False) -> str | None:
+def header_line(name: str, value: str, linesep: str) -> str | None:
     """`name: value` as an ASCII header line, or None when only the email package can write it
-    (non-ASCII, a word too long for any line, or text that looks like an RFC 2047 encoded word
-    unless `encoded` says it is one, as formataddr writes a non-ASCII name). ValueError for a
-    line break."""
+    (non-ASCII, a word too long for any line, or text that looks like an RFC 2047 encoded word).
+    ValueError for a line break."""
     header_check(name, value)
-    if not _PLAIN_HEADER.fullmatch(value) or ("=?" in value and not encoded):
+    if not _PLAIN_HEADER.fullmatch(value) or "=?" in value:
         return None
-    if len(name) + 2 + len(value) <= _LINE_LIMIT:
+    if len(name) + 2 + len(value) <= LINE_LIMIT:
         return f"{name}: {value}{linesep}"
     words = value.split(" ")
     if max(len(word) for word in words) > 900:
         return None
-    return _folded(name, words, linesep)
+    return header_folded(name, words, linesep)
 
 
 def subject_line(subject: str, linesep: str) -> str:
@@ -113,7 +89,7 @@ def subject_line(subject: str, linesep: str) -> str:
     if line is not None:
         return line
     # Non-ASCII (or "=?"-like) text: every word encoded, so that nothing is misread.
-    return _folded("Subject", _encoded_words(subject), linesep)
+    return header_folded("Subject", encoded_words(subject), linesep)
 
 
 class MessageSkeleton:
@@ -131,7 +107,7 @@ class MessageSkeleton:
     def _from_line(self, from_email: str, linesep: str) -> str | None:
         key = (from_email, linesep)
         if key not in self._from_lines:
-            self._from_lines[key] = header_line("From", from_email, linesep, encoded=True)
+            self._from_lines[key] = address_line("From", from_email, linesep)
         return self._from_lines[key]
 
     def _subject_line(self, subject: str, linesep: str) -> str:
@@ -164,7 +140,7 @@ class MessageSkeleton:
             return None
         linesep = policy.linesep
         sender = self._from_line(message.from_email, linesep)
-        to = header_line("To", message.to[0], linesep, encoded=True)
+        to = address_line("To", message.to[0], linesep)
         if sender is None or to is None:
             return None
         head = [
@@ -262,7 +238,7 @@ class PrebuiltMessage(email.message.EmailMessage):
         return self.as_string()
 
 
-class BroadcastEmail(EmailMultiAlternatives):
+class BroadcastEmail(TextNamesEmail):
     """An EmailMultiAlternatives whose message() is written from the broadcast's skeleton.
 
     Every backend sees an ordinary EmailMultiAlternatives (anymail reads subject, body,
@@ -292,6 +268,4 @@ class BroadcastEmail(EmailMultiAlternatives):
         data = self.skeleton.serialise(self, policy)
         if data is not None:
             return PrebuiltMessage(data, policy)
-        if MESSAGE_TAKES_POLICY:
-            return super().message(policy=policy)
-        return super().message()
+        return super().message(policy=policy)

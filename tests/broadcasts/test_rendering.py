@@ -26,7 +26,7 @@ from broadcasts.rendering.mime import PrebuiltMessage
 from broadcasts.rendering.text import html_to_text
 from subscribers.mail import PostalAddressMissing, SubscriberNotMailable
 from subscribers.models import Subscriber
-from subscribers.unsubscribe import unsubscribe_token
+from subscribers.unsubscribe import unsubscribe_test_token, unsubscribe_token
 from tests.factories import AccountFactory, CustomFieldFactory, SubscriberFactory
 from tracking.links import link_marker, links_create
 from tracking.tokens import click_token
@@ -715,7 +715,8 @@ def test_preview_of_unsaved_values_uses_a_sample_subscriber(account):
 
     assert shown.subject == f"Hi {rendering.SAMPLE_FIRST_NAME}"
     assert re.search(r'<div style="display:none;[^"]*">Five soups', shown.html)
-    assert "At work, leave (https://mail.example.com/u/preview/)" in shown.text
+    test_url = f"https://mail.example.com/u/{unsubscribe_test_token(account=account)}/"
+    assert f"At work, leave ({test_url})" in shown.text
     assert "Ann's Kitchen\n1 Main Street\nSpringfield" in shown.text
     broadcast.refresh_from_db()
     assert broadcast.subject == "Soup season"

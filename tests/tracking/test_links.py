@@ -15,7 +15,7 @@ from broadcasts.models import Broadcast, Delivery
 from broadcasts.rendering import frozen_parts, preview
 from broadcasts.services import broadcast_send, broadcast_send_test
 from subscribers.models import Subscriber
-from subscribers.unsubscribe import unsubscribe_url
+from subscribers.unsubscribe import unsubscribe_test_token, unsubscribe_token, unsubscribe_url
 from tests.broadcasts.conftest import make_broadcast, smtp_sink, wait_until  # noqa: F401
 from tracking.links import MAX_URL_LENGTH, links_create, url_trackable
 from tracking.models import Link
@@ -312,7 +312,11 @@ def test_the_preview_is_the_sent_html_but_for_the_tracked_urls_and_the_pixel(
         body="# Soup\n\n" + BODY + '\n\n<table><tr><td style="color: #c00">Red</td></tr></table>',
     )
     subscriber = Subscriber.objects.get(account=broadcast.account)
-    shown = preview(broadcast, subscriber).html
+    # The preview's unsubscribe link is a test's (it unsubscribes nobody); the sent one is theirs.
+    shown = preview(broadcast, subscriber).html.replace(
+        unsubscribe_test_token(account=broadcast.account),
+        unsubscribe_token(subscriber=subscriber),
+    )
 
     (message,) = send(broadcast)
 
