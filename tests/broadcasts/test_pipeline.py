@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from broadcasts import pipeline
+from broadcasts import pipeline, transport
 from broadcasts.models import Broadcast, Delivery
 from broadcasts.services import (
     SendRefused,
@@ -19,6 +19,7 @@ from broadcasts.services import (
     broadcast_send,
     broadcasts_due_send,
 )
+from broadcasts.transport import Outcome, OutcomeStatus
 from convertkit.redis import redis_client
 from subscribers.models import Subscriber
 from subscribers.services import subscriber_unsubscribe
@@ -169,8 +170,6 @@ def test_a_pause_seen_between_calls_hands_back_the_rest_of_the_batch(
     make_broadcast, smtp_sink, db, monkeypatch
 ):
     broadcast = started(make_broadcast(recipients=5))
-    from broadcasts import transport
-
     original = transport.open_transport
 
     def small_calls(**kwargs):
@@ -179,15 +178,15 @@ def test_a_pause_seen_between_calls_hands_back_the_rest_of_the_batch(
 
         real_send = opened.send_call
 
-        def send_then_pause(items):
-            result = real_send(items)
+        def send_then_pause(items, journal):
+            result = real_send(items, journal)
             Broadcast.objects.filter(pk=broadcast.pk).update(state=Broadcast.State.PAUSED)
             return result
 
         opened.send_call = send_then_pause
         return opened
 
-    monkeypatch.setattr(transport, "open_transport", small_calls)
+    monkeypatch.setattr(pipeline, "open_transport", small_calls)
     send_all(broadcast)
 
     assert sum(smtp_sink.copies.values()) == 2
@@ -198,10 +197,6 @@ def test_a_pause_seen_between_calls_hands_back_the_rest_of_the_batch(
 def test_a_pause_undone_by_a_resume_mid_batch_leaves_nothing_claimed_and_everyone_gets_one(
     make_broadcast, smtp_sink, db, monkeypatch
 ):
-    from django.db import connection
-
-    from broadcasts import transport
-
     broadcast = started(make_broadcast(recipients=5))
     original = transport.open_transport
     calls = []
@@ -211,8 +206,8 @@ def test_a_pause_undone_by_a_resume_mid_batch_leaves_nothing_claimed_and_everyon
         opened.max_call_size = 2
         real_send = opened.send_call
 
-        def send_then_pause_once(items):
-            result = real_send(items)
+        def send_then_pause_once(items, journal):
+            result = real_send(items, journal)
             calls.append(items)
             if len(calls) == 1:
                 Broadcast.objects.filter(pk=broadcast.pk).update(state=Broadcast.State.PAUSED)
@@ -221,18 +216,20 @@ def test_a_pause_undone_by_a_resume_mid_batch_leaves_nothing_claimed_and_everyon
         opened.send_call = send_then_pause_once
         return opened
 
-    def resume_after_a_refused_call(execute, sql, params, many, context):
+    mark_sending = pipeline._mark_sending
+
+    def resume_after_a_refused_call(**kwargs):
         # The creator presses Resume just after the second call was refused by the pause.
-        result = execute(sql, params, many, context)
-        if f"SET state = {int(S.SENDING)}" in sql and context["cursor"].rowcount == 0:
+        sending, held = mark_sending(**kwargs)
+        if not sending:
             Broadcast.objects.filter(pk=broadcast.pk, state=Broadcast.State.PAUSED).update(
                 state=Broadcast.State.SENDING
             )
-        return result
+        return sending, held
 
-    monkeypatch.setattr(transport, "open_transport", small_calls)
-    with connection.execute_wrapper(resume_after_a_refused_call):
-        send_all(broadcast)
+    monkeypatch.setattr(pipeline, "open_transport", small_calls)
+    monkeypatch.setattr(pipeline, "_mark_sending", resume_after_a_refused_call)
+    send_all(broadcast)
 
     assert not Delivery.objects.filter(state=S.CLAIMED).exists()
     send_all(broadcast)  # the send tasks the resume queued
@@ -258,7 +255,6 @@ def test_a_transient_error_is_retried_with_backoff_then_fails_after_the_last_att
 ):
     settings.BROADCAST_MAX_ATTEMPTS = 2
     broadcast = started(make_broadcast(recipients=1))
-    from broadcasts import transport
 
     class Refusing:
         max_call_size = 10
@@ -269,10 +265,10 @@ def test_a_transient_error_is_retried_with_backoff_then_fails_after_the_last_att
         def __exit__(self, *exc):
             return None
 
-        def send_call(self, items):
-            return [transport.SendOutcome(i, "retry", error="451 try later") for i, _ in items]
+        def send_call(self, items, journal):
+            return [Outcome(i, OutcomeStatus.RETRY, error="451 try later") for i, _ in items]
 
-    monkeypatch.setattr(transport, "open_transport", lambda **kwargs: Refusing())
+    monkeypatch.setattr(pipeline, "open_transport", lambda **kwargs: Refusing())
     (only,) = pipeline.queued_ranges(broadcast_id=broadcast.pk, size=10)
 
     wait = pipeline.send_batch(broadcast_id=broadcast.pk, first_id=only[0], last_id=only[1])
@@ -297,7 +293,6 @@ def test_the_broadcast_pauses_itself_when_too_many_messages_fail(
     settings.BROADCAST_PAUSE_MIN_SENDS = 4
     settings.BROADCAST_PAUSE_FAILURE_RATE = 0.5
     broadcast = started(make_broadcast(recipients=10))
-    from broadcasts import transport
 
     class Rejecting:
         max_call_size = 5
@@ -308,10 +303,10 @@ def test_the_broadcast_pauses_itself_when_too_many_messages_fail(
         def __exit__(self, *exc):
             return None
 
-        def send_call(self, items):
-            return [transport.SendOutcome(i, "failed", error="550 no such user") for i, _ in items]
+        def send_call(self, items, journal):
+            return [Outcome(i, OutcomeStatus.FAILED, error="550 no such user") for i, _ in items]
 
-    monkeypatch.setattr(transport, "open_transport", lambda **kwargs: Rejecting())
+    monkeypatch.setattr(pipeline, "open_transport", lambda **kwargs: Rejecting())
     send_all(broadcast)
 
     assert broadcast.state == Broadcast.State.PAUSED
