@@ -457,6 +457,104 @@ def copies_check(expected: set[str], received: dict[str, int]) -> dict:
     }
 
 
+# --- faults -------------------------------------------------------------------------------------
+
+FAULTS = ("kill", "pg-terminate", "redis-flush")
+
+
+def claims_held(broadcast_id: int) -> list[tuple[int, int, int]]:
+    """(claim, first id, last id) of each claim holding deliveries of the broadcast."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT claim, min(id), max(id) FROM broadcasts_delivery"
+            " WHERE broadcast_id = %s AND state IN (1, 2) GROUP BY claim",
+            [broadcast_id],
+        )
+        return cursor.fetchall()
+
+
+@dataclass
+class Fault:
+    """A fault injected once `at` (a fraction) of the audience is done, and the time until
+    sending resumes: until no claim held at the fault holds a delivery any more (each sent,
+    settled from its journal or handed back) and, elsewhere in the broadcast, a delivery that
+    was queued at the fault has been claimed again (or none is left): every part of the
+    broadcast the fault touched is moving again."""
+
+    kind: str
+    at: float
+    redis_url: str = ""
+    injected_at: float | None = None
+    resumed_at: float | None = None
+    what: str = ""
+    held: list[tuple[int, int, int]] = field(default_factory=list)
+    queued_elsewhere: int = 0
+
+    def _still_held_and_queued(self, broadcast_id: int) -> tuple[int, int]:
+        from django.db import connection
+
+        outside = "".join(" AND NOT (id BETWEEN %s AND %s)" for _ in self.held)
+        ranges = [bound for _claim, first, last in self.held for bound in (first, last)]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FILTER (WHERE state IN (1, 2) AND claim = ANY(%s)),"
+                f" count(*) FILTER (WHERE state = 0{outside})"
+                " FROM broadcasts_delivery WHERE broadcast_id = %s",
+                [[claim for claim, _first, _last in self.held], *ranges, broadcast_id],
+            )
+            return cursor.fetchone()
+
+    def inject(self, *, broadcast_id: int, worker: subprocess.Popen) -> None:
+        from django.db import connection
+
+        self.held = claims_held(broadcast_id)
+        self.queued_elsewhere = self._still_held_and_queued(broadcast_id)[1]
+        self.injected_at = time.time()
+        if self.kind == "kill":
+            pool = process_tree(worker.pid)[1:]
+            os.kill(pool[0], signal.SIGKILL)
+            self.what = f"SIGKILL of pool process {pool[0]} of {len(pool)}"
+        elif self.kind == "pg-terminate":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    " AND backend_type = 'client backend'"
+                )
+                self.what = f"pg_terminate_backend of {cursor.fetchone()[0]} worker connections"
+        else:
+            import redis
+
+            redis.Redis.from_url(self.redis_url).flushall()
+            self.what = "FLUSHALL of the bench's own Redis"
+
+    def watch(
+        self, *, broadcast_id: int, finished: int, total: int, worker: subprocess.Popen
+    ) -> None:
+        """Called at each poll: injects the fault when its time has come, then notes when
+        sending has resumed."""
+        if self.injected_at is None:
+            if total and finished >= self.at * total:
+                self.inject(broadcast_id=broadcast_id, worker=worker)
+            return
+        if self.resumed_at is not None:
+            return
+        held, queued = self._still_held_and_queued(broadcast_id)
+        if held == 0 and (queued < self.queued_elsewhere or queued == 0):
+            self.resumed_at = time.time()
+
+    def figures(self) -> dict:
+        return {
+            "fault": self.kind,
+            "fault_what": self.what,
+            "resume_s": round(self.resumed_at - self.injected_at, 1)
+            if self.resumed_at and self.injected_at
+            else None,
+        }
+
+
 # --- the pipeline run ---------------------------------------------------------------------------
 
 
@@ -468,9 +566,11 @@ def pipeline_send(
     worker: subprocess.Popen,
     worker_log: Path,
     stall_timeout: float,
+    fault: Fault | None = None,
     say: Callable = _say,
 ) -> dict:
-    """Sends the broadcast through broadcast_send and the worker; waits until it is sent."""
+    """Sends the broadcast through broadcast_send and the worker; waits until it is sent (with
+    `fault` injected on the way)."""
     from bench.fake_postmark import counts_fetch, counts_reset
     from broadcasts.models import Broadcast
     from broadcasts.services import broadcast_send
@@ -510,6 +610,13 @@ def pipeline_send(
         )
         if finished != last_finished:
             last_finished, last_progress = finished, now
+        if fault is not None:
+            fault.watch(
+                broadcast_id=broadcast.pk,
+                finished=finished,
+                total=row["recipient_count"],
+                worker=worker,
+            )
         if now - last_sample >= 0.5:
             watch.sample()
             last_sample = now
@@ -550,6 +657,7 @@ def pipeline_send(
         "unknown": broadcast.unknown_count,
         "skipped": broadcast.skipped_count,
         **checked,
+        **(fault.figures() if fault is not None else {}),
     }
 
 
@@ -656,19 +764,22 @@ def bench_run(
     concurrency: int = 2,
     limit_messages: int | None = None,
     stall_timeout: float = 180.0,
+    fault: str | None = None,
+    fault_at: float = 0.3,
     say: Callable = _say,
 ) -> dict:
     """Runs the benchmark on the current (migrated, empty) database; returns the figures.
 
     The worker gets `database_url` and `redis_url`, which must be this process's own database
-    and Celery broker.
+    and Celery broker. With `fault` (one of FAULTS), celery beat runs too (the sweeper), and
+    the fault is injected once `fault_at` of the audience is done.
     """
     from convertkit.celery import app
 
     if transport not in TARGET_RATIO:
         raise ValueError(f"Unknown transport {transport!r}")
     workdir = Path(tempfile.mkdtemp(prefix="bench-broadcast-"))
-    receiver = worker = None
+    receiver = worker = beat = None
     try:
         say(f"Seeding {recipients:,} subscribers")
         broadcast, seed_seconds = audience_seed(recipients=recipients, say=say)
@@ -685,6 +796,15 @@ def bench_run(
         say(f"Starting the Celery worker (-c {concurrency}), log in {worker_log}")
         worker = worker_start(env=env, concurrency=concurrency, log_path=worker_log, name=name)
         worker_wait_ready(app, name, worker)
+        if fault:
+            beat_log = workdir / "beat.log"
+            say(f"Starting celery beat (the sweeper), log in {beat_log}")
+            beat = logged_process_start(
+                [sys.executable, "-m", "celery", "-A", "convertkit", "beat", "-l", "INFO"]
+                + ["-s", str(workdir / "beat-schedule")],
+                env=env,
+                log_path=beat_log,
+            )
         watch = MemoryWatch(worker.pid, redis_url, private_redis)
         say(f"Sending the broadcast to {recipients:,} through the pipeline ({transport})")
         sent = pipeline_send(
@@ -694,9 +814,11 @@ def bench_run(
             worker=worker,
             worker_log=worker_log,
             stall_timeout=stall_timeout,
+            fault=Fault(fault, fault_at, redis_url=redis_url) if fault else None,
             say=say,
         )
         say(f"  {sent}")
+        process_stop(beat)
         worker_peak_mb, worker_total_mb = watch.worker_peak_mb(), watch.worker_total_mb()
         redis_peak_mb = watch.redis_peak_mb()
         process_stop(worker)
@@ -709,6 +831,7 @@ def bench_run(
         )
         say(f"  {limit}")
     finally:
+        process_stop(beat)
         process_stop(worker)
         if receiver is not None:
             process_stop(receiver.process, grace=10)
@@ -726,6 +849,11 @@ def bench_run(
         "missing": sent["missing"],
         "worker_peak_rss_mb": worker_peak_mb,
         "redis_peak_mb": redis_peak_mb,
+        **(
+            {"fault": fault, "resume_s": sent["resume_s"], "unknown": sent["unknown"]}
+            if fault
+            else {}
+        ),
         "_details": {
             "seed_seconds": round(seed_seconds, 1),
             "send": sent,
@@ -734,6 +862,7 @@ def bench_run(
             "worker_processes": len(watch.peaks_kb),
             "worker_total_rss_mb": worker_total_mb,
             "private_redis": private_redis,
+            "fault_at": fault_at,
         },
     }
 
@@ -793,6 +922,22 @@ def table_print(figures: dict, *, out=sys.stdout) -> None:
             else "highest used_memory sampled (shared server)",
         ),
     ]
+    if "fault" in figures:
+        resume = figures["resume_s"]
+        rows.append(
+            (
+                "fault",
+                figures["fault"],
+                f"{send['fault_what']} after {details['fault_at']:.0%} of the audience",
+            )
+        )
+        rows.append(
+            (
+                "resume",
+                "never" if resume is None else f"{resume:.1f} s",
+                "from the fault until every part of the broadcast it touched moves again",
+            )
+        )
     for name, value, note in rows:
         print(f"{name:<11}{value:>22}   {note}", file=out)
     print(f"Seeding took {details['seed_seconds']:.1f} s.", file=out)
@@ -812,12 +957,26 @@ def main(argv: list[str] | None = None) -> int:
         help="messages of the limit run (at most --recipients)",
     )
     parser.add_argument("--stall-timeout", type=float, default=180.0)
+    parser.add_argument(
+        "--fault",
+        choices=FAULTS,
+        help="inject a fault mid-send (with celery beat running the sweeper): SIGKILL of a worker"
+        " pool process, pg_terminate_backend of the worker's connections, or FLUSHALL of the"
+        " bench's own Redis; prints the seconds until sending resumes",
+    )
+    parser.add_argument(
+        "--fault-at", type=float, default=0.3, help="share of the audience done at the fault"
+    )
     parser.add_argument("--redis-url", default="", help="use this Redis instead of a private one")
     parser.add_argument("--keep", action="store_true", help="keep the bench database afterwards")
     parser.add_argument("--database", default="convertkit_bench_broadcast")
     args = parser.parse_args(argv)
     if args.recipients < 1 or args.concurrency < 1 or args.limit_messages < 1:
         parser.error("--recipients, --concurrency and --limit-messages must be positive")
+    if not 0 < args.fault_at < 1:
+        parser.error("--fault-at must be between 0 and 1")
+    if args.fault == "redis-flush" and args.redis_url:
+        parser.error("--fault redis-flush flushes only the bench's own Redis: drop --redis-url")
 
     sys.path.insert(0, str(ROOT))
     from bench.pages import bench_database_url, database_recreate
@@ -846,6 +1005,8 @@ def main(argv: list[str] | None = None) -> int:
                 concurrency=args.concurrency,
                 limit_messages=args.limit_messages,
                 stall_timeout=args.stall_timeout,
+                fault=args.fault,
+                fault_at=args.fault_at,
             )
         finally:
             connections.close_all()

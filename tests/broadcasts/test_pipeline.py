@@ -7,8 +7,11 @@ import time
 from datetime import timedelta
 
 import pytest
+from aiosmtpd.controller import Controller
+from django.db import connection
 from django.utils import timezone
 
+from bench.smtp_sink import CountingSink
 from broadcasts import pipeline, transport
 from broadcasts.models import Broadcast, Delivery
 from broadcasts.services import (
@@ -19,11 +22,12 @@ from broadcasts.services import (
     broadcast_send,
     broadcasts_due_send,
 )
-from broadcasts.transport import Outcome, OutcomeStatus
+from broadcasts.transport import Outcome, OutcomeStatus, SmtpTransport
+from convertkit.devstack import free_port
 from convertkit.redis import redis_client
 from subscribers.models import Subscriber
-from subscribers.services import subscriber_unsubscribe
-from tests.broadcasts.conftest import wait_until
+from subscribers.services import subscriber_suppress, subscriber_unsubscribe
+from tests.broadcasts.conftest import CountingHandler, smtp_settings, wait_until
 from tests.factories import SubscriberFactory, TagFactory, TaggingFactory
 
 S = Delivery.State
@@ -142,6 +146,66 @@ def test_someone_who_unsubscribes_after_fan_out_gets_nothing(make_broadcast, smt
     assert (broadcast.sent_count, broadcast.skipped_count) == (2, 1)
     assert Delivery.objects.get(subscriber=leaving).state == S.SKIPPED
     assert broadcast.state == Broadcast.State.SENT
+
+
+@pytest.mark.parametrize(
+    "leave",
+    [
+        lambda subscriber: subscriber_unsubscribe(subscriber=subscriber, reason="one-click"),
+        lambda subscriber: subscriber_suppress(
+            subscriber=subscriber, state=Subscriber.State.BOUNCED, reason="hard bounce"
+        ),
+        lambda subscriber: subscriber_suppress(
+            subscriber=subscriber, state=Subscriber.State.COMPLAINED, reason="complaint"
+        ),
+    ],
+    ids=["unsubscribes", "bounces", "complains"],
+)
+def test_someone_who_leaves_after_their_batch_was_claimed_gets_nothing_and_counts_skipped_at_once(
+    leave, make_broadcast, smtp_sink, db, monkeypatch
+):
+    broadcast = started(make_broadcast(recipients=6))
+    leaving = Subscriber.objects.get(email="reader3@example.org")
+    monkeypatch.setattr(SmtpTransport, "max_call_size", 2)
+    real_send_call = SmtpTransport.send_call
+    skipped_seen = []
+
+    def send_call(self, items, *journal):
+        skipped_seen.append(Broadcast.objects.get(pk=broadcast.pk).skipped_count)
+        outcomes = real_send_call(self, items, *journal)
+        if len(skipped_seen) == 1:
+            # reader3 is in the next call of the batch, claimed already.
+            leave(leaving)
+        return outcomes
+
+    monkeypatch.setattr(SmtpTransport, "send_call", send_call)
+    send_all(broadcast)
+
+    assert "reader3@example.org" not in smtp_sink.copies
+    assert sorted(smtp_sink.copies.values()) == [1] * 5
+    # The call after the one during which they left already shows them as skipped.
+    assert skipped_seen == [0, 1, 1]
+    assert (broadcast.sent_count, broadcast.skipped_count) == (5, 1)
+    assert Delivery.objects.get(subscriber=leaving).state == S.SKIPPED
+
+
+def test_a_delivery_sent_after_a_refused_connection_keeps_no_error(make_broadcast, db, settings):
+    port = free_port()
+    smtp_settings(settings, port)
+    broadcast = started(make_broadcast(recipients=1))
+    (only,) = pipeline.queued_ranges(broadcast_id=broadcast.pk, size=10)
+
+    pipeline.send_batch(broadcast_id=broadcast.pk, first_id=only[0], last_id=only[1])
+    refused = Delivery.objects.get()
+    assert refused.state == S.QUEUED and "ConnectionRefusedError" in refused.error
+
+    Delivery.objects.update(not_before=timezone.now() - timedelta(seconds=1))
+    with CountingSink(port=port) as sink:
+        pipeline.send_batch(broadcast_id=broadcast.pk, first_id=only[0], last_id=only[1])
+
+    delivered = Delivery.objects.get()
+    assert (delivered.state, delivered.attempts, delivered.error) == (S.SENT, 2, "")
+    assert sink.counter.recipients == {"reader0@example.org": 1}
 
 
 def test_pause_stops_between_batches_and_resume_sends_the_rest_exactly_once(
@@ -375,3 +439,39 @@ def test_an_hourly_rate_limit_holds_the_rest_back_and_the_sweeper_leaves_it_wait
     # offset would do).
     report = pipeline.sweep(now=timezone.now() + timedelta(seconds=wait / 2))
     assert report.republished == []  # waiting for the next hour, not stalled
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_live_task_that_the_sweeper_takes_for_dead_sends_nobody_a_second_copy(
+    make_broadcast, settings
+):
+    """The sweeper settles a claim whose task is alive and mid-call (a long pause made it look
+    dead): the journal's fence stops the task before its next message, and what the sweeper
+    queued again is sent once, by the task it published."""
+    reports = []
+
+    def sweep_as_if_the_task_had_died(recipient: str) -> None:
+        if recipient == "reader3@example.org" and not reports:
+            reports.append(pipeline.sweep(now=timezone.now() + timedelta(hours=1)))
+            connection.close()  # this thread's, the sink's
+
+    handler = CountingHandler(on_data=sweep_as_if_the_task_had_died)
+    port = free_port()
+    sink = Controller(handler, hostname="127.0.0.1", port=port, ready_timeout=10)
+    sink.start()
+    smtp_settings(settings, port)
+    try:
+        broadcast = started(make_broadcast(recipients=30))
+        send_all(broadcast)  # the task the sweeper took for dead: one batch, calls of 20
+        send_all(broadcast)  # the send task the sweeper published
+    finally:
+        sink.stop()
+
+    # 0-2 came back before the sweep (sent), 3 was on its way (unknown), the rest of the call
+    # (4-19) never started and 20-29 were only claimed: queued again.
+    assert (reports[0].settled, reports[0].unknown, reports[0].released) == (3, 1, 26)
+    assert handler.copies == {f"reader{n}@example.org": 1 for n in range(30)}
+    states = dict(Delivery.objects.values_list("subscriber__email", "state"))
+    assert states.pop("reader3@example.org") == S.UNKNOWN
+    assert set(states.values()) == {S.SENT}
+    assert (broadcast.sent_count, broadcast.unknown_count) == (29, 1)
