@@ -48,6 +48,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_RATIO = {"esp": 0.7, "smtp": 0.5}
@@ -340,21 +341,37 @@ def vm_hwm_kb(pid: int) -> int | None:
     return None
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User and system CPU time of a process so far (utime + stime)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class MemoryWatch:
-    """Peak RSS per worker process (pool processes come and go) and Redis's memory."""
+    """Peak RSS per worker process (pool processes come and go), their CPU time since the first
+    sample, and Redis's memory."""
 
     worker_pid: int
     redis_url: str
     private_redis: bool
     peaks_kb: dict[int, int] = field(default_factory=dict)
     redis_used_max: int = 0
+    cpu_first: dict[int, float] = field(default_factory=dict)
+    cpu_last: dict[int, float] = field(default_factory=dict)
 
     def sample(self) -> None:
         for pid in process_tree(self.worker_pid):
             peak = vm_hwm_kb(pid)
             if peak is not None:
                 self.peaks_kb[pid] = max(peak, self.peaks_kb.get(pid, 0))
+            cpu = cpu_seconds(pid)
+            if cpu is not None:
+                self.cpu_first.setdefault(pid, cpu)
+                self.cpu_last[pid] = cpu
         info = self._redis_info()
         if info:
             self.redis_used_max = max(self.redis_used_max, int(info["used_memory"]))
@@ -366,6 +383,10 @@ class MemoryWatch:
             return redis.Redis.from_url(self.redis_url).info("memory")
         except redis.RedisError:
             return {}
+
+    def worker_cpu_seconds(self) -> float:
+        """CPU time the worker's processes spent since each was first sampled."""
+        return sum(self.cpu_last[pid] - self.cpu_first[pid] for pid in self.cpu_last)
 
     def worker_peak_mb(self) -> float:
         return round(max(self.peaks_kb.values(), default=0) / 1024, 1)
@@ -462,6 +483,24 @@ def copies_check(expected: set[str], received: dict[str, int]) -> dict:
 FAULTS = ("kill", "pg-terminate", "redis-flush")
 
 
+def process_talking_to(pids: list[int], port: int) -> int | None:
+    """The first of `pids` with a TCP connection to 127.0.0.1:`port` open (from /proc)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if int(fields[2].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(f"socket:[{fields[9]}]")
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                        return pid
+    return None
+
+
 def claims_held(broadcast_id: int) -> list[tuple[int, int, int]]:
     """(claim, first id, last id) of each claim holding deliveries of the broadcast."""
     from django.db import connection
@@ -486,6 +525,7 @@ class Fault:
     kind: str
     at: float
     redis_url: str = ""
+    receiver_port: int = 0
     injected_at: float | None = None
     resumed_at: float | None = None
     what: str = ""
@@ -506,16 +546,22 @@ class Fault:
             )
             return cursor.fetchone()
 
-    def inject(self, *, broadcast_id: int, worker: subprocess.Popen) -> None:
+    def inject(self, *, broadcast_id: int, worker: subprocess.Popen) -> bool:
+        """Injects the fault; False when not now (no pool process is mid-send)."""
         from django.db import connection
 
+        victim = None
+        if self.kind == "kill":
+            # The pool process with a connection to the receiver open is mid-send.
+            victim = process_talking_to(process_tree(worker.pid)[1:], self.receiver_port)
+            if victim is None:
+                return False
         self.held = claims_held(broadcast_id)
         self.queued_elsewhere = self._still_held_and_queued(broadcast_id)[1]
         self.injected_at = time.time()
         if self.kind == "kill":
-            pool = process_tree(worker.pid)[1:]
-            os.kill(pool[0], signal.SIGKILL)
-            self.what = f"SIGKILL of pool process {pool[0]} of {len(pool)}"
+            os.kill(victim, signal.SIGKILL)
+            self.what = f"SIGKILL of pool process {victim}, mid-send"
         elif self.kind == "pg-terminate":
             with connection.cursor() as cursor:
                 cursor.execute(
@@ -529,6 +575,8 @@ class Fault:
 
             redis.Redis.from_url(self.redis_url).flushall()
             self.what = "FLUSHALL of the bench's own Redis"
+        self.what += f" ({len(self.held)} claims holding deliveries)"
+        return True
 
     def watch(
         self, *, broadcast_id: int, finished: int, total: int, worker: subprocess.Popen
@@ -656,6 +704,9 @@ def pipeline_send(
         "failed": broadcast.failed_count,
         "unknown": broadcast.unknown_count,
         "skipped": broadcast.skipped_count,
+        "worker_cpu_ms_per_msg": round(1000 * watch.worker_cpu_seconds() / counts["copies"], 3)
+        if counts["copies"]
+        else 0.0,
         **checked,
         **(fault.figures() if fault is not None else {}),
     }
@@ -814,7 +865,14 @@ def bench_run(
             worker=worker,
             worker_log=worker_log,
             stall_timeout=stall_timeout,
-            fault=Fault(fault, fault_at, redis_url=redis_url) if fault else None,
+            fault=Fault(
+                fault,
+                fault_at,
+                redis_url=redis_url,
+                receiver_port=receiver.smtp_port or urlsplit(receiver.api_url).port,
+            )
+            if fault
+            else None,
             say=say,
         )
         say(f"  {sent}")
@@ -907,6 +965,11 @@ def table_print(figures: dict, *, out=sys.stdout) -> None:
             "deliveries",
             f"{send['sent']:,} sent",
             f"{send['failed']} failed, {send['unknown']} unknown, {send['skipped']} skipped",
+        ),
+        (
+            "worker CPU",
+            f"{send['worker_cpu_ms_per_msg']:.2f} ms/msg",
+            "user + system time of the worker's processes during the send, per copy accepted",
         ),
         (
             "worker RSS",

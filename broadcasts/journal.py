@@ -12,9 +12,9 @@ The send journal: one Redis hash per claim (JOURNAL_KEY), begun again for each s
     flight   the ids whose message is on its way (one for SMTP, a whole request for Postmark)
     d<id>    what came back for a message: [status, ESP message id, error] as JSON
 
-Before each start the transport calls `step`, which records what came back since the last step
-and what is about to go, in one round trip (a Lua script); it refuses, and the message is not
-sent, once the journal is fenced or gone. The sweeper fences and reads the journal in one script
+Before each start the transport takes a step, which records what came back since the last step
+and what is about to go, in one round trip (a Lua script) that overlaps the SMTP dialogue; it
+refuses, and the message is not sent, once the journal is fenced or gone. The sweeper fences and reads the journal in one script
 too, so every start is either recorded before the sweeper reads (that delivery is then settled
 as in flight: unknown) or refused: a delivery is never both sent and queued again.
 
@@ -27,16 +27,17 @@ The sweeper settles a dead claim's "sending" deliveries from the journal it read
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
 
 from django.conf import settings
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from broadcasts.transport import Journal, Outcome, OutcomeStatus
 from convertkit.redis import redis_client
@@ -91,7 +92,8 @@ def _ids(text: str) -> set[int]:
 
 
 class SendJournal(Journal):
-    """The journal of one claim's send calls, one call after another: begin, steps, end.
+    """The journal of one claim's send calls, one call after another: begin, steps, end; used
+    as a context manager, on a Redis connection of its own for the claim's life.
 
     Any Redis error counts as a refusal: a message whose start could not be recorded is not
     sent, and the batch stops (what it had not sent goes back to the queue).
@@ -101,45 +103,118 @@ class SendJournal(Journal):
         self.key = JOURNAL_KEY.format(claim=claim)
         self.refused = False
         self._told: set[int] = set()
+        self._connection = None
+        self._unread: Callable[[], object] | None = None
 
-    def begin(self, delivery_ids: Sequence[int]) -> bool:
-        """Opens the journal of a new call of `delivery_ids`; False when it is fenced."""
-        self._told = set()
+    def __enter__(self) -> SendJournal:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        if self._unread is not None:
+            with contextlib.suppress(RedisError):
+                self._unread()
+        if self._connection is not None:
+            redis_client().connection_pool.release(self._connection)
+            self._connection = None
+
+    def _evalsha(self, script: int, args: Sequence) -> Callable[[], object]:
+        """Sends one of the scripts on the journal's connection, packed by hand (a step per
+        message is the journal's whole cost); returns the function reading its answer, once.
+        RedisError from either."""
+        if self._unread is not None:
+            with contextlib.suppress(RedisError):  # a broken connection is replaced below
+                self._unread()
+        source = _scripts()[script]
+        if self._connection is None:
+            self._connection = redis_client().connection_pool.get_connection()
+        parts = [b"EVALSHA", source.sha.encode(), b"1", self.key.encode()]
+        parts += [str(arg).encode() for arg in args]
+        packed = b"*%d\r\n" % len(parts) + b"".join(
+            b"$%d\r\n%b\r\n" % (len(part), part) for part in parts
+        )
+        connection = self._connection
         try:
-            opened = _scripts()[0](
-                keys=[self.key], args=[",".join(map(str, delivery_ids)), JOURNAL_TTL_S]
-            )
-        except RedisError as error:
-            logger.warning("Send journal unavailable, the batch stops: %s", error)
-            opened = 0
-        self.refused = not opened
-        return not self.refused
+            connection.send_packed_command([packed])
+        except RedisError:
+            self._drop()
+            raise
+        answers: list = []
 
-    def step(self, *, done: Sequence[Outcome], starting: Sequence[int]) -> bool:
+        def read() -> object:
+            if not answers:
+                self._unread = None
+                try:
+                    answers.append(connection.read_response())
+                except NoScriptError:  # Redis restarted since the script was loaded
+                    answers.append(source(keys=[self.key], args=list(args)))
+                except RedisError:
+                    self._drop()
+                    raise
+            return answers[0]
+
+        self._unread = read
+        return read
+
+    def _drop(self) -> None:
+        connection, self._connection, self._unread = self._connection, None, None
+        if connection is not None:
+            connection.disconnect()
+            redis_client().connection_pool.release(connection)
+
+    def begin(self, delivery_ids: Sequence[int]) -> Callable[[], bool]:
+        """Opens the journal of a new call of `delivery_ids`; returns the function that says
+        whether it was opened (False when it is fenced), so that the caller may do its own
+        work meanwhile."""
+        self._told = set()
+        self.refused = False
+        return self._asked(0, [",".join(map(str, delivery_ids)), JOURNAL_TTL_S])
+
+    def step_ahead(self, *, done: Sequence[Outcome], starting: Sequence[int]) -> Callable[[], bool]:
         if self.refused:
-            return False
+            return self._answer
         new = [outcome for outcome in done if outcome.delivery_id not in self._told]
         if not new and not starting:
-            return True
+            return self._answer
         args: list = [",".join(map(str, starting))]
         for outcome in new:
             args += [
                 f"d{outcome.delivery_id}",
                 json.dumps([outcome.status, outcome.esp_message_id, outcome.error]),
             ]
-        try:
-            recorded = _scripts()[1](keys=[self.key], args=args)
-        except RedisError as error:
-            logger.warning("Send journal unavailable, the call stops: %s", error)
-            recorded = 0
-        self.refused = not recorded
         self._told.update(outcome.delivery_id for outcome in new)
+        return self._asked(1, args)
+
+    def _asked(self, script: int, args: list) -> Callable[[], bool]:
+        """Sends a script that answers 1 or 0; returns the function that reads the answer
+        (once) and says whether the journal is still open."""
+        try:
+            read = self._evalsha(script, args)
+        except RedisError as error:
+            return self._refuse(error)
+
+        def answer() -> bool:
+            if not self.refused:
+                try:
+                    self.refused = not read()
+                except RedisError as error:
+                    self._refuse(error)
+            return not self.refused
+
+        return answer
+
+    def _answer(self) -> bool:
         return not self.refused
 
+    def _refuse(self, error: RedisError) -> Callable[[], bool]:
+        logger.warning("Send journal unavailable, the batch stops: %s", error)
+        self.refused = True
+        return self._answer
+
     def end(self) -> None:
-        """The call's outcomes are in the database: its journal is no longer needed."""
+        """The call's outcomes are in the database: its journal is no longer needed (the
+        answer is read with the next command)."""
         try:
-            _scripts()[2](keys=[self.key])
+            self._evalsha(2, [])
         except RedisError:
             logger.debug("Send journal not removed (it expires)", exc_info=True)
 

@@ -454,9 +454,8 @@ def _claimed_send(*, broadcast: Broadcast, claim: int, first_id: int, last_id: i
             pending.append((delivery_id, subscriber))
     outcomes_record(broadcast_id=broadcast.pk, claim=claim, outcomes=gone)
     renderer = BroadcastRenderer(broadcast)
-    journal = SendJournal(claim)
     started = time.monotonic()
-    with open_transport() as transport:
+    with SendJournal(claim) as journal, open_transport() as transport:
         size = _call_size(transport)
         for start in range(0, len(pending), size):
             rest = pending[start:]
@@ -508,9 +507,9 @@ def call_send(
     the batch has not sent yet.
 
     1. Renders each message; a message that cannot be rendered fails alone.
-    2. Begins the call's journal, then marks the deliveries sending (_mark_sending: skipping
+    2. Begins the call's journal and marks the deliveries sending (_mark_sending: skipping
        the subscribers no longer mailable, refusing all when the broadcast is paused or
-       cancelled).
+       cancelled); the journal's answer is awaited only then.
     3. Makes the transport call, journaling each start, and records the outcomes.
     Returns None to go on with the batch, or how it stops.
     """
@@ -526,14 +525,13 @@ def call_send(
     outcomes_record(broadcast_id=broadcast_id, claim=claim, outcomes=failed)
     if not items:
         return None
-    if not journal.begin([delivery_id for delivery_id, _message in items]):
+    ids = [delivery_id for delivery_id, _message in items]
+    journaled = journal.begin(ids)
+    sending, held = _mark_sending(broadcast_id=broadcast_id, claim=claim, ids=ids)
+    if not journaled():
+        # Nothing of the call was sent; what was marked sending is ours to hand back.
         _hand_back(broadcast_id=broadcast_id, claim=claim, rest=rest, status=O.RELEASED)
         return BatchStop(again=0.0)
-    sending, held = _mark_sending(
-        broadcast_id=broadcast_id,
-        claim=claim,
-        ids=[delivery_id for delivery_id, _message in items],
-    )
     if not sending:
         if _stopped(broadcast_id=broadcast_id, claim=claim, rest=rest):
             journal.end()
@@ -544,7 +542,8 @@ def call_send(
     items = [item for item in items if item[0] in held]
     if items:
         outcomes = transport.send_call(items, journal)
-        journal.step(done=outcomes, starting=[])
+        # Recorded while the outcomes are written, in case they cannot be.
+        journal.step_ahead(done=outcomes, starting=[])
         outcomes_record(broadcast_id=broadcast_id, claim=claim, outcomes=outcomes)
         if any(outcome.status == O.FAILED for outcome in outcomes):
             failure_pause_check(broadcast_id=broadcast_id)

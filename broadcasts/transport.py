@@ -44,7 +44,7 @@ import json
 import logging
 import re
 import smtplib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
@@ -122,12 +122,23 @@ class Outcome:
 
 class Journal:
     """What a send call tells before each start: the outcomes so far (`done`) and the deliveries
-    about to be in flight (`starting`); False means do not start them. The pipeline's journal
-    keeps it in Redis (broadcasts/journal.py); this one records nothing and refuses nothing,
-    for calls nobody settles after a crash (tests, the benchmark's limit run)."""
+    about to be in flight (`starting`). The pipeline's journal keeps it in Redis
+    (broadcasts/journal.py); this one records nothing and refuses nothing, for calls nobody
+    settles after a crash (tests, the benchmark's limit run)."""
+
+    def step_ahead(self, *, done: Sequence[Outcome], starting: Sequence[int]) -> Callable[[], bool]:
+        """Sends the record and returns the function that says whether `starting` may go out,
+        waiting for the record's answer: call it before anything of theirs can be accepted
+        (SMTP: before DATA), so that the record travels while the dialogue goes on."""
+        return _allowed
 
     def step(self, *, done: Sequence[Outcome], starting: Sequence[int]) -> bool:
-        return True
+        """step_ahead, answered at once."""
+        return self.step_ahead(done=done, starting=starting)()
+
+
+def _allowed() -> bool:
+    return True
 
 
 UNJOURNALED = Journal()
@@ -213,6 +224,10 @@ class Transport:
 # --- SMTP -------------------------------------------------------------------------------------
 
 
+class _JournalRefused(Exception):
+    """The journal refused a message's start: its DATA is not sent."""
+
+
 def _smtp_code_status(code: int | None) -> OutcomeStatus:
     return RETRY if code is None or code < 500 else FAILED
 
@@ -222,7 +237,8 @@ class SmtpTransport(Transport):
 
     smtplib does not say where in the dialogue a connection broke, so the connection's `data`
     method is wrapped to note when a message's DATA begins: a drop before it means the message
-    was not sent, a drop after it that nobody knows.
+    was not sent, a drop after it that nobody knows. The same wrapper waits there for the
+    journal's answer to the message's start, and sends no DATA without it.
     """
 
     max_call_size = SMTP_CALL_SIZE
@@ -230,6 +246,7 @@ class SmtpTransport(Transport):
     def __init__(self, backend) -> None:
         super().__init__(backend)
         self._data_started = False
+        self._may_start: Callable[[], bool] = _allowed
         # The envelope sender of each From seen (a broadcast has one).
         self._addresses: dict[str, str] = {}
 
@@ -248,6 +265,8 @@ class SmtpTransport(Transport):
         send_data = connection.data
 
         def data(msg):
+            if not self._may_start():
+                raise _JournalRefused
             self._data_started = True
             return send_data(msg)
 
@@ -271,12 +290,19 @@ class SmtpTransport(Transport):
                 rest_not_sent(index, RETRY, f"not sent: {problem}")
                 break
             delivery_id, message = items[index]
-            if not journal.step(done=outcomes, starting=[delivery_id]):
-                rest_not_sent(index, RELEASED, JOURNAL_REFUSED)
-                break
-            outcome, lost = self._send_one(delivery_id, message)
+            may_start = journal.step_ahead(done=outcomes, starting=[delivery_id])
+            outcome, lost = self._send_one(delivery_id, message, may_start)
             if lost:
                 self.close()
+            if not may_start():
+                # DATA was not sent. An outcome settled before it (a refused recipient, a
+                # message that cannot be built) stands; nothing more of the call goes out.
+                self.close()
+                if outcome is not None and outcome.status != RELEASED:
+                    outcomes.append(outcome)
+                    index += 1
+                rest_not_sent(index, RELEASED, JOURNAL_REFUSED)
+                break
             if outcome is None:
                 # The connection was gone before this message's DATA: it was not sent.
                 if not reconnected:
@@ -295,9 +321,13 @@ class SmtpTransport(Transport):
                 reconnected = True
         return outcomes
 
-    def _send_one(self, delivery_id: int, message) -> tuple[Outcome | None, bool]:
-        """The outcome and whether the connection is lost; outcome None: lost before DATA."""
+    def _send_one(
+        self, delivery_id: int, message, may_start: Callable[[], bool]
+    ) -> tuple[Outcome | None, bool]:
+        """The outcome and whether the connection is lost; outcome None: lost before DATA.
+        `may_start` answers whether the message's DATA may be sent."""
         self._data_started = False
+        self._may_start = may_start
         try:
             from_addr, to_addrs, data = self._envelope(message)
         except Exception as exc:  # noqa: BLE001 - an address or a message that cannot be built
@@ -306,6 +336,9 @@ class SmtpTransport(Transport):
             return Outcome(delivery_id, FAILED, error="the message has no recipients"), False
         try:
             self.backend.connection.sendmail(from_addr, to_addrs, data)
+        except _JournalRefused:
+            # MAIL and RCPT were accepted: the dialogue cannot go on.
+            return Outcome(delivery_id, RELEASED, error=JOURNAL_REFUSED), True
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _text in exc.recipients.values()]
             status = RETRY if any(code < 500 for code in codes) else FAILED
@@ -529,18 +562,15 @@ class PostmarkBatchTransport(Transport):
         self._single._opened = True
         backend = self.backend
         outcomes: dict[int, Outcome] = {}
-        # Once the journal refuses a start, nothing more of the call is sent.
-        stopped = False
+        # The whole call is in flight from here: its record travels while the messages are
+        # built, and nothing goes out unless the journal took it.
+        journaled = journal.step_ahead(done=[], starting=[delivery_id for delivery_id, _m in items])
 
         def may_start(delivery_ids: list[int]) -> bool:
-            nonlocal stopped
-            stopped = stopped or not journal.step(
-                done=list(outcomes.values()), starting=delivery_ids
-            )
-            if stopped:
+            if not journaled():
                 for delivery_id in delivery_ids:
                     outcomes[delivery_id] = Outcome(delivery_id, RELEASED, error=JOURNAL_REFUSED)
-            return not stopped
+            return journaled()
 
         # (delivery_id, message, payload, json) of the messages that go in a batch request.
         batch: list[tuple[int, object, object, bytes]] = []
