@@ -14,9 +14,10 @@ The send journal: one Redis hash per claim (JOURNAL_KEY), begun again for each s
 
 Before each start the transport takes a step, which records what came back since the last step
 and what is about to go, in one round trip (a Lua script) that overlaps the SMTP dialogue; it
-refuses, and the message is not sent, once the journal is fenced or gone. The sweeper fences and reads the journal in one script
-too, so every start is either recorded before the sweeper reads (that delivery is then settled
-as in flight: unknown) or refused: a delivery is never both sent and queued again.
+refuses, and the message is not sent, once the journal is fenced or gone. The sweeper fences
+and reads the journal in one script too, so every start is either recorded before the sweeper
+reads (that delivery is then settled as in flight: unknown) or refused: a delivery is never
+both sent and queued again.
 
 The sweeper settles a dead claim's "sending" deliveries from the journal it read:
     an outcome came back       -> that outcome (sent, failed, retry)
@@ -81,10 +82,12 @@ return redis.call('HGETALL', KEYS[1])
 """
 
 
+_SCRIPTS = {"begin": _BEGIN, "step": _STEP, "end": _END, "settle": _SETTLE}
+
+
 @cache
-def _scripts():
-    client = redis_client()
-    return tuple(client.register_script(script) for script in (_BEGIN, _STEP, _END, _SETTLE))
+def _script(name: str):
+    return redis_client().register_script(_SCRIPTS[name])
 
 
 def _ids(text: str) -> set[int]:
@@ -117,14 +120,14 @@ class SendJournal(Journal):
             redis_client().connection_pool.release(self._connection)
             self._connection = None
 
-    def _evalsha(self, script: int, args: Sequence) -> Callable[[], object]:
+    def _evalsha(self, script: str, args: Sequence) -> Callable[[], object]:
         """Sends one of the scripts on the journal's connection, packed by hand (a step per
         message is the journal's whole cost); returns the function reading its answer, once.
         RedisError from either."""
         if self._unread is not None:
             with contextlib.suppress(RedisError):  # a broken connection is replaced below
                 self._unread()
-        source = _scripts()[script]
+        source = _script(script)
         if self._connection is None:
             self._connection = redis_client().connection_pool.get_connection()
         parts = [b"EVALSHA", source.sha.encode(), b"1", self.key.encode()]
@@ -167,7 +170,7 @@ class SendJournal(Journal):
         work meanwhile."""
         self._told = set()
         self.refused = False
-        return self._asked(0, [",".join(map(str, delivery_ids)), JOURNAL_TTL_S])
+        return self._asked("begin", [",".join(map(str, delivery_ids)), JOURNAL_TTL_S])
 
     def step_ahead(self, *, done: Sequence[Outcome], starting: Sequence[int]) -> Callable[[], bool]:
         if self.refused:
@@ -182,9 +185,9 @@ class SendJournal(Journal):
                 json.dumps([outcome.status, outcome.esp_message_id, outcome.error]),
             ]
         self._told.update(outcome.delivery_id for outcome in new)
-        return self._asked(1, args)
+        return self._asked("step", args)
 
-    def _asked(self, script: int, args: list) -> Callable[[], bool]:
+    def _asked(self, script: str, args: list) -> Callable[[], bool]:
         """Sends a script that answers 1 or 0; returns the function that reads the answer
         (once) and says whether the journal is still open."""
         try:
@@ -214,7 +217,7 @@ class SendJournal(Journal):
         """The call's outcomes are in the database: its journal is no longer needed (the
         answer is read with the next command)."""
         try:
-            self._evalsha(2, [])
+            self._evalsha("end", [])
         except RedisError:
             logger.debug("Send journal not removed (it expires)", exc_info=True)
 
@@ -229,7 +232,7 @@ class JournalRead:
 def journal_settle(claim: int) -> JournalRead | None:
     """Fences the claim's journal (no start of its task is recorded after this) and reads it;
     None when there was none. RedisError when Redis cannot be reached."""
-    raw = _scripts()[3](keys=[JOURNAL_KEY.format(claim=claim)], args=[JOURNAL_TTL_S])
+    raw = _script("settle")(keys=[JOURNAL_KEY.format(claim=claim)], args=[JOURNAL_TTL_S])
     if raw is None:
         return None
     fields = dict(zip(raw[::2], raw[1::2], strict=True))
