@@ -26,7 +26,7 @@ from typing import TypeVar
 
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 from redis.exceptions import RedisError
 
@@ -753,11 +753,11 @@ def sweep(*, now: datetime | None = None) -> SweepReport:
             broadcast_id=broadcast_id
         ):
             report.finished.append(broadcast_id)
-    cancelled_open = (
-        Delivery.objects.filter(broadcast__state=Broadcast.State.CANCELLED, state=S.QUEUED)
-        .values_list("broadcast_id", flat=True)
-        .distinct()
-    )
+    # One probe of the open deliveries' index per cancelled broadcast (a join would scan them).
+    cancelled_open = Broadcast.objects.filter(
+        Exists(Delivery.objects.filter(broadcast_id=OuterRef("pk"), state=S.QUEUED)),
+        state=Broadcast.State.CANCELLED,
+    ).values_list("id", flat=True)
     for broadcast_id in list(cancelled_open):
         deliveries_cancel(broadcast_id=broadcast_id)
     return report
