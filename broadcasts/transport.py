@@ -562,15 +562,18 @@ class PostmarkBatchTransport(Transport):
         self._single._opened = True
         backend = self.backend
         outcomes: dict[int, Outcome] = {}
-        # The whole call is in flight from here: its record travels while the messages are
-        # built, and nothing goes out unless the journal took it.
-        journaled = journal.step_ahead(done=[], starting=[delivery_id for delivery_id, _m in items])
+        # Once the journal refuses a start, nothing more of the call is sent.
+        stopped = False
 
         def may_start(delivery_ids: list[int]) -> bool:
-            if not journaled():
+            nonlocal stopped
+            stopped = stopped or not journal.step(
+                done=list(outcomes.values()), starting=delivery_ids
+            )
+            if stopped:
                 for delivery_id in delivery_ids:
                     outcomes[delivery_id] = Outcome(delivery_id, RELEASED, error=JOURNAL_REFUSED)
-            return journaled()
+            return not stopped
 
         # (delivery_id, message, payload, json) of the messages that go in a batch request.
         batch: list[tuple[int, object, object, bytes]] = []

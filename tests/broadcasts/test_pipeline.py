@@ -11,6 +11,7 @@ from aiosmtpd.controller import Controller
 from django.db import connection
 from django.utils import timezone
 
+from bench.fake_postmark import FakePostmark
 from bench.smtp_sink import CountingSink
 from broadcasts import pipeline, transport
 from broadcasts.models import Broadcast, Delivery
@@ -22,12 +23,13 @@ from broadcasts.services import (
     broadcast_send,
     broadcasts_due_send,
 )
-from broadcasts.transport import Outcome, OutcomeStatus, SmtpTransport
+from broadcasts.transport import Outcome, OutcomeStatus, PostmarkBatchTransport, SmtpTransport
 from convertkit.devstack import free_port
 from convertkit.redis import redis_client
 from subscribers.models import Subscriber
 from subscribers.services import subscriber_suppress, subscriber_unsubscribe
 from tests.broadcasts.conftest import CountingHandler, smtp_settings, wait_until
+from tests.broadcasts.test_transport import use_postmark
 from tests.factories import SubscriberFactory, TagFactory, TaggingFactory
 
 S = Delivery.State
@@ -475,3 +477,33 @@ def test_a_live_task_that_the_sweeper_takes_for_dead_sends_nobody_a_second_copy(
     assert states.pop("reader3@example.org") == S.UNKNOWN
     assert set(states.values()) == {S.SENT}
     assert (broadcast.sent_count, broadcast.unknown_count) == (29, 1)
+
+
+def test_a_postmark_request_whose_answer_was_lost_leaves_only_its_messages_unknown(
+    make_broadcast, db, settings, monkeypatch
+):
+    """Over an ESP nobody can tell which messages of a request whose answer was lost went out,
+    so they stay unknown; the messages of the call that were not posted yet go back to the
+    queue, and are sent once."""
+    broadcast = started(make_broadcast(recipients=6))
+    monkeypatch.setattr(transport, "POSTMARK_BATCH_BYTES", 1)  # one message per request
+    real_post = PostmarkBatchTransport._post
+    reports = []
+
+    def post_then_die(self, request):
+        outcomes = real_post(self, request)
+        if not reports:  # the worker dies with the first answer in hand
+            reports.append(pipeline.sweep(now=timezone.now() + timedelta(hours=1)))
+        return outcomes
+
+    monkeypatch.setattr(PostmarkBatchTransport, "_post", post_then_die)
+    with FakePostmark() as fake:
+        use_postmark(settings, fake.url)
+        send_all(broadcast)  # the task the sweeper took for dead
+        send_all(broadcast)  # the send task the sweeper published
+
+    assert (reports[0].settled, reports[0].unknown, reports[0].released) == (0, 1, 5)
+    assert fake.counter.recipients == {f"reader{n}@example.org": 1 for n in range(6)}
+    states = dict(Delivery.objects.values_list("subscriber__email", "state"))
+    assert states.pop("reader0@example.org") == S.UNKNOWN
+    assert set(states.values()) == {S.SENT}
