@@ -162,7 +162,7 @@ _STATE_CASE = " ".join(
 )
 
 
-def database_retry(statement: Callable[[], T]) -> T:
+def _database_retry(statement: Callable[[], T]) -> T:
     """Runs `statement` (idempotent) until it gets through, for up to BROADCAST_OUTCOME_RETRY
     seconds: after a dropped connection (a killed backend, a restart, a failover) Django's
     connection is closed, so that the next try opens a new one, and tries back off from
@@ -185,7 +185,7 @@ def outcomes_record(
     *, broadcast_id: int, claim: int, outcomes: list[Outcome], defer: float = 0.0
 ) -> None:
     """Writes outcomes and adds them to the broadcast's counters, in one statement, retried
-    through a database outage (database_retry): running it twice changes nothing more.
+    through a database outage (_database_retry): running it twice changes nothing more.
 
     Only rows still held by `claim` move. RETRY goes back to queued with a backoff (or to
     failed after BROADCAST_MAX_ATTEMPTS); RELEASED goes back to queued, not to be sent for
@@ -252,7 +252,7 @@ def outcomes_record(
         with connection.cursor() as cursor:
             cursor.execute(sql, [*params, defer, defer, claim, broadcast_id])
 
-    database_retry(write)
+    _database_retry(write)
 
 
 def _claim(*, broadcast_id: int, first_id: int, last_id: int, claim: int) -> list[int]:
@@ -665,7 +665,7 @@ def _settled(delivery_id: int, journal: JournalRead | None) -> Outcome:
     return Outcome(delivery_id, O.UNKNOWN, error=UNKNOWN_ERROR)
 
 
-def claim_settle(*, held: _Held, journal_readable: bool, report: SweepReport) -> None:
+def _claim_settle(*, held: _Held, journal_readable: bool, report: SweepReport) -> None:
     """Settles the deliveries of a claim whose task died: its sending ones from its journal
     (read only when `journal_readable`, else none: all unknown), its claimed ones back to the
     queue; publishes a send task for what went back to the queue."""
@@ -697,7 +697,7 @@ def sweep(*, now: datetime | None = None) -> SweepReport:
     """Repairs what dead or lost send tasks left behind (celery beat runs it every ten seconds):
 
     1. Claims whose task died: none of their deliveries claimed or marked sending, and no
-       heartbeat, for BROADCAST_HEARTBEAT_TIMEOUT. Each is settled (claim_settle): sending
+       heartbeat, for BROADCAST_HEARTBEAT_TIMEOUT. Each is settled (_claim_settle): sending
        deliveries from the task's journal (what came back -> that outcome, in flight -> unknown,
        never started -> queued; no journal -> unknown), claimed ones back to the queue. Without
        Redis, a claim is taken for dead after BROADCAST_SENDING_TIMEOUT, and settled without
@@ -720,7 +720,7 @@ def sweep(*, now: datetime | None = None) -> SweepReport:
         long_quiet = {held.claim for held in _claims_quiet(since=cutoff)}
         dead, journal_readable = [held for held in quiet if held.claim in long_quiet], False
     for held in dead:
-        claim_settle(held=held, journal_readable=journal_readable, report=report)
+        _claim_settle(held=held, journal_readable=journal_readable, report=report)
 
     try:
         lost = redis_data_lost()
