@@ -27,8 +27,15 @@
 7. Stops everything, drops its database (unless --keep), prints a table and, as its last line,
    one JSON object.
 
-Targets (issue 4): esp at 1,300,000 recipients: ratio >= 0.7 and fan-out under 30 s; smtp at
-100,000: ratio >= 0.5; worker and Redis memory flat as N grows from 100k to 1.3M.
+With --fault (kill, pg-terminate, redis-flush), celery beat runs beside the worker (the sweeper)
+and the fault is injected once --fault-at of the audience is done: SIGKILL of the worker's pool
+process that is mid-send, pg_terminate_backend of the worker's database connections, or FLUSHALL
+of the bench's own Redis. The table then also shows how long sending took to resume (see Fault),
+and the unknown deliveries; duplicates must still be 0.
+
+Targets: esp at 1,300,000 recipients: ratio >= 0.7 and fan-out under 30 s; smtp at 100,000:
+ratio >= 0.5; worker and Redis memory flat as N grows from 100k to 1.3M; after any fault,
+sending resumes within a minute, with no duplicate.
 """
 
 from __future__ import annotations
@@ -48,6 +55,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_RATIO = {"esp": 0.7, "smtp": 0.5}
@@ -340,21 +348,37 @@ def vm_hwm_kb(pid: int) -> int | None:
     return None
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """User and system CPU time of a process so far (utime + stime)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @dataclass
 class MemoryWatch:
-    """Peak RSS per worker process (pool processes come and go) and Redis's memory."""
+    """Peak RSS per worker process (pool processes come and go), their CPU time since the first
+    sample, and Redis's memory."""
 
     worker_pid: int
     redis_url: str
     private_redis: bool
     peaks_kb: dict[int, int] = field(default_factory=dict)
     redis_used_max: int = 0
+    cpu_first: dict[int, float] = field(default_factory=dict)
+    cpu_last: dict[int, float] = field(default_factory=dict)
 
     def sample(self) -> None:
         for pid in process_tree(self.worker_pid):
             peak = vm_hwm_kb(pid)
             if peak is not None:
                 self.peaks_kb[pid] = max(peak, self.peaks_kb.get(pid, 0))
+            cpu = cpu_seconds(pid)
+            if cpu is not None:
+                self.cpu_first.setdefault(pid, cpu)
+                self.cpu_last[pid] = cpu
         info = self._redis_info()
         if info:
             self.redis_used_max = max(self.redis_used_max, int(info["used_memory"]))
@@ -366,6 +390,10 @@ class MemoryWatch:
             return redis.Redis.from_url(self.redis_url).info("memory")
         except redis.RedisError:
             return {}
+
+    def worker_cpu_seconds(self) -> float:
+        """CPU time the worker's processes spent since each was first sampled."""
+        return sum(self.cpu_last[pid] - self.cpu_first[pid] for pid in self.cpu_last)
 
     def worker_peak_mb(self) -> float:
         return round(max(self.peaks_kb.values(), default=0) / 1024, 1)
@@ -457,6 +485,130 @@ def copies_check(expected: set[str], received: dict[str, int]) -> dict:
     }
 
 
+# --- faults -------------------------------------------------------------------------------------
+
+FAULTS = ("kill", "pg-terminate", "redis-flush")
+
+
+def process_talking_to(pids: list[int], port: int) -> int | None:
+    """The first of `pids` with a TCP connection to 127.0.0.1:`port` open (from /proc)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if int(fields[2].rsplit(":", 1)[1], 16) == port:
+                    inodes.add(f"socket:[{fields[9]}]")
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with contextlib.suppress(OSError):
+                    if os.readlink(f"/proc/{pid}/fd/{fd}") in inodes:
+                        return pid
+    return None
+
+
+def claims_held(broadcast_id: int) -> list[int]:
+    """The claims holding deliveries of the broadcast (claimed or sending)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT DISTINCT claim FROM broadcasts_delivery"
+            " WHERE broadcast_id = %s AND state IN (1, 2)",
+            [broadcast_id],
+        )
+        return [row[0] for row in cursor.fetchall()]
+
+
+@dataclass
+class Fault:
+    """A fault injected once `at` (a fraction) of the audience is done, and the time until
+    sending resumes: until no claim that held deliveries at the fault holds any (each sent,
+    settled from its journal or handed back to the queue), and until the end of the last stall
+    after the fault (STALL_S or more without an outcome recorded while the broadcast was
+    unfinished: what the progress page shows standing still), whichever is later."""
+
+    kind: str
+    at: float
+    redis_url: str = ""
+    receiver_port: int = 0
+    what: str = ""
+    held: list[int] = field(default_factory=list)
+    injected_at: float | None = None
+    settled_at: float | None = None
+    stalled_until: float | None = None
+    _finished: int = -1
+    _progress_at: float = 0.0
+
+    STALL_S = 1.0
+
+    def inject(self, *, broadcast_id: int, worker: subprocess.Popen) -> bool:
+        """Injects the fault; False when not now (no pool process is mid-send)."""
+        from django.db import connection
+
+        victim = None
+        if self.kind == "kill":
+            # The pool process with a connection to the receiver open is mid-send.
+            victim = process_talking_to(process_tree(worker.pid)[1:], self.receiver_port)
+            if victim is None:
+                return False
+        self.held = claims_held(broadcast_id)
+        self.injected_at = time.time()
+        if self.kind == "kill":
+            os.kill(victim, signal.SIGKILL)
+            self.what = f"SIGKILL of pool process {victim}, mid-send"
+        elif self.kind == "pg-terminate":
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    " AND backend_type = 'client backend'"
+                )
+                self.what = f"pg_terminate_backend of {cursor.fetchone()[0]} worker connections"
+        else:
+            import redis
+
+            redis.Redis.from_url(self.redis_url).flushall()
+            self.what = "FLUSHALL of the bench's own Redis"
+        self.what += f" ({len(self.held)} claims holding deliveries)"
+        return True
+
+    def watch(
+        self, *, broadcast_id: int, finished: int, total: int, worker: subprocess.Popen
+    ) -> None:
+        """Called at each poll: injects the fault when its time has come, then notes when the
+        claims it found have let go and when each stall ends."""
+        from django.db import connection
+
+        now = time.time()
+        if finished != self._finished:
+            if self.injected_at is not None and now - self._progress_at >= self.STALL_S:
+                self.stalled_until = now
+            self._finished, self._progress_at = finished, now
+        if self.injected_at is None:
+            if total and finished >= self.at * total:
+                self.inject(broadcast_id=broadcast_id, worker=worker)
+            return
+        if self.settled_at is None:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT EXISTS (SELECT 1 FROM broadcasts_delivery WHERE broadcast_id = %s"
+                    " AND state IN (1, 2) AND claim = ANY(%s))",
+                    [broadcast_id, self.held],
+                )
+                if not cursor.fetchone()[0]:
+                    self.settled_at = now
+
+    def figures(self) -> dict:
+        resumed = max(self.settled_at or 0.0, self.stalled_until or 0.0)
+        return {
+            "fault": self.kind,
+            "fault_what": self.what,
+            "resume_s": round(resumed - self.injected_at, 1) if self.injected_at else None,
+        }
+
+
 # --- the pipeline run ---------------------------------------------------------------------------
 
 
@@ -468,9 +620,11 @@ def pipeline_send(
     worker: subprocess.Popen,
     worker_log: Path,
     stall_timeout: float,
+    fault: Fault | None = None,
     say: Callable = _say,
 ) -> dict:
-    """Sends the broadcast through broadcast_send and the worker; waits until it is sent."""
+    """Sends the broadcast through broadcast_send and the worker; waits until it is sent (with
+    `fault` injected on the way)."""
     from bench.fake_postmark import counts_fetch, counts_reset
     from broadcasts.models import Broadcast
     from broadcasts.services import broadcast_send
@@ -510,6 +664,13 @@ def pipeline_send(
         )
         if finished != last_finished:
             last_finished, last_progress = finished, now
+        if fault is not None:
+            fault.watch(
+                broadcast_id=broadcast.pk,
+                finished=finished,
+                total=row["recipient_count"],
+                worker=worker,
+            )
         if now - last_sample >= 0.5:
             watch.sample()
             last_sample = now
@@ -549,7 +710,11 @@ def pipeline_send(
         "failed": broadcast.failed_count,
         "unknown": broadcast.unknown_count,
         "skipped": broadcast.skipped_count,
+        "worker_cpu_ms_per_msg": round(1000 * watch.worker_cpu_seconds() / counts["copies"], 3)
+        if counts["copies"]
+        else 0.0,
         **checked,
+        **(fault.figures() if fault is not None else {}),
     }
 
 
@@ -656,19 +821,22 @@ def bench_run(
     concurrency: int = 2,
     limit_messages: int | None = None,
     stall_timeout: float = 180.0,
+    fault: str | None = None,
+    fault_at: float = 0.3,
     say: Callable = _say,
 ) -> dict:
     """Runs the benchmark on the current (migrated, empty) database; returns the figures.
 
     The worker gets `database_url` and `redis_url`, which must be this process's own database
-    and Celery broker.
+    and Celery broker. With `fault` (one of FAULTS), celery beat runs too (the sweeper), and
+    the fault is injected once `fault_at` of the audience is done.
     """
     from convertkit.celery import app
 
     if transport not in TARGET_RATIO:
         raise ValueError(f"Unknown transport {transport!r}")
     workdir = Path(tempfile.mkdtemp(prefix="bench-broadcast-"))
-    receiver = worker = None
+    receiver = worker = beat = None
     try:
         say(f"Seeding {recipients:,} subscribers")
         broadcast, seed_seconds = audience_seed(recipients=recipients, say=say)
@@ -685,6 +853,15 @@ def bench_run(
         say(f"Starting the Celery worker (-c {concurrency}), log in {worker_log}")
         worker = worker_start(env=env, concurrency=concurrency, log_path=worker_log, name=name)
         worker_wait_ready(app, name, worker)
+        if fault:
+            beat_log = workdir / "beat.log"
+            say(f"Starting celery beat (the sweeper), log in {beat_log}")
+            beat = logged_process_start(
+                [sys.executable, "-m", "celery", "-A", "convertkit", "beat", "-l", "INFO"]
+                + ["-s", str(workdir / "beat-schedule")],
+                env=env,
+                log_path=beat_log,
+            )
         watch = MemoryWatch(worker.pid, redis_url, private_redis)
         say(f"Sending the broadcast to {recipients:,} through the pipeline ({transport})")
         sent = pipeline_send(
@@ -694,9 +871,18 @@ def bench_run(
             worker=worker,
             worker_log=worker_log,
             stall_timeout=stall_timeout,
+            fault=Fault(
+                fault,
+                fault_at,
+                redis_url=redis_url,
+                receiver_port=receiver.smtp_port or urlsplit(receiver.api_url).port,
+            )
+            if fault
+            else None,
             say=say,
         )
         say(f"  {sent}")
+        process_stop(beat)
         worker_peak_mb, worker_total_mb = watch.worker_peak_mb(), watch.worker_total_mb()
         redis_peak_mb = watch.redis_peak_mb()
         process_stop(worker)
@@ -709,6 +895,7 @@ def bench_run(
         )
         say(f"  {limit}")
     finally:
+        process_stop(beat)
         process_stop(worker)
         if receiver is not None:
             process_stop(receiver.process, grace=10)
@@ -726,6 +913,11 @@ def bench_run(
         "missing": sent["missing"],
         "worker_peak_rss_mb": worker_peak_mb,
         "redis_peak_mb": redis_peak_mb,
+        **(
+            {"fault": fault, "resume_s": sent["resume_s"], "unknown": sent["unknown"]}
+            if fault
+            else {}
+        ),
         "_details": {
             "seed_seconds": round(seed_seconds, 1),
             "send": sent,
@@ -734,6 +926,7 @@ def bench_run(
             "worker_processes": len(watch.peaks_kb),
             "worker_total_rss_mb": worker_total_mb,
             "private_redis": private_redis,
+            "fault_at": fault_at,
         },
     }
 
@@ -780,6 +973,11 @@ def table_print(figures: dict, *, out=sys.stdout) -> None:
             f"{send['failed']} failed, {send['unknown']} unknown, {send['skipped']} skipped",
         ),
         (
+            "worker CPU",
+            f"{send['worker_cpu_ms_per_msg']:.2f} ms/msg",
+            "user + system time of the worker's processes during the send, per copy accepted",
+        ),
+        (
             "worker RSS",
             f"{figures['worker_peak_rss_mb']:.0f} MB",
             f"peak of one process (VmHWM); {details['worker_processes']} processes,"
@@ -793,6 +991,22 @@ def table_print(figures: dict, *, out=sys.stdout) -> None:
             else "highest used_memory sampled (shared server)",
         ),
     ]
+    if "fault" in figures:
+        resume = figures["resume_s"]
+        rows.append(
+            (
+                "fault",
+                figures["fault"],
+                f"{send['fault_what']} after {details['fault_at']:.0%} of the audience",
+            )
+        )
+        rows.append(
+            (
+                "resume",
+                "never" if resume is None else f"{resume:.1f} s",
+                "from the fault until its claims let go and sending no longer stands still",
+            )
+        )
     for name, value, note in rows:
         print(f"{name:<11}{value:>22}   {note}", file=out)
     print(f"Seeding took {details['seed_seconds']:.1f} s.", file=out)
@@ -812,12 +1026,26 @@ def main(argv: list[str] | None = None) -> int:
         help="messages of the limit run (at most --recipients)",
     )
     parser.add_argument("--stall-timeout", type=float, default=180.0)
+    parser.add_argument(
+        "--fault",
+        choices=FAULTS,
+        help="inject a fault mid-send (with celery beat running the sweeper): SIGKILL of a worker"
+        " pool process, pg_terminate_backend of the worker's connections, or FLUSHALL of the"
+        " bench's own Redis; prints the seconds until sending resumes",
+    )
+    parser.add_argument(
+        "--fault-at", type=float, default=0.3, help="share of the audience done at the fault"
+    )
     parser.add_argument("--redis-url", default="", help="use this Redis instead of a private one")
     parser.add_argument("--keep", action="store_true", help="keep the bench database afterwards")
     parser.add_argument("--database", default="convertkit_bench_broadcast")
     args = parser.parse_args(argv)
     if args.recipients < 1 or args.concurrency < 1 or args.limit_messages < 1:
         parser.error("--recipients, --concurrency and --limit-messages must be positive")
+    if not 0 < args.fault_at < 1:
+        parser.error("--fault-at must be between 0 and 1")
+    if args.fault == "redis-flush" and args.redis_url:
+        parser.error("--fault redis-flush flushes only the bench's own Redis: drop --redis-url")
 
     sys.path.insert(0, str(ROOT))
     from bench.pages import bench_database_url, database_recreate
@@ -846,6 +1074,8 @@ def main(argv: list[str] | None = None) -> int:
                 concurrency=args.concurrency,
                 limit_messages=args.limit_messages,
                 stall_timeout=args.stall_timeout,
+                fault=args.fault,
+                fault_at=args.fault_at,
             )
         finally:
             connections.close_all()

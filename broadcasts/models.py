@@ -5,9 +5,11 @@ A delivery's life:
 
     queued --claim--> claimed --send call starts--> sending --answer--> sent | failed
        ^                 |                             |
-       +--- released ----+ (pause, retry, or the       +-- worker died mid-call --> unknown
-                             sweeper after a lost task)     (never sent again)
-    queued/claimed --subscriber no longer active at send time--> skipped
+       +--- released ----+ (pause, retry, or the       +-- worker died mid-call: settled from
+       |                    sweeper after a dead task)  |   its send journal: sent | failed,
+       +------------------------------------------------+   or unknown when it was in flight
+                              (never started)               (never sent again)
+    claimed --subscriber no longer mailable when its call is marked sending--> skipped
     queued --broadcast cancelled--> cancelled
 
 Only a conditional UPDATE moves a row, so two tasks can never both send one delivery.

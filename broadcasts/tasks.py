@@ -6,13 +6,24 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
 
 from convertkit.celery import MAIL_RETRY
 
 logger = logging.getLogger(__name__)
 
+# A task that meets a database outage (a restart, a failover, a killed backend) is tried again
+# with backoff, a bounded number of times, rather than acknowledged and lost: the claim logic
+# makes a second run safe. Past the last try the sweeper republishes what is left.
+DATABASE_RETRY = {
+    "autoretry_for": (OperationalError, InterfaceError),
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+    "max_retries": 10,
+}
 
-@shared_task(name="broadcasts.fan_out", queue="fanout", ignore_result=True)
+
+@shared_task(name="broadcasts.fan_out", queue="fanout", ignore_result=True, **DATABASE_RETRY)
 def fan_out(broadcast_id: int) -> None:
     """Snapshots the audience into deliveries (once) and publishes the send batches."""
     from broadcasts.pipeline import fan_out as fan_out_run
@@ -20,10 +31,10 @@ def fan_out(broadcast_id: int) -> None:
     fan_out_run(broadcast_id=broadcast_id)
 
 
-@shared_task(name="broadcasts.send_batch", queue="send", ignore_result=True)
+@shared_task(name="broadcasts.send_batch", queue="send", ignore_result=True, **DATABASE_RETRY)
 def send_batch(broadcast_id: int, first_id: int, last_id: int) -> None:
     """Sends one id range of a broadcast's deliveries; queues itself again (with a countdown)
-    for what must wait: retries backing off, a rate limit, the task's time budget."""
+    for what must wait: retries backing off, a rate limit, the task's time budget, Redis."""
     from broadcasts.pipeline import send_batch as send_batch_run
 
     again = send_batch_run(broadcast_id=broadcast_id, first_id=first_id, last_id=last_id)
@@ -31,7 +42,9 @@ def send_batch(broadcast_id: int, first_id: int, last_id: int) -> None:
         send_batch.apply_async((broadcast_id, first_id, last_id), countdown=again)
 
 
-@shared_task(name="broadcasts.cancel_deliveries", queue="default", ignore_result=True)
+@shared_task(
+    name="broadcasts.cancel_deliveries", queue="default", ignore_result=True, **DATABASE_RETRY
+)
 def cancel_deliveries(broadcast_id: int) -> None:
     from broadcasts.pipeline import deliveries_cancel
 
@@ -40,7 +53,8 @@ def cancel_deliveries(broadcast_id: int) -> None:
 
 @shared_task(name="broadcasts.sweep", queue="default", ignore_result=True)
 def sweep() -> None:
-    """Unknown, released and republished work of lost tasks (celery beat, every minute)."""
+    """Settles the claims of dead send tasks and republishes lost ones (celery beat, every ten
+    seconds)."""
     from broadcasts.pipeline import sweep as sweep_run
 
     report = sweep_run()

@@ -1,16 +1,23 @@
 """Sending a send task's messages: one connection per batch, one known outcome per message.
 
 A send task opens a transport once (`with open_transport() as transport:`) and hands it calls of
-at most `transport.max_call_size` messages. Each call returns one SendOutcome per message:
+at most `transport.max_call_size` messages. Each call returns one Outcome per message, whose
+status (OutcomeStatus, shared with the pipeline) is one of:
 
-    sent     the server or ESP accepted it (with the ESP's message id when there is one)
-    failed   refused for good: SMTP 5xx for the recipient, the ESP rejected that message
-    retry    surely NOT sent: connection refused, SMTP 4xx, HTTP 5xx/429 answered before anything
-             was accepted, or a message behind one that broke the connection
-    unknown  it may or may not have been accepted: the connection dropped after DATA began, or
-             no answer came back in time after the request went out. Never sent again.
+    sent      the server or ESP accepted it (with the ESP's message id when there is one)
+    failed    refused for good: SMTP 5xx for the recipient, the ESP rejected that message
+    retry     surely NOT sent: connection refused, SMTP 4xx, HTTP 5xx/429 answered before anything
+              was accepted, or a message behind one that broke the connection
+    unknown   it may or may not have been accepted: the connection dropped after DATA began, or
+              no answer came back in time after the request went out. Never sent again.
+    released  surely NOT sent, and not tried: the send journal refused to record its start.
 
 Mail errors never raise; the pipeline records whatever comes back.
+
+A call is given the task's send journal (broadcasts/journal.py) and tells it, before each message
+(SMTP, one ESP message per request) or each batch request (Postmark) goes out, what is about to
+be in flight and what came back from the ones before: a worker killed mid-call then leaves only
+what was in flight in doubt. A message whose start the journal refuses is not sent.
 
 The configured mail backend picks the transport:
 - Django's SMTP backend: each message goes out with the backend's open connection, one at a
@@ -37,7 +44,9 @@ import json
 import logging
 import re
 import smtplib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from functools import cached_property
 from urllib.parse import urljoin
 
@@ -57,11 +66,10 @@ from django.core import mail
 from django.core.mail import EmailMessage
 from django.core.mail.backends.smtp import EmailBackend as SmtpBackend
 
-from broadcasts.rendering.mime import MESSAGE_TAKES_POLICY
+from convertkit.mail import MESSAGE_TAKES_POLICY
 
 logger = logging.getLogger(__name__)
 
-SENT, FAILED, RETRY, UNKNOWN = "sent", "failed", "retry", "unknown"
 ERROR_MAX = 500
 # The anymail metadata key naming a message's delivery (its id, as text: some ESPs take only text).
 DELIVERY_METADATA = "ck_delivery"
@@ -82,12 +90,60 @@ POSTMARK_MESSAGE_BYTES = 10 * 1024 * 1024
 POSTMARK_RETRY_CODES = frozenset({10, 100, 405, 412, 413, 429})
 
 
+class OutcomeStatus(StrEnum):
+    """What became of one delivery in a send call or a batch: the transport answers with the
+    first five, the pipeline adds the rest (see broadcasts.pipeline.outcomes_record)."""
+
+    SENT = "sent"
+    FAILED = "failed"
+    RETRY = "retry"
+    UNKNOWN = "unknown"
+    RELEASED = "released"  # back to the queue, not sent, no attempt counted
+    SKIPPED = "skipped"  # no longer mailable when its call was about to go out
+    CANCELLED = "cancelled"
+
+
+SENT, FAILED, RETRY, UNKNOWN, RELEASED = (
+    OutcomeStatus.SENT,
+    OutcomeStatus.FAILED,
+    OutcomeStatus.RETRY,
+    OutcomeStatus.UNKNOWN,
+    OutcomeStatus.RELEASED,
+)
+
+
 @dataclass
-class SendOutcome:
+class Outcome:
     delivery_id: int
-    status: str
+    status: OutcomeStatus
     esp_message_id: str = ""
     error: str = ""
+
+
+class Journal:
+    """What a send call tells before each start: the outcomes so far (`done`) and the deliveries
+    about to be in flight (`starting`). The pipeline's journal keeps it in Redis
+    (broadcasts/journal.py); this one records nothing and refuses nothing, for calls nobody
+    settles after a crash (tests, the benchmark's limit run)."""
+
+    def step_ahead(self, *, done: Sequence[Outcome], starting: Sequence[int]) -> Callable[[], bool]:
+        """Sends the record and returns the function that says whether `starting` may go out,
+        waiting for the record's answer: call it before anything of theirs can be accepted
+        (SMTP: before DATA), so that the record travels while the dialogue goes on."""
+        return _allowed
+
+    def step(self, *, done: Sequence[Outcome], starting: Sequence[int]) -> bool:
+        """step_ahead, answered at once."""
+        return self.step_ahead(done=done, starting=starting)()
+
+
+def _allowed() -> bool:
+    return True
+
+
+UNJOURNALED = Journal()
+# Why a message the journal refused to start was not sent.
+JOURNAL_REFUSED = "not sent: the send journal refused it (its claim was settled, or Redis lost it)"
 
 
 def _error(text: object) -> str:
@@ -130,10 +186,14 @@ class Transport:
     def __init__(self, backend) -> None:
         self.backend = backend
 
-    def send_call(self, items: list[tuple[int, object]]) -> list[SendOutcome]:
+    def send_call(
+        self, items: list[tuple[int, object]], journal: Journal = UNJOURNALED
+    ) -> list[Outcome]:
+        """One outcome per (delivery id, message) of `items`, in their order; each start is
+        told to `journal` first (see the module docstring)."""
         raise NotImplementedError
 
-    def _open(self, items: list[tuple[int, object]]) -> list[SendOutcome] | None:
+    def _open(self, items: list[tuple[int, object]]) -> list[Outcome] | None:
         """Opens the backend's connection or session once; when it cannot be opened, nothing
         was sent: every item is to be retried (returned), else None."""
         if getattr(self, "_opened", False):
@@ -142,7 +202,7 @@ class Transport:
             self.backend.open()
         except Exception as exc:  # noqa: BLE001 - refused, unreachable, bad credentials
             return [
-                SendOutcome(d, RETRY, error=_error(f"not sent: {_exception_text(exc)}"))
+                Outcome(d, RETRY, error=_error(f"not sent: {_exception_text(exc)}"))
                 for d, _m in items
             ]
         self._opened = True
@@ -164,7 +224,11 @@ class Transport:
 # --- SMTP -------------------------------------------------------------------------------------
 
 
-def _smtp_code_status(code: int | None) -> str:
+class _JournalRefused(Exception):
+    """The journal refused a message's start: its DATA is not sent."""
+
+
+def _smtp_code_status(code: int | None) -> OutcomeStatus:
     return RETRY if code is None or code < 500 else FAILED
 
 
@@ -173,7 +237,8 @@ class SmtpTransport(Transport):
 
     smtplib does not say where in the dialogue a connection broke, so the connection's `data`
     method is wrapped to note when a message's DATA begins: a drop before it means the message
-    was not sent, a drop after it that nobody knows.
+    was not sent, a drop after it that nobody knows. The same wrapper waits there for the
+    journal's answer to the message's start, and sends no DATA without it.
     """
 
     max_call_size = SMTP_CALL_SIZE
@@ -181,6 +246,7 @@ class SmtpTransport(Transport):
     def __init__(self, backend) -> None:
         super().__init__(backend)
         self._data_started = False
+        self._may_start: Callable[[], bool] = _allowed
         # The envelope sender of each From seen (a broadcast has one).
         self._addresses: dict[str, str] = {}
 
@@ -199,69 +265,90 @@ class SmtpTransport(Transport):
         send_data = connection.data
 
         def data(msg):
+            if not self._may_start():
+                raise _JournalRefused
             self._data_started = True
             return send_data(msg)
 
         connection.data = data
         return ""
 
-    def send_call(self, items: list[tuple[int, object]]) -> list[SendOutcome]:
-        outcomes: list[SendOutcome] = []
+    def send_call(
+        self, items: list[tuple[int, object]], journal: Journal = UNJOURNALED
+    ) -> list[Outcome]:
+        outcomes: list[Outcome] = []
         # A connection found dead (an idle timeout between calls, a 421) is reopened once a call.
         reconnected = False
 
-        def rest_retry(start: int, why: str) -> None:
-            outcomes.extend(
-                SendOutcome(d, RETRY, error=_error(f"not sent: {why}")) for d, _m in items[start:]
-            )
+        def rest_not_sent(start: int, status: OutcomeStatus, why: str) -> None:
+            outcomes.extend(Outcome(d, status, error=_error(why)) for d, _m in items[start:])
 
         index = 0
         while index < len(items):
             problem = self._connect()
             if problem:
-                rest_retry(index, problem)
+                rest_not_sent(index, RETRY, f"not sent: {problem}")
                 break
             delivery_id, message = items[index]
-            outcome, lost = self._send_one(delivery_id, message)
+            may_start = journal.step_ahead(done=outcomes, starting=[delivery_id])
+            outcome, lost = self._send_one(delivery_id, message, may_start)
             if lost:
                 self.close()
+            if not may_start():
+                # DATA was not sent. An outcome settled before it (a refused recipient, a
+                # message that cannot be built) stands; nothing more of the call goes out.
+                self.close()
+                if outcome is not None and outcome.status != RELEASED:
+                    outcomes.append(outcome)
+                    index += 1
+                rest_not_sent(index, RELEASED, JOURNAL_REFUSED)
+                break
             if outcome is None:
                 # The connection was gone before this message's DATA: it was not sent.
                 if not reconnected:
                     reconnected = True
                     continue
-                rest_retry(index, "the SMTP connection dropped again")
+                rest_not_sent(index, RETRY, "not sent: the SMTP connection dropped again")
                 break
             outcomes.append(outcome)
             index += 1
             if lost and (outcome.status == UNKNOWN or reconnected):
-                rest_retry(index, "the SMTP connection dropped earlier in the call")
+                rest_not_sent(
+                    index, RETRY, "not sent: the SMTP connection dropped earlier in the call"
+                )
                 break
             if lost:
                 reconnected = True
         return outcomes
 
-    def _send_one(self, delivery_id: int, message) -> tuple[SendOutcome | None, bool]:
-        """The outcome and whether the connection is lost; outcome None: lost before DATA."""
+    def _send_one(
+        self, delivery_id: int, message, may_start: Callable[[], bool]
+    ) -> tuple[Outcome | None, bool]:
+        """The outcome and whether the connection is lost; outcome None: lost before DATA.
+        `may_start` answers whether the message's DATA may be sent."""
         self._data_started = False
+        self._may_start = may_start
         try:
             from_addr, to_addrs, data = self._envelope(message)
         except Exception as exc:  # noqa: BLE001 - an address or a message that cannot be built
-            return SendOutcome(delivery_id, FAILED, error=_exception_text(exc)), False
+            return Outcome(delivery_id, FAILED, error=_exception_text(exc)), False
         if not to_addrs:
-            return SendOutcome(delivery_id, FAILED, error="the message has no recipients"), False
+            return Outcome(delivery_id, FAILED, error="the message has no recipients"), False
         try:
             self.backend.connection.sendmail(from_addr, to_addrs, data)
+        except _JournalRefused:
+            # MAIL and RCPT were accepted: the dialogue cannot go on.
+            return Outcome(delivery_id, RELEASED, error=JOURNAL_REFUSED), True
         except smtplib.SMTPRecipientsRefused as exc:
             codes = [code for code, _text in exc.recipients.values()]
             status = RETRY if any(code < 500 for code in codes) else FAILED
-            return SendOutcome(delivery_id, status, error=_error(self._refusals(exc))), False
+            return Outcome(delivery_id, status, error=_error(self._refusals(exc))), False
         except smtplib.SMTPResponseException as exc:
             # Sender refused, DATA refused, HELO refused: the server answered with a code.
             text = exc.smtp_error
             if isinstance(text, bytes):
                 text = text.decode("utf-8", "replace")
-            outcome = SendOutcome(
+            outcome = Outcome(
                 delivery_id,
                 _smtp_code_status(exc.smtp_code),
                 error=_error(f"{exc.smtp_code} {text}"),
@@ -269,10 +356,10 @@ class SmtpTransport(Transport):
             # 421: the server closes the connection after this answer.
             return outcome, exc.smtp_code == 421
         except smtplib.SMTPNotSupportedError as exc:
-            return SendOutcome(delivery_id, FAILED, error=_exception_text(exc)), False
+            return Outcome(delivery_id, FAILED, error=_exception_text(exc)), False
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             if self._data_started:
-                return SendOutcome(
+                return Outcome(
                     delivery_id,
                     UNKNOWN,
                     error=_error(f"the connection broke after DATA began: {_exception_text(exc)}"),
@@ -280,9 +367,9 @@ class SmtpTransport(Transport):
             return None, True
         except Exception as exc:  # noqa: BLE001 - whatever else smtplib may raise
             if self._data_started:
-                return SendOutcome(delivery_id, UNKNOWN, error=_exception_text(exc)), True
-            return SendOutcome(delivery_id, FAILED, error=_exception_text(exc)), False
-        return SendOutcome(delivery_id, SENT), False
+                return Outcome(delivery_id, UNKNOWN, error=_exception_text(exc)), True
+            return Outcome(delivery_id, FAILED, error=_exception_text(exc)), False
+        return Outcome(delivery_id, SENT), False
 
     def _envelope(self, message) -> tuple[str, list[str], bytes]:
         """What Django's SMTP backend sends for `message` (its _send): the envelope addresses
@@ -350,7 +437,7 @@ def _takes_metadata(backend) -> bool:
     return True
 
 
-def _request_failure_status(exc: BaseException) -> str:
+def _request_failure_status(exc: BaseException) -> OutcomeStatus:
     """retry when the request surely never reached the server, else unknown."""
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return RETRY
@@ -365,7 +452,7 @@ def _request_failure_status(exc: BaseException) -> str:
     return UNKNOWN
 
 
-def _http_status(status_code: int) -> str:
+def _http_status(status_code: int) -> OutcomeStatus:
     """What an HTTP error answer says about the messages of the request."""
     if status_code == 504:
         # A gateway gave up waiting for the ESP, which may have accepted them.
@@ -391,47 +478,53 @@ class PerMessageTransport(Transport):
     def _names_deliveries(self) -> bool:
         return _takes_metadata(self.backend)
 
-    def send_call(self, items: list[tuple[int, object]]) -> list[SendOutcome]:
+    def send_call(
+        self, items: list[tuple[int, object]], journal: Journal = UNJOURNALED
+    ) -> list[Outcome]:
         refused = self._open(items)
         if refused:
             return refused
-        return [self._send_one(delivery_id, message) for delivery_id, message in items]
+        outcomes: list[Outcome] = []
+        for index, (delivery_id, message) in enumerate(items):
+            if not journal.step(done=outcomes, starting=[delivery_id]):
+                outcomes += [Outcome(d, RELEASED, error=JOURNAL_REFUSED) for d, _m in items[index:]]
+                break
+            outcomes.append(self._send_one(delivery_id, message))
+        return outcomes
 
-    def _send_one(self, delivery_id: int, message) -> SendOutcome:
+    def _send_one(self, delivery_id: int, message) -> Outcome:
         if self._names_deliveries:
             _delivery_name(message, delivery_id)
         try:
             sent = self.backend.send_messages([message])
         except AnymailRecipientsRefused as exc:
-            return SendOutcome(delivery_id, FAILED, error=_exception_text(exc))
+            return Outcome(delivery_id, FAILED, error=_exception_text(exc))
         except AnymailRequestsAPIError as exc:
             if exc.status_code is not None:
-                return SendOutcome(
-                    delivery_id, _http_status(exc.status_code), error=_exc_first(exc)
-                )
+                return Outcome(delivery_id, _http_status(exc.status_code), error=_exc_first(exc))
             cause = exc.__cause__ or exc
-            return SendOutcome(delivery_id, _request_failure_status(cause), error=_exc_first(exc))
+            return Outcome(delivery_id, _request_failure_status(cause), error=_exc_first(exc))
         except AnymailAPIError as exc:
             # An SDK-based ESP (SES): with a status code, judge by it; without, nobody knows.
             status = _http_status(exc.status_code) if exc.status_code else UNKNOWN
-            return SendOutcome(delivery_id, status, error=_exc_first(exc))
+            return Outcome(delivery_id, status, error=_exc_first(exc))
         except AnymailError as exc:
             # Unsupported feature, invalid address, serialisation: refused before any request.
-            return SendOutcome(delivery_id, FAILED, error=_exc_first(exc))
+            return Outcome(delivery_id, FAILED, error=_exc_first(exc))
         except Exception as exc:  # noqa: BLE001 - some other backend's error: it may have sent it
-            return SendOutcome(delivery_id, UNKNOWN, error=_exception_text(exc))
+            return Outcome(delivery_id, UNKNOWN, error=_exception_text(exc))
         status = getattr(message, "anymail_status", None)
         if not sent:
-            return SendOutcome(delivery_id, FAILED, error="the mail backend did not send it")
+            return Outcome(delivery_id, FAILED, error="the mail backend did not send it")
         if status is None or status.status is None:
-            return SendOutcome(delivery_id, SENT)
+            return Outcome(delivery_id, SENT)
         message_id = status.message_id
         if isinstance(message_id, set):
             message_id = ",".join(sorted(str(m) for m in message_id if m is not None))
         if status.status and status.status <= {"rejected", "invalid", "failed"}:
             reasons = sorted(status.status)
-            return SendOutcome(delivery_id, FAILED, error=_error("ESP: " + ", ".join(reasons)))
-        return SendOutcome(
+            return Outcome(delivery_id, FAILED, error=_error("ESP: " + ", ".join(reasons)))
+        return Outcome(
             delivery_id, SENT, esp_message_id="" if message_id is None else str(message_id)
         )
 
@@ -460,13 +553,28 @@ class PostmarkBatchTransport(Transport):
         # Larger calls are split into several requests.
         self.batch_bytes = POSTMARK_BATCH_BYTES
 
-    def send_call(self, items: list[tuple[int, object]]) -> list[SendOutcome]:
+    def send_call(
+        self, items: list[tuple[int, object]], journal: Journal = UNJOURNALED
+    ) -> list[Outcome]:
         refused = self._open(items)
         if refused:
             return refused
         self._single._opened = True
         backend = self.backend
-        outcomes: dict[int, SendOutcome] = {}
+        outcomes: dict[int, Outcome] = {}
+        # Once the journal refuses a start, nothing more of the call is sent.
+        stopped = False
+
+        def may_start(delivery_ids: list[int]) -> bool:
+            nonlocal stopped
+            stopped = stopped or not journal.step(
+                done=list(outcomes.values()), starting=delivery_ids
+            )
+            if stopped:
+                for delivery_id in delivery_ids:
+                    outcomes[delivery_id] = Outcome(delivery_id, RELEASED, error=JOURNAL_REFUSED)
+            return not stopped
+
         # (delivery_id, message, payload, json) of the messages that go in a batch request.
         batch: list[tuple[int, object, object, bytes]] = []
         for delivery_id, message in items:
@@ -474,12 +582,12 @@ class PostmarkBatchTransport(Transport):
             _delivery_name(message, delivery_id)
             try:
                 if not backend.run_pre_send(message):
-                    outcomes[delivery_id] = SendOutcome(
+                    outcomes[delivery_id] = Outcome(
                         delivery_id, FAILED, error="cancelled by a pre_send handler"
                     )
                     continue
                 if not message.recipients():
-                    outcomes[delivery_id] = SendOutcome(
+                    outcomes[delivery_id] = Outcome(
                         delivery_id, FAILED, error="the message has no recipients"
                     )
                     continue
@@ -488,24 +596,26 @@ class PostmarkBatchTransport(Transport):
                     backend.server_token
                 ):
                     # Templates, merge data or another server: not a plain message, send alone.
-                    outcomes[delivery_id] = self._single._send_one(delivery_id, message)
+                    if may_start([delivery_id]):
+                        outcomes[delivery_id] = self._single._send_one(delivery_id, message)
                     continue
                 body = payload.serialize_data().encode()
             except AnymailError as exc:
-                outcomes[delivery_id] = SendOutcome(delivery_id, FAILED, error=_exc_first(exc))
+                outcomes[delivery_id] = Outcome(delivery_id, FAILED, error=_exc_first(exc))
                 continue
             except Exception as exc:  # noqa: BLE001 - a message that cannot be built
-                outcomes[delivery_id] = SendOutcome(delivery_id, FAILED, error=_exception_text(exc))
+                outcomes[delivery_id] = Outcome(delivery_id, FAILED, error=_exception_text(exc))
                 continue
             if len(body) > POSTMARK_MESSAGE_BYTES:
-                outcomes[delivery_id] = SendOutcome(
+                outcomes[delivery_id] = Outcome(
                     delivery_id, FAILED, error="the message is larger than Postmark's 10 MB"
                 )
                 continue
             batch.append((delivery_id, message, payload, body))
         for request in self._requests(batch):
-            for outcome in self._post(request):
-                outcomes[outcome.delivery_id] = outcome
+            if may_start([entry[0] for entry in request]):
+                for outcome in self._post(request):
+                    outcomes[outcome.delivery_id] = outcome
         return [outcomes[delivery_id] for delivery_id, _message in items]
 
     def _requests(self, batch: list[tuple]) -> list[list[tuple]]:
@@ -520,7 +630,7 @@ class PostmarkBatchTransport(Transport):
             requests_.append(current)
         return requests_
 
-    def _post(self, request: list[tuple]) -> list[SendOutcome]:
+    def _post(self, request: list[tuple]) -> list[Outcome]:
         backend = self.backend
         first_payload = request[0][2]
         headers = dict(first_payload.headers or {})
@@ -528,8 +638,8 @@ class PostmarkBatchTransport(Transport):
         body = b"[" + b",".join(entry[3] for entry in request) + b"]"
         url = urljoin(backend.api_url, "email/batch")
 
-        def everyone(status: str, error: str) -> list[SendOutcome]:
-            return [SendOutcome(entry[0], status, error=_error(error)) for entry in request]
+        def everyone(status: OutcomeStatus, error: str) -> list[Outcome]:
+            return [Outcome(entry[0], status, error=_error(error)) for entry in request]
 
         try:
             response = backend.session.post(
@@ -566,10 +676,10 @@ class PostmarkBatchTransport(Transport):
             for entry, answer in zip(request, answers, strict=True)
         ]
 
-    def _outcome(self, entry: tuple, answer: object, response) -> SendOutcome:
+    def _outcome(self, entry: tuple, answer: object, response) -> Outcome:
         delivery_id, message, payload, _body = entry
         if not isinstance(answer, dict):
-            return SendOutcome(delivery_id, UNKNOWN, error=_error(f"unreadable answer {answer!r}"))
+            return Outcome(delivery_id, UNKNOWN, error=_error(f"unreadable answer {answer!r}"))
         code = answer.get("ErrorCode", 0)
         text = str(answer.get("Message", ""))
         recipients = [
@@ -588,9 +698,9 @@ class PostmarkBatchTransport(Transport):
                 self.backend.run_post_send(message)
             except Exception:  # noqa: BLE001 - a receiver's bug must not unsend a sent message
                 logger.exception("A post_send receiver failed for delivery %s", delivery_id)
-            return SendOutcome(delivery_id, SENT, esp_message_id=esp_id)
+            return Outcome(delivery_id, SENT, esp_message_id=esp_id)
         if code == 0:
-            return SendOutcome(delivery_id, UNKNOWN, error=_error(f"no MessageID: {text}"))
+            return Outcome(delivery_id, UNKNOWN, error=_error(f"no MessageID: {text}"))
         status = RETRY if code in POSTMARK_RETRY_CODES else FAILED
         message.anymail_status.set_recipient_status(
             {
@@ -600,7 +710,7 @@ class PostmarkBatchTransport(Transport):
                 for address in recipients
             }
         )
-        return SendOutcome(delivery_id, status, error=_error(f"Postmark {code}: {text}"))
+        return Outcome(delivery_id, status, error=_error(f"Postmark {code}: {text}"))
 
 
 def _json_or_none(response) -> object:

@@ -170,7 +170,7 @@ CELERY_BEAT_SCHEDULE = {
     "flush-form-views": {"task": "subscribers.flush_form_views", "schedule": 60.0},
     # Scheduled broadcasts whose time has come; repairs after lost send tasks (broadcasts.pipeline).
     "start-scheduled-broadcasts": {"task": "broadcasts.start_scheduled", "schedule": 60.0},
-    "sweep-broadcasts": {"task": "broadcasts.sweep", "schedule": 60.0},
+    "sweep-broadcasts": {"task": "broadcasts.sweep", "schedule": 10.0},
     # Opens and clicks wait in Redis for at most about a second; each drain runs until the queue
     # is empty (or its time budget ends) and takes back claims of drains that died.
     "drain-tracking-events": {"task": "tracking.drain", "schedule": 1.0},
@@ -235,13 +235,17 @@ BROADCAST_RATE_PER_HOUR = env_int("BROADCAST_RATE_PER_HOUR", 0, minimum=0)
 # A broadcast pauses itself when more than this share of at least _MIN_SENDS messages failed.
 BROADCAST_PAUSE_FAILURE_RATE = env_fraction("BROADCAST_PAUSE_FAILURE_RATE", 0.2)
 BROADCAST_PAUSE_MIN_SENDS = env_int("BROADCAST_PAUSE_MIN_SENDS", 50, minimum=1)
-# The sweeper: a delivery "sending" this long was in flight when its worker died (-> unknown);
-# "claimed" this long belonged to a task that died (-> queued); a sending broadcast without
-# progress this long lost its tasks (-> batches published again). Each is longer than any send
-# call (mail timeouts) or task (2-minute budget) can last.
+# The sweeper (every ten seconds) takes a send task for dead once its claim's heartbeat, written
+# every fifth of this, is this old; it then settles what the task left from its send journal.
+BROADCAST_HEARTBEAT_TIMEOUT = env_int("BROADCAST_HEARTBEAT_TIMEOUT", 15, minimum=5)
+# Without Redis (no heartbeat or journal to read) a claim untouched this long is taken for dead
+# and its deliveries "sending" become unknown: longer than any send call (mail timeouts) lasts.
 BROADCAST_SENDING_TIMEOUT = env_int("BROADCAST_SENDING_TIMEOUT", 300, minimum=60)
-BROADCAST_CLAIM_TIMEOUT = env_int("BROADCAST_CLAIM_TIMEOUT", 600, minimum=180)
+# A sending broadcast without progress this long lost its tasks (-> batches published again).
 BROADCAST_STALL_TIMEOUT = env_int("BROADCAST_STALL_TIMEOUT", 180, minimum=30)
+# How long a send task keeps trying to write a send call's outcomes through a database outage
+# (reconnecting) before it leaves them to the sweeper.
+BROADCAST_OUTCOME_RETRY = env_int("BROADCAST_OUTCOME_RETRY", 60, minimum=0)
 
 # --- Creator logins --------------------------------------------------------------------------------
 # Login attempts (COUNT/SECONDS, right or wrong) per address and per client IP (an IPv6 /64); past

@@ -44,9 +44,6 @@ from convertkit.mail import (
     encoded_words,
     header_folded,
 )
-
-# MESSAGE_TAKES_POLICY is named here too for broadcasts/transport.py, which imports it from here.
-from convertkit.mail import MESSAGE_TAKES_POLICY as MESSAGE_TAKES_POLICY
 from subscribers.mail import header_check
 
 # Headers the skeleton writes itself; any other extra header is written as given.

@@ -1,12 +1,16 @@
-"""Fixtures of the broadcast tests: a counting SMTP sink and a ready-to-send broadcast."""
+"""Fixtures of the broadcast tests: a counting SMTP sink, a ready-to-send broadcast, and a
+proxy in front of PostgreSQL that a test can cut to stage a database outage."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import socket
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from email import policy
 from email.parser import BytesParser
 
@@ -22,10 +26,16 @@ from tests.factories import AccountFactory, SubscriberFactory
 
 class CountingHandler:
     """aiosmtpd handler keeping every message and counting copies per recipient; `delay`
-    slows each message down (seconds), so a test can act while a broadcast is under way."""
+    slows each message down (seconds), so a test can act while a broadcast is under way.
+    `on_data(recipient)` is called when a message's DATA has arrived, before it is accepted: a
+    fault can be injected there; when it returns a reply, that is the answer and the message is
+    not counted."""
 
-    def __init__(self, delay: float = 0.0):
+    def __init__(
+        self, delay: float = 0.0, on_data: Callable[[str], str | None] | None = None
+    ) -> None:
         self.delay = delay
+        self.on_data = on_data
         self.copies: Counter[str] = Counter()
         self.messages: list = []
         self.lock = threading.Lock()
@@ -33,6 +43,11 @@ class CountingHandler:
     async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
         if self.delay:
             await asyncio.sleep(self.delay)
+        if self.on_data is not None:
+            # In a thread of its own: Django refuses database work in an event loop's thread.
+            reply = await asyncio.to_thread(self.on_data, envelope.rcpt_tos[0].lower())
+            if reply is not None:
+                return reply
         parsed = BytesParser(policy=policy.default).parsebytes(envelope.original_content)
         with self.lock:
             for recipient in envelope.rcpt_tos:
@@ -115,3 +130,77 @@ def make_broadcast():
         return Broadcast.objects.create(account=account, **values)
 
     return make
+
+
+class DatabaseProxy:
+    """A TCP forwarder to the test database's server, for the processes a test starts: `cut()`
+    drops every connection and closes new ones at once (a PostgreSQL restart, as a client sees
+    it), `restore()` lets them through again; `refused` counts the connections closed while cut.
+    The server itself is shared with other work and never stopped."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.refused = 0
+        self._up = True
+        self._open: set[socket.socket] = set()
+        self._lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _address = self.listener.accept()
+            except OSError:
+                return
+            with self._lock:
+                if not self._up:
+                    self.refused += 1
+                    client.close()
+                    continue
+                server = socket.create_connection(self.target)
+                self._open |= {client, server}
+            for source, sink in ((client, server), (server, client)):
+                threading.Thread(target=self._pump, args=(source, sink), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                sink.sendall(data)
+        for end in (source, sink):
+            self._drop(end)
+
+    def _drop(self, end: socket.socket) -> None:
+        with self._lock:
+            self._open.discard(end)
+        with contextlib.suppress(OSError):
+            end.shutdown(socket.SHUT_RDWR)
+        end.close()
+
+    def cut(self) -> None:
+        with self._lock:
+            self._up = False
+            ends = list(self._open)
+        for end in ends:
+            self._drop(end)
+
+    def restore(self) -> None:
+        with self._lock:
+            self._up = True
+
+    def close(self) -> None:
+        self.cut()
+        self.listener.close()
+
+    def url(self) -> str:
+        database = connection.settings_dict
+        return f"postgres://{database['USER']}@127.0.0.1:{self.port}/{database['NAME']}"
+
+
+@pytest.fixture
+def database_proxy(transactional_db):
+    database = connection.settings_dict
+    proxy = DatabaseProxy(database["HOST"] or "127.0.0.1", int(database["PORT"] or 5432))
+    yield proxy
+    proxy.close()

@@ -7,9 +7,13 @@ import time
 from datetime import timedelta
 
 import pytest
+from aiosmtpd.controller import Controller
+from django.db import connection
 from django.utils import timezone
 
-from broadcasts import pipeline
+from bench.fake_postmark import FakePostmark
+from bench.smtp_sink import CountingSink
+from broadcasts import pipeline, transport
 from broadcasts.models import Broadcast, Delivery
 from broadcasts.services import (
     SendRefused,
@@ -19,10 +23,13 @@ from broadcasts.services import (
     broadcast_send,
     broadcasts_due_send,
 )
+from broadcasts.transport import Outcome, OutcomeStatus, PostmarkBatchTransport, SmtpTransport
+from convertkit.dev.devstack import free_port
 from convertkit.redis import redis_client
 from subscribers.models import Subscriber
-from subscribers.services import subscriber_unsubscribe
-from tests.broadcasts.conftest import wait_until
+from subscribers.services import subscriber_suppress, subscriber_unsubscribe
+from tests.broadcasts.conftest import CountingHandler, smtp_settings, wait_until
+from tests.broadcasts.test_transport import use_postmark
 from tests.factories import SubscriberFactory, TagFactory, TaggingFactory
 
 S = Delivery.State
@@ -143,6 +150,66 @@ def test_someone_who_unsubscribes_after_fan_out_gets_nothing(make_broadcast, smt
     assert broadcast.state == Broadcast.State.SENT
 
 
+@pytest.mark.parametrize(
+    "leave",
+    [
+        lambda subscriber: subscriber_unsubscribe(subscriber=subscriber, reason="one-click"),
+        lambda subscriber: subscriber_suppress(
+            subscriber=subscriber, state=Subscriber.State.BOUNCED, reason="hard bounce"
+        ),
+        lambda subscriber: subscriber_suppress(
+            subscriber=subscriber, state=Subscriber.State.COMPLAINED, reason="complaint"
+        ),
+    ],
+    ids=["unsubscribes", "bounces", "complains"],
+)
+def test_someone_who_leaves_after_their_batch_was_claimed_gets_nothing_and_counts_skipped_at_once(
+    leave, make_broadcast, smtp_sink, db, monkeypatch
+):
+    broadcast = started(make_broadcast(recipients=6))
+    leaving = Subscriber.objects.get(email="reader3@example.org")
+    monkeypatch.setattr(SmtpTransport, "max_call_size", 2)
+    real_send_call = SmtpTransport.send_call
+    skipped_seen = []
+
+    def send_call(self, items, *journal):
+        skipped_seen.append(Broadcast.objects.get(pk=broadcast.pk).skipped_count)
+        outcomes = real_send_call(self, items, *journal)
+        if len(skipped_seen) == 1:
+            # reader3 is in the next call of the batch, claimed already.
+            leave(leaving)
+        return outcomes
+
+    monkeypatch.setattr(SmtpTransport, "send_call", send_call)
+    send_all(broadcast)
+
+    assert "reader3@example.org" not in smtp_sink.copies
+    assert sorted(smtp_sink.copies.values()) == [1] * 5
+    # The call after the one during which they left already shows them as skipped.
+    assert skipped_seen == [0, 1, 1]
+    assert (broadcast.sent_count, broadcast.skipped_count) == (5, 1)
+    assert Delivery.objects.get(subscriber=leaving).state == S.SKIPPED
+
+
+def test_a_delivery_sent_after_a_refused_connection_keeps_no_error(make_broadcast, db, settings):
+    port = free_port()
+    smtp_settings(settings, port)
+    broadcast = started(make_broadcast(recipients=1))
+    (only,) = pipeline.queued_ranges(broadcast_id=broadcast.pk, size=10)
+
+    pipeline.send_batch(broadcast_id=broadcast.pk, first_id=only[0], last_id=only[1])
+    refused = Delivery.objects.get()
+    assert refused.state == S.QUEUED and "ConnectionRefusedError" in refused.error
+
+    Delivery.objects.update(not_before=timezone.now() - timedelta(seconds=1))
+    with CountingSink(port=port) as sink:
+        pipeline.send_batch(broadcast_id=broadcast.pk, first_id=only[0], last_id=only[1])
+
+    delivered = Delivery.objects.get()
+    assert (delivered.state, delivered.attempts, delivered.error) == (S.SENT, 2, "")
+    assert sink.counter.recipients == {"reader0@example.org": 1}
+
+
 def test_pause_stops_between_batches_and_resume_sends_the_rest_exactly_once(
     make_broadcast, smtp_sink, db, settings
 ):
@@ -169,8 +236,6 @@ def test_a_pause_seen_between_calls_hands_back_the_rest_of_the_batch(
     make_broadcast, smtp_sink, db, monkeypatch
 ):
     broadcast = started(make_broadcast(recipients=5))
-    from broadcasts import transport
-
     original = transport.open_transport
 
     def small_calls(**kwargs):
@@ -179,15 +244,15 @@ def test_a_pause_seen_between_calls_hands_back_the_rest_of_the_batch(
 
         real_send = opened.send_call
 
-        def send_then_pause(items):
-            result = real_send(items)
+        def send_then_pause(items, journal):
+            result = real_send(items, journal)
             Broadcast.objects.filter(pk=broadcast.pk).update(state=Broadcast.State.PAUSED)
             return result
 
         opened.send_call = send_then_pause
         return opened
 
-    monkeypatch.setattr(transport, "open_transport", small_calls)
+    monkeypatch.setattr(pipeline, "open_transport", small_calls)
     send_all(broadcast)
 
     assert sum(smtp_sink.copies.values()) == 2
@@ -198,10 +263,6 @@ def test_a_pause_seen_between_calls_hands_back_the_rest_of_the_batch(
 def test_a_pause_undone_by_a_resume_mid_batch_leaves_nothing_claimed_and_everyone_gets_one(
     make_broadcast, smtp_sink, db, monkeypatch
 ):
-    from django.db import connection
-
-    from broadcasts import transport
-
     broadcast = started(make_broadcast(recipients=5))
     original = transport.open_transport
     calls = []
@@ -211,8 +272,8 @@ def test_a_pause_undone_by_a_resume_mid_batch_leaves_nothing_claimed_and_everyon
         opened.max_call_size = 2
         real_send = opened.send_call
 
-        def send_then_pause_once(items):
-            result = real_send(items)
+        def send_then_pause_once(items, journal):
+            result = real_send(items, journal)
             calls.append(items)
             if len(calls) == 1:
                 Broadcast.objects.filter(pk=broadcast.pk).update(state=Broadcast.State.PAUSED)
@@ -221,18 +282,20 @@ def test_a_pause_undone_by_a_resume_mid_batch_leaves_nothing_claimed_and_everyon
         opened.send_call = send_then_pause_once
         return opened
 
-    def resume_after_a_refused_call(execute, sql, params, many, context):
+    mark_sending = pipeline._mark_sending
+
+    def resume_after_a_refused_call(**kwargs):
         # The creator presses Resume just after the second call was refused by the pause.
-        result = execute(sql, params, many, context)
-        if f"SET state = {int(S.SENDING)}" in sql and context["cursor"].rowcount == 0:
+        sending, held = mark_sending(**kwargs)
+        if not sending:
             Broadcast.objects.filter(pk=broadcast.pk, state=Broadcast.State.PAUSED).update(
                 state=Broadcast.State.SENDING
             )
-        return result
+        return sending, held
 
-    monkeypatch.setattr(transport, "open_transport", small_calls)
-    with connection.execute_wrapper(resume_after_a_refused_call):
-        send_all(broadcast)
+    monkeypatch.setattr(pipeline, "open_transport", small_calls)
+    monkeypatch.setattr(pipeline, "_mark_sending", resume_after_a_refused_call)
+    send_all(broadcast)
 
     assert not Delivery.objects.filter(state=S.CLAIMED).exists()
     send_all(broadcast)  # the send tasks the resume queued
@@ -258,7 +321,6 @@ def test_a_transient_error_is_retried_with_backoff_then_fails_after_the_last_att
 ):
     settings.BROADCAST_MAX_ATTEMPTS = 2
     broadcast = started(make_broadcast(recipients=1))
-    from broadcasts import transport
 
     class Refusing:
         max_call_size = 10
@@ -269,10 +331,10 @@ def test_a_transient_error_is_retried_with_backoff_then_fails_after_the_last_att
         def __exit__(self, *exc):
             return None
 
-        def send_call(self, items):
-            return [transport.SendOutcome(i, "retry", error="451 try later") for i, _ in items]
+        def send_call(self, items, journal):
+            return [Outcome(i, OutcomeStatus.RETRY, error="451 try later") for i, _ in items]
 
-    monkeypatch.setattr(transport, "open_transport", lambda **kwargs: Refusing())
+    monkeypatch.setattr(pipeline, "open_transport", lambda **kwargs: Refusing())
     (only,) = pipeline.queued_ranges(broadcast_id=broadcast.pk, size=10)
 
     wait = pipeline.send_batch(broadcast_id=broadcast.pk, first_id=only[0], last_id=only[1])
@@ -297,7 +359,6 @@ def test_the_broadcast_pauses_itself_when_too_many_messages_fail(
     settings.BROADCAST_PAUSE_MIN_SENDS = 4
     settings.BROADCAST_PAUSE_FAILURE_RATE = 0.5
     broadcast = started(make_broadcast(recipients=10))
-    from broadcasts import transport
 
     class Rejecting:
         max_call_size = 5
@@ -308,10 +369,10 @@ def test_the_broadcast_pauses_itself_when_too_many_messages_fail(
         def __exit__(self, *exc):
             return None
 
-        def send_call(self, items):
-            return [transport.SendOutcome(i, "failed", error="550 no such user") for i, _ in items]
+        def send_call(self, items, journal):
+            return [Outcome(i, OutcomeStatus.FAILED, error="550 no such user") for i, _ in items]
 
-    monkeypatch.setattr(transport, "open_transport", lambda **kwargs: Rejecting())
+    monkeypatch.setattr(pipeline, "open_transport", lambda **kwargs: Rejecting())
     send_all(broadcast)
 
     assert broadcast.state == Broadcast.State.PAUSED
@@ -380,3 +441,69 @@ def test_an_hourly_rate_limit_holds_the_rest_back_and_the_sweeper_leaves_it_wait
     # offset would do).
     report = pipeline.sweep(now=timezone.now() + timedelta(seconds=wait / 2))
     assert report.republished == []  # waiting for the next hour, not stalled
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_live_task_that_the_sweeper_takes_for_dead_sends_nobody_a_second_copy(
+    make_broadcast, settings
+):
+    """The sweeper settles a claim whose task is alive and mid-call (a long pause made it look
+    dead): the journal's fence stops the task before its next message, and what the sweeper
+    queued again is sent once, by the task it published."""
+    reports = []
+
+    def sweep_as_if_the_task_had_died(recipient: str) -> None:
+        if recipient == "reader3@example.org" and not reports:
+            reports.append(pipeline.sweep(now=timezone.now() + timedelta(hours=1)))
+            connection.close()  # this thread's, the sink's
+
+    handler = CountingHandler(on_data=sweep_as_if_the_task_had_died)
+    port = free_port()
+    sink = Controller(handler, hostname="127.0.0.1", port=port, ready_timeout=10)
+    sink.start()
+    smtp_settings(settings, port)
+    try:
+        broadcast = started(make_broadcast(recipients=30))
+        send_all(broadcast)  # the task the sweeper took for dead: one batch, calls of 20
+        send_all(broadcast)  # the send task the sweeper published
+    finally:
+        sink.stop()
+
+    # 0-2 came back before the sweep (sent), 3 was on its way (unknown), the rest of the call
+    # (4-19) never started and 20-29 were only claimed: queued again.
+    assert (reports[0].settled, reports[0].unknown, reports[0].released) == (3, 1, 26)
+    assert handler.copies == {f"reader{n}@example.org": 1 for n in range(30)}
+    states = dict(Delivery.objects.values_list("subscriber__email", "state"))
+    assert states.pop("reader3@example.org") == S.UNKNOWN
+    assert set(states.values()) == {S.SENT}
+    assert (broadcast.sent_count, broadcast.unknown_count) == (29, 1)
+
+
+def test_a_postmark_request_whose_answer_was_lost_leaves_only_its_messages_unknown(
+    make_broadcast, db, settings, monkeypatch
+):
+    """Over an ESP nobody can tell which messages of a request whose answer was lost went out,
+    so they stay unknown; the messages of the call that were not posted yet go back to the
+    queue, and are sent once."""
+    broadcast = started(make_broadcast(recipients=6))
+    monkeypatch.setattr(transport, "POSTMARK_BATCH_BYTES", 1)  # one message per request
+    real_post = PostmarkBatchTransport._post
+    reports = []
+
+    def post_then_die(self, request):
+        outcomes = real_post(self, request)
+        if not reports:  # the worker dies with the first answer in hand
+            reports.append(pipeline.sweep(now=timezone.now() + timedelta(hours=1)))
+        return outcomes
+
+    monkeypatch.setattr(PostmarkBatchTransport, "_post", post_then_die)
+    with FakePostmark() as fake:
+        use_postmark(settings, fake.url)
+        send_all(broadcast)  # the task the sweeper took for dead
+        send_all(broadcast)  # the send task the sweeper published
+
+    assert (reports[0].settled, reports[0].unknown, reports[0].released) == (0, 1, 5)
+    assert fake.counter.recipients == {f"reader{n}@example.org": 1 for n in range(6)}
+    states = dict(Delivery.objects.values_list("subscriber__email", "state"))
+    assert states.pop("reader0@example.org") == S.UNKNOWN
+    assert set(states.values()) == {S.SENT}

@@ -17,9 +17,9 @@ from bench.fake_postmark import FakePostmark
 from bench.smtp_sink import CountingSink
 from broadcasts.transport import (
     DELIVERY_METADATA,
+    Outcome,
     PerMessageTransport,
     PostmarkBatchTransport,
-    SendOutcome,
     SmtpTransport,
     open_transport,
 )
@@ -74,7 +74,7 @@ def items(count: int, start: int = 1) -> list[tuple[int, EmailMultiAlternatives]
     return [(n, message(n)) for n in range(start, start + count)]
 
 
-def statuses(outcomes: list[SendOutcome]) -> list[tuple[int, str]]:
+def statuses(outcomes: list[Outcome]) -> list[tuple[int, str]]:
     return [(outcome.delivery_id, outcome.status) for outcome in outcomes]
 
 
