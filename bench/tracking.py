@@ -30,7 +30,7 @@ the drain of those events into PostgreSQL.
    row, that no request became two rows, and that the Rollup sums equal the Event counts.
 6. Prints a table and, as its last line, one JSON object.
 
-Targets (issue 5): ratio >= 0.7 (the slower endpoint's req/s over the limit's), p99 no more than
+Targets: ratio >= 0.7 (the slower endpoint's req/s over the limit's), p99 no more than
 twice the limit's p99, drain >= 20,000 events/s, lost = double_counted = 0.
 """
 

@@ -62,9 +62,11 @@ from anymail.exceptions import (
     AnymailUnsupportedFeature,
 )
 from anymail.message import AnymailRecipientStatus, AnymailStatus
+from django.conf import settings
 from django.core import mail
 from django.core.mail import EmailMessage
 from django.core.mail.backends.smtp import EmailBackend as SmtpBackend
+from django.core.mail.message import sanitize_address
 
 from convertkit.mail import MESSAGE_TAKES_POLICY
 
@@ -374,8 +376,8 @@ class SmtpTransport(Transport):
     def _envelope(self, message) -> tuple[str, list[str], bytes]:
         """What Django's SMTP backend sends for `message` (its _send): the envelope addresses
         and the bytes. Plain ASCII addresses are read with a regular expression; anything else
-        goes through the backend's own checks (Django 6.1's prep_address took 0.15 ms an address
-        here, the regular expression 0.001 ms)."""
+        goes through the backend's own checks, which cost far more per address than the
+        expression and would be paid for every recipient of a broadcast."""
         from_addr = self._addresses.get(message.from_email)
         if from_addr is None:
             from_addr = self._address(message.from_email, message)
@@ -395,9 +397,6 @@ class SmtpTransport(Transport):
         prep_address = getattr(self.backend, "prep_address", None)
         if prep_address is not None:  # Django 6.1+
             return prep_address(address)
-        from django.conf import settings
-        from django.core.mail.message import sanitize_address
-
         return sanitize_address(address, message.encoding or settings.DEFAULT_CHARSET)
 
     @staticmethod

@@ -3,7 +3,7 @@
 How an open or a click travels:
 
     request path (tracking/endpoints.py): verify the token, buffer the event in the process,
-        answer (GIF or 302); a background thread pushes the buffer to Redis every 100 ms
+        answer (GIF or 302); a background thread pushes the buffer to Redis every TRACKING_FLUSH_MS
     drain (tracking/drain.py, Celery queue "tracking"): claims chunks from Redis, then in one
         transaction writes Event rows, DeliveryActivity firsts and Rollup counters, and a
         DrainedBatch marker that makes the whole batch happen once
