@@ -121,23 +121,18 @@ class SendJournal(Journal):
             self._connection = None
 
     def _evalsha(self, script: str, args: Sequence) -> Callable[[], object]:
-        """Sends one of the scripts on the journal's connection, packed by hand (a step per
-        message is the journal's whole cost); returns the function reading its answer, once.
-        RedisError from either."""
+        """Sends one of the scripts on the journal's connection without waiting for its answer
+        (a step per message is the journal's whole cost, so its round trip overlaps the work);
+        returns the function reading the answer, once. RedisError from either."""
         if self._unread is not None:
             with contextlib.suppress(RedisError):  # a broken connection is replaced below
                 self._unread()
         source = _script(script)
         if self._connection is None:
             self._connection = redis_client().connection_pool.get_connection()
-        parts = [b"EVALSHA", source.sha.encode(), b"1", self.key.encode()]
-        parts += [str(arg).encode() for arg in args]
-        packed = b"*%d\r\n" % len(parts) + b"".join(
-            b"$%d\r\n%b\r\n" % (len(part), part) for part in parts
-        )
         connection = self._connection
         try:
-            connection.send_packed_command([packed])
+            connection.send_command("EVALSHA", source.sha, 1, self.key, *args)
         except RedisError:
             self._drop()
             raise

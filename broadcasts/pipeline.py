@@ -717,8 +717,7 @@ def sweep(*, now: datetime | None = None) -> SweepReport:
     except RedisError as error:
         logger.warning("Send heartbeats unreadable, falling back to the sending timeout: %s", error)
         cutoff = now - timedelta(seconds=settings.BROADCAST_SENDING_TIMEOUT)
-        long_quiet = {held.claim for held in _claims_quiet(since=cutoff)}
-        dead, journal_readable = [held for held in quiet if held.claim in long_quiet], False
+        dead, journal_readable = _claims_quiet(since=cutoff), False
     for held in dead:
         _claim_settle(held=held, journal_readable=journal_readable, report=report)
 

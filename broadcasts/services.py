@@ -13,7 +13,6 @@ from django.utils import timezone
 from broadcasts import tasks
 from broadcasts.audience import audience_count
 from broadcasts.models import Broadcast, Delivery
-from broadcasts.pipeline import batches_publish
 from broadcasts.rendering import RenderFailed, broadcast_problems, frozen_parts
 from convertkit.models import Account
 from subscribers.models import Subscriber
@@ -337,7 +336,8 @@ def broadcast_unknown_resend(*, broadcast: Broadcast) -> int:
         row = cursor.fetchone()
         queued = row[0] if row else 0
         if queued and row[1] == Broadcast.State.SENDING:
-            transaction.on_commit(lambda: batches_publish(broadcast_id=broadcast.pk))
+            # fan_out publishes the batches of what is queued, in the background.
+            tasks.fan_out.delay_on_commit(broadcast.pk)
     if queued:
         logger.info("Broadcast %s: %s unknown deliveries queued again", broadcast.pk, queued)
     broadcast.refresh_from_db()

@@ -6,21 +6,10 @@ from __future__ import annotations
 import logging
 
 from celery import shared_task
-from django.db import InterfaceError, OperationalError
 
-from convertkit.celery import MAIL_RETRY
+from convertkit.celery import DATABASE_RETRY, MAIL_RETRY
 
 logger = logging.getLogger(__name__)
-
-# A task that meets a database outage (a restart, a failover, a killed backend) is tried again
-# with backoff, a bounded number of times, rather than acknowledged and lost: the claim logic
-# makes a second run safe. Past the last try the sweeper republishes what is left.
-DATABASE_RETRY = {
-    "autoretry_for": (OperationalError, InterfaceError),
-    "retry_backoff": 2,
-    "retry_backoff_max": 60,
-    "max_retries": 10,
-}
 
 
 @shared_task(name="broadcasts.fan_out", queue="fanout", ignore_result=True, **DATABASE_RETRY)

@@ -6,6 +6,7 @@ import os
 from smtplib import SMTPException
 
 from celery import Celery
+from django.db import InterfaceError, OperationalError
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "convertkit.settings")
 
@@ -21,4 +22,15 @@ MAIL_RETRY = {
     "retry_backoff": 5,
     "retry_backoff_max": 300,
     "max_retries": 5,
+}
+
+# The retry policy of tasks whose every step is safe to run again (the send pipeline's, whose
+# claims decide who sends what): one that meets a database outage (a restart, a failover, a
+# killed backend) is tried again with backoff, a bounded number of times, rather than
+# acknowledged and lost.
+DATABASE_RETRY = {
+    "autoretry_for": (OperationalError, InterfaceError),
+    "retry_backoff": 2,
+    "retry_backoff_max": 60,
+    "max_retries": 10,
 }

@@ -31,7 +31,20 @@ LINE_LIMIT = 78
 # 42 bytes of UTF-8 are 56 characters of base64, 68 with "=?utf-8?b?" and "?=": the first word
 # fits after "Subject: " within 78 characters (RFC 2047 allows 75 per word).
 _WORD_BYTES = 42
-_PLAIN_NAME = re.compile(r"[\x20-\x7e]*")
+# Text a header carries as it is: printable ASCII (RFC 2047 words aside, see header_plain).
+_PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
+
+
+def header_check(name: str, value: str) -> None:
+    """ValueError for a header value with a line break: it would start another header."""
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"{name} must not contain a line break: {value!r}")
+
+
+def header_plain(value: str) -> bool:
+    """Whether `value` can stand in a header as it is: printable ASCII that no decoder would
+    read as an RFC 2047 encoded word."""
+    return bool(_PRINTABLE_ASCII.fullmatch(value)) and "=?" not in value
 
 
 def encoded_words(text: str) -> list[str]:
@@ -65,7 +78,7 @@ def address_format(*, name: str, address: str) -> str:
     """`name <address>` for a From or To header, the name written as text (see the module
     docstring); a line break in it becomes a space. The address must be ASCII."""
     name = " ".join(name.split())
-    if _PLAIN_NAME.fullmatch(name) and "=?" not in name:
+    if header_plain(name):
         return formataddr((name, address))
     return " ".join([*encoded_words(name), f"<{formataddr(('', address))}>"])
 
@@ -74,8 +87,7 @@ def address_line(name: str, value: str, linesep: str) -> str | None:
     """`name: value` for an address header `value` made by address_format, folded at its
     spaces; None when only the email package can write it (a non-ASCII address). ValueError
     for a line break."""
-    if "\r" in value or "\n" in value:
-        raise ValueError(f"{name} must not contain a line break: {value!r}")
+    header_check(name, value)
     if not value.isascii():
         return None
     if len(name) + 2 + len(value) <= LINE_LIMIT:

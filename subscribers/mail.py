@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.mail import make_msgid
 from django.utils.html import escape, linebreaks
 
-from convertkit.mail import TextNamesEmail, address_format, default_from_email
+from convertkit.mail import TextNamesEmail, address_format, default_from_email, header_check
 from subscribers.models import Subscriber
 from subscribers.unsubscribe import unsubscribe_links
 
@@ -32,11 +32,6 @@ class SubscriberNotMailable(MailRefused):
 
 class PostalAddressMissing(MailRefused):
     """CAN-SPAM: the account needs a postal address before any send."""
-
-
-def header_check(name: str, value: str) -> None:
-    if "\r" in value or "\n" in value:
-        raise ValueError(f"{name} must not contain a line break: {value!r}")
 
 
 def postal_address_check(account) -> None:

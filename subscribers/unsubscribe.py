@@ -83,6 +83,12 @@ def _token_ids(token: str) -> tuple[int, int] | None:
     return account_id, subscriber_id
 
 
+def account_id_from_token(token: str) -> int | None:
+    """The id of the account a well-signed token names (no query), or None."""
+    ids = _token_ids(token)
+    return ids[0] if ids else None
+
+
 def subscriber_from_token(token: str) -> Subscriber | None:
     """The subscriber the token names, with their account; None if the token is forged,
     damaged, or names a subscriber who no longer exists in that account."""
@@ -110,7 +116,7 @@ def account_from_test_token(token: str) -> Account | None:
 
 @cache
 def _unsubscribe_path_prefix() -> str:
-    """'/u/' (the page's path without its token), resolved once: reverse() is a tenth of a
+    """'/u/' (the page's path without its token), resolved once: reverse() would weigh on a
     broadcast's per-recipient rendering, and the URLconf never changes while running."""
     return reverse("unsubscribe", kwargs={"token": "t"}).removesuffix("t/")
 

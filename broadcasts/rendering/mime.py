@@ -29,7 +29,6 @@ from __future__ import annotations
 import binascii
 import email.message
 import email.policy
-import re
 import secrets
 import time
 from email.parser import BytesParser
@@ -42,9 +41,10 @@ from convertkit.mail import (
     TextNamesEmail,
     address_line,
     encoded_words,
+    header_check,
     header_folded,
+    header_plain,
 )
-from subscribers.mail import header_check
 
 # Headers the skeleton writes itself; any other extra header is written as given.
 _OWN_HEADERS = {
@@ -59,7 +59,6 @@ _OWN_HEADERS = {
     "content-type",
     "content-transfer-encoding",
 }
-_PLAIN_HEADER = re.compile(r"[\x20-\x7e]*")
 _SUBJECT_CACHE_SIZE = 256
 # RFC 5322: at most 998 bytes in a line, without its line break.
 _LINE_BYTES = 998
@@ -70,7 +69,7 @@ def header_line(name: str, value: str, linesep: str) -> str | None:
     (non-ASCII, a word too long for any line, or text that looks like an RFC 2047 encoded word).
     ValueError for a line break."""
     header_check(name, value)
-    if not _PLAIN_HEADER.fullmatch(value) or "=?" in value:
+    if not header_plain(value):
         return None
     if len(name) + 2 + len(value) <= LINE_LIMIT:
         return f"{name}: {value}{linesep}"

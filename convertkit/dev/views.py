@@ -6,8 +6,9 @@ production process can never serve files from MAILBOX_DIR even if the routing ch
 A logged-in user sees only the messages that are theirs (`_visible_to`): those the sink received
 for their login address (the SMTP envelope's recipients: password resets, sign-up mail, tests
 sent to themselves), and those sent to a subscriber of an account they are a member of, known by
-the signed unsubscribe token every such message carries in List-Unsubscribe. Nothing else
-reveals an account: From addresses and subscriber addresses can be shared between accounts.
+the signed unsubscribe token every such message carries in List-Unsubscribe (it names the
+account, read without a query). Nothing else reveals an account: From addresses and subscriber
+addresses can be shared between accounts.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from django.shortcuts import render
 
 from convertkit.dev.mailsink import Envelope, mailbox_list, mailbox_read
 from convertkit.models import Membership
-from subscribers.unsubscribe import subscriber_from_token
+from subscribers.unsubscribe import account_id_from_token
 
 MAILBOX_PAGE_SIZE = 200
 # The token in List-Unsubscribe's page URL (<SITE_URL/u/<token>/>).
@@ -56,19 +57,12 @@ def _visible_to(user) -> Callable[[Envelope], bool]:
     """Whether a captured message is the user's (see the module's docstring)."""
     own_address = user.email.lower()
     account_ids = set(Membership.objects.filter(user=user).values_list("account_id", flat=True))
-    token_accounts: dict[str, int | None] = {}
 
     def visible(envelope: Envelope) -> bool:
         if own_address in envelope.recipients:
             return True
         found = _UNSUBSCRIBE_TOKEN.search(envelope.list_unsubscribe)
-        if found is None:
-            return False
-        token = found[1]
-        if token not in token_accounts:
-            subscriber = subscriber_from_token(token)
-            token_accounts[token] = subscriber.account_id if subscriber else None
-        return token_accounts[token] in account_ids
+        return found is not None and account_id_from_token(found[1]) in account_ids
 
     return visible
 
