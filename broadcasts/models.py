@@ -1,5 +1,6 @@
 """Broadcasts and their deliveries: one Delivery row per (broadcast, subscriber) is the
-per-recipient send job, moved through Celery in batches (see "The send pipeline" in DESIGN.md).
+per-recipient send job (a sequence email's message is a Broadcast row too, of its own kind, with
+one Delivery per subscriber and time through the sequence), moved through Celery in batches (see "The send pipeline" in DESIGN.md).
 
 A delivery's life:
 
@@ -38,6 +39,12 @@ class Broadcast(models.Model):
         MARKDOWN = "markdown", "Markdown"
         HTML = "html", "HTML"
 
+    class Kind(models.TextChoices):
+        BROADCAST = "broadcast", "Broadcast"
+        # The message of a sequence email (sequences.SequenceEmail.message): it stays "sending"
+        # while the email is published in a running sequence, and is never finished.
+        SEQUENCE_EMAIL = "sequence_email", "Sequence email"
+
     class TagMatch(models.TextChoices):
         ANY = "any", "any of"
         ALL = "all", "all of"
@@ -55,6 +62,9 @@ class Broadcast(models.Model):
     UNKNOWN_RESEND_STATES = (State.SENDING, State.PAUSED, State.SENT)
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, db_index=False)
+    kind = models.CharField(
+        max_length=16, choices=Kind.choices, default=Kind.BROADCAST, db_default=Kind.BROADCAST
+    )
     # What only the creator sees, naming the broadcast on their pages (Kit's "description");
     # without it the pages show the subject as the sample subscriber gets it (see `name`).
     description = models.CharField(max_length=255, blank=True, default="")
@@ -200,6 +210,8 @@ class Delivery(models.Model):
     subscriber = models.ForeignKey(
         Subscriber, on_delete=models.CASCADE, db_constraint=False, db_index=False
     )
+    # Which time through a sequence (a repeat starts another); 0 for a broadcast.
+    round = models.SmallIntegerField(db_default=0)
     state = models.SmallIntegerField(choices=State.choices, default=State.QUEUED)
     attempts = models.SmallIntegerField(default=0)
     # Which claim owns a claimed row: a task that lost its claim (the sweeper released it and
@@ -216,7 +228,7 @@ class Delivery(models.Model):
         constraints = [
             # Also the index of a broadcast's deliveries in id order (batches are id ranges).
             models.UniqueConstraint(
-                fields=["broadcast", "subscriber"], name="delivery_unique_recipient"
+                fields=["broadcast", "subscriber", "round"], name="delivery_unique_recipient"
             ),
         ]
         indexes = [

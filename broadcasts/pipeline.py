@@ -73,7 +73,7 @@ def fan_out(*, broadcast_id: int) -> int:
     broadcast = Broadcast.objects.filter(pk=broadcast_id).first()
     if broadcast is None or broadcast.state != Broadcast.State.SENDING:
         return 0
-    if broadcast.fanned_out_at is None:
+    if broadcast.fanned_out_at is None and broadcast.kind == Broadcast.Kind.BROADCAST:
         audience, params = audience_sql(broadcast)
         with transaction.atomic(), connection.cursor() as cursor:
             cursor.execute(
@@ -90,7 +90,7 @@ def fan_out(*, broadcast_id: int) -> int:
                            '', ''
                     FROM ({audience}) AS audience
                     ORDER BY audience.id
-                    ON CONFLICT (broadcast_id, subscriber_id) DO NOTHING
+                    ON CONFLICT (broadcast_id, subscriber_id, round) DO NOTHING
                     """,
                     {**params, "broadcast_id": broadcast_id},
                 )
@@ -135,12 +135,14 @@ def batches_publish(*, broadcast_id: int) -> int:
 
 
 def broadcast_finish_if_done(*, broadcast_id: int) -> bool:
-    """Marks a sending broadcast sent once no delivery is queued, claimed or sending."""
+    """Marks a sending broadcast sent once no delivery is queued, claimed or sending (never a
+    sequence email's message: the scheduler adds deliveries to it for as long as it is live)."""
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
             UPDATE broadcasts_broadcast SET state = %s, sent_at = now(), updated_at = now()
-            WHERE id = %s AND state = %s AND fanned_out_at IS NOT NULL AND NOT EXISTS (
+            WHERE id = %s AND state = %s AND fanned_out_at IS NOT NULL
+              AND kind = '{Broadcast.Kind.BROADCAST}' AND NOT EXISTS (
                 SELECT 1 FROM broadcasts_delivery WHERE broadcast_id = %s
                 AND state IN ({_OPEN_STATES_SQL}))
             """,
@@ -378,6 +380,10 @@ def failure_pause_check(*, broadcast_id: int) -> None:
 
     broadcast = Broadcast.objects.filter(pk=broadcast_id).first()
     if broadcast is None or broadcast.state != Broadcast.State.SENDING:
+        return
+    if broadcast.kind != Broadcast.Kind.BROADCAST:
+        # A sequence email's failures are its report's; pausing one email would hold its
+        # subscribers' deliveries while the sequence went on.
         return
     done = broadcast.sent_count + broadcast.failed_count + broadcast.unknown_count
     if done < settings.BROADCAST_PAUSE_MIN_SENDS:
@@ -730,24 +736,28 @@ def sweep(*, now: datetime | None = None) -> SweepReport:
         sending = sending.filter(
             progressed_at__lt=now - timedelta(seconds=settings.BROADCAST_STALL_TIMEOUT)
         )
-    for broadcast_id in sending.values_list("id", flat=True):
+    # Only those with something queued and not waiting out a backoff or a rate limit (whose
+    # tasks are counting down): one probe of the open deliveries' index each, in one query,
+    # however many sequence emails sit idle.
+    sendable = Delivery.objects.filter(
+        Q(not_before__isnull=True) | Q(not_before__lte=now),
+        broadcast_id=OuterRef("pk"),
+        state=S.QUEUED,
+    )
+    for broadcast_id, has_sendable in sending.annotate(has_sendable=Exists(sendable)).values_list(
+        "id", "has_sendable"
+    ):
         if broadcast_finish_if_done(broadcast_id=broadcast_id):
             report.finished.append(broadcast_id)
             continue
-        if not Delivery.objects.filter(
-            Q(not_before__isnull=True) | Q(not_before__lte=now),
-            broadcast_id=broadcast_id,
-            state=S.QUEUED,
-        ).exists():
-            # Everything queued is waiting out a backoff or a rate limit, and the tasks that
-            # will send it are counting down: not stalled.
+        if not has_sendable:
             continue
         Broadcast.objects.filter(pk=broadcast_id).update(progressed_at=now)
         tasks.fan_out.delay(broadcast_id)
         report.republished.append(broadcast_id)
-    for broadcast_id in Broadcast.objects.filter(state=Broadcast.State.SENDING).values_list(
-        "id", flat=True
-    ):
+    for broadcast_id in Broadcast.objects.filter(
+        state=Broadcast.State.SENDING, kind=Broadcast.Kind.BROADCAST
+    ).values_list("id", flat=True):
         if broadcast_id not in report.republished and broadcast_finish_if_done(
             broadcast_id=broadcast_id
         ):

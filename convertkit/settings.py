@@ -58,6 +58,7 @@ INSTALLED_APPS = [
     "subscribers",
     "broadcasts",
     "tracking",
+    "sequences",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -171,6 +172,8 @@ CELERY_BEAT_SCHEDULE = {
     # Scheduled broadcasts whose time has come; repairs after lost send tasks (broadcasts.pipeline).
     "start-scheduled-broadcasts": {"task": "broadcasts.start_scheduled", "schedule": 60.0},
     "sweep-broadcasts": {"task": "broadcasts.sweep", "schedule": 10.0},
+    # Sequence emails whose time has come: claimed in batches, handed to the send queue.
+    "advance-sequences": {"task": "sequences.advance", "schedule": 5.0},
     # Opens and clicks wait in Redis for at most about a second; each drain runs until the queue
     # is empty (or its time budget ends) and takes back claims of drains that died.
     "drain-tracking-events": {"task": "tracking.drain", "schedule": 1.0},
@@ -246,6 +249,10 @@ BROADCAST_STALL_TIMEOUT = env_int("BROADCAST_STALL_TIMEOUT", 180, minimum=30)
 # How long a send task keeps trying to write a send call's outcomes through a database outage
 # (reconnecting) before it leaves them to the sweeper.
 BROADCAST_OUTCOME_RETRY = env_int("BROADCAST_OUTCOME_RETRY", 60, minimum=0)
+
+# --- Sequences (sequences.engine) ------------------------------------------------------------------
+# Subscriptions one scheduler transaction claims and moves (and at most as many deliveries).
+SEQUENCE_CLAIM_BATCH = env_int("SEQUENCE_CLAIM_BATCH", 2000, minimum=1)
 
 # --- Creator logins --------------------------------------------------------------------------------
 # Login attempts (COUNT/SECONDS, right or wrong) per address and per client IP (an IPv6 /64); past

@@ -79,6 +79,36 @@ def links_create(*, broadcast, urls: Sequence[str]) -> None:
     )
 
 
+def links_store(*, broadcast, frozen):
+    """Stores the Link rows of a message frozen again after an edit (a sequence email), and
+    returns `frozen` with each link marker naming its stored position: a URL the message
+    already has keeps its position, a new one takes the next free one. Positions are never
+    given to another URL, so a send task still rendering the previous version tracks each of
+    its links to the right URL. Call it in the transaction that saves the frozen parts."""
+    existing = dict(Link.objects.filter(broadcast=broadcast).values_list("url", "position"))
+    free = max(existing.values(), default=0) + 1
+    positions: dict[str, int] = {}
+    added = []
+    for order, url in enumerate(frozen.links, start=1):
+        if url in existing:
+            positions[str(order)] = existing[url]
+            continue
+        positions[str(order)] = free
+        added.append(
+            Link(account_id=broadcast.account_id, broadcast=broadcast, url=url, position=free)
+        )
+        free += 1
+    Link.objects.bulk_create(added, ignore_conflicts=True)
+
+    def stored(marker: re.Match) -> str:
+        position = positions.get(marker[1])
+        return marker[0] if position is None else link_marker(position)
+
+    return frozen._replace(
+        html=_MARKER.sub(stored, frozen.html), text=_MARKER.sub(stored, frozen.text)
+    )
+
+
 class BroadcastTracking:
     """The open and click URLs of one frozen broadcast's messages; reads its Link ids once."""
 

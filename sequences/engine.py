@@ -1,0 +1,385 @@
+"""The sequence scheduler: finds due subscriptions through their index, decides what each one
+gets, and hands the emails to the broadcast pipeline as Delivery rows. Safe to run twice, and
+any number of times at once.
+
+One advance of a sequence (subscriptions_advance), in one transaction:
+
+1. Claims up to SEQUENCE_CLAIM_BATCH subscriptions of the sequence whose next_due_at has come
+   (index subscription_due), soonest first, FOR UPDATE SKIP LOCKED: two schedulers take
+   disjoint rows, and a row is never read by one while another is moving it.
+2. Reads, in the same statement, each subscriber's state and time zone; and, in one more query,
+   which of them are excluded now (tags, segments, other sequences).
+3. Decides each row in Python (_decide): the next live email after their position; if it is not
+   due yet, the row's next_due_at moves to the exact time (nothing sent); if they are excluded,
+   they pass it (skipped) and go on; else a Delivery (message, subscriber, round) is added and
+   their position moves past it. Unconfirmed subscribers wait for their confirmation,
+   suppressed ones stop, and whoever has no email left completes.
+4. Inserts the deliveries (ON CONFLICT DO NOTHING on the unique (message, subscriber, round):
+   a replay adds nothing), moves the subscriptions and adds to each message's recipient count.
+
+After the commit it publishes one send task per id range of new deliveries; if that publish
+is lost (a crash, a Redis flush), the broadcast sweeper finds the queued deliveries of a
+"sending" message without progress and publishes them again. Sending is then the pipeline's:
+claimed, marked sending only while the subscriber is still mailable, never twice.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.utils import timezone
+
+from broadcasts import tasks as broadcast_tasks
+from broadcasts.models import Broadcast, Delivery
+from sequences.models import Sequence, SequenceEmail, Subscription
+from sequences.schedule import Timing, due_at, zone_named
+from subscribers.models import Subscriber
+
+logger = logging.getLogger(__name__)
+
+SubState = Subscription.State
+# A scheduler run stops taking new batches after this long (the next beat tick goes on).
+ADVANCE_TIME_BUDGET = 25.0
+
+
+@dataclass(frozen=True)
+class _Email:
+    message_id: int
+    sort_key: float
+    delay_amount: int
+    delay_unit: str
+    send_days: frozenset[int] | None
+
+
+@dataclass
+class _Plan:
+    """One sequence's configuration, read once per batch."""
+
+    sequence: Sequence
+    emails: list[_Email]
+    keys: list[float]
+
+    @classmethod
+    def load(cls, sequence: Sequence) -> _Plan:
+        emails = [
+            _Email(
+                message_id=row[0],
+                sort_key=row[1],
+                delay_amount=row[2],
+                delay_unit=row[3],
+                send_days=frozenset(row[4]) if row[4] else None,
+            )
+            for row in SequenceEmail.objects.filter(
+                sequence=sequence, published=True, deleted_at__isnull=True
+            )
+            .order_by("sort_key")
+            .values_list("message_id", "sort_key", "delay_amount", "delay_unit", "send_days")
+        ]
+        return cls(sequence=sequence, emails=emails, keys=[email.sort_key for email in emails])
+
+    def next_email(self, position_key: float | None) -> _Email | None:
+        index = 0 if position_key is None else bisect.bisect_right(self.keys, position_key)
+        return self.emails[index] if index < len(self.emails) else None
+
+    def timing(self, email: _Email, zone_name: str) -> Timing:
+        sequence = self.sequence
+        zone = (zone_named(zone_name) if sequence.subscriber_time_zone else None) or zone_named(
+            sequence.time_zone
+        )
+        return Timing(
+            delay_amount=email.delay_amount,
+            delay_unit=email.delay_unit,
+            send_days=email.send_days or frozenset(sequence.send_days),
+            send_hour=sequence.send_hour,
+            zone=zone or zone_named("UTC"),
+        )
+
+
+@dataclass
+class _Row:
+    """A claimed subscription, and what _decide makes of it."""
+
+    id: int
+    subscriber_id: int
+    state: int
+    round: int
+    position_key: float | None
+    sent_count: int
+    anchor_at: datetime
+    subscriber_state: str | None
+    zone_name: str
+    next_due_at: datetime | None = None
+    completed: bool = False
+    sends: list[int] = field(default_factory=list)  # message ids (at most one)
+    skipped: int = 0
+
+
+@dataclass
+class AdvanceReport:
+    claimed: int = 0
+    sent: int = 0
+    skipped: int = 0
+    completed: int = 0
+    waiting: int = 0  # found before their exact time and moved to it
+    batches: int = 0
+
+    def add(self, other: AdvanceReport) -> None:
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+def _decide(row: _Row, *, plan: _Plan, excluded: bool, now: datetime) -> None:
+    """What one claimed subscription gets now (see the module docstring, step 3)."""
+    if row.subscriber_state is None:
+        row.state, row.next_due_at = SubState.REMOVED, None
+        return
+    if row.subscriber_state == Subscriber.State.UNCONFIRMED:
+        row.state, row.next_due_at = SubState.UNCONFIRMED, None
+        return
+    if row.subscriber_state != Subscriber.State.ACTIVE:
+        row.state, row.next_due_at = SubState.STOPPED, None
+        return
+    row.state = SubState.ACTIVE
+    while True:
+        email = plan.next_email(row.position_key)
+        if email is None:
+            row.state, row.next_due_at, row.completed = SubState.COMPLETED, None, True
+            return
+        due = due_at(anchor=row.anchor_at, timing=plan.timing(email, row.zone_name))
+        if due > now or row.sends:
+            # Not yet; or they were just sent one: the next waits for the next pass (due may
+            # be now), so nobody gets two emails in one claim.
+            row.next_due_at = due
+            return
+        row.position_key = email.sort_key
+        if excluded:
+            # Excluded subscribers move past what falls due while they are excluded.
+            row.skipped += 1
+            row.anchor_at = due
+            continue
+        row.sends.append(email.message_id)
+        row.sent_count += 1
+        row.anchor_at = now
+
+
+def _claim_rows(*, sequence_id: int, now: datetime, limit: int) -> list[_Row]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT sub.id, sub.subscriber_id, sub.state, sub.round, sub.position_key,
+                   sub.sent_count, sub.anchor_at, s.state,
+                   coalesce(nullif(s.time_zone, ''), s.fields ->> 'time_zone', '')
+            FROM {Subscription._meta.db_table} sub
+            LEFT JOIN {Subscriber._meta.db_table} s ON s.id = sub.subscriber_id
+            WHERE sub.sequence_id = %s AND sub.next_due_at <= %s
+            ORDER BY sub.next_due_at
+            LIMIT %s
+            FOR UPDATE OF sub SKIP LOCKED
+            """,
+            [sequence_id, now, limit],
+        )
+        return [_Row(*row) for row in cursor.fetchall()]
+
+
+def _excluded_ids(*, sequence: Sequence, subscriber_ids: list[int]) -> set[int]:
+    """Which of these subscribers the sequence's exclusions hold back now: one query."""
+    if not sequence.has_exclusions or not subscriber_ids:
+        return set()
+    from subscribers.segments.filters import segments_condition
+
+    params: dict = {
+        "ids": subscriber_ids,
+        "tags": list(sequence.exclude_tag_ids),
+        "sequences": [pk for pk in sequence.exclude_sequence_ids if pk != sequence.pk],
+        "in_sequence": [int(SubState.ACTIVE), int(SubState.UNCONFIRMED)],
+        "account_id": sequence.account_id,
+    }
+    segments_sql, segments_params = segments_condition(
+        account_id=sequence.account_id,
+        segment_ids=list(sequence.exclude_segment_ids),
+        alias="s",
+        prefix="xseg",
+    )
+    params.update(segments_params)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT s.id FROM {Subscriber._meta.db_table} s
+            WHERE s.id = ANY(%(ids)s) AND (
+                EXISTS (SELECT 1 FROM subscribers_tagging t JOIN subscribers_tag g
+                        ON g.id = t.tag_id AND g.account_id = %(account_id)s
+                        WHERE t.subscriber_id = s.id AND t.tag_id = ANY(%(tags)s))
+                OR EXISTS (SELECT 1 FROM {Subscription._meta.db_table} o
+                           JOIN {Sequence._meta.db_table} q ON q.id = o.sequence_id
+                                AND q.account_id = %(account_id)s
+                           WHERE o.subscriber_id = s.id AND o.sequence_id = ANY(%(sequences)s)
+                             AND o.state = ANY(%(in_sequence)s))
+                OR {segments_sql})
+            """,
+            params,
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _write(*, sequence: Sequence, rows: list[_Row], now: datetime) -> list[tuple[int, int]]:
+    """Step 4: the deliveries, the subscriptions and the messages' counts; returns the new
+    deliveries as (id, message id)."""
+    sends = [(row, message_id) for row in rows for message_id in row.sends]
+    created: list[tuple[int, int]] = []
+    with connection.cursor() as cursor:
+        if sends:
+            cursor.execute(
+                f"""
+                INSERT INTO {Delivery._meta.db_table}
+                    (broadcast_id, account_id, subscriber_id, round, state, attempts,
+                     esp_message_id, error)
+                SELECT v.message_id, %s, v.subscriber_id, v.round, {int(Delivery.State.QUEUED)},
+                       0, '', ''
+                FROM unnest(%s::bigint[], %s::bigint[], %s::smallint[])
+                     AS v(message_id, subscriber_id, round)
+                ORDER BY v.message_id, v.subscriber_id
+                ON CONFLICT (broadcast_id, subscriber_id, round) DO NOTHING
+                RETURNING id, broadcast_id
+                """,
+                [
+                    sequence.account_id,
+                    [message_id for _, message_id in sends],
+                    [row.subscriber_id for row, _ in sends],
+                    [row.round for row, _ in sends],
+                ],
+            )
+            created = cursor.fetchall()
+            counts: dict[int, int] = defaultdict(int)
+            for _, message_id in created:
+                counts[message_id] += 1
+            if counts:
+                cursor.execute(
+                    f"""
+                    UPDATE {Broadcast._meta.db_table} b
+                    SET recipient_count = b.recipient_count + v.n, progressed_at = %s
+                    FROM unnest(%s::bigint[], %s::int[]) AS v(id, n) WHERE b.id = v.id
+                    """,
+                    [now, list(counts), list(counts.values())],
+                )
+        cursor.execute(
+            f"""
+            UPDATE {Subscription._meta.db_table} sub SET
+                state = v.state, position_key = v.position_key, sent_count = v.sent_count,
+                anchor_at = v.anchor_at, next_due_at = v.next_due_at,
+                completed_at = CASE WHEN v.completed THEN %s ELSE sub.completed_at END
+            FROM unnest(%s::bigint[], %s::smallint[], %s::float8[], %s::smallint[],
+                        %s::timestamptz[], %s::timestamptz[], %s::boolean[])
+                 AS v(id, state, position_key, sent_count, anchor_at, next_due_at, completed)
+            WHERE sub.id = v.id
+            """,
+            [
+                now,
+                [row.id for row in rows],
+                [int(row.state) for row in rows],
+                [row.position_key for row in rows],
+                [row.sent_count for row in rows],
+                [row.anchor_at for row in rows],
+                [row.next_due_at for row in rows],
+                [row.completed for row in rows],
+            ],
+        )
+    return created
+
+
+def _publish(created: list[tuple[int, int]]) -> int:
+    """One send task per id range of BROADCAST_BATCH_SIZE new deliveries of a message."""
+    by_message: dict[int, list[int]] = defaultdict(list)
+    for delivery_id, message_id in created:
+        by_message[message_id].append(delivery_id)
+    size = settings.BROADCAST_BATCH_SIZE
+    published = 0
+    with broadcast_tasks.send_batch.app.producer_or_acquire() as producer:
+        for message_id, ids in by_message.items():
+            ids.sort()
+            for start in range(0, len(ids), size):
+                chunk = ids[start : start + size]
+                broadcast_tasks.send_batch.apply_async(
+                    (message_id, chunk[0], chunk[-1]), producer=producer
+                )
+                published += 1
+    return published
+
+
+def subscriptions_advance(
+    *, sequence: Sequence, now: datetime, limit: int | None = None
+) -> AdvanceReport:
+    """One batch of a sequence's due subscriptions (see the module docstring)."""
+    limit = limit or settings.SEQUENCE_CLAIM_BATCH
+    report = AdvanceReport()
+    with transaction.atomic():
+        rows = _claim_rows(sequence_id=sequence.pk, now=now, limit=limit)
+        if not rows:
+            return report
+        plan = _Plan.load(sequence)
+        excluded = _excluded_ids(
+            sequence=sequence,
+            subscriber_ids=[row.subscriber_id for row in rows if row.subscriber_state],
+        )
+        for row in rows:
+            was_waiting = row.state == SubState.ACTIVE
+            _decide(row, plan=plan, excluded=row.subscriber_id in excluded, now=now)
+            report.sent += len(row.sends)
+            report.skipped += row.skipped
+            report.completed += row.completed
+            report.waiting += (
+                was_waiting and not row.sends and not row.skipped and (row.state == SubState.ACTIVE)
+            )
+        created = _write(sequence=sequence, rows=rows, now=now)
+    report.claimed = len(rows)
+    report.batches = _publish(created)
+    return report
+
+
+def sequences_due(*, now: datetime) -> list[Sequence]:
+    """The running sequences with a subscription due: one index probe each."""
+    return list(
+        Sequence.objects.raw(
+            f"""
+            SELECT q.* FROM {Sequence._meta.db_table} q
+            WHERE q.state = %s AND cardinality(q.send_days) > 0 AND EXISTS (
+                SELECT 1 FROM {Subscription._meta.db_table} sub
+                WHERE sub.sequence_id = q.id AND sub.next_due_at <= %s)
+            ORDER BY q.id
+            """,
+            [Sequence.State.ACTIVE, now],
+        )
+    )
+
+
+def sequences_advance(*, now: datetime | None = None, budget: float | None = None) -> AdvanceReport:
+    """Advances every running sequence's due subscriptions, batch by batch, round-robin, until
+    none is due or the time budget is spent. `now` is the clock (tests move it)."""
+    clock = now is None
+    budget = ADVANCE_TIME_BUDGET if budget is None else budget
+    started = time.monotonic()
+    total = AdvanceReport()
+    while time.monotonic() - started < budget:
+        current = timezone.now() if clock else now
+        due = sequences_due(now=current)
+        if not due:
+            break
+        progressed = False
+        for sequence in due:
+            report = subscriptions_advance(sequence=sequence, now=current)
+            total.add(report)
+            progressed = progressed or report.claimed > 0
+            if time.monotonic() - started >= budget:
+                break
+        if not progressed:
+            # Everything due is locked by another scheduler right now.
+            break
+    if total.claimed:
+        logger.info("Sequences advanced: %s", total)
+    return total

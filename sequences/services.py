@@ -1,0 +1,556 @@
+"""Every write to a sequence: its settings, its emails (add, edit, publish, move, delete), pause
+and resume, and subscribers entering or leaving it.
+
+Each sequence email's message (a Broadcast of kind "sequence_email") is kept in step with the
+email by _messages_sync: "sending" while the email is published and the sequence running (the
+pipeline sends its deliveries), "paused" otherwise; an email unpublished or deleted has its
+waiting deliveries cancelled, so whoever waited for it moves on to the next one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import connection, transaction
+from django.db.models import Max, Min
+from django.utils import timezone
+
+from broadcasts.models import Broadcast, Delivery
+from broadcasts.pipeline import batches_publish
+from broadcasts.rendering import RenderFailed, broadcast_problems, frozen_parts
+from convertkit.models import Account
+from sequences.models import MAX_DELAY_DAYS, Sequence, SequenceEmail, Subscription
+from sequences.schedule import DAYS, HOURS, zone_named
+from subscribers.models import Subscriber
+from tracking.links import links_store
+
+SubState = Subscription.State
+# Sort keys of new emails: far apart, so that emails inserted between two stay exact floats.
+KEY_STEP = 1024.0
+
+
+class SequenceInvalid(Exception):
+    """A setting or an email is not valid; the message says why, for the creator."""
+
+
+class SubscribeRefused(Exception):
+    """The subscriber cannot be added to a sequence; the message says why, for the creator."""
+
+
+# Settings ------------------------------------------------------------------------------------
+
+
+def sequence_create(*, account: Account, name: str) -> Sequence:
+    name = name.strip()
+    if not name:
+        raise SequenceInvalid("Give the sequence a name.")
+    return Sequence.objects.create(account=account, name=name[:255], time_zone=account.time_zone)
+
+
+def _own_ids(model, *, account_id: int, ids: list[int], what: str) -> list[int]:
+    ids = sorted({int(pk) for pk in ids})
+    found = set(
+        model.objects.filter(account_id=account_id, pk__in=ids).values_list("pk", flat=True)
+    )
+    if found != set(ids):
+        raise SequenceInvalid(f"Choose {what} of this account only.")
+    return ids
+
+
+def sequence_update(
+    *,
+    sequence: Sequence,
+    name: str,
+    send_days: list[int],
+    send_hour: int,
+    time_zone: str,
+    subscriber_time_zone: bool = False,
+    repeat: bool = False,
+    exclude_tag_ids: list[int] = (),
+    exclude_segment_ids: list[int] = (),
+    exclude_sequence_ids: list[int] = (),
+) -> Sequence:
+    """Saves the settings; SequenceInvalid (nothing saved) for a bad value or another account's
+    tag, segment or sequence. Waiting subscribers are looked at again where their next email
+    may now be due sooner."""
+    from subscribers.models import Segment, Tag
+
+    name = name.strip()
+    if not name:
+        raise SequenceInvalid("Give the sequence a name.")
+    if not 0 <= int(send_hour) <= 23:
+        raise SequenceInvalid("The send hour must be between 0 and 23.")
+    days = sorted({int(day) for day in send_days})
+    if any(day not in range(7) for day in days):
+        raise SequenceInvalid("Send days are Monday to Sunday.")
+    if zone_named(time_zone) is None:
+        raise SequenceInvalid(f"“{time_zone}” is not a time zone name such as Europe/Paris.")
+    account_id = sequence.account_id
+    values = {
+        "name": name[:255],
+        "send_days": days,
+        "send_hour": int(send_hour),
+        "time_zone": time_zone,
+        "subscriber_time_zone": bool(subscriber_time_zone),
+        "repeat": bool(repeat),
+        "exclude_tag_ids": _own_ids(Tag, account_id=account_id, ids=exclude_tag_ids, what="tags"),
+        "exclude_segment_ids": _own_ids(
+            Segment, account_id=account_id, ids=exclude_segment_ids, what="segments"
+        ),
+        "exclude_sequence_ids": [
+            pk
+            for pk in _own_ids(
+                Sequence, account_id=account_id, ids=exclude_sequence_ids, what="sequences"
+            )
+            if pk != sequence.pk
+        ],
+    }
+    with transaction.atomic():
+        Sequence.objects.filter(pk=sequence.pk).update(**values, updated_at=timezone.now())
+        for key, value in values.items():
+            setattr(sequence, key, value)
+        _messages_sync(sequence)
+        subscriptions_due_lower(sequence=sequence)
+    return sequence
+
+
+def sequence_pause(*, sequence: Sequence) -> bool:
+    """Holds everyone where they are; emails already handed to the send queue wait too."""
+    with transaction.atomic():
+        changed = Sequence.objects.filter(pk=sequence.pk, state=Sequence.State.ACTIVE).update(
+            state=Sequence.State.PAUSED, updated_at=timezone.now()
+        )
+        sequence.state = Sequence.State.PAUSED
+        _messages_sync(sequence)
+    return bool(changed)
+
+
+def sequence_resume(*, sequence: Sequence) -> bool:
+    """Everyone goes on from where they were held."""
+    with transaction.atomic():
+        changed = Sequence.objects.filter(pk=sequence.pk, state=Sequence.State.PAUSED).update(
+            state=Sequence.State.ACTIVE, updated_at=timezone.now()
+        )
+        sequence.state = Sequence.State.ACTIVE
+        _messages_sync(sequence)
+    return bool(changed)
+
+
+def _messages_sync(sequence: Sequence) -> None:
+    """Each email's message state follows the email and the sequence (module docstring); the
+    waiting deliveries of a message that starts sending again are published after commit."""
+    running = sequence.is_running
+    emails = list(SequenceEmail.objects.filter(sequence=sequence).select_related("message"))
+    for email in emails:
+        message = email.message
+        if email.is_live and running:
+            wanted = Broadcast.State.SENDING
+        elif email.is_live or message.frozen_html:
+            wanted = Broadcast.State.PAUSED
+        else:
+            wanted = Broadcast.State.DRAFT
+        if message.state != wanted:
+            Broadcast.objects.filter(pk=message.pk).update(
+                state=wanted, progressed_at=timezone.now(), updated_at=timezone.now()
+            )
+            message.state = wanted
+            if wanted == Broadcast.State.SENDING:
+                message_id = message.pk
+                transaction.on_commit(lambda pk=message_id: batches_publish(broadcast_id=pk))
+        if not email.is_live:
+            _deliveries_cancel(message_id=message.pk)
+
+
+def _deliveries_cancel(*, message_id: int) -> int:
+    """The queued deliveries of an email no longer live are cancelled (and counted): their
+    subscribers have already moved past it."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH moved AS (
+                UPDATE {Delivery._meta.db_table} SET state = {int(Delivery.State.CANCELLED)}
+                WHERE broadcast_id = %s AND state = {int(Delivery.State.QUEUED)}
+                RETURNING 1
+            )
+            UPDATE {Broadcast._meta.db_table}
+            SET cancelled_count = cancelled_count + (SELECT count(*) FROM moved)
+            WHERE id = %s
+            RETURNING (SELECT count(*) FROM moved)
+            """,
+            [message_id, message_id],
+        )
+        row = cursor.fetchone()
+        return row[0] if row else 0
+
+
+def subscriptions_due_lower(*, sequence: Sequence) -> int:
+    """After an edit that may make a waiting subscriber's next email due sooner (an email
+    inserted, published or given a shorter delay; other send days, hour or zone), lowers their
+    next_due_at to the earliest their next email could now be due (schedule.earliest_due), so
+    the scheduler looks at them in time and moves them to the exact time. Touches only the
+    rows it lowers; returns how many."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH live AS (
+                SELECT sort_key, CASE WHEN delay_unit = %(hours)s
+                    THEN make_interval(hours => delay_amount)
+                    ELSE make_interval(days => delay_amount) - interval '48 hours' END AS soonest
+                FROM {SequenceEmail._meta.db_table}
+                WHERE sequence_id = %(sequence)s AND published AND deleted_at IS NULL
+            ), lowered AS (
+                SELECT sub.id, sub.anchor_at + (
+                    SELECT soonest FROM live
+                    WHERE live.sort_key > coalesce(sub.position_key, '-Infinity'::float8)
+                    ORDER BY live.sort_key LIMIT 1) AS soonest
+                FROM {Subscription._meta.db_table} sub
+                WHERE sub.sequence_id = %(sequence)s AND sub.state = %(active)s
+            )
+            UPDATE {Subscription._meta.db_table} sub SET next_due_at = lowered.soonest
+            FROM lowered
+            WHERE sub.id = lowered.id AND lowered.soonest IS NOT NULL
+              AND (sub.next_due_at IS NULL OR sub.next_due_at > lowered.soonest)
+            """,
+            {"hours": HOURS, "sequence": sequence.pk, "active": int(SubState.ACTIVE)},
+        )
+        return cursor.rowcount
+
+
+# Emails --------------------------------------------------------------------------------------
+
+
+def email_create(
+    *, sequence: Sequence, after: SequenceEmail | None = None, first: bool = False
+) -> SequenceEmail:
+    """A new draft email: at the end, right after `after`, or before all others (`first`).
+    The first email of a sequence is immediate; later ones default to a day's delay."""
+    with transaction.atomic():
+        Sequence.objects.select_for_update().filter(pk=sequence.pk).first()
+        siblings = SequenceEmail.objects.filter(sequence=sequence)
+        if first or (after is None and not siblings.exists()):
+            lowest = siblings.aggregate(Min("sort_key"))["sort_key__min"]
+            sort_key = KEY_STEP if lowest is None else lowest - KEY_STEP
+        elif after is None:
+            sort_key = siblings.aggregate(Max("sort_key"))["sort_key__max"] + KEY_STEP
+        else:
+            following = (
+                siblings.filter(sort_key__gt=after.sort_key)
+                .order_by("sort_key")
+                .values_list("sort_key", flat=True)
+                .first()
+            )
+            sort_key = (
+                after.sort_key + KEY_STEP
+                if following is None
+                else ((after.sort_key + following) / 2)
+            )
+            if sort_key in (after.sort_key, following):
+                raise SequenceInvalid("No room left between these two emails; move one first.")
+        is_first = not siblings.filter(sort_key__lt=sort_key).exists()
+        message = Broadcast.objects.create(
+            account_id=sequence.account_id,
+            kind=Broadcast.Kind.SEQUENCE_EMAIL,
+            # Never fanned out: its deliveries come from the scheduler, one by one.
+            fanned_out_at=timezone.now(),
+        )
+        return SequenceEmail.objects.create(
+            account_id=sequence.account_id,
+            sequence=sequence,
+            message=message,
+            sort_key=sort_key,
+            delay_amount=0 if is_first else 1,
+            delay_unit=DAYS,
+        )
+
+
+@dataclass(frozen=True)
+class EmailValues:
+    subject: str
+    preview_text: str
+    body: str
+    body_format: str
+    delay_amount: int
+    delay_unit: str
+    send_days: list[int] | None = None
+
+
+def _timing_check(values: EmailValues) -> None:
+    if values.delay_unit not in (DAYS, HOURS):
+        raise SequenceInvalid("The delay is in days or hours.")
+    limit = MAX_DELAY_DAYS if values.delay_unit == DAYS else MAX_DELAY_DAYS * 24
+    if not 0 <= values.delay_amount <= limit:
+        raise SequenceInvalid(
+            f"The delay must be between 0 and {limit:,} {values.delay_unit} "
+            f"({MAX_DELAY_DAYS} days)."
+        )
+    if values.send_days is not None and (
+        not values.send_days or any(day not in range(7) for day in values.send_days)
+    ):
+        raise SequenceInvalid("Choose at least one send day, Monday to Sunday, or the sequence's.")
+
+
+def email_problems(email: SequenceEmail) -> list[str]:
+    """Why the email cannot be published as it is, in the creator's words ([] when it can):
+    a subject, a body, a postal address, and Liquid that renders (line-numbered)."""
+    message = email.message
+    problems = []
+    if not message.account.postal_address.strip():
+        problems.append(
+            "Add your postal address in Settings first: the law (CAN-SPAM) requires it in "
+            "every email."
+        )
+    if not message.subject.strip():
+        problems.append("Write a subject.")
+    if not message.body.strip():
+        problems.append("Write the email's body.")
+    for problem in broadcast_problems(message):
+        where = f" (line {problem.line})" if problem.line else ""
+        problems.append(f"{problem.part.replace('_', ' ').capitalize()}{where}: {problem.message}")
+    return problems
+
+
+def _freeze(email: SequenceEmail) -> None:
+    """Freezes the message for the pipeline, with links at stable positions (links_store)."""
+    message = email.message
+    try:
+        frozen = frozen_parts(message)
+    except RenderFailed as failed:
+        raise SequenceInvalid(str(failed)) from None
+    Broadcast.objects.select_for_update().filter(pk=message.pk).first()
+    frozen = links_store(broadcast=message, frozen=frozen)
+    Broadcast.objects.filter(pk=message.pk).update(
+        frozen_subject=frozen.subject,
+        frozen_html=frozen.html,
+        frozen_text=frozen.text,
+        updated_at=timezone.now(),
+    )
+    message.frozen_subject, message.frozen_html, message.frozen_text = frozen[:3]
+
+
+def email_update(*, email: SequenceEmail, values: EmailValues) -> SequenceEmail:
+    """Saves the email; a published one must stay publishable (SequenceInvalid, nothing saved)
+    and is frozen again, so the next message sent is the edited one."""
+    _timing_check(values)
+    message = email.message
+    with transaction.atomic():
+        for name in ("subject", "preview_text", "body", "body_format"):
+            setattr(message, name, getattr(values, name))
+        if email.published:
+            problems = email_problems(email)
+            if problems:
+                raise SequenceInvalid(" ".join(problems))
+        Broadcast.objects.filter(pk=message.pk).update(
+            subject=values.subject,
+            preview_text=values.preview_text,
+            body=values.body,
+            body_format=values.body_format,
+            updated_at=timezone.now(),
+        )
+        email.delay_amount, email.delay_unit = values.delay_amount, values.delay_unit
+        email.send_days = sorted(set(values.send_days)) if values.send_days else None
+        email.save(update_fields=["delay_amount", "delay_unit", "send_days", "updated_at"])
+        if email.published:
+            _freeze(email)
+            subscriptions_due_lower(sequence=email.sequence)
+    return email
+
+
+def email_publish(*, email: SequenceEmail) -> None:
+    """Publishes the email: SequenceInvalid with every problem when it cannot be sent."""
+    if email.deleted_at is not None:
+        raise SequenceInvalid("This email was deleted.")
+    problems = email_problems(email)
+    if problems:
+        raise SequenceInvalid(" ".join(problems))
+    with transaction.atomic():
+        _freeze(email)
+        SequenceEmail.objects.filter(pk=email.pk).update(published=True, updated_at=timezone.now())
+        email.published = True
+        _messages_sync(email.sequence)
+        subscriptions_due_lower(sequence=email.sequence)
+
+
+def email_unpublish(*, email: SequenceEmail) -> None:
+    """Back to draft: skipped from now on; whoever waited for it moves on to the next email."""
+    with transaction.atomic():
+        SequenceEmail.objects.filter(pk=email.pk).update(published=False, updated_at=timezone.now())
+        email.published = False
+        _messages_sync(email.sequence)
+        subscriptions_due_lower(sequence=email.sequence)
+
+
+def email_delete(*, email: SequenceEmail) -> None:
+    """Deletes the email from the sequence (its reports stay); whoever waited for it moves on."""
+    with transaction.atomic():
+        now = timezone.now()
+        SequenceEmail.objects.filter(pk=email.pk).update(
+            published=False, deleted_at=now, updated_at=now
+        )
+        email.published, email.deleted_at = False, now
+        _messages_sync(email.sequence)
+        subscriptions_due_lower(sequence=email.sequence)
+
+
+def email_move(*, email: SequenceEmail, up: bool) -> None:
+    """Moves the email one place up or down: it takes a new key between its new neighbours
+    (keys are never reused), so nobody who passed its old place gets it again."""
+    with transaction.atomic():
+        Sequence.objects.select_for_update().filter(pk=email.sequence_id).first()
+        keys = list(
+            SequenceEmail.objects.filter(sequence_id=email.sequence_id, deleted_at__isnull=True)
+            .order_by("sort_key")
+            .values_list("sort_key", flat=True)
+        )
+        index = keys.index(email.sort_key)
+        if up and index == 0 or not up and index == len(keys) - 1:
+            return
+        if up:
+            low = keys[index - 2] if index >= 2 else keys[index - 1] - 2 * KEY_STEP
+            high = keys[index - 1]
+        else:
+            low = keys[index + 1]
+            high = keys[index + 2] if index + 2 < len(keys) else keys[index + 1] + 2 * KEY_STEP
+        new_key = (low + high) / 2
+        if new_key in (low, high):
+            raise SequenceInvalid("No room left to move this email there.")
+        SequenceEmail.objects.filter(pk=email.pk).update(
+            sort_key=new_key, updated_at=timezone.now()
+        )
+        email.sort_key = new_key
+        subscriptions_due_lower(sequence=email.sequence)
+
+
+# Subscribers ---------------------------------------------------------------------------------
+
+
+@dataclass
+class EnrolResult:
+    added: int = 0  # new, or back after being removed or stopped
+    restarted: int = 0  # completed a repeating sequence: at its first email again
+    refused: int = 0  # suppressed (unsubscribed, bounced, complained), or already in it
+
+
+def _enrol_sql(sequence: Sequence, source_sql: str) -> str:
+    """INSERT ... SELECT of the subscribers `source_sql` (SELECT id ...) names, as the
+    sequence's subscriptions: new ones start before the first email (the active due at once,
+    the unconfirmed waiting for their confirmation); removed or stopped ones go on from where
+    they were; completed ones start again at the first email in a repeating sequence. Nobody
+    suppressed is added; nobody in it already is moved."""
+    table = Subscription._meta.db_table
+    return f"""
+        WITH upserted AS (
+            INSERT INTO {table} AS sub
+                (account_id, sequence_id, subscriber_id, state, round, position_key, sent_count,
+                 anchor_at, next_due_at, subscribed_at)
+            SELECT %(account)s, %(sequence)s, s.id,
+                   CASE WHEN s.state = %(active_subscriber)s THEN %(active)s
+                        ELSE %(unconfirmed)s END,
+                   0, NULL, 0, %(now)s,
+                   CASE WHEN s.state = %(active_subscriber)s THEN %(now)s::timestamptz END,
+                   %(now)s
+            FROM {Subscriber._meta.db_table} s
+            WHERE s.id IN ({source_sql}) AND s.account_id = %(account)s
+              AND s.state IN (%(active_subscriber)s, %(unconfirmed_subscriber)s)
+            ORDER BY s.id
+            ON CONFLICT (sequence_id, subscriber_id) DO UPDATE SET
+                state = EXCLUDED.state,
+                round = CASE WHEN sub.state = %(completed)s THEN sub.round + 1 ELSE sub.round END,
+                position_key = CASE WHEN sub.state = %(completed)s THEN NULL
+                                    ELSE sub.position_key END,
+                sent_count = CASE WHEN sub.state = %(completed)s THEN 0 ELSE sub.sent_count END,
+                anchor_at = EXCLUDED.anchor_at,
+                next_due_at = EXCLUDED.next_due_at,
+                subscribed_at = CASE WHEN sub.state = %(completed)s THEN EXCLUDED.subscribed_at
+                                     ELSE sub.subscribed_at END,
+                completed_at = NULL
+            WHERE sub.state IN (%(removed)s, %(stopped)s)
+               OR (sub.state = %(completed)s AND %(repeat)s)
+            RETURNING (xmax = 0) AS inserted, sub.subscribed_at = %(now)s AS fresh
+        )
+        SELECT count(*) FILTER (WHERE inserted OR NOT fresh),
+               count(*) FILTER (WHERE NOT inserted AND fresh)
+        FROM upserted
+    """
+
+
+def _enrol_params(sequence: Sequence, now: datetime) -> dict:
+    return {
+        "account": sequence.account_id,
+        "sequence": sequence.pk,
+        "now": now,
+        "repeat": sequence.repeat,
+        "active_subscriber": Subscriber.State.ACTIVE,
+        "unconfirmed_subscriber": Subscriber.State.UNCONFIRMED,
+        "active": int(SubState.ACTIVE),
+        "unconfirmed": int(SubState.UNCONFIRMED),
+        "completed": int(SubState.COMPLETED),
+        "removed": int(SubState.REMOVED),
+        "stopped": int(SubState.STOPPED),
+    }
+
+
+def subscribers_enrol(
+    *,
+    sequence: Sequence,
+    source_sql: str,
+    source_params: dict,
+    now: datetime | None = None,
+    total: int | None = None,
+) -> EnrolResult:
+    """Adds every subscriber of the account that `source_sql` (a SELECT of subscriber ids,
+    with %(name)s parameters) names, in one statement: how a bulk action, an import or the
+    command add thousands at once. `total`, when known, counts the refused."""
+    now = now or timezone.now()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _enrol_sql(sequence, source_sql), {**source_params, **_enrol_params(sequence, now)}
+        )
+        added, restarted = cursor.fetchone()
+    refused = max(0, (total or 0) - added - restarted)
+    return EnrolResult(added=added, restarted=restarted, refused=refused)
+
+
+def subscriber_enrol(
+    *, sequence: Sequence, subscriber: Subscriber, now: datetime | None = None
+) -> EnrolResult:
+    """Adds one subscriber (the subscriber page, a form, a tag); SubscribeRefused, with the
+    reason, for a suppressed subscriber or another account's."""
+    if subscriber.account_id != sequence.account_id:
+        raise SubscribeRefused("That subscriber belongs to another account.")
+    if subscriber.is_suppressed:
+        raise SubscribeRefused(
+            f"{subscriber.email} is {subscriber.get_state_display().lower()}: "
+            "they cannot be added to a sequence."
+        )
+    return subscribers_enrol(
+        sequence=sequence,
+        source_sql="SELECT %(enrol_subscriber)s",
+        source_params={"enrol_subscriber": subscriber.pk},
+        now=now,
+        total=1,
+    )
+
+
+def subscription_remove(*, sequence: Sequence, subscriber_id: int) -> bool:
+    """Takes the subscriber out of the sequence: nothing more is sent to them from it."""
+    changed = Subscription.objects.filter(
+        sequence=sequence,
+        subscriber_id=subscriber_id,
+        state__in=[SubState.ACTIVE, SubState.UNCONFIRMED],
+    ).update(state=SubState.REMOVED, next_due_at=None)
+    if changed:
+        Delivery.objects.filter(
+            broadcast__sequence_email__sequence=sequence,
+            subscriber_id=subscriber_id,
+            state=Delivery.State.QUEUED,
+        ).update(state=Delivery.State.CANCELLED)
+    return bool(changed)
+
+
+def subscriptions_confirmed(*, subscriber_id: int, now: datetime | None = None) -> int:
+    """A subscriber confirmed their address: the sequences they were waiting for start now."""
+    now = now or timezone.now()
+    return Subscription.objects.filter(
+        subscriber_id=subscriber_id, state=SubState.UNCONFIRMED
+    ).update(state=SubState.ACTIVE, anchor_at=now, next_due_at=now)
