@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from celery import shared_task
@@ -33,7 +34,5 @@ def advance() -> None:
         sequences_advance()
     finally:
         if client is not None:
-            try:
+            with contextlib.suppress(RedisError):
                 client.delete(_ADVANCE_LOCK)
-            except RedisError:
-                pass
