@@ -9,14 +9,16 @@ passed the previous email), the email's delay and the send days, hour and time z
 
 Local times are built in the zone, so the send hour stays the send hour across a DST change (a
 send hour in the spring gap, which does not exist that day, comes an hour later); hour delays
-count real hours.
+count real hours, whatever zone the anchor is expressed in. Due times are returned in UTC: an
+aware datetime in a zone's gap or fold never compares equal to another zone's (PEP 495), and
+adding hours to one counts wall-clock hours.
 """
 
 from __future__ import annotations
 
 import zoneinfo
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from functools import lru_cache
 
 DAYS = "days"
@@ -46,7 +48,7 @@ def zone_named(name: str) -> zoneinfo.ZoneInfo | None:
 
 
 def _at_send_hour(day, timing: Timing) -> datetime:
-    return datetime.combine(day, time(timing.send_hour), tzinfo=timing.zone)
+    return datetime.combine(day, time(timing.send_hour), tzinfo=timing.zone).astimezone(UTC)
 
 
 def _next_allowed_day(day, timing: Timing):
@@ -61,12 +63,12 @@ def due_at(*, anchor: datetime, timing: Timing) -> datetime:
     """When the email is due for a subscriber anchored at `anchor` (an aware datetime)."""
     local = anchor.astimezone(timing.zone)
     if timing.delay_unit == HOURS:
-        due = anchor + timedelta(hours=timing.delay_amount)
+        due = anchor.astimezone(UTC) + timedelta(hours=timing.delay_amount)
         due_day = due.astimezone(timing.zone).date()
         allowed = _next_allowed_day(due_day, timing)
         return due if allowed == due_day else _at_send_hour(allowed, timing)
     if timing.delay_amount == 0 and local.weekday() in timing.send_days:
-        return anchor
+        return anchor.astimezone(UTC)
     # (A delay of 0 on a day that is not allowed: the first allowed day after today.)
     day = _next_allowed_day(local.date() + timedelta(days=max(1, timing.delay_amount)), timing)
     return _at_send_hour(day, timing)
@@ -75,6 +77,7 @@ def due_at(*, anchor: datetime, timing: Timing) -> datetime:
 def earliest_due(*, anchor: datetime, delay_amount: int, delay_unit: str) -> datetime:
     """A time no later than due_at for any days, hour and zone: what an edit may lower a
     waiting subscriber's next_due_at to, so the scheduler looks at them again in time."""
+    anchor = anchor.astimezone(UTC)
     if delay_unit == HOURS:
         return anchor + timedelta(hours=delay_amount)
     # The send hour on the delay's day can be up to a day (plus a zone's offset) before the

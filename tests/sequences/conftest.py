@@ -52,9 +52,8 @@ def make_sequence():
 
     def make(*, emails=(), account=None, **fields) -> Sequence:
         account = account or AccountFactory(name="Ann's Kitchen")
-        sequence = Sequence.objects.create(
-            account=account, name="Welcome course", time_zone="UTC", **fields
-        )
+        fields.setdefault("time_zone", "UTC")
+        sequence = Sequence.objects.create(account=account, name="Welcome course", **fields)
         for subject, delay, unit in emails:
             email_add(sequence, subject=subject, delay=delay, unit=unit)
         return sequence
