@@ -3,8 +3,9 @@ and resume, and subscribers entering or leaving it.
 
 Each sequence email's message (a Broadcast of kind "sequence_email") is kept in step with the
 email by _messages_sync: "sending" while the email is published and the sequence running (the
-pipeline sends its deliveries), "paused" otherwise; an email unpublished or deleted has its
-waiting deliveries cancelled, so whoever waited for it moves on to the next one.
+pipeline sends its deliveries), "paused" while the sequence is held, "cancelled" once the email
+is unpublished or deleted: its waiting deliveries, queued or in a send task's hands, are
+cancelled, and whoever waited for it moves on to the next one.
 """
 
 from __future__ import annotations
@@ -151,8 +152,12 @@ def _messages_sync(sequence: Sequence) -> None:
         message = email.message
         if email.is_live and running:
             wanted = Broadcast.State.SENDING
-        elif email.is_live or message.frozen_html:
+        elif email.is_live:
             wanted = Broadcast.State.PAUSED
+        elif message.frozen_html:
+            # Unpublished or deleted once published: what a send task holds for it is handed
+            # back cancelled, and the sweeper cancels what comes back to the queue later.
+            wanted = Broadcast.State.CANCELLED
         else:
             wanted = Broadcast.State.DRAFT
         if message.state != wanted:
