@@ -116,8 +116,8 @@ def sequence_update(
         Sequence.objects.filter(pk=sequence.pk).update(**values, updated_at=timezone.now())
         for key, value in values.items():
             setattr(sequence, key, value)
-        _messages_sync(sequence)
         subscriptions_due_lower(sequence=sequence)
+        _messages_sync(sequence)
     return sequence
 
 
@@ -199,7 +199,11 @@ def subscriptions_due_lower(*, sequence: Sequence) -> int:
     inserted, published or given a shorter delay; other send days, hour or zone), lowers their
     next_due_at to the earliest their next email could now be due (schedule.earliest_due), so
     the scheduler looks at them in time and moves them to the exact time. Touches only the
-    rows it lowers; returns how many."""
+    rows it lowers; returns how many.
+
+    An edit calls it before it writes any email's message row: a scheduler's batch holds its
+    subscriptions and then writes their messages (counts), so an edit taking the two in the
+    other order could deadlock with it, and PostgreSQL would fail one of them."""
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
@@ -350,6 +354,11 @@ def email_update(*, email: SequenceEmail, values: EmailValues) -> SequenceEmail:
             problems = email_problems(email)
             if problems:
                 raise SequenceInvalid(" ".join(problems))
+        email.delay_amount, email.delay_unit = values.delay_amount, values.delay_unit
+        email.send_days = sorted(set(values.send_days)) if values.send_days else None
+        email.save(update_fields=["delay_amount", "delay_unit", "send_days", "updated_at"])
+        if email.published:
+            subscriptions_due_lower(sequence=email.sequence)
         Broadcast.objects.filter(pk=message.pk).update(
             subject=values.subject,
             preview_text=values.preview_text,
@@ -357,12 +366,8 @@ def email_update(*, email: SequenceEmail, values: EmailValues) -> SequenceEmail:
             body_format=values.body_format,
             updated_at=timezone.now(),
         )
-        email.delay_amount, email.delay_unit = values.delay_amount, values.delay_unit
-        email.send_days = sorted(set(values.send_days)) if values.send_days else None
-        email.save(update_fields=["delay_amount", "delay_unit", "send_days", "updated_at"])
         if email.published:
             _freeze(email)
-            subscriptions_due_lower(sequence=email.sequence)
     return email
 
 
@@ -374,11 +379,11 @@ def email_publish(*, email: SequenceEmail) -> None:
     if problems:
         raise SequenceInvalid(" ".join(problems))
     with transaction.atomic():
-        _freeze(email)
         SequenceEmail.objects.filter(pk=email.pk).update(published=True, updated_at=timezone.now())
         email.published = True
-        _messages_sync(email.sequence)
         subscriptions_due_lower(sequence=email.sequence)
+        _freeze(email)
+        _messages_sync(email.sequence)
 
 
 def email_unpublish(*, email: SequenceEmail) -> None:
@@ -386,8 +391,8 @@ def email_unpublish(*, email: SequenceEmail) -> None:
     with transaction.atomic():
         SequenceEmail.objects.filter(pk=email.pk).update(published=False, updated_at=timezone.now())
         email.published = False
-        _messages_sync(email.sequence)
         subscriptions_due_lower(sequence=email.sequence)
+        _messages_sync(email.sequence)
 
 
 def email_delete(*, email: SequenceEmail) -> None:
@@ -398,8 +403,8 @@ def email_delete(*, email: SequenceEmail) -> None:
             published=False, deleted_at=now, updated_at=now
         )
         email.published, email.deleted_at = False, now
-        _messages_sync(email.sequence)
         subscriptions_due_lower(sequence=email.sequence)
+        _messages_sync(email.sequence)
 
 
 def email_move(*, email: SequenceEmail, up: bool) -> None:

@@ -30,10 +30,12 @@ from sequences import engine
 from sequences.engine import sequences_advance, sequences_due, subscriptions_advance
 from sequences.models import Sequence, Subscription
 from sequences.services import (
+    EmailValues,
     SequenceInvalid,
     SubscribeRefused,
     email_delete,
     email_unpublish,
+    email_update,
     sequence_pause,
     sequence_resume,
     sequence_update,
@@ -196,6 +198,90 @@ def test_the_beat_task_on_a_real_worker_sends_each_email_once(
     }
     assert set(deliveries_per_recipient(sequence).values()) == {1}
     assert Subscription.objects.exclude(state=SubState.COMPLETED).count() == 0
+
+
+def backends_waiting_on_a_lock() -> int:
+    with connection.cursor() as cursor:
+        # Inside a transaction the activity view is read once unless its snapshot is cleared.
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize(
+    "edit", ["email_update", "email_unpublish", "email_delete", "no send days"]
+)
+def test_an_edit_while_the_scheduler_hands_the_email_out_waits_for_it_and_neither_fails(
+    edit, make_sequence, monkeypatch
+):
+    """The creator saves an edit of a live sequence while a scheduler is inside its batch,
+    handing that very email out: the edit waits for the batch (never a deadlock, which
+    PostgreSQL would break by failing one of them) and both go through."""
+    sequence = make_sequence(emails=[("One", 0, "days"), ("Two", 1, "days")])
+    readers_create(sequence.account, 50)
+    enrol_all(sequence, now=MONDAY)
+    one = sequence.emails.get(message__subject="One")
+    claimed, edited = threading.Event(), threading.Event()
+    errors: list[Exception] = []
+    load = engine._Plan.load
+
+    def load_then_let_the_edit_in(cls, sequence):
+        plan = load(sequence)
+        claimed.set()
+        # The batch holds its rows until the edit is waiting on a lock (or is done).
+        wait_until(lambda: backends_waiting_on_a_lock() or edited.is_set(), 10)
+        return plan
+
+    monkeypatch.setattr(engine._Plan, "load", classmethod(load_then_let_the_edit_in))
+
+    def editor() -> None:
+        try:
+            claimed.wait(10)
+            if edit == "email_update":
+                email_update(
+                    email=one,
+                    values=EmailValues(
+                        subject="One, edited",
+                        preview_text="",
+                        body="Hello again.",
+                        body_format="markdown",
+                        delay_amount=0,
+                        delay_unit="days",
+                    ),
+                )
+            elif edit == "email_unpublish":
+                email_unpublish(email=one)
+            elif edit == "email_delete":
+                email_delete(email=one)
+            else:
+                sequence_update(**settings_of(sequence, send_days=[]))
+        except Exception as error:
+            errors.append(error)
+        finally:
+            edited.set()
+            connection.close()
+
+    thread = threading.Thread(target=editor)
+    thread.start()
+    try:
+        report = sequences_advance(now=MONDAY)
+    finally:
+        thread.join(30)
+    assert errors == []
+    assert report.sent == 50
+    message = Broadcast.objects.get(pk=one.message_id)
+    states = set(message.delivery_set.values_list("state", flat=True))
+    if edit == "email_update":
+        assert (message.subject, message.state, states) == ("One, edited", "sending", {S.QUEUED})
+    elif edit == "no send days":
+        assert (message.state, states) == ("paused", {S.QUEUED})
+        assert Sequence.objects.get(pk=sequence.pk).send_days == []
+    else:  # the edit went in after the batch: what it handed out of One is cancelled
+        assert (message.state, states, message.cancelled_count) == ("cancelled", {S.CANCELLED}, 50)
 
 
 # 3. A worker killed with kill -9 mid-batch ----------------------------------------------------
