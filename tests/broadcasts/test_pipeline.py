@@ -89,9 +89,9 @@ def test_all_of_tags_needs_every_tag_and_a_deleted_tag_never_widens_the_audience
     broadcast.refresh_from_db()
     from broadcasts.audience import audience_count
 
-    assert audience_count(broadcast=broadcast) == 1
+    assert audience_count(audience=broadcast) == 1
     bread.delete()
-    assert audience_count(broadcast=broadcast) == 0
+    assert audience_count(audience=broadcast) == 0
     with pytest.raises(SendRefused, match="Nobody is in the audience"):
         broadcast_send(broadcast=broadcast)
 

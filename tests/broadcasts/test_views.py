@@ -203,7 +203,7 @@ def test_a_tag_of_another_account_cannot_be_chosen(alice_client, broadcast_a, pa
         url("broadcast_edit", broadcast_a), {**page_data, "include_tag_ids": [theirs.id]}
     )
     assert response.status_code == 400
-    assert "Select a valid choice" in response.content.decode()
+    assert f"Choose among your tags: {theirs.id} is not one of them." in response.content.decode()
     assert stored(broadcast_a) == before
 
 
