@@ -104,7 +104,9 @@ def _segment_values(
     """The columns to save, checked and tidied; SegmentInvalid with the first problem."""
     name = (name or "").strip()
     if not name or CONTROL_CHARACTERS_RE.search(name) or len(name) > MAX_NAME_LENGTH:
-        raise SegmentInvalid(f"Give the segment a name on one line, up to {MAX_NAME_LENGTH}.")
+        raise SegmentInvalid(
+            f"Give the segment a name on one line, up to {MAX_NAME_LENGTH} characters."
+        )
     if include_match not in TagMatch.values:
         raise SegmentInvalid("Match any or all of the tags.")
     if engagement not in Engagement.values:
