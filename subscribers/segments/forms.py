@@ -173,8 +173,6 @@ class FieldConditionForm(forms.Form):
         required=False,
         max_length=services.MAX_FIELD_VALUE_LENGTH,
         widget=forms.TextInput(attrs={"autocomplete": "off"}),
-        help_text="“Is” and “contains” ignore case; “is before” and “is after” take a date, "
-        "such as 2025-03-31, and compare the field's values written that way.",
     )
 
     def __init__(self, *args, custom_fields: list[tuple[str, str]], **kwargs):
