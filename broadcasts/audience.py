@@ -71,14 +71,17 @@ class _Query:
 
     params: dict
     prefix: str
+    # The subscribers_subscriber row the conditions are about.
     alias: str
 
     def param(self, name: str, value) -> str:
+        """Adds a parameter; returns its placeholder."""
         key = f"{self.prefix}{name}"
         self.params[key] = value
         return f"%({key})s"
 
-    def table(self, name: str) -> str:
+    def subquery_alias(self, name: str) -> str:
+        """An alias for a table of a subquery, apart from the caller's and other filters'."""
         return f"{self.prefix}{name}"
 
 
@@ -106,7 +109,7 @@ def _tag_conditions(audience: Broadcast | Segment, query: _Query) -> list[str]:
     nobody; left out, it leaves out nobody.
     """
     conditions = []
-    s, t = query.alias, query.table("t")
+    s, t = query.alias, query.subquery_alias("t")
     include = sorted(set(audience.include_tag_ids or ()))
     if include:
         tags = query.param("include", include)
@@ -144,7 +147,7 @@ def _engagement_conditions(audience: Broadcast | Segment, query: _Query) -> list
     none left, so either matches nobody: never everyone.
     """
     conditions = []
-    s, a, d = query.alias, query.table("a"), query.table("d")
+    s, a, d = query.alias, query.subquery_alias("a"), query.subquery_alias("d")
     if audience.engagement:
         kinds = query.param("engaged_kinds", [int(EventKind.OPEN), int(EventKind.CLICK)])
         since = query.param(
@@ -178,7 +181,7 @@ def _form_conditions(segment: Segment, query: _Query) -> list[str]:
     forms = sorted(set(segment.form_ids or ()))
     if not forms:
         return []
-    s, g = query.alias, query.table("g")
+    s, g = query.alias, query.subquery_alias("g")
     return [
         f"EXISTS (SELECT 1 FROM subscribers_signup {g} WHERE {g}.subscriber_id = {s}.id "
         f"AND {g}.form_id = ANY({query.param('forms', forms)}) "
@@ -220,7 +223,7 @@ def _field_conditions(segment: Segment, query: _Query) -> list[str]:
                 f"CASE WHEN {stored} ~ '{ISO_DATE_PREFIX_RE}' THEN left({stored}, 10) "
                 f"{comparison} {query.param(f'field{n}_value', value)} ELSE FALSE END"
             )
-        f = query.table("f")
+        f = query.subquery_alias("f")
         conditions.append(
             f"EXISTS (SELECT 1 FROM subscribers_customfield {f} WHERE {f}.account_id = {account} "
             f"AND {f}.key = {key_param}) AND coalesce({test}, FALSE)"

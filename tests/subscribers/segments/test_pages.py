@@ -12,8 +12,9 @@ from django.urls import reverse
 
 from broadcasts.audience import audience_count
 from broadcasts.models import Broadcast
+from broadcasts.services import broadcast_resend_unopened
 from subscribers.models import Segment, Signup
-from subscribers.segments.services import segment_create
+from subscribers.segments.services import SegmentInvalid, segment_create
 from subscribers.signup_forms.services import form_create
 from tests.broadcasts.test_views import HTMX, page_inputs, stored
 from tests.factories import (
@@ -306,8 +307,6 @@ def test_a_tampered_conditions_formset_is_refused(alice_client, account_a, soup)
 
 def test_the_service_refuses_what_the_form_would_not_offer(account_a, account_b, soup):
     """The API will call the services without the page's form: they check every value too."""
-    from subscribers.segments.services import SegmentInvalid
-
     theirs = TagFactory(account=account_b)
     CustomFieldFactory(account=account_a, key="city", label="City")
     cases = [
@@ -463,3 +462,12 @@ def test_signups_count_only_through_the_accounts_own_form(alice_client, account_
     assert response["Location"] == reverse("segment_detail", args=[segment.id])
     count = alice_client.get(reverse("segment_count", args=[segment.id]), **HTMX)
     assert "<strong>1</strong> active subscriber in this segment" in count.content.decode()
+
+
+def test_a_resend_to_non_openers_keeps_the_segment(account_a, soup):
+    segment = SegmentFactory(account=account_a, include_tag_ids=[soup.id])
+    sent = Broadcast.objects.create(
+        account=account_a, subject="Soup", state=Broadcast.State.SENT, segment_id=segment.id
+    )
+    resend = broadcast_resend_unopened(broadcast=sent)
+    assert (resend.segment_id, resend.not_opened_broadcast_id) == (segment.id, sent.id)
