@@ -255,8 +255,8 @@ class SegmentForm(AudienceFilterForm):
         defined = {field.key for field in custom_fields}
         field_choices += [
             (key, f"{key} (deleted field)")
-            for key in dict.fromkeys(condition["key"] for condition in saved_conditions)
-            if key not in defined
+            for key in dict.fromkeys(condition.get("key") for condition in saved_conditions)
+            if key and key not in defined
         ]
         self.conditions = FieldConditionFormSet(
             self.data if self.is_bound else None,

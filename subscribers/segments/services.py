@@ -132,10 +132,12 @@ def _segment_values(
     ):
         raise SegmentInvalid("Choose one of your broadcasts that was sent.")
     conditions = list(field_conditions)
+    if not all(isinstance(condition, dict) for condition in conditions):
+        raise SegmentInvalid("Give each field condition as a key, a comparison and a value.")
     if len(conditions) > MAX_FIELD_CONDITIONS:
         raise SegmentInvalid(f"A segment takes up to {MAX_FIELD_CONDITIONS} field conditions.")
     keys = set(CustomField.objects.filter(account=account).values_list("key", flat=True))
-    keys |= {condition["key"] for condition in (saved.field_conditions if saved else ())}
+    keys |= {condition.get("key") for condition in (saved.field_conditions if saved else ())}
     conditions = [
         field_condition_clean(
             key=condition.get("key", ""),

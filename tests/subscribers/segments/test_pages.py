@@ -320,6 +320,8 @@ def test_the_service_refuses_what_the_form_would_not_offer(account_a, account_b,
         ({"include_tag_ids": [soup.id], "include_match": "most"}, "Match any or all"),
         ({"engagement": "engaged", "engagement_days": 0}, "number of days"),
         ({"not_opened_broadcast_id": 10**12}, "Choose one of your broadcasts that was sent."),
+        ({"field_conditions": ["city is Paris"]}, "Give each field condition as a key"),
+        ({"field_conditions": [{"key": "city", "op": "is_set"}] * 11}, "up to 10 field"),
         ({}, "Add at least one condition"),
     ]
     for filters, message in cases:

@@ -67,8 +67,9 @@ def test_charlie_gets_404_for_account_a_segments_and_changes_nothing(
 
 
 def test_charlies_list_and_broadcast_editor_never_show_account_a_segments(
-    charlie_client, account_b, segment_of_a
+    bob_client, charlie_client, account_b, segment_of_a
 ):
+    assert "Soup lovers" in bob_client.get(reverse("segment_list")).content.decode()
     assert "Soup lovers" not in charlie_client.get(reverse("segment_list")).content.decode()
     theirs = Broadcast.objects.create(account=account_b, subject="Charlie's")
     editor = charlie_client.get(reverse("broadcast_edit", args=[theirs.id])).content.decode()
