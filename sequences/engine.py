@@ -192,6 +192,8 @@ def _excluded_ids(*, sequence: Sequence, subscriber_ids: list[int]) -> set[int]:
     """Which of these subscribers the sequence's exclusions hold back now: one query."""
     if not sequence.has_exclusions or not subscriber_ids:
         return set()
+    from subscribers.segments.filters import segments_condition
+
     params: dict = {
         "ids": subscriber_ids,
         "tags": list(sequence.exclude_tag_ids),
@@ -199,18 +201,13 @@ def _excluded_ids(*, sequence: Sequence, subscriber_ids: list[int]) -> set[int]:
         "in_sequence": [int(SubState.ACTIVE), int(SubState.UNCONFIRMED)],
         "account_id": sequence.account_id,
     }
-    segments_sql = "FALSE"
-    if sequence.exclude_segment_ids:
-        # Only a sequence excluding segments needs their filters (and their module).
-        from subscribers.segments.filters import segments_condition
-
-        segments_sql, segments_params = segments_condition(
-            account_id=sequence.account_id,
-            segment_ids=list(sequence.exclude_segment_ids),
-            alias="s",
-            prefix="xseg",
-        )
-        params.update(segments_params)
+    segments_sql, segments_params = segments_condition(
+        account_id=sequence.account_id,
+        segment_ids=list(sequence.exclude_segment_ids),
+        alias="s",
+        prefix="xseg",
+    )
+    params.update(segments_params)
     with connection.cursor() as cursor:
         cursor.execute(
             f"""

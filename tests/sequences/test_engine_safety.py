@@ -42,12 +42,13 @@ from sequences.services import (
     subscriber_enrol,
     subscribers_enrol,
 )
-from subscribers.models import Subscriber, Tagging
+from subscribers.models import CustomField, Subscriber, Tagging
+from subscribers.segments.services import segment_create, segment_delete
 from subscribers.services import subscriber_delete, subscriber_suppress, tag_delete
 from tests.broadcasts.conftest import CountingHandler, wait_until
 from tests.broadcasts.test_crash_safety import sink_start, worker_start, worker_stop
 from tests.broadcasts.test_transport import use_postmark
-from tests.factories import AccountFactory, SubscriberFactory, TagFactory
+from tests.factories import AccountFactory, CustomFieldFactory, SubscriberFactory, TagFactory
 from tests.sequences.conftest import advance_and_send, send_queued
 
 S = Delivery.State
@@ -601,6 +602,73 @@ def test_a_deleted_tag_excludes_nobody(make_sequence, smtp_sink):
     assert received(reader) == ["One"]
 
 
+def plan_segment(account, *, name: str = "Pro plan"):
+    """A segment of the subscribers whose custom field "plan" is "pro"."""
+    if not CustomField.objects.filter(account=account, key="plan").exists():
+        CustomFieldFactory(account=account, key="plan", label="Plan")
+    return segment_create(
+        account=account,
+        name=name,
+        field_conditions=[{"key": "plan", "op": "equals", "value": "pro"}],
+    )
+
+
+@pytest.mark.django_db
+def test_subscribers_in_an_excluded_segment_skip_what_falls_due_until_they_leave_it(
+    make_sequence, smtp_sink
+):
+    sequence = make_sequence(emails=FOUR_EMAILS)
+    pro = plan_segment(sequence.account)
+    sequence_update(**settings_of(sequence, exclude_segment_ids=[pro.pk]))
+    excluded = SubscriberFactory(
+        account=sequence.account, email="excluded@example.org", fields={"plan": "pro"}
+    )
+    other = SubscriberFactory(
+        account=sequence.account, email="other@example.org", fields={"plan": "free"}
+    )
+    for reader in (excluded, other):
+        subscriber_enrol(sequence=sequence, subscriber=reader, now=MONDAY)
+
+    advance_and_send(sequence, MONDAY)
+    advance_and_send(sequence, MONDAY + DAY)
+    assert received(excluded) == [] and received(other) == ["One", "Two"]
+
+    Subscriber.objects.filter(pk=excluded.pk).update(fields={"plan": "free"})  # leaves it
+    advance_and_send(sequence, MONDAY + 2 * DAY - timedelta(hours=1, minutes=1))
+    assert received(excluded) == []
+    advance_and_send(sequence, MONDAY + 2 * DAY - timedelta(hours=1))  # Wednesday 09:00
+    assert received(excluded) == ["Three"]
+    advance_and_send(sequence, MONDAY + 10 * DAY)
+    assert smtp_sink.copies == {"excluded@example.org": 2, "other@example.org": 4}
+
+
+@pytest.mark.django_db
+def test_a_deleted_segment_excludes_nobody(make_sequence, smtp_sink):
+    sequence = make_sequence(emails=[("One", 0, "days")])
+    pro = plan_segment(sequence.account)
+    sequence_update(**settings_of(sequence, exclude_segment_ids=[pro.pk]))
+    reader = SubscriberFactory(account=sequence.account, fields={"plan": "pro"})
+    segment_delete(segment=pro)
+    subscriber_enrol(sequence=sequence, subscriber=reader, now=MONDAY)
+    advance_and_send(sequence, MONDAY)
+    assert received(reader) == ["One"]
+
+
+@pytest.mark.django_db
+def test_an_exclusion_naming_another_accounts_segment_excludes_nobody(make_sequence, smtp_sink):
+    """Stored by hand (sequence_update refuses it, below): another account's segment whose
+    conditions the subscriber meets holds nobody of this account back."""
+    sequence = make_sequence(emails=[("One", 0, "days")])
+    foreign = plan_segment(AccountFactory(name="Charlie's Garage"))
+    Sequence.objects.filter(pk=sequence.pk).update(exclude_segment_ids=[foreign.pk])
+    sequence.refresh_from_db()
+    CustomFieldFactory(account=sequence.account, key="plan", label="Plan")
+    reader = SubscriberFactory(account=sequence.account, fields={"plan": "pro"})
+    subscriber_enrol(sequence=sequence, subscriber=reader, now=MONDAY)
+    advance_and_send(sequence, MONDAY)
+    assert received(reader) == ["One"]
+
+
 @pytest.mark.django_db
 def test_an_exclusion_naming_another_accounts_tag_excludes_nobody(make_sequence, smtp_sink):
     """Stored by hand (sequence_update refuses it, below): even a tagging that joins a
@@ -623,6 +691,8 @@ def test_an_exclusion_naming_another_accounts_tag_excludes_nobody(make_sequence,
         ({"exclude_tag_ids": ["foreign tag"]}, "tags of this account only"),
         ({"exclude_tag_ids": [10**12]}, "tags of this account only"),
         ({"exclude_sequence_ids": ["foreign sequence"]}, "sequences of this account only"),
+        ({"exclude_segment_ids": ["foreign segment"]}, "segments of this account only"),
+        ({"exclude_segment_ids": [10**12]}, "segments of this account only"),
         ({"send_hour": 24}, "between 0 and 23"),
         ({"send_hour": -1}, "between 0 and 23"),
         ({"send_days": [0, 7]}, "Monday to Sunday"),
@@ -638,6 +708,7 @@ def test_sequence_update_refuses_bad_settings_and_changes_nothing(make_sequence,
     foreign = {
         "foreign tag": TagFactory(account=charlie, name="vip").pk,
         "foreign sequence": make_sequence(account=charlie).pk,
+        "foreign segment": plan_segment(charlie).pk,
     }
     changes = {
         key: [foreign.get(item, item) for item in value] if isinstance(value, list) else value
