@@ -7,7 +7,7 @@ from django.utils.html import format_html
 
 from subscribers.models import CustomField, Subscriber, Tag
 from subscribers.selectors import SubscriberFilter
-from subscribers.signup_forms.embed import HONEYPOT_FIELD
+from subscribers.signup_forms.embed import HONEYPOT_FIELD, TIME_ZONE_FIELD
 from subscribers.validation import (
     CONTROL_CHARACTERS_RE,
     MAX_EMAIL_LENGTH,
@@ -18,8 +18,17 @@ from subscribers.validation import (
 )
 
 # Keys a custom field may not take: the subscriber's own attributes use them in merge tags, and
-# public forms post a hidden honeypot input under HONEYPOT_FIELD.
-RESERVED_FIELD_KEYS = {"email", "first_name", "id", "state", "tags", "source", HONEYPOT_FIELD}
+# public forms post hidden inputs under HONEYPOT_FIELD and TIME_ZONE_FIELD.
+RESERVED_FIELD_KEYS = {
+    "email",
+    "first_name",
+    "id",
+    "state",
+    "tags",
+    "source",
+    HONEYPOT_FIELD,
+    TIME_ZONE_FIELD,
+}
 
 
 def one_line(value: str, what: str) -> str:
