@@ -111,6 +111,7 @@ class Job(models.Model):
         IMPORT = "import", "Import"
         BULK_TAG = "bulk_tag", "Tag subscribers"
         BULK_UNTAG = "bulk_untag", "Remove tag"
+        BULK_SEQUENCE = "bulk_sequence", "Add to a sequence"
         BULK_UNSUBSCRIBE = "bulk_unsubscribe", "Unsubscribe subscribers"
         BULK_DELETE = "bulk_delete", "Delete subscribers"
 

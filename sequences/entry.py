@@ -105,10 +105,10 @@ def form_joined_enrol(*, form_id: int, subscriber_id: int, now: datetime | None 
 def tags_added_enrol(
     *, tag_ids: Iterable[int], added_sql: str, params: dict, now: datetime | None = None
 ) -> EnrolResult:
-    """ "When tag X is added, add to sequence Y": whoever `added_sql` names (a SELECT of
-    (tag_id, subscriber_id) pairs of taggings just made, with %(name)s parameters) enters every
-    sequence one of their new tags adds to. One statement per such sequence; nothing at all
-    when none of `tag_ids` (the tags that may have been added) has a trigger."""
+    """The built-in "when tag X is added, add to sequence Y": whoever `added_sql` names (a
+    SELECT of (tag_id, subscriber_id) pairs of taggings just made, with %(name)s parameters)
+    enters every sequence one of their new tags adds to. One statement per such sequence;
+    nothing at all when none of `tag_ids` (the tags that may have been added) has a trigger."""
     tags_by_sequence: dict[int, list[int]] = defaultdict(list)
     for sequence_id, tag_id in SequenceTrigger.objects.filter(tag_id__in=list(tag_ids)).values_list(
         "sequence_id", "tag_id"
