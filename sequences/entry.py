@@ -15,18 +15,22 @@ take over "when a tag is added" with the event outbox.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from sequences.models import Sequence, SequenceEmail, SequenceTrigger, Subscription
 from sequences.services import EnrolResult, _own_ids, subscribers_enrol
 from subscribers.models import Form, Subscriber, Tag
+from subscribers.selectors import SubscriberFilter, subscriber_batch_ids, subscriber_counts
 
 SubState = Subscription.State
+# Subscribers enrolled per statement (and transaction) by filtered_subscribers_enrol.
+ENROL_BATCH = 10_000
 
 
 def account_sequences(*, account_id: int) -> list[Sequence]:
@@ -165,6 +169,51 @@ def subscriber_ids_enrol(
         now=now,
         total=len(ids),
     )
+
+
+def filtered_subscribers_enrol(
+    *,
+    sequence: Sequence,
+    filters: SubscriberFilter,
+    batch_size: int = ENROL_BATCH,
+    on_progress: Callable[[int, EnrolResult], None] | None = None,
+) -> EnrolResult:
+    """Adds every subscriber of the sequence's account that `filters` matches (read as the list
+    and bulk actions read them, through the same indexes) and who is there when it starts: in
+    id order, `batch_size` at a time, each batch one statement in its own transaction, so a
+    run stopped halfway keeps what it did and a second run adds nobody twice.
+    `on_progress(done, result so far)` follows each batch."""
+    account = sequence.account
+    tag = (
+        Tag.objects.filter(account_id=account.id, pk=filters.tag_id).first()
+        if filters.tag_id
+        else None
+    )
+    counts = subscriber_counts(account=account)
+    up_to_id = Subscriber.objects.filter(account_id=account.id).aggregate(Max("id"))["id__max"]
+    total, done, after_id = EnrolResult(), 0, 0
+    while up_to_id is not None:
+        ids = subscriber_batch_ids(
+            account=account,
+            filters=filters,
+            after_id=after_id,
+            up_to_id=up_to_id,
+            limit=batch_size,
+            counts=counts,
+            tag=tag,
+        )
+        if not ids:
+            break
+        with transaction.atomic():
+            result = subscriber_ids_enrol(sequence=sequence, subscriber_ids=ids)
+        total.added += result.added
+        total.restarted += result.restarted
+        total.refused += result.refused
+        done += len(ids)
+        after_id = ids[-1]
+        if on_progress is not None:
+            on_progress(done, total)
+    return total
 
 
 # The subscriber page ---------------------------------------------------------------------------
