@@ -393,7 +393,7 @@ def tag_detail(request, tag_id: int):
     """The tag's settings: the built-in "when this tag is added, add to these sequences"."""
     tag = get_for_account(request, Tag, pk=tag_id)
     form = TagSequencesForm(
-        request.POST or None,
+        request.POST if request.method == "POST" else None,
         account_id=request.account.id,
         initial={"sequences": tag_sequence_ids(tag=tag)},
     )
