@@ -175,14 +175,15 @@ def filtered_subscribers_enrol(
     *,
     sequence: Sequence,
     filters: SubscriberFilter,
-    batch_size: int = ENROL_BATCH,
+    batch_size: int | None = None,
     on_progress: Callable[[int, EnrolResult], None] | None = None,
 ) -> EnrolResult:
     """Adds every subscriber of the sequence's account that `filters` matches (read as the list
     and bulk actions read them, through the same indexes) and who is there when it starts: in
-    id order, `batch_size` at a time, each batch one statement in its own transaction, so a
-    run stopped halfway keeps what it did and a second run adds nobody twice.
+    id order, `batch_size` (default ENROL_BATCH) at a time, each batch one statement in its own
+    transaction, so a run stopped halfway keeps what it did and a second run adds nobody twice.
     `on_progress(done, result so far)` follows each batch."""
+    batch_size = batch_size or ENROL_BATCH
     account = sequence.account
     tag = (
         Tag.objects.filter(account_id=account.id, pk=filters.tag_id).first()
