@@ -324,6 +324,8 @@ def subscriber_delete(*, subscriber: Subscriber) -> None:
 def subscriber_tags_add(*, subscriber: Subscriber, tag_ids: list[int]) -> list[int]:
     """Gives the subscriber these tags of their account and returns the ones they did not have
     yet; a tag that adds to a sequence enrols them, in the same transaction."""
+    if not tag_ids:
+        return []
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(
             f"""

@@ -286,7 +286,12 @@ def subscriber_sequence_add(request, subscriber_id: int):
     except SubscribeRefused as refused:
         form.add_error("sequence", str(refused))
         return _render_detail(request, subscriber, sequence_form=form)
-    if result.added:
+    if result.added and subscriber.state == Subscriber.State.UNCONFIRMED:
+        messages.success(
+            request,
+            f"Added to the sequence “{sequence.name}”: it starts once they confirm their address.",
+        )
+    elif result.added:
         messages.success(request, f"Added to the sequence “{sequence.name}”.")
     elif result.restarted:
         messages.success(request, f"“{sequence.name}” starts again at its first email for them.")

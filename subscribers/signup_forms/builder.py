@@ -224,7 +224,7 @@ class FormBuilderForm(forms.ModelForm):
         instance: Form,
         custom_fields: list[CustomField],
         tag_names: list[str],
-        sequence_ids: list[int] = (),
+        sequence_ids: tuple[int, ...] | list[int] = (),
     ):
         super().__init__(
             data,

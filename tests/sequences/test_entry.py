@@ -575,3 +575,16 @@ def test_an_import_whose_sequence_was_deleted_imports_nothing_and_says_why(accou
     assert job.state == Job.State.FAILED
     assert "The sequence “Welcome course” was deleted" in job.message
     assert not Subscriber.objects.exists()
+
+
+def test_an_unconfirmed_subscriber_added_from_their_page_is_told_to_wait(
+    alice_client, account_a, course
+):
+    reader = SubscriberFactory(account=account_a, state=Subscriber.State.UNCONFIRMED)
+    response = alice_client.post(
+        reverse("subscriber_sequence_add", args=[reader.pk]), {"sequence": course.pk}, follow=True
+    )
+    page = response.content.decode()
+    assert "it starts once they confirm their address" in page
+    assert "Starts when they confirm their address" in page
+    assert subscription_of(reader).state == UNCONFIRMED
