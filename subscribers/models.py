@@ -43,8 +43,7 @@ class Subscriber(models.Model):
     source = models.CharField(max_length=255, blank=True, default="")
     # The subscriber's own IANA time zone where known (their browser's at signup, an import
     # column, or the "time_zone" custom field); "" when unknown.
-    # A database default too: the set-based writers (import, seeding, benches) name no zone.
-    time_zone = models.CharField(max_length=64, blank=True, default="", db_default="")
+    time_zone = models.CharField(max_length=64, blank=True, default="")
     consent_at = models.DateTimeField(null=True, blank=True)
     consent_method = models.CharField(max_length=255, blank=True, default="")
     consent_ip = models.GenericIPAddressField(null=True, blank=True)

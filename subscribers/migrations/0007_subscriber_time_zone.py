@@ -4,14 +4,15 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+
     dependencies = [
-        ("subscribers", "0006_list_growth"),
+        ('subscribers', '0006_list_growth'),
     ]
 
     operations = [
         migrations.AddField(
-            model_name="subscriber",
-            name="time_zone",
-            field=models.CharField(blank=True, default="", max_length=64),
+            model_name='subscriber',
+            name='time_zone',
+            field=models.CharField(blank=True, default='', max_length=64),
         ),
     ]
