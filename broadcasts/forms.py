@@ -7,7 +7,6 @@ live preview renders and the recipient count counts.
 
 from __future__ import annotations
 
-import copy
 from datetime import datetime
 
 from django import forms
@@ -16,28 +15,20 @@ from django.utils import timezone
 from broadcasts.models import Broadcast
 from broadcasts.rendering import body_html_problem
 from subscribers.forms import one_line
-from subscribers.models import Tag
+from subscribers.segments.forms import FILTER_FIELDS, AudienceFilterForm
 
 # Far more than any email needs (Gmail clips messages past 102 KB), small enough for a request.
 MAX_BODY_LENGTH = 200_000
-AUDIENCE_FIELDS = (
-    "include_tag_ids",
-    "include_match",
-    "exclude_tag_ids",
-    "engagement",
-    "engagement_days",
-    "not_opened_broadcast_id",
-)
-# Ten years: longer than any list's history, and far from overflowing a date.
-MAX_ENGAGEMENT_DAYS = 3650
-MACHINE_OPENS_NOTE = (
-    "Only a person's opens and clicks count: the opens Apple Mail Privacy Protection makes by "
-    "fetching every image, and the clicks of link scanners, do not."
-)
+AUDIENCE_FIELDS = (*FILTER_FIELDS, "segment_id")
 CONTENT_FIELDS = ("description", "subject", "preview_text", "body_format", "body")
 
 
-class BroadcastForm(forms.Form):
+class BroadcastForm(AudienceFilterForm):
+    """The email and its audience: the filters every audience has (AudienceFilterForm), and
+    the segment it may be narrowed to. `segments`: (id, name) of the account's segments."""
+
+    field_order = [*CONTENT_FIELDS, "segment_id"]
+
     description = forms.CharField(
         label="Description",
         required=False,
@@ -75,66 +66,22 @@ class BroadcastForm(forms.Form):
         "your custom fields as {{ subscriber.<em>key</em> }}, {{ unsubscribe_url }}. "
         "The footer with your postal address and the unsubscribe link is added for you.",
     )
-    include_tag_ids = forms.TypedMultipleChoiceField(
-        label="Only subscribers tagged with",
-        required=False,
-        coerce=int,
-        widget=forms.CheckboxSelectMultiple,
-    )
-    include_match = forms.ChoiceField(
-        label="Match",
-        required=False,
-        choices=Broadcast.TagMatch.choices,
-        initial=Broadcast.TagMatch.ANY,
-        widget=forms.RadioSelect,
-    )
-    exclude_tag_ids = forms.TypedMultipleChoiceField(
-        label="Leave out subscribers tagged with any of",
-        required=False,
-        coerce=int,
-        widget=forms.CheckboxSelectMultiple,
-    )
-
-    engagement = forms.ChoiceField(
-        label="Engagement",
-        required=False,
-        choices=Broadcast.Engagement.choices,
-        initial=Broadcast.Engagement.ANYONE,
-        widget=forms.RadioSelect,
-    )
-    engagement_days = forms.IntegerField(
-        label="In the last (days)",
-        required=False,
-        min_value=1,
-        max_value=MAX_ENGAGEMENT_DAYS,
-        widget=forms.NumberInput(attrs={"min": 1, "max": MAX_ENGAGEMENT_DAYS}),
-        error_messages={
-            "invalid": "Enter a number of days, such as 30.",
-            "min_value": "Enter at least 1 day.",
-        },
-        help_text=MACHINE_OPENS_NOTE,
-    )
-    not_opened_broadcast_id = forms.TypedChoiceField(
-        label="Only those who did not open",
+    segment_id = forms.TypedChoiceField(
+        label="Segment",
         required=False,
         coerce=int,
         empty_value=None,
-        error_messages={"invalid_choice": "Choose one of your broadcasts that was sent."},
-        help_text="People who were sent that broadcast and have not opened it: a resend to "
-        "non-openers. An open by Apple Mail Privacy Protection or a scanner is not an open.",
+        error_messages={"invalid_choice": "Choose one of your segments."},
+        help_text="Only the segment's members, narrowed further by the filters below.",
     )
 
-    def __init__(self, *args, tags: list[Tag], sent_broadcasts: list[tuple[int, str]], **kwargs):
-        """`sent_broadcasts`: (id, label) of the account's broadcasts that "did not open" may
-        name, newest first."""
+    def __init__(self, *args, segments: list[tuple[int, str]], **kwargs):
         super().__init__(*args, **kwargs)
-        choices = [(tag.id, tag.name) for tag in tags]
-        self.fields["include_tag_ids"].choices = choices
-        self.fields["exclude_tag_ids"].choices = choices
-        self.tag_names = {tag.id: tag.name for tag in tags}
-        self.fields["not_opened_broadcast_id"].choices = [("", "Anyone, opened or not")] + list(
-            sent_broadcasts
-        )
+        choices = [("", "All subscribers"), *segments]
+        chosen = self.initial.get("segment_id")
+        if chosen is not None and chosen not in {segment_id for segment_id, _name in segments}:
+            choices.append((chosen, "A deleted segment: nobody"))
+        self.fields["segment_id"].choices = choices
 
     @staticmethod
     def initial_for(broadcast: Broadcast) -> dict:
@@ -145,10 +92,6 @@ class BroadcastForm(forms.Form):
 
     def clean_subject(self) -> str:
         return one_line(self.cleaned_data["subject"], "subject")
-
-    def clean_include_match(self) -> str:
-        # Not shown (so not posted) while the account has no tags.
-        return self.cleaned_data["include_match"] or Broadcast.TagMatch.ANY
 
     def clean_preview_text(self) -> str:
         return one_line(self.cleaned_data["preview_text"], "preview text")
@@ -162,46 +105,9 @@ class BroadcastForm(forms.Form):
             raise forms.ValidationError(problem)
         return body
 
-    def clean(self):
-        cleaned = super().clean()
-        both = set(cleaned.get("include_tag_ids") or ()) & set(cleaned.get("exclude_tag_ids") or ())
-        if both:
-            names = ", ".join(sorted(self.tag_names[tag_id] for tag_id in both))
-            self.add_error(
-                "exclude_tag_ids", f"A tag cannot be both required and left out: {names}."
-            )
-        self._clean_engagement_pair(cleaned)
-        return cleaned
-
-    def _clean_engagement_pair(self, cleaned: dict) -> None:
-        """Engagement and its days go together: without engagement the days are dropped (even
-        unreadable ones: the creator chose anyone); with it they are required. When either is
-        invalid both leave cleaned_data, so a draft keeps the saved pair rather than mixing a
-        new kind with the old days."""
-        engagement = cleaned.get("engagement")
-        if engagement == Broadcast.Engagement.ANYONE:
-            self.errors.pop("engagement_days", None)
-            cleaned["engagement_days"] = None
-            return
-        if engagement and "engagement_days" not in self.errors and not cleaned["engagement_days"]:
-            self.add_error("engagement_days", "Enter the number of days, such as 30.")
-        if "engagement" in self.errors or "engagement_days" in self.errors:
-            cleaned.pop("engagement", None)
-            cleaned.pop("engagement_days", None)
-
     def values(self) -> dict:
         """The keyword arguments of services.broadcast_update, once the form is valid."""
         return {name: self.cleaned_data[name] for name in CONTENT_FIELDS + AUDIENCE_FIELDS}
-
-    def draft(self, broadcast: Broadcast) -> Broadcast:
-        """An unsaved copy of `broadcast` with every valid value of the form applied; an
-        invalid field keeps the saved value."""
-        draft = copy.copy(broadcast)
-        if self.is_bound:
-            self.is_valid()
-            for name, value in self.cleaned_data.items():
-                setattr(draft, name, value)
-        return draft
 
     @property
     def invalid_labels(self) -> list[str]:

@@ -23,7 +23,7 @@ from django.db import models
 from django.db.models import Q
 
 from convertkit.models import Account
-from subscribers.models import Subscriber
+from subscribers.models import ENGAGEMENT_VALID, Engagement, Subscriber, TagMatch
 
 
 class Broadcast(models.Model):
@@ -45,14 +45,9 @@ class Broadcast(models.Model):
         # while the email is published in a running sequence, and is never finished.
         SEQUENCE_EMAIL = "sequence_email", "Sequence email"
 
-    class TagMatch(models.TextChoices):
-        ANY = "any", "any of"
-        ALL = "all", "all of"
-
-    class Engagement(models.TextChoices):
-        ANYONE = "", "Anyone"
-        ENGAGED = "engaged", "Opened or clicked"
-        NOT_ENGAGED = "not_engaged", "Has not opened or clicked"
+    # The audience filters' vocabulary, shared with segments.
+    TagMatch = TagMatch
+    Engagement = Engagement
 
     EDITABLE_STATES = (State.DRAFT, State.SCHEDULED)
     # Broadcasts that may have reached people: what "did not open" can refer to.
@@ -75,7 +70,8 @@ class Broadcast(models.Model):
         max_length=16, choices=BodyFormat.choices, default=BodyFormat.MARKDOWN
     )
     # Audience: active subscribers, narrowed to those with any/all of include_tag_ids (when
-    # given), minus those with any of exclude_tag_ids. Ids of deleted tags are ignored.
+    # given), minus those with any of exclude_tag_ids. A deleted tag never widens it: required,
+    # it matches nobody; left out, it leaves out nobody (broadcasts/audience.py).
     include_tag_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
     include_match = models.CharField(max_length=3, choices=TagMatch.choices, default=TagMatch.ANY)
     exclude_tag_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
@@ -89,6 +85,9 @@ class Broadcast(models.Model):
     # id, as the tag ids: a broadcast deleted or of another account makes the audience empty,
     # where a foreign key set to NULL would widen it to everyone.
     not_opened_broadcast_id = models.BigIntegerField(null=True, blank=True)
+    # ... and to the members of this segment (subscribers.Segment). A plain id too: a segment
+    # deleted or of another account makes the audience empty.
+    segment_id = models.BigIntegerField(null=True, blank=True)
 
     state = models.CharField(max_length=16, choices=State.choices, default=State.DRAFT)
     scheduled_at = models.DateTimeField(null=True, blank=True)
@@ -131,11 +130,7 @@ class Broadcast(models.Model):
                 ),
                 name="broadcast_state_valid",
             ),
-            models.CheckConstraint(
-                condition=Q(engagement="", engagement_days__isnull=True)
-                | Q(engagement__in=["engaged", "not_engaged"], engagement_days__gte=1),
-                name="broadcast_engagement_valid",
-            ),
+            models.CheckConstraint(condition=ENGAGEMENT_VALID, name="broadcast_engagement_valid"),
         ]
 
     def __str__(self) -> str:

@@ -53,6 +53,7 @@ def broadcast_update(
     engagement: str = Broadcast.Engagement.ANYONE,
     engagement_days: int | None = None,
     not_opened_broadcast_id: int | None = None,
+    segment_id: int | None = None,
     description: str = "",
 ) -> Broadcast:
     """Saves the creator's edits; BroadcastNotEditable once sending has started. The conditional
@@ -69,6 +70,7 @@ def broadcast_update(
         "engagement": engagement,
         "engagement_days": engagement_days if engagement else None,
         "not_opened_broadcast_id": not_opened_broadcast_id,
+        "segment_id": segment_id,
         # A refusal noted when a schedule fired no longer applies to the edited broadcast.
         "paused_reason": "",
     }
@@ -84,7 +86,7 @@ def broadcast_update(
 
 def broadcast_resend_unopened(*, broadcast: Broadcast) -> Broadcast:
     """A new draft for those who were sent `broadcast` and have not opened it: the same
-    subject (the creator may change it before sending), preview text, body and tag audience,
+    subject (the creator may change it before sending), preview text, body, tags and segment,
     with "did not open" this broadcast. ResendRefused unless the broadcast is sent."""
     if broadcast.state != Broadcast.State.SENT:
         raise ResendRefused(
@@ -100,6 +102,7 @@ def broadcast_resend_unopened(*, broadcast: Broadcast) -> Broadcast:
         include_tag_ids=broadcast.include_tag_ids,
         include_match=broadcast.include_match,
         exclude_tag_ids=broadcast.exclude_tag_ids,
+        segment_id=broadcast.segment_id,
         not_opened_broadcast_id=broadcast.pk,
     )
 
@@ -131,7 +134,7 @@ def send_problems(*, broadcast: Broadcast, recipient_count: int | None = None) -
         where = f" (line {problem.line})" if problem.line else ""
         problems.append(f"{problem.part.replace('_', ' ').capitalize()}{where}: {problem.message}")
     if recipient_count is None and not problems:
-        recipient_count = audience_count(broadcast=broadcast)
+        recipient_count = audience_count(audience=broadcast)
     if not problems and recipient_count == 0:
         problems.append(
             "Nobody is in the audience: no active subscriber matches these tags and filters."

@@ -8,7 +8,6 @@ sample subscriber gets it), never by its subject's Liquid source."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -20,10 +19,11 @@ from django.utils import timezone
 from broadcasts import audience, progress, rendering, services
 from broadcasts.forms import BroadcastForm, ScheduleForm
 from broadcasts.models import Broadcast
+from broadcasts.selectors import moment_label, sent_broadcast_choices
 from convertkit.paging import KeysetPage, keyset_page, page_cursor
 from convertkit.tenancy import account_required, get_for_account
-from subscribers.models import Subscriber, Tag
-from subscribers.selectors import account_tags
+from subscribers.models import Subscriber
+from subscribers.selectors import account_segments, account_tags
 from subscribers.validation import normalize_email
 from tracking.reports import Rates, broadcast_rates, rate_label
 
@@ -31,13 +31,7 @@ from tracking.reports import Rates, broadcast_rates, rate_label
 PICKER_SUGGESTIONS = 20
 # Unknown deliveries listed on the progress page (the count is always shown in full).
 UNKNOWN_LISTED = 100
-# Sent broadcasts offered for "did not open" (the report page's Resend names any other).
-SENT_CHOICES = 100
 PART_LABELS = {"subject": "Subject", "preview_text": "Preview text", "body": "Body"}
-
-
-def _when(moment: datetime | None) -> str:
-    return f"{timezone.localtime(moment):%-d %b %Y, %H:%M}" if moment else ""
 
 
 # --- List -------------------------------------------------------------------------------------
@@ -80,7 +74,7 @@ def _list_row(broadcast: Broadcast, prefix: str, labels: dict[str, str], rates: 
         skipped=broadcast.skipped_count,
         when_label=label,
         when_iso=moment.isoformat() if moment else "",
-        when_display=_when(moment),
+        when_display=moment_label(moment),
         open_rate=rate_label(rates.open_rate),
         click_rate=rate_label(rates.click_rate),
         report_url="" if broadcast.is_editable else f"{prefix}{broadcast.id}/report/",
@@ -141,41 +135,14 @@ def _broadcast(request, broadcast_id: int) -> Broadcast:
     return get_for_account(request, Broadcast.objects.select_related("account"), pk=broadcast_id)
 
 
-def _sent_label(broadcast: Broadcast) -> str:
-    when = _when(broadcast.sent_at or broadcast.send_started_at)
-    return broadcast.name + (f" ({when})" if when else "")
-
-
-def _sent_broadcast_choices(request, broadcast: Broadcast) -> list[tuple[int, str]]:
-    """The account's latest broadcasts that went out, for "did not open", and the one this
-    broadcast names if it is not among them: so saving keeps it, even if it was deleted
-    (which leaves the audience empty, as a deleted tag does)."""
-    started = list(
-        Broadcast.objects.filter(account=request.account, state__in=Broadcast.STARTED_STATES)
-        .order_by("-id")
-        .only("id", "description", "subject", "sent_at", "send_started_at")[:SENT_CHOICES]
-    )
-    for sent in started:
-        sent.account = request.account
-    choices = [(sent.id, _sent_label(sent)) for sent in started]
-    chosen = broadcast.not_opened_broadcast_id
-    if chosen is not None and chosen not in {sent.id for sent in started}:
-        named = (
-            Broadcast.objects.filter(
-                account=request.account, pk=chosen, state__in=Broadcast.STARTED_STATES
-            )
-            .select_related("account")
-            .first()
-        )
-        choices.append((chosen, _sent_label(named) if named else "A deleted broadcast: nobody"))
-    return choices
-
-
 def _editor_form(request, broadcast: Broadcast, data=None) -> BroadcastForm:
     return BroadcastForm(
         data,
         tags=account_tags(account=request.account),
-        sent_broadcasts=_sent_broadcast_choices(request, broadcast),
+        sent_broadcasts=sent_broadcast_choices(
+            account=request.account, chosen_id=broadcast.not_opened_broadcast_id
+        ),
+        segments=account_segments(account=request.account),
         initial=BroadcastForm.initial_for(broadcast),
     )
 
@@ -231,7 +198,7 @@ def _render_editor(
         saved = timezone.localtime(broadcast.scheduled_at) if broadcast.scheduled_at else None
         schedule_form = ScheduleForm(initial={"send_at": typed or saved})
     count = (
-        audience.audience_count(broadcast=form.draft(broadcast))
+        audience.audience_count(audience=form.draft(broadcast))
         if request.GET.get("count") == "1"
         else None
     )
@@ -245,7 +212,7 @@ def _render_editor(
         "previewing": previewing,
         "refused": refused,
         "count": count,
-        "scheduled_display": _when(broadcast.scheduled_at),
+        "scheduled_display": moment_label(broadcast.scheduled_at),
         "time_zone": timezone.get_current_timezone_name(),
         "suggested_emails": list(
             Subscriber.objects.filter(account=request.account, state=Subscriber.State.ACTIVE)
@@ -317,7 +284,7 @@ def broadcast_count(request, broadcast_id: int):
         "broadcasts/partials/recipient_count.html",
         {
             "broadcast": broadcast,
-            "count": audience.audience_count(broadcast=form.draft(broadcast)),
+            "count": audience.audience_count(audience=form.draft(broadcast)),
         },
     )
 
@@ -370,7 +337,7 @@ def broadcast_schedule(request, broadcast_id: int):
         )
     messages.success(
         request,
-        f"Scheduled for {_when(broadcast.scheduled_at)} ({timezone.get_current_timezone_name()}).",
+        f"Scheduled for {moment_label(broadcast.scheduled_at)} ({timezone.get_current_timezone_name()}).",
     )
     return redirect("broadcast_edit", broadcast.id)
 
@@ -413,7 +380,7 @@ def broadcast_send(request, broadcast_id: int):
         else:
             messages.success(request, "Sending has started.")
             return _progress_redirect(broadcast)
-    count = audience.audience_count(broadcast=broadcast)
+    count = audience.audience_count(audience=broadcast)
     problems = [] if refused else services.send_problems(broadcast=broadcast, recipient_count=count)
     return render(
         request,
@@ -421,7 +388,7 @@ def broadcast_send(request, broadcast_id: int):
         {
             "broadcast": broadcast,
             "count": count,
-            "audience": _audience_description(broadcast),
+            "audience": audience.audience_description(broadcast),
             "sample_subject": rendering.sample_subject(
                 broadcast.subject, account=broadcast.account
             ),
@@ -430,58 +397,6 @@ def broadcast_send(request, broadcast_id: int):
         },
         status=400 if refused else 200,
     )
-
-
-def _audience_description(broadcast: Broadcast) -> str:
-    wanted = set(broadcast.include_tag_ids) | set(broadcast.exclude_tag_ids)
-    names = dict(
-        Tag.objects.filter(account_id=broadcast.account_id, id__in=wanted).values_list("id", "name")
-        if wanted
-        else ()
-    )
-
-    def listed(ids: list[int]) -> str:
-        return ", ".join(f"“{names[tag_id]}”" for tag_id in ids if tag_id in names) or "(deleted)"
-
-    description = "All active subscribers"
-    engagement = _engagement_description(broadcast)
-    if engagement:
-        description += f" who {engagement}"
-    if broadcast.include_tag_ids:
-        match = dict(Broadcast.TagMatch.choices)[broadcast.include_match]
-        description += f"{',' if engagement else ''} tagged with {match} "
-        description += listed(broadcast.include_tag_ids)
-    if broadcast.exclude_tag_ids:
-        description += f", except those tagged with {listed(broadcast.exclude_tag_ids)}"
-    return description + "."
-
-
-def _engagement_description(broadcast: Broadcast) -> str:
-    """What the engagement filters ask of a subscriber ("did not open “Soup”"), or ""."""
-    clauses = []
-    if broadcast.engagement:
-        done = (
-            "opened or clicked"
-            if broadcast.engagement == Broadcast.Engagement.ENGAGED
-            else "have not opened or clicked"
-        )
-        days = broadcast.engagement_days
-        clauses.append(f"{done} in the last {days} day{pluralize(days)}")
-    if broadcast.not_opened_broadcast_id is not None:
-        columns = (
-            Broadcast.objects.filter(
-                account_id=broadcast.account_id, pk=broadcast.not_opened_broadcast_id
-            )
-            .values_list("description", "subject")
-            .first()
-        )
-        named = (
-            "a deleted broadcast"
-            if columns is None
-            else f"“{Broadcast.name_of(description=columns[0], subject=columns[1], account=broadcast.account)}”"
-        )
-        clauses.append(f"did not open {named}")
-    return " and ".join(clauses)
 
 
 @account_required
@@ -550,14 +465,14 @@ def _progress_context(request, broadcast: Broadcast) -> dict:
         "progress": numbers,
         "polling": broadcast.state == Broadcast.State.SENDING,
         "eta": _duration(numbers.eta_seconds),
-        "started_display": _when(broadcast.send_started_at),
-        "sent_display": _when(broadcast.sent_at),
+        "started_display": moment_label(broadcast.send_started_at),
+        "sent_display": moment_label(broadcast.sent_at),
         "list_unknown": list_unknown,
-        "unknown_resent_display": _when(broadcast.unknown_resent_at),
+        "unknown_resent_display": moment_label(broadcast.unknown_resent_at),
         "unknown_deliveries": [
             {
                 "email": delivery.subscriber.email,
-                "when": _when(delivery.sent_at or delivery.claimed_at),
+                "when": moment_label(delivery.sent_at or delivery.claimed_at),
             }
             for delivery in services.unknown_deliveries(broadcast=broadcast, limit=UNKNOWN_LISTED)
         ]
@@ -575,7 +490,10 @@ def broadcast_progress(request, broadcast_id: int):
     return render(
         request,
         "broadcasts/broadcast_progress.html",
-        {**_progress_context(request, broadcast), "audience": _audience_description(broadcast)},
+        {
+            **_progress_context(request, broadcast),
+            "audience": audience.audience_description(broadcast),
+        },
     )
 
 

@@ -12,6 +12,7 @@ NAVIGATION = [
 _SECTION_BY_PREFIX = [
     ("subscriber", "subscriber_list"),
     ("tag", "subscriber_list"),
+    ("segment", "subscriber_list"),
     ("custom_field", "subscriber_list"),
     ("job", "subscriber_list"),
     ("form", "form_list"),

@@ -533,18 +533,38 @@ def subscriber_enrol(
 
 
 def subscription_remove(*, sequence: Sequence, subscriber_id: int) -> bool:
-    """Takes the subscriber out of the sequence: nothing more is sent to them from it."""
-    changed = Subscription.objects.filter(
-        sequence=sequence,
-        subscriber_id=subscriber_id,
-        state__in=[SubState.ACTIVE, SubState.UNCONFIRMED],
-    ).update(state=SubState.REMOVED, next_due_at=None)
-    if changed:
-        Delivery.objects.filter(
-            broadcast__sequence_email__sequence=sequence,
+    """Takes the subscriber out of the sequence: nothing more is sent to them from it, not even
+    an email already handed to the send queue (cancelled, and counted on its message)."""
+    with transaction.atomic():
+        changed = Subscription.objects.filter(
+            sequence=sequence,
             subscriber_id=subscriber_id,
-            state=Delivery.State.QUEUED,
-        ).update(state=Delivery.State.CANCELLED)
+            state__in=[SubState.ACTIVE, SubState.UNCONFIRMED],
+        ).update(state=SubState.REMOVED, next_due_at=None)
+        if changed:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"""
+                    WITH moved AS (
+                        UPDATE {Delivery._meta.db_table} SET state = %(cancelled)s
+                        WHERE subscriber_id = %(subscriber)s AND state = %(queued)s
+                          AND broadcast_id IN (SELECT message_id
+                                               FROM {SequenceEmail._meta.db_table}
+                                               WHERE sequence_id = %(sequence)s)
+                        RETURNING broadcast_id
+                    )
+                    UPDATE {Broadcast._meta.db_table} b
+                    SET cancelled_count = b.cancelled_count + moved.n
+                    FROM (SELECT broadcast_id, count(*) AS n FROM moved GROUP BY 1) moved
+                    WHERE b.id = moved.broadcast_id
+                    """,
+                    {
+                        "cancelled": int(Delivery.State.CANCELLED),
+                        "queued": int(Delivery.State.QUEUED),
+                        "subscriber": subscriber_id,
+                        "sequence": sequence.pk,
+                    },
+                )
     return bool(changed)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 
+from django.contrib.postgres.fields import ArrayField
 from django.contrib.postgres.indexes import OpClass
 from django.db import models
 from django.db.models import F, Q
@@ -43,7 +44,7 @@ class Subscriber(models.Model):
     source = models.CharField(max_length=255, blank=True, default="")
     # The subscriber's own IANA time zone where known (their browser's at signup, an import
     # column, or the "time_zone" custom field); "" when unknown.
-    time_zone = models.CharField(max_length=64, blank=True, default="")
+    time_zone = models.CharField(max_length=64, blank=True, default="", db_default="")
     consent_at = models.DateTimeField(null=True, blank=True)
     consent_method = models.CharField(max_length=255, blank=True, default="")
     consent_ip = models.GenericIPAddressField(null=True, blank=True)
@@ -405,3 +406,81 @@ class Signup(models.Model):
             models.Index(fields=["subscriber", "-id"], name="signup_subscriber"),
             models.Index(fields=["form", "-id"], name="signup_form"),
         ]
+
+
+class TagMatch(models.TextChoices):
+    """How an audience's "tagged with" list matches (broadcasts and segments alike)."""
+
+    ANY = "any", "any of"
+    ALL = "all", "all of"
+
+
+class Engagement(models.TextChoices):
+    """An audience's engagement filter: opened or clicked lately, or not (broadcasts and
+    segments alike)."""
+
+    ANYONE = "", "Anyone"
+    ENGAGED = "engaged", "Opened or clicked"
+    NOT_ENGAGED = "not_engaged", "Has not opened or clicked"
+
+
+# The longest "in the last N days": longer than any list's history, far from overflowing a date.
+MAX_ENGAGEMENT_DAYS = 3650
+# A check constraint of both audiences: engagement and its days go together.
+ENGAGEMENT_VALID = Q(engagement="", engagement_days__isnull=True) | Q(
+    engagement__in=["engaged", "not_engaged"], engagement_days__gte=1
+)
+
+
+class Segment(models.Model):
+    """A saved, named audience filter (Kit's Segment): the subscribers matching every one of
+    its conditions, worked out each time it is used, never stored as a list of members.
+
+    Its conditions are a broadcast's audience filters (tags, engagement, "did not open") plus
+    "joined through any of these forms" and conditions on custom fields; broadcasts/audience.py
+    turns them into SQL. Tags, forms and the broadcast are plain ids, as on Broadcast: one that is
+    deleted (or of another account) makes its condition match nobody, where a foreign key set to
+    NULL, or an id dropped, would widen the segment.
+    """
+
+    class FieldOp(models.TextChoices):
+        EQUALS = "equals", "is"
+        CONTAINS = "contains", "contains"
+        IS_SET = "is_set", "is set"
+        BEFORE = "before", "is before"
+        AFTER = "after", "is after"
+
+    # The operators that compare dates (YYYY-MM-DD) rather than text.
+    DATE_OPS = (FieldOp.BEFORE, FieldOp.AFTER)
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, db_index=False)
+    name = models.CharField(max_length=100)
+    include_tag_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
+    include_match = models.CharField(max_length=3, choices=TagMatch.choices, default=TagMatch.ANY)
+    exclude_tag_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
+    # Subscribed through any of these forms (a signup that was confirmed, or needed no
+    # confirmation).
+    form_ids = ArrayField(models.BigIntegerField(), default=list, blank=True)
+    # [{"key": "<CustomField.key>", "op": "<FieldOp>", "value": "..."}], all of them to match;
+    # checked by subscribers.segments.filters.field_conditions_clean before they are saved.
+    field_conditions = models.JSONField(default=list, blank=True)
+    engagement = models.CharField(
+        max_length=16, choices=Engagement.choices, blank=True, default=Engagement.ANYONE
+    )
+    engagement_days = models.PositiveIntegerField(null=True, blank=True)
+    not_opened_broadcast_id = models.BigIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                F("account"), Lower("name"), name="segment_unique_name_per_account"
+            ),
+            models.CheckConstraint(condition=ENGAGEMENT_VALID, name="segment_engagement_valid"),
+        ]
+        # The segment list: newest first, keyset-paged.
+        indexes = [models.Index(fields=["account", "-id"], name="segment_account_id")]
+
+    def __str__(self) -> str:
+        return self.name

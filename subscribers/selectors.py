@@ -11,6 +11,7 @@ from django.db.models.functions import Lower
 from convertkit.paging import PAGE_SIZE
 from subscribers.models import (
     FormWording,
+    Segment,
     Signup,
     StateChange,
     Subscriber,
@@ -26,6 +27,13 @@ COUNT_CAP = 10_000
 def account_tags(*, account) -> list[Tag]:
     """The account's tags by name: what tag pickers and filters offer."""
     return list(Tag.objects.filter(account=account).order_by("name", "id"))
+
+
+def account_segments(*, account) -> list[tuple[int, str]]:
+    """(id, name) of the account's segments by name: what segment pickers offer."""
+    return list(
+        Segment.objects.filter(account=account).order_by("name", "id").values_list("id", "name")
+    )
 
 
 def subscriber_counts(*, account) -> dict[str, int]:

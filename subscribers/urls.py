@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from django.urls import path
+from django.urls import include, path
 
 from subscribers import views
 from subscribers.csv import views as csv_views
@@ -36,6 +36,7 @@ urlpatterns = [
     path("tags/", views.tag_list, name="tag_list"),
     path("tags/<int:tag_id>/", views.tag_detail, name="tag_detail"),
     path("tags/<int:tag_id>/delete/", views.tag_delete, name="tag_delete"),
+    path("segments/", include("subscribers.segments.urls")),
     path("fields/", views.custom_field_list, name="custom_field_list"),
     path("fields/<int:field_id>/delete/", views.custom_field_delete, name="custom_field_delete"),
     path("import/", csv_views.import_upload, name="subscriber_import"),

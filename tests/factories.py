@@ -3,7 +3,7 @@ from __future__ import annotations
 import factory
 
 from convertkit.models import Account, Membership, User
-from subscribers.models import CustomField, Subscriber, Tag, Tagging
+from subscribers.models import CustomField, Segment, Subscriber, Tag, Tagging
 
 
 class UserFactory(factory.django.DjangoModelFactory):
@@ -73,6 +73,17 @@ class CustomFieldFactory(factory.django.DjangoModelFactory):
     account = factory.SubFactory(AccountFactory)
     key = factory.Sequence(lambda n: f"field_{n}")
     label = factory.Sequence(lambda n: f"Field {n}")
+
+
+class SegmentFactory(factory.django.DjangoModelFactory):
+    """A segment saved as is (tests of bad stored values need that): the pages and the API
+    save through subscribers.segments.services, which checks every value."""
+
+    class Meta:
+        model = Segment
+
+    account = factory.SubFactory(AccountFactory)
+    name = factory.Sequence(lambda n: f"Segment {n}")
 
 
 def tagged_and_bounced_mix(*, tag: Tag, count: int) -> list[int]:

@@ -7,9 +7,9 @@ from io import StringIO
 
 import pytest
 
-from bench.pages import PAGE_TABLES, PAGES, bench_run, table_print
+from bench.pages import COUNT_SQL_START, PAGE_TABLES, PAGES, bench_run, table_print
 from broadcasts.models import Broadcast
-from subscribers.models import Form, Subscriber
+from subscribers.models import Form, Segment, Subscriber
 
 
 @pytest.mark.django_db(transaction=True)
@@ -33,11 +33,13 @@ def test_the_pages_benchmark_measures_every_page_and_the_import_at_a_tiny_size()
     assert figures["limit_copy_rows_per_s"] > 0
     assert Subscriber.objects.count() == 600
     details = figures["_details"]
-    assert all(
-        PAGE_TABLES[page] in sql and "LIMIT" in sql for page, sql in details["rows_sql"].items()
-    )
+    limits = dict(details["rows_sql"])
+    assert limits.pop("members").startswith(COUNT_SQL_START)
+    assert all(PAGE_TABLES[page] in sql and "LIMIT" in sql for page, sql in limits.items())
+    assert "/subscribers/segments/" in details["urls"]["segment"]
     assert Form.objects.count() == 180
     assert Broadcast.objects.count() == 125
+    assert Segment.objects.count() == 2
     assert "?q=" in details["urls"]["search"] and "%2B" in details["urls"]["search"]
     out = StringIO()
     table_print(figures, out=out)

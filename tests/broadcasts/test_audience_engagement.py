@@ -97,7 +97,7 @@ def draft(account, **audience) -> Broadcast:
 def count_and_fan_out(broadcast: Broadcast) -> set[str]:
     """The addresses of the Delivery rows the fan-out makes for the broadcast, after checking
     that the recipient count shown before sending said as many."""
-    counted = audience_count(broadcast=broadcast)
+    counted = audience_count(audience=broadcast)
     assert broadcast_send(broadcast=broadcast)
     pipeline.fan_out(broadcast_id=broadcast.pk)
     emails = set(
@@ -165,7 +165,7 @@ def test_machine_opens_and_scanner_clicks_are_not_engagement_until_a_person_open
     track(broadcast, who["reader"], CLICK, at=days_ago(0.9), machine=Machine.SCANNER_AGENT)
     # The store takes a click seconds after delivery for a scanner's.
     track(broadcast, who["reader"], CLICK, at=broadcast.sent_at + timedelta(seconds=2))
-    assert audience_count(broadcast=engaged) == 0
+    assert audience_count(audience=engaged) == 0
 
     track(broadcast, who["reader"], OPEN, at=days_ago(0.5))
     assert count_and_fan_out(engaged) == {"reader"}
@@ -210,12 +210,12 @@ def test_did_not_open_goes_to_those_sent_it_who_did_not_open_it(soup_season):
 def test_did_not_open_a_broadcast_of_another_account_or_a_deleted_one_is_nobody(soup_season):
     theirs = draft(AccountFactory(), not_opened_broadcast_id=soup_season.pk)
     SubscriberFactory(account=theirs.account)
-    assert audience_count(broadcast=theirs) == 0
+    assert audience_count(audience=theirs) == 0
 
     mine = draft(soup_season.account, not_opened_broadcast_id=soup_season.pk)
-    assert audience_count(broadcast=mine) == 2
+    assert audience_count(audience=mine) == 2
     soup_season.delete()
-    assert audience_count(broadcast=mine) == 0
+    assert audience_count(audience=mine) == 0
     with pytest.raises(SendRefused, match="Nobody is in the audience"):
         broadcast_send(broadcast=mine)
 
@@ -248,7 +248,7 @@ def test_engagement_filters_narrow_the_tag_audience(db):
         not_opened_broadcast_id=broadcast.pk,
         include_tag_ids=[soup.id],
     )
-    assert audience_count(broadcast=both) == 0
+    assert audience_count(audience=both) == 0
 
 
 # --- The editor -------------------------------------------------------------------------------
@@ -435,7 +435,7 @@ def test_resend_makes_a_draft_for_those_who_did_not_open_and_opens_it(alice_clie
     body = alice_client.get(response.url).content.decode()
     assert "A new draft for those who did not open it." in body
     assert f'<option value="{sent.pk}" selected>Soup season (' in body
-    assert audience_count(broadcast=resend) == 2
+    assert audience_count(audience=resend) == 2
 
 
 @pytest.mark.parametrize(

@@ -27,10 +27,11 @@ from broadcasts.transport import Outcome, OutcomeStatus, PostmarkBatchTransport,
 from convertkit.dev.devstack import free_port
 from convertkit.redis import redis_client
 from subscribers.models import Subscriber
+from subscribers.segments.services import segment_count, segment_create, segment_delete
 from subscribers.services import subscriber_suppress, subscriber_unsubscribe
 from tests.broadcasts.conftest import CountingHandler, smtp_settings, wait_until
 from tests.broadcasts.test_transport import use_postmark
-from tests.factories import SubscriberFactory, TagFactory, TaggingFactory
+from tests.factories import CustomFieldFactory, SubscriberFactory, TagFactory, TaggingFactory
 
 S = Delivery.State
 
@@ -89,11 +90,65 @@ def test_all_of_tags_needs_every_tag_and_a_deleted_tag_never_widens_the_audience
     broadcast.refresh_from_db()
     from broadcasts.audience import audience_count
 
-    assert audience_count(broadcast=broadcast) == 1
+    assert audience_count(audience=broadcast) == 1
     bread.delete()
-    assert audience_count(broadcast=broadcast) == 0
+    assert audience_count(audience=broadcast) == 0
     with pytest.raises(SendRefused, match="Nobody is in the audience"):
         broadcast_send(broadcast=broadcast)
+
+
+def test_a_broadcast_to_a_segment_reaches_its_members_only_and_as_many_as_were_counted(
+    make_broadcast, smtp_sink, db
+):
+    """The segment (soup, and a custom field) AND the broadcast's own filter (not vip); the
+    count the segment's page shows is the recipients a broadcast to it gets."""
+    broadcast = make_broadcast(recipients=0)
+    account = broadcast.account
+    CustomFieldFactory(account=account, key="city", label="City")
+    soup, vip = TagFactory(account=account, name="soup"), TagFactory(account=account, name="vip")
+    cities = {"a": "Paris", "b": "Paris", "c": "Lyon", "d": "Paris", "e": "Paris", "f": "Paris"}
+    people = {
+        n: SubscriberFactory(account=account, email=f"{n}@example.org", fields={"city": city})
+        for n, city in cities.items()
+    }
+    for n in "abcdf":
+        TaggingFactory(tag=soup, subscriber=people[n])
+    TaggingFactory(tag=vip, subscriber=people["d"])
+    Subscriber.objects.filter(pk=people["f"].pk).update(state=Subscriber.State.UNSUBSCRIBED)
+    segment = segment_create(
+        account=account,
+        name="Soup in Paris",
+        include_tag_ids=[soup.id],
+        field_conditions=[{"key": "city", "op": "equals", "value": "paris"}],
+    )
+    assert segment_count(segment=segment) == 3  # a, b, d (c is in Lyon, e has no soup)
+    Broadcast.objects.filter(pk=broadcast.pk).update(
+        segment_id=segment.id, exclude_tag_ids=[vip.id]
+    )
+    broadcast.refresh_from_db()
+
+    broadcast = started(broadcast)
+    send_all(broadcast)
+
+    assert set(smtp_sink.copies) == {"a@example.org", "b@example.org"}
+    assert sorted(smtp_sink.copies.values()) == [1, 1]
+    assert broadcast.recipient_count == 2 == broadcast.sent_count
+
+
+def test_a_broadcast_whose_segment_was_deleted_is_refused_not_sent_to_everyone(
+    make_broadcast, smtp_sink, db
+):
+    broadcast = make_broadcast(recipients=3)
+    tag = TagFactory(account=broadcast.account)
+    TaggingFactory(tag=tag, subscriber=Subscriber.objects.filter(account=broadcast.account)[0])
+    segment = segment_create(account=broadcast.account, name="Tagged", include_tag_ids=[tag.id])
+    Broadcast.objects.filter(pk=broadcast.pk).update(segment_id=segment.id)
+    broadcast.refresh_from_db()
+    segment_delete(segment=segment)
+
+    with pytest.raises(SendRefused, match="Nobody is in the audience"):
+        broadcast_send(broadcast=broadcast)
+    assert not smtp_sink.copies and not Delivery.objects.exists()
 
 
 def test_every_recipient_gets_one_message_with_unsubscribe_headers_and_stable_message_id(

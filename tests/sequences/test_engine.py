@@ -139,3 +139,21 @@ def test_an_unsubscribed_subscriber_gets_nothing_more(make_sequence, smtp_sink):
     advance_and_send(sequence, MONDAY + timedelta(days=2))
     assert received(reader) == ["One"]
     assert Subscription.objects.get(subscriber=reader).state == Subscription.State.STOPPED
+
+
+def test_a_removed_subscriber_gets_nothing_more_not_even_an_email_already_queued(
+    make_sequence, smtp_sink
+):
+    from sequences.services import subscription_remove
+
+    sequence = make_sequence(emails=[("One", 0, "days"), ("Two", 1, "days")])
+    reader = SubscriberFactory(account=sequence.account, email="reader@example.org")
+    subscriber_enrol(sequence=sequence, subscriber=reader, now=MONDAY)
+    sequences_advance(now=MONDAY)  # email one queued, not yet sent
+    assert subscription_remove(sequence=sequence, subscriber_id=reader.pk)
+    advance_and_send(sequence, MONDAY + timedelta(days=3))
+    assert received(reader) == []
+    one = sequence.emails.order_by("sort_key").first().message
+    one.refresh_from_db()
+    assert one.cancelled_count == 1
+    assert Subscription.objects.get(subscriber=reader).state == Subscription.State.REMOVED

@@ -858,11 +858,11 @@ def test_bounced_subscriber_is_not_in_the_next_broadcasts_audience(esp_client, s
         delivery.save(update_fields=["esp_message_id"])
     bounced, complained = deliveries[0], deliveries[1]
     next_broadcast = Broadcast.objects.create(account=broadcast.account, subject="Bread season")
-    assert audience_count(broadcast=next_broadcast) == 3
+    assert audience_count(audience=next_broadcast) == 3
     for kind, delivery in (("hard_bounce", bounced), ("complaint", complained)):
         body = _postmark(kind, delivery.esp_message_id, delivery.subscriber.email)
         assert _post(esp_client, "postmark", body).status_code == 200
-    assert audience_count(broadcast=next_broadcast) == 1
+    assert audience_count(audience=next_broadcast) == 1
 
 
 def test_deploy_check_warns_when_an_esp_is_used_without_webhook_secret(settings):
