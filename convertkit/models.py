@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zoneinfo
+from functools import cache
 
 from django.contrib.auth.base_user import BaseUserManager
 from django.contrib.auth.models import AbstractUser
@@ -43,8 +44,19 @@ class User(AbstractUser):
         return self.email
 
 
+@cache
+def time_zone_names() -> frozenset[str]:
+    """The IANA zone names (read once per process: listing them walks the zone files)."""
+    return frozenset(zoneinfo.available_timezones())
+
+
+def is_time_zone(value: str) -> bool:
+    """Whether `value` is an IANA zone name (Europe/Paris), as browsers and imports give them."""
+    return value in time_zone_names()
+
+
 def validate_time_zone(value: str) -> None:
-    if value not in zoneinfo.available_timezones():
+    if not is_time_zone(value):
         raise ValidationError(f"“{value}” is not a time zone name such as Europe/Paris.")
 
 
@@ -99,6 +111,7 @@ class Job(models.Model):
         IMPORT = "import", "Import"
         BULK_TAG = "bulk_tag", "Tag subscribers"
         BULK_UNTAG = "bulk_untag", "Remove tag"
+        BULK_SEQUENCE = "bulk_sequence", "Add to a sequence"
         BULK_UNSUBSCRIBE = "bulk_unsubscribe", "Unsubscribe subscribers"
         BULK_DELETE = "bulk_delete", "Delete subscribers"
 

@@ -1,8 +1,11 @@
-"""Bulk actions (tag, untag, unsubscribe, delete) over a filtered set of subscribers, as Jobs.
+"""Bulk actions (tag, untag, add to a sequence, unsubscribe, delete) over a filtered set of
+subscribers, as Jobs.
 
 The creator confirms in the page (`bulk_job_create`); a worker runs `bulk_job_run`. The set is
 walked by id in batches; each batch is one set-based statement and moves the job's cursor in the
 same transaction, so a crash and a re-run redo nothing and the progress bar always tells the truth.
+Tagging a batch enrols, in the same statement's transaction, those it newly tagged in the
+sequences the tag adds to (sequences.entry).
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from django.db.models import Max
 from django.utils import timezone
 
 from convertkit.models import Job, User
+from sequences.entry import subscriber_ids_enrol, tag_added_enrol
+from sequences.models import Sequence
 from subscribers.models import StateChange, Subscriber, Suppression, Tag, Tagging
 from subscribers.selectors import (
     SubscriberFilter,
@@ -36,6 +41,7 @@ SUPPRESSION_TABLE = Suppression._meta.db_table
 KIND_BY_ACTION = {
     "tag": Job.Kind.BULK_TAG,
     "untag": Job.Kind.BULK_UNTAG,
+    "sequence": Job.Kind.BULK_SEQUENCE,
     "unsubscribe": Job.Kind.BULK_UNSUBSCRIBE,
     "delete": Job.Kind.BULK_DELETE,
 }
@@ -46,7 +52,9 @@ class BulkJobError(Exception):
     """A reason the job cannot go on, in words for the creator."""
 
 
-def bulk_title(*, action: str, total: Total, tag: Tag | None) -> str:
+def bulk_title(
+    *, action: str, total: Total, tag: Tag | None, sequence: Sequence | None = None
+) -> str:
     """The job's title, e.g. "Tag 12,345 subscribers with 'vip'"."""
     number = f"{total.count:,}{'+' if total.capped else ''}"
     noun = "subscriber" if total.count == 1 and not total.capped else "subscribers"
@@ -54,6 +62,8 @@ def bulk_title(*, action: str, total: Total, tag: Tag | None) -> str:
         return f"Tag {number} {noun} with '{tag.name}'"
     if action == "untag":
         return f"Remove '{tag.name}' from {number} {noun}"
+    if action == "sequence":
+        return f"Add {number} {noun} to the sequence '{sequence.name}'"
     if action == "unsubscribe":
         return f"Unsubscribe {number} {noun}"
     return f"Delete {number} {noun}"
@@ -67,17 +77,20 @@ def bulk_job_create(
     filters: SubscriberFilter,
     tag: Tag | None,
     total: Total,
+    sequence: Sequence | None = None,
 ) -> Job:
     """Records the job and queues it once the transaction commits."""
     job = Job.objects.create(
         account=account,
         created_by=user,
         kind=KIND_BY_ACTION[action],
-        title=bulk_title(action=action, total=total, tag=tag),
+        title=bulk_title(action=action, total=total, tag=tag, sequence=sequence),
         params={
             **filters.as_params(),
             "target_tag": tag.id if tag else None,
             "target_tag_name": tag.name if tag else "",
+            "target_sequence": sequence.id if sequence else None,
+            "target_sequence_name": sequence.name if sequence else "",
             "user_email": user.email,
         },
     )
@@ -94,8 +107,10 @@ def bulk_job_run(*, job_id: int) -> None:
        added later are not touched) and its size is the total.
     3. Each batch, in one transaction: lock the job row (a second runner waits, then continues
        from the cursor instead of redoing the batch), read the next BATCH_SIZE ids after the cursor,
-       apply the action in one statement, and save the cursor, processed and affected counts.
-    4. No ids left: done. A reason to stop (the tag was deleted): failed, with the reason.
+       apply the action in one statement, and save the cursor, processed and the counts of
+       what it did (affected; or added, restarted and refused for a sequence).
+    4. No ids left: done. A reason to stop (the tag or sequence was deleted): failed, with the
+       reason.
     """
     claimed = Job.objects.filter(
         pk=job_id, kind__in=BULK_KINDS, state__in=[Job.State.QUEUED, Job.State.RUNNING]
@@ -136,18 +151,37 @@ def _target_tag(job: Job) -> Tag | None:
     return tag
 
 
+def _target_sequence(job: Job) -> Sequence | None:
+    if job.kind != Job.Kind.BULK_SEQUENCE:
+        return None
+    sequence = Sequence.objects.filter(
+        account_id=job.account_id, pk=job.params.get("target_sequence")
+    ).first()
+    if sequence is None:
+        name = job.params.get("target_sequence_name") or "?"
+        raise BulkJobError(f"The sequence '{name}' was deleted, so the job stopped.")
+    return sequence
+
+
+def _summary_start(job: Job) -> dict[str, int]:
+    if job.kind == Job.Kind.BULK_SEQUENCE:
+        return {"added": 0, "restarted": 0, "refused": 0}
+    return {"affected": 0}
+
+
 def _prepare(job_id: int) -> None:
     with transaction.atomic():
         job = Job.objects.select_for_update().select_related("account").get(pk=job_id)
         if "max_id" in job.params:
             return
         _target_tag(job)
+        _target_sequence(job)
         filtered = _filtered(job)
         max_id = filtered.aggregate(max_id=Max("id"))["max_id"] or 0
         job.params = {**job.params, "max_id": max_id, "cursor": 0}
         job.total = filtered.filter(id__lte=max_id).order_by().count()
         job.started_at = timezone.now()
-        job.summary = {"affected": 0}
+        job.summary = _summary_start(job)
         job.save(update_fields=["params", "total", "started_at", "summary"])
 
 
@@ -158,6 +192,7 @@ def _run_batch(job_id: int) -> bool:
         if job.state != Job.State.RUNNING:
             return False
         tag = _target_tag(job)
+        sequence = _target_sequence(job)
         filters = SubscriberFilter.from_params(job.params)
         ids = subscriber_batch_ids(
             account=job.account,
@@ -170,22 +205,30 @@ def _run_batch(job_id: int) -> bool:
             if filters.tag_id
             else None,
         )
-        affected = job.summary.get("affected", 0)
+        summary = {**_summary_start(job), **job.summary}
         if not ids:
             job.state = Job.State.DONE
             job.finished_at = timezone.now()
-            job.message = _done_message(job, affected)
+            job.message = _done_message(job, summary)
             job.save(update_fields=["state", "finished_at", "message"])
             return False
-        affected += APPLY[job.kind](job=job, ids=ids, tag=tag)
+        counts = APPLY[job.kind](job=job, ids=ids, tag=tag, sequence=sequence)
         job.params = {**job.params, "cursor": ids[-1]}
         job.processed += len(ids)
-        job.summary = {"affected": affected}
+        job.summary = {name: summary[name] + counts.get(name, 0) for name in summary}
         job.save(update_fields=["params", "processed", "summary"])
     return True
 
 
-def _done_message(job: Job, affected: int) -> str:
+def _done_message(job: Job, summary: dict[str, int]) -> str:
+    if job.kind == Job.Kind.BULK_SEQUENCE:
+        name = job.params.get("target_sequence_name") or "?"
+        return (
+            f"{summary['added']:,} added to '{name}', {summary['restarted']:,} restarted at its "
+            f"first email, {summary['refused']:,} refused (unsubscribed, bounced or complained, "
+            "or already in it)"
+        )
+    affected = summary["affected"]
     verb = {
         Job.Kind.BULK_TAG: "tagged",
         Job.Kind.BULK_UNTAG: "untagged",
@@ -196,7 +239,8 @@ def _done_message(job: Job, affected: int) -> str:
     return f"{affected:,} {noun} {verb}"
 
 
-def _apply_tag(*, job: Job, ids: list[int], tag: Tag) -> int:
+def _apply_tag(*, job: Job, ids: list[int], tag: Tag, **_) -> dict[str, int]:
+    """Tags the batch; those it newly tagged enter the sequences the tag adds to."""
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
@@ -204,13 +248,21 @@ def _apply_tag(*, job: Job, ids: list[int], tag: Tag) -> int:
             SELECT account_id, %s, id, now() FROM {SUBSCRIBER_TABLE}
             WHERE account_id = %s AND id = ANY(%s)
             ON CONFLICT (tag_id, subscriber_id) DO NOTHING
+            RETURNING subscriber_id
             """,
             [tag.id, job.account_id, ids],
         )
-        return cursor.rowcount
+        tagged = [row[0] for row in cursor.fetchall()]
+    tag_added_enrol(tag_id=tag.id, subscriber_ids=tagged)
+    return {"affected": len(tagged)}
 
 
-def _apply_untag(*, job: Job, ids: list[int], tag: Tag) -> int:
+def _apply_sequence(*, job: Job, ids: list[int], sequence: Sequence, **_) -> dict[str, int]:
+    result = subscriber_ids_enrol(sequence=sequence, subscriber_ids=ids)
+    return {"added": result.added, "restarted": result.restarted, "refused": result.refused}
+
+
+def _apply_untag(*, job: Job, ids: list[int], tag: Tag, **_) -> dict[str, int]:
     """The range (ids come ascending) bounds the index scan on tagging_unique to the batch;
     with the array alone the planner may scan the whole tag for every batch."""
     with connection.cursor() as cursor:
@@ -221,10 +273,10 @@ def _apply_untag(*, job: Job, ids: list[int], tag: Tag) -> int:
             """,
             [tag.id, ids[0], ids[-1], ids],
         )
-        return cursor.rowcount
+        return {"affected": cursor.rowcount}
 
 
-def _apply_unsubscribe(*, job: Job, ids: list[int], tag: Tag | None) -> int:
+def _apply_unsubscribe(*, job: Job, ids: list[int], **_) -> dict[str, int]:
     """One statement: lock the still-subscribed rows, move them, and write their history."""
     reason = f"unsubscribed in bulk by {job.params.get('user_email') or 'a team member'}"[:255]
     with connection.cursor() as cursor:
@@ -252,10 +304,10 @@ def _apply_unsubscribe(*, job: Job, ids: list[int], tag: Tag | None) -> int:
                 "reason": reason,
             },
         )
-        return cursor.rowcount
+        return {"affected": cursor.rowcount}
 
 
-def _apply_delete(*, job: Job, ids: list[int], tag: Tag | None) -> int:
+def _apply_delete(*, job: Job, ids: list[int], **_) -> dict[str, int]:
     """Suppression first (the SQL hash is subscribers.models.email_hash, the reason as in
     services.subscriber_delete), then erasure.
 
@@ -274,12 +326,13 @@ def _apply_delete(*, job: Job, ids: list[int], tag: Tag | None) -> int:
             [list(Suppression.UNMAILABLE_REASONS), job.account_id, ids],
         )
     _, deleted = Subscriber.objects.filter(account_id=job.account_id, id__in=ids).delete()
-    return deleted.get(Subscriber._meta.label, 0)
+    return {"affected": deleted.get(Subscriber._meta.label, 0)}
 
 
 APPLY = {
     Job.Kind.BULK_TAG: _apply_tag,
     Job.Kind.BULK_UNTAG: _apply_untag,
+    Job.Kind.BULK_SEQUENCE: _apply_sequence,
     Job.Kind.BULK_UNSUBSCRIBE: _apply_unsubscribe,
     Job.Kind.BULK_DELETE: _apply_delete,
 }

@@ -5,9 +5,10 @@ from django.core.validators import RegexValidator
 from django.urls import reverse
 from django.utils.html import format_html
 
+from sequences.models import Sequence
 from subscribers.models import CustomField, Subscriber, Tag
 from subscribers.selectors import SubscriberFilter
-from subscribers.signup_forms.embed import HONEYPOT_FIELD
+from subscribers.signup_forms.embed import HONEYPOT_FIELD, TIME_ZONE_FIELD
 from subscribers.validation import (
     CONTROL_CHARACTERS_RE,
     MAX_EMAIL_LENGTH,
@@ -18,8 +19,17 @@ from subscribers.validation import (
 )
 
 # Keys a custom field may not take: the subscriber's own attributes use them in merge tags, and
-# public forms post a hidden honeypot input under HONEYPOT_FIELD.
-RESERVED_FIELD_KEYS = {"email", "first_name", "id", "state", "tags", "source", HONEYPOT_FIELD}
+# public forms post hidden inputs under HONEYPOT_FIELD and TIME_ZONE_FIELD.
+RESERVED_FIELD_KEYS = {
+    "email",
+    "first_name",
+    "id",
+    "state",
+    "tags",
+    "source",
+    HONEYPOT_FIELD,
+    TIME_ZONE_FIELD,
+}
 
 
 def one_line(value: str, what: str) -> str:
@@ -224,20 +234,29 @@ class BulkActionForm(forms.Form):
     ACTION_CHOICES = [
         ("tag", "Add a tag"),
         ("untag", "Remove a tag"),
+        ("sequence", "Add to a sequence"),
         ("unsubscribe", "Unsubscribe"),
         ("delete", "Delete"),
     ]
     NEEDS_TAG = {"tag", "untag"}
+    NEEDS_SEQUENCE = {"sequence"}
 
     action = forms.ChoiceField(label="Action", choices=ACTION_CHOICES)
     target_tag = forms.TypedChoiceField(
         label="Tag to add or remove", required=False, coerce=int, empty_value=None
     )
+    target_sequence = forms.TypedChoiceField(
+        label="Sequence to add them to", required=False, coerce=int, empty_value=None
+    )
 
-    def __init__(self, *args, tags: list[Tag], **kwargs):
+    def __init__(self, *args, tags: list[Tag], sequences: list[Sequence], **kwargs):
         super().__init__(*args, **kwargs)
         self.tags_by_id = {tag.id: tag for tag in tags}
         self.fields["target_tag"].choices = _tag_choices(tags, "Choose a tag")
+        self.sequences_by_id = {sequence.id: sequence for sequence in sequences}
+        self.fields["target_sequence"].choices = [("", "Choose a sequence")] + [
+            (str(sequence.id), sequence.name) for sequence in sequences
+        ]
 
     def clean(self):
         cleaned = super().clean()
@@ -247,6 +266,12 @@ class BulkActionForm(forms.Form):
             and "target_tag" not in self.errors
         ):
             self.add_error("target_tag", "Choose the tag to add or remove.")
+        if (
+            cleaned.get("action") in self.NEEDS_SEQUENCE
+            and not cleaned.get("target_sequence")
+            and "target_sequence" not in self.errors
+        ):
+            self.add_error("target_sequence", "Choose the sequence to add them to.")
         return cleaned
 
     @property
@@ -254,3 +279,50 @@ class BulkActionForm(forms.Form):
         if self.cleaned_data.get("action") not in self.NEEDS_TAG:
             return None
         return self.tags_by_id.get(self.cleaned_data.get("target_tag"))
+
+    @property
+    def sequence(self) -> Sequence | None:
+        if self.cleaned_data.get("action") not in self.NEEDS_SEQUENCE:
+            return None
+        return self.sequences_by_id.get(self.cleaned_data.get("target_sequence"))
+
+
+def account_sequences_field(field: forms.ModelChoiceField, account_id: int) -> None:
+    """Offers the account's own sequences only: another account's id is "not one of the
+    available choices", a form error."""
+    field.queryset = Sequence.objects.filter(account_id=account_id).order_by("name", "id")
+
+
+class TagSequencesForm(forms.Form):
+    """The built-in "when this tag is added, add to these sequences"."""
+
+    sequences = forms.ModelMultipleChoiceField(
+        label="When this tag is added to a subscriber, add them to",
+        queryset=Sequence.objects.none(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="However the tag is added: on a subscriber's page, by a form, a bulk action or "
+        "an import. Someone already in a sequence stays where they are.",
+    )
+
+    def __init__(self, *args, account_id: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        account_sequences_field(self.fields["sequences"], account_id)
+
+
+class SubscriberSequenceForm(forms.Form):
+    """The subscriber page's "Add to sequence"; `sequences` are the account's, read once by the
+    view (another account's id is not one of the choices)."""
+
+    sequence = forms.TypedChoiceField(label="Sequence", coerce=int)
+
+    def __init__(self, *args, sequences: list[Sequence], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.sequences_by_id = {sequence.id: sequence for sequence in sequences}
+        self.fields["sequence"].choices = [("", "Choose a sequence")] + [
+            (str(sequence.id), sequence.name) for sequence in sequences
+        ]
+
+    @property
+    def chosen(self) -> Sequence:
+        return self.sequences_by_id[self.cleaned_data["sequence"]]

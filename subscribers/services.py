@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from convertkit.models import Account
+from sequences.entry import tags_added_enrol
 from subscribers.models import (
     CustomField,
     StateChange,
@@ -320,13 +321,37 @@ def subscriber_delete(*, subscriber: Subscriber) -> None:
         subscriber.delete()
 
 
+def subscriber_tags_add(*, subscriber: Subscriber, tag_ids: list[int]) -> list[int]:
+    """Gives the subscriber these tags of their account and returns the ones they did not have
+    yet; a tag that adds to a sequence enrols them, in the same transaction."""
+    if not tag_ids:
+        return []
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {Tagging._meta.db_table} (account_id, tag_id, subscriber_id, created_at)
+            SELECT %(account)s, t.id, %(subscriber)s, now() FROM {Tag._meta.db_table} t
+            WHERE t.account_id = %(account)s AND t.id = ANY(%(tags)s::bigint[])
+            ORDER BY t.id
+            ON CONFLICT (tag_id, subscriber_id) DO NOTHING
+            RETURNING tag_id
+            """,
+            {"account": subscriber.account_id, "subscriber": subscriber.pk, "tags": list(tag_ids)},
+        )
+        added = [row[0] for row in cursor.fetchall()]
+        if added:
+            tags_added_enrol(
+                tag_ids=added,
+                added_sql="SELECT unnest(%(added_tags)s::bigint[]), %(tagged)s::bigint",
+                params={"added_tags": added, "tagged": subscriber.pk},
+            )
+    return added
+
+
 def subscriber_tag(*, subscriber: Subscriber, name: str) -> Tag:
     """Tags the subscriber with the account's tag of that name, creating the tag if needed."""
     tag = tag_get_or_create(account=subscriber.account, name=name)
-    Tagging.objects.bulk_create(
-        [Tagging(account_id=subscriber.account_id, tag=tag, subscriber=subscriber)],
-        ignore_conflicts=True,
-    )
+    subscriber_tags_add(subscriber=subscriber, tag_ids=[tag.id])
     return tag
 
 

@@ -18,12 +18,23 @@ urlpatterns = [
         name="subscriber_untag",
     ),
     path(
+        "<int:subscriber_id>/sequences/",
+        views.subscriber_sequence_add,
+        name="subscriber_sequence_add",
+    ),
+    path(
+        "<int:subscriber_id>/sequences/<int:sequence_id>/remove/",
+        views.subscriber_sequence_remove,
+        name="subscriber_sequence_remove",
+    ),
+    path(
         "<int:subscriber_id>/unsubscribe/",
         views.subscriber_unsubscribe,
         name="subscriber_unsubscribe",
     ),
     path("<int:subscriber_id>/delete/", views.subscriber_delete, name="subscriber_delete"),
     path("tags/", views.tag_list, name="tag_list"),
+    path("tags/<int:tag_id>/", views.tag_detail, name="tag_detail"),
     path("tags/<int:tag_id>/delete/", views.tag_delete, name="tag_delete"),
     path("segments/", include("subscribers.segments.urls")),
     path("fields/", views.custom_field_list, name="custom_field_list"),

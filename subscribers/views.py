@@ -12,6 +12,15 @@ from django.views.decorators.vary import vary_on_headers
 
 from convertkit.paging import page_cursor
 from convertkit.tenancy import account_required, get_for_account
+from sequences.entry import (
+    account_sequences,
+    subscriber_sequences,
+    tag_sequence_ids,
+    tag_sequences_set,
+    tag_trigger_names,
+)
+from sequences.models import Sequence, Subscription
+from sequences.services import SubscribeRefused, subscriber_enrol, subscription_remove
 from subscribers import bulk, selectors, services
 from subscribers.forms import (
     BulkActionForm,
@@ -19,7 +28,9 @@ from subscribers.forms import (
     SubscriberCreateForm,
     SubscriberFilterForm,
     SubscriberForm,
+    SubscriberSequenceForm,
     TagNameForm,
+    TagSequencesForm,
 )
 from subscribers.models import CustomField, Subscriber, Tag
 from tracking.reports import subscriber_timeline
@@ -120,7 +131,9 @@ def subscriber_list(request):
         "page": page,
         "rows": _list_rows(page),
         "total": total,
-        "bulk_form": BulkActionForm(tags=tags),
+        "bulk_form": BulkActionForm(
+            tags=tags, sequences=account_sequences(account_id=request.account.id)
+        ),
         "bulk_allowed": not form.errors,
         "partial": partial,
     }
@@ -163,10 +176,19 @@ def subscriber_create(request):
 @account_required
 def subscriber_detail(request, subscriber_id: int):
     subscriber = get_for_account(request, Subscriber, pk=subscriber_id)
-    return _render_detail(request, subscriber, TagNameForm())
+    return _render_detail(request, subscriber)
 
 
-def _render_detail(request, subscriber: Subscriber, tag_form: TagNameForm):
+def _render_detail(
+    request,
+    subscriber: Subscriber,
+    tag_form: TagNameForm | None = None,
+    sequence_form: SubscriberSequenceForm | None = None,
+):
+    tag_form = tag_form or TagNameForm()
+    sequence_form = sequence_form or SubscriberSequenceForm(
+        sequences=account_sequences(account_id=request.account.id)
+    )
     custom_fields = _custom_fields(request)
     return render(
         request,
@@ -182,11 +204,13 @@ def _render_detail(request, subscriber: Subscriber, tag_form: TagNameForm):
             ),
             "tag_form": tag_form,
             "tag_names": _tag_names(request),
+            "sequence_form": sequence_form,
+            "subscriptions": subscriber_sequences(subscriber=subscriber),
             "history": selectors.subscriber_history(subscriber=subscriber),
             "signups": selectors.subscriber_signups(subscriber=subscriber),
             "timeline": subscriber_timeline(subscriber=subscriber),
         },
-        status=400 if tag_form.errors else 200,
+        status=400 if tag_form.errors or sequence_form.errors else 200,
     )
 
 
@@ -229,7 +253,7 @@ def subscriber_tag(request, subscriber_id: int):
         return redirect("subscriber_detail", subscriber.id)
     form = TagNameForm(request.POST)
     if not form.is_valid():
-        return _render_detail(request, subscriber, form)
+        return _render_detail(request, subscriber, tag_form=form)
     tag = services.subscriber_tag(subscriber=subscriber, name=form.cleaned_data["name"])
     messages.success(request, f"Tagged with “{tag.name}”.")
     return redirect("subscriber_detail", subscriber.id)
@@ -241,6 +265,58 @@ def subscriber_untag(request, subscriber_id: int, tag_id: int):
     tag = get_for_account(request, Tag, pk=tag_id)
     if request.method == "POST" and services.subscriber_untag(subscriber=subscriber, tag=tag):
         messages.success(request, f"Removed the tag “{tag.name}”.")
+    return redirect("subscriber_detail", subscriber.id)
+
+
+@account_required
+def subscriber_sequence_add(request, subscriber_id: int):
+    """The "Add to sequence" button: another account's sequence is a form error, and a
+    suppressed subscriber is refused with the reason, in the form; nothing changes then."""
+    subscriber = get_for_account(request, Subscriber, pk=subscriber_id)
+    if request.method != "POST":
+        return redirect("subscriber_detail", subscriber.id)
+    form = SubscriberSequenceForm(
+        request.POST, sequences=account_sequences(account_id=request.account.id)
+    )
+    if not form.is_valid():
+        return _render_detail(request, subscriber, sequence_form=form)
+    sequence = form.chosen
+    try:
+        result = subscriber_enrol(sequence=sequence, subscriber=subscriber)
+    except SubscribeRefused as refused:
+        form.add_error("sequence", str(refused))
+        return _render_detail(request, subscriber, sequence_form=form)
+    if result.added and subscriber.state == Subscriber.State.UNCONFIRMED:
+        messages.success(
+            request,
+            f"Added to the sequence “{sequence.name}”: it starts once they confirm their address.",
+        )
+    elif result.added:
+        messages.success(request, f"Added to the sequence “{sequence.name}”.")
+    elif result.restarted:
+        messages.success(request, f"“{sequence.name}” starts again at its first email for them.")
+    else:
+        state = (
+            Subscription.objects.filter(sequence=sequence, subscriber_id=subscriber.pk)
+            .values_list("state", flat=True)
+            .first()
+        )
+        if state == Subscription.State.COMPLETED:
+            why = f"They completed “{sequence.name}”, which does not repeat"
+        else:
+            why = f"They are already in “{sequence.name}”"
+        messages.info(request, f"{why}: nothing changed.")
+    return redirect("subscriber_detail", subscriber.id)
+
+
+@account_required
+def subscriber_sequence_remove(request, subscriber_id: int, sequence_id: int):
+    subscriber = get_for_account(request, Subscriber, pk=subscriber_id)
+    sequence = get_for_account(request, Sequence, pk=sequence_id)
+    if request.method == "POST" and subscription_remove(
+        sequence=sequence, subscriber_id=subscriber.pk
+    ):
+        messages.success(request, f"Removed from “{sequence.name}”: they get nothing more from it.")
     return redirect("subscriber_detail", subscriber.id)
 
 
@@ -305,10 +381,40 @@ def tag_list(request):
         else:
             messages.success(request, f"Tag “{tag.name}” created.")
             return redirect("tag_list")
+    tags = selectors.account_tags(account=request.account)
+    sequence_names = tag_trigger_names(tag_ids=[tag.id for tag in tags])
+    for tag in tags:
+        tag.sequence_names = sequence_names.get(tag.id, [])
     return render(
         request,
         "subscribers/tag_list.html",
-        {"form": form, "tags": selectors.account_tags(account=request.account)},
+        {"form": form, "tags": tags},
+        status=400 if form.errors else 200,
+    )
+
+
+@account_required
+def tag_detail(request, tag_id: int):
+    """The tag's settings: the built-in "when this tag is added, add to these sequences"."""
+    tag = get_for_account(request, Tag, pk=tag_id)
+    form = TagSequencesForm(
+        request.POST if request.method == "POST" else None,
+        account_id=request.account.id,
+        initial={"sequences": tag_sequence_ids(tag=tag)},
+    )
+    if request.method == "POST" and form.is_valid():
+        chosen = form.cleaned_data["sequences"]
+        tag_sequences_set(tag=tag, sequence_ids=[sequence.pk for sequence in chosen])
+        if chosen:
+            names = ", ".join(f"“{sequence.name}”" for sequence in chosen)
+            messages.success(request, f"Adding “{tag.name}” now adds subscribers to {names}.")
+        else:
+            messages.success(request, f"Adding “{tag.name}” adds subscribers to no sequence.")
+        return redirect("tag_detail", tag.id)
+    return render(
+        request,
+        "subscribers/tag_detail.html",
+        {"tag": tag, "form": form},
         status=400 if form.errors else 200,
     )
 
@@ -392,7 +498,11 @@ def subscriber_bulk(request):
     tags = selectors.account_tags(account=request.account)
     data = request.POST if request.method == "POST" else request.GET
     filter_form = SubscriberFilterForm(data, tags=tags)
-    action_form = BulkActionForm(data if "action" in data else None, tags=tags)
+    action_form = BulkActionForm(
+        data if "action" in data else None,
+        tags=tags,
+        sequences=account_sequences(account_id=request.account.id),
+    )
     filter_valid = filter_form.is_valid()
     context = {"filter_form": filter_form, "action_form": action_form}
     if filter_valid:
@@ -407,7 +517,10 @@ def subscriber_bulk(request):
         context.update(filters=filters, filter_tag=tag, total=total)
         if action_form.is_bound and action_form.is_valid():
             title = bulk.bulk_title(
-                action=action_form.cleaned_data["action"], total=total, tag=action_form.tag
+                action=action_form.cleaned_data["action"],
+                total=total,
+                tag=action_form.tag,
+                sequence=action_form.sequence,
             )
             if request.method == "POST" and request.POST.get("confirmed") == "yes":
                 job = bulk.bulk_job_create(
@@ -417,6 +530,7 @@ def subscriber_bulk(request):
                     filters=filters,
                     tag=action_form.tag,
                     total=total,
+                    sequence=action_form.sequence,
                 )
                 messages.success(request, f"Started: {job.title}.")
                 return redirect("job_detail", job.id)

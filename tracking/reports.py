@@ -26,6 +26,7 @@ from django.utils.functional import SimpleLazyObject
 
 from broadcasts.models import Broadcast, Delivery
 from convertkit.paging import KeysetPage, keyset_page
+from sequences.models import SequenceEmail
 from subscribers.models import ListGrowth, Subscriber
 from tracking import charts
 from tracking.models import DeliveryActivity, EventKind, Link, Machine, Rollup
@@ -289,6 +290,9 @@ class TimelineEntry:
     broadcast_id: int | None
     # Broadcast.name; None when the broadcast was deleted since.
     broadcast_name: str | None
+    # The sequence, when the email was one of a sequence's (its message is a Broadcast row too).
+    sequence_id: int | None
+    sequence_name: str | None
     url: str
     # Why the open or click is taken for a machine's; empty for a person's.
     machine: str
@@ -355,8 +359,9 @@ def subscriber_timeline(
     before: tuple[dt.datetime, int, int] | None = None,
     size: int = TIMELINE_SIZE,
 ) -> Timeline:
-    """What happened to the subscriber's mail, newest first: broadcasts sent to them, and the
-    first time they opened each, clicked each of its links, unsubscribed, bounced or complained
+    """What happened to the subscriber's mail, newest first: broadcasts and sequence emails sent
+    to them, and the first time they opened each, clicked each of its links, unsubscribed,
+    bounced or complained
     (DeliveryActivity: the raw Event table has no index to find one subscriber's rows). An
     entry is a person's when a person did it at all (at that time), else a machine's. One
     query: the latest activity and the latest sent deliveries, each limited to a page, merged
@@ -370,9 +375,12 @@ def subscriber_timeline(
         "broadcast_id",
         "description",
         "subject",
+        "sequence_id",
+        "sequence_name",
         "url",
     )
     broadcast = Broadcast.objects.filter(pk=OuterRef("broadcast_id"))
+    sequence_email = SequenceEmail.objects.filter(message_id=OuterRef("broadcast_id"))
     events = (
         DeliveryActivity.objects.filter(
             subscriber_id=subscriber.id,
@@ -391,6 +399,8 @@ def subscriber_timeline(
             ),
             description=Subquery(broadcast.values("description")[:1]),
             subject=Subquery(broadcast.values("subject")[:1]),
+            sequence_id=Subquery(sequence_email.values("sequence_id")[:1]),
+            sequence_name=Subquery(sequence_email.values("sequence__name")[:1]),
             url=Subquery(Link.objects.filter(pk=OuterRef("link_id")).values("url")[:1]),
         )
         .values_list(*columns)
@@ -406,6 +416,8 @@ def subscriber_timeline(
             machine=Value(Machine.HUMAN),
             description=F("broadcast__description"),
             subject=F("broadcast__subject"),
+            sequence_id=F("broadcast__sequence_email__sequence_id"),
+            sequence_name=F("broadcast__sequence_email__sequence__name"),
             url=Value("", output_field=CharField()),
         )
         .values_list(*columns)
@@ -423,13 +435,25 @@ def subscriber_timeline(
             broadcast_name=None
             if subject is None
             else Broadcast.name_of(description=description, subject=subject, account=account),
+            sequence_id=sequence_id,
+            sequence_name=sequence_name,
             url=url or "",
             machine="" if machine == Machine.HUMAN else "a privacy proxy or link scanner",
             cursor=_cursor(at, source, row_id),
         )
-        for at, source, row_id, kind, machine, broadcast_id, description, subject, url in rows[
-            :size
-        ]
+        for (
+            at,
+            source,
+            row_id,
+            kind,
+            machine,
+            broadcast_id,
+            description,
+            subject,
+            sequence_id,
+            sequence_name,
+            url,
+        ) in rows[:size]
     ]
     return Timeline(entries=entries, older=entries[-1].cursor if len(rows) > size else None)
 

@@ -29,6 +29,15 @@
     el.textContent = text;
     return el;
   };
+  // The browser's IANA time zone, sent in the form's hidden field: sequences may send at the
+  // subscriber's own hour.
+  const timeZone = (form) => {
+    let zone = "";
+    try {
+      zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+    } catch (e) {} // No Intl: the zone stays unknown.
+    form.querySelectorAll("[data-ck-time-zone]").forEach((el) => (el.value = zone));
+  };
   const say = (form, text, isError) => {
     const el = form.querySelector(".ck-message");
     el?.classList.toggle("ck-message--error", !!isError);
@@ -79,6 +88,7 @@
       el.removeAttribute("aria-describedby");
     }
     say(form, "");
+    timeZone(form);
     try {
       const response = await fetch(form.getAttribute("action"), {
         method: "POST",
@@ -180,6 +190,7 @@
     const form = box.querySelector("form");
     if (!form || box.classList.contains("ck-js")) return;
     box.classList.add("ck-js");
+    timeZone(form);
     if (!document.getElementById("ck-embed-css")) {
       const style = make("style", "", CSS);
       style.id = "ck-embed-css";

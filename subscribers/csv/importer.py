@@ -4,7 +4,8 @@ The file is stored as ImportFileChunk rows of a Job (workers may run on other ho
 one chunk at a time, and never held whole in memory. Rows are checked in Python, the valid ones
 COPYed into a TEMP staging table in batches, and everything that touches the account's data
 happens in one set-based transaction at the end (see `_merge`), so a crash or a re-run imports
-nothing twice and a failed import changes nothing.
+nothing twice and a failed import changes nothing. That transaction also adds everyone in the
+file to the sequence chosen, if any, and those newly given a tag to the sequences it adds to.
 """
 
 from __future__ import annotations
@@ -24,7 +25,10 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from convertkit.csv_download import safe_cell
-from convertkit.models import Account, Job, JobError, User
+from convertkit.models import Account, Job, JobError, User, is_time_zone
+from sequences.entry import tags_added_enrol, triggered_tag_ids
+from sequences.models import Sequence
+from sequences.services import subscribers_enrol
 from subscribers.models import (
     CustomField,
     ImportFileChunk,
@@ -50,13 +54,21 @@ ENCODINGS = {"utf-8": "UTF-8", "cp1252": "Windows-1252 (Latin-1)"}
 DEFAULT_ENCODING = "utf-8"
 
 # What a column can be mapped to; custom fields are "field:<key>", an ignored column is "".
-EMAIL, FIRST_NAME, TAGS, STATE, IGNORE = "email", "first_name", "tags", "state", ""
+EMAIL, FIRST_NAME, TAGS, STATE, TIME_ZONE, IGNORE = (
+    "email",
+    "first_name",
+    "tags",
+    "state",
+    "time_zone",
+    "",
+)
 FIELD_PREFIX = "field:"
 TARGET_LABELS = {
     EMAIL: "Email address",
     FIRST_NAME: "First name",
     TAGS: "Tags (comma-separated in the cell)",
     STATE: "State (only for new subscribers)",
+    TIME_ZONE: "Time zone (a name such as Europe/Paris)",
 }
 # States an import may give a new subscriber; an existing subscriber's state is never changed.
 IMPORTABLE_STATES = frozenset(Subscriber.State.values)
@@ -67,6 +79,7 @@ _HEADER_GUESSES = {
     FIRST_NAME: {"first name", "firstname", "first_name", "name", "given name", "prenom"},
     TAGS: {"tags", "tag"},
     STATE: {"state", "status"},
+    TIME_ZONE: {"time zone", "timezone", "tz"},
 }
 
 # Addresses this simple are accepted by normalize_email (EmailValidator's dot-atom and host name
@@ -312,11 +325,15 @@ def import_job_start(
     encoding: str,
     consent_by: str,
     enqueue: bool = True,
+    sequence: Sequence | None = None,
 ) -> bool:
     """Saves the creator's choices and queues the import (unless the caller runs it itself).
+    `sequence` (of the job's account): everyone in the file is added to it.
 
     False if the job was already started: a second submit of the same form queues nothing.
     """
+    if sequence is not None and sequence.account_id != job.account_id:
+        raise ValueError("The sequence belongs to another account")
     if encoding not in ENCODINGS:
         raise ValueError(f"Unknown encoding {encoding!r}")
     params = {
@@ -325,6 +342,8 @@ def import_job_start(
         "tags": tag_names,
         "encoding": encoding,
         "consent_by": consent_by,
+        "sequence": sequence.pk if sequence else None,
+        "sequence_name": sequence.name if sequence else "",
     }
     with transaction.atomic():
         started = Job.objects.filter(
@@ -438,6 +457,7 @@ class _Columns:
     first_name: int | None
     state: int | None
     tags: int | None
+    time_zone: int | None
     fields: list[tuple[int, str]]  # (column index, custom field key)
 
     @classmethod
@@ -448,6 +468,7 @@ class _Columns:
             first_name=index.get(FIRST_NAME),
             state=index.get(STATE),
             tags=index.get(TAGS),
+            time_zone=index.get(TIME_ZONE),
             fields=[
                 (i, target[len(FIELD_PREFIX) :])
                 for i, target in enumerate(mapping)
@@ -464,27 +485,30 @@ class _Staging:
 
     rows = "ck_import_rows"
     errors = "ck_import_errors"
+    # The taggings the import made, when a tag may add to a sequence.
+    tagged = "ck_import_tagged"
 
     def create(self, cursor) -> None:
         self.drop(cursor)
         field_columns = "".join(f", f{i} text" for i in range(self.field_count))
         cursor.execute(
             f"CREATE TEMP TABLE {self.rows} (line bigint NOT NULL, email text NOT NULL, "
-            f"first_name text, state text, tags text{field_columns})"
+            f"first_name text, state text, tags text, time_zone text{field_columns})"
         )
         cursor.execute(
             f"CREATE TEMP TABLE {self.errors} "
             "(line bigint, column_name text, value text, message text NOT NULL)"
         )
+        cursor.execute(f"CREATE TEMP TABLE {self.tagged} (tag_id bigint, subscriber_id bigint)")
 
     def drop(self, cursor) -> None:
-        cursor.execute(f"DROP TABLE IF EXISTS {self.rows}, {self.errors}")
+        cursor.execute(f"DROP TABLE IF EXISTS {self.rows}, {self.errors}, {self.tagged}")
 
     def copy_rows(self, cursor, buffer: io.StringIO) -> None:
         field_columns = "".join(f", f{i}" for i in range(self.field_count))
         buffer.seek(0)
         cursor.copy_expert(
-            f"COPY {self.rows} (line, email, first_name, state, tags{field_columns}) "
+            f"COPY {self.rows} (line, email, first_name, state, tags, time_zone{field_columns}) "
             "FROM STDIN WITH (FORMAT csv)",
             buffer,
         )
@@ -622,11 +646,12 @@ def _parse_into_staging(
 
     header = None
     width = len(params.get("columns", []))
-    email_i, name_i, state_i, tags_i = (
+    email_i, name_i, state_i, tags_i, zone_i = (
         columns.email,
         columns.first_name,
         columns.state,
         columns.tags,
+        columns.time_zone,
     )
     field_indexes = [index for index, _ in columns.fields]
     fields = columns.fields
@@ -696,9 +721,9 @@ def _parse_into_staging(
                 if problem:
                     error(start, raw, problem, name_i)
                     continue
-        state = tags = None
-        if state_i is not None or tags_i is not None:
-            state, tags, problem = _state_and_tags_checked(row, state_i, tags_i)
+        state = tags = zone = None
+        if state_i is not None or tags_i is not None or zone_i is not None:
+            state, tags, zone, problem = _state_tags_and_zone_checked(row, state_i, tags_i, zone_i)
             if problem:
                 error(start, raw, problem[1], problem[0])
                 continue
@@ -713,9 +738,9 @@ def _parse_into_staging(
             if problem:
                 error(start, raw, problem[1], problem[0])
                 continue
-            add((start, email, first_name, state, tags, *values))
+            add((start, email, first_name, state, tags, zone, *values))
         else:
-            add((start, email, first_name, state, tags))
+            add((start, email, first_name, state, tags, zone))
     if header is None:
         raise ImportFileError("The file has no header row. The first line must name the columns.")
     flush(rows, last=True)
@@ -756,12 +781,12 @@ def _first_name_checked(first_name: str) -> tuple[str, str | None]:
     return _formula_guard_removed(first_name), None
 
 
-def _state_and_tags_checked(
-    row: list[str], state_i: int | None, tags_i: int | None
-) -> tuple[str | None, str | None, tuple[int, str] | None]:
-    """(state, tags, problem) of a row, the problem as (column index, message); empty cells are
-    None."""
-    state = tags = None
+def _state_tags_and_zone_checked(
+    row: list[str], state_i: int | None, tags_i: int | None, zone_i: int | None
+) -> tuple[str | None, str | None, str | None, tuple[int, str] | None]:
+    """(state, tags, time zone, problem) of a row, the problem as (column index, message);
+    empty cells are None."""
+    state = tags = zone = None
     if state_i is not None:
         state = row[state_i].strip().lower() or None
         if state is not None and state not in IMPORTABLE_STATES:
@@ -769,13 +794,21 @@ def _state_and_tags_checked(
                 f"“{row[state_i][:40]}” is not a state; use one of "
                 f"{', '.join(Subscriber.State.values)}."
             )
-            return None, None, (state_i, message)
+            return None, None, None, (state_i, message)
     if tags_i is not None:
         tags = row[tags_i] or None
         if tags and len(tags) > MAX_FIELD_VALUE_LENGTH:
             message = f"The tags are longer than {MAX_FIELD_VALUE_LENGTH:,} characters."
-            return None, None, (tags_i, message)
-    return state, tags, None
+            return None, None, None, (tags_i, message)
+    if zone_i is not None:
+        zone = row[zone_i].strip() or None
+        if zone is not None and not is_time_zone(zone):
+            message = (
+                f"“{row[zone_i][:40]}” is not a time zone name such as Europe/Paris or "
+                "America/New_York."
+            )
+            return None, None, None, (zone_i, message)
+    return state, tags, zone, None
 
 
 def _field_values_checked(
@@ -846,7 +879,9 @@ def _merge(*, job: Job, columns: _Columns, staging: _Staging, parsed: _ParseResu
        updated (never their state); then the other addresses are inserted, in email order (the
        unique index fills in order). Two statements rather than one upsert: ON CONFLICT DO
        UPDATE costs half as much again per row, and rewrites unchanged rows.
-    5. Tag everyone in the file with the chosen tags and the tags of their own row.
+    5. Tag everyone in the file with the chosen tags and the tags of their own row; those a tag
+       was added to enter the sequences it adds to. Everyone in the file enters the sequence
+       chosen, if any (the unsubscribed, bounced and complained are refused).
     6. Store the row errors, the summary, mark the job done, and delete the file.
     """
     account_id = job.account_id
@@ -858,6 +893,16 @@ def _merge(*, job: Job, columns: _Columns, staging: _Staging, parsed: _ParseResu
         cursor.execute(f"SELECT state FROM {Job._meta.db_table} WHERE id = %s FOR UPDATE", [job.pk])
         if cursor.fetchone()[0] != Job.State.RUNNING:
             return
+        sequence = None
+        if job.params.get("sequence"):
+            sequence = Sequence.objects.filter(
+                account_id=account_id, pk=job.params["sequence"]
+            ).first()
+            if sequence is None:
+                raise ImportFileError(
+                    f"The sequence “{job.params.get('sequence_name') or '?'}” was deleted, so "
+                    "nothing was imported. Start the import again."
+                )
         cursor.execute("SET LOCAL work_mem = '256MB'")
 
         cursor.execute(
@@ -919,10 +964,13 @@ def _merge(*, job: Job, columns: _Columns, staging: _Staging, parsed: _ParseResu
             UPDATE {subscribers} AS s SET
                 first_name = coalesce(r.first_name, s.first_name),
                 fields = s.fields || r.fields,
+                time_zone = coalesce(r.time_zone, s.time_zone),
                 updated_at = %s
-            FROM (SELECT email, first_name, {fields_sql} AS fields FROM {rows} AS r) AS r
+            FROM (SELECT email, first_name, time_zone, {fields_sql} AS fields FROM {rows} AS r)
+                AS r
             WHERE s.account_id = %s AND s.email = r.email
-              AND (r.first_name <> s.first_name OR NOT s.fields @> r.fields)
+              AND (r.first_name <> s.first_name OR NOT s.fields @> r.fields
+                   OR r.time_zone <> s.time_zone)
             """,
             [now, *field_keys, account_id],
         )
@@ -930,10 +978,10 @@ def _merge(*, job: Job, columns: _Columns, staging: _Staging, parsed: _ParseResu
         cursor.execute(
             f"""
             INSERT INTO {subscribers} (
-                account_id, email, first_name, fields, state, source, consent_at,
+                account_id, email, first_name, fields, time_zone, state, source, consent_at,
                 consent_method, created_at, updated_at, confirmed_at, unsubscribed_at
             )
-            SELECT %s, r.email, coalesce(r.first_name, ''), {fields_sql},
+            SELECT %s, r.email, coalesce(r.first_name, ''), {fields_sql}, coalesce(r.time_zone, ''),
                    coalesce(r.state, 'active'), %s, %s, %s, %s, %s,
                    CASE WHEN coalesce(r.state, 'active') = 'active' THEN %s END,
                    CASE WHEN r.state = 'unsubscribed' THEN %s END
@@ -969,6 +1017,19 @@ def _merge(*, job: Job, columns: _Columns, staging: _Staging, parsed: _ParseResu
             )
             kept = cursor.fetchone()[0]
         _tag_everyone(job=job, columns=columns, staging=staging, cursor=cursor, now=now)
+        in_file = f"""
+            SELECT s.id FROM {staging.rows} AS r
+            JOIN {subscribers} AS s ON s.account_id = %(import_account)s AND s.email = r.email
+        """
+        enrolled = None
+        if sequence is not None:
+            enrolled = subscribers_enrol(
+                sequence=sequence,
+                source_sql=in_file,
+                source_params={"import_account": account_id},
+                now=now,
+                total=parsed.rows - parsed.errors - duplicates - suppressed,
+            )
 
         errors_total = parsed.errors + duplicates + suppressed
         JobError.objects.filter(job=job).delete()
@@ -990,6 +1051,16 @@ def _merge(*, job: Job, columns: _Columns, staging: _Staging, parsed: _ParseResu
             "kept unsubscribed, bounced or complained": kept,
             "errors": errors_total,
         }
+        if enrolled is not None:
+            summary.update(
+                {
+                    f"added to “{sequence.name}”": enrolled.added,
+                    "restarted at its first email": enrolled.restarted,
+                    "refused (unsubscribed, bounced or complained, or in it already)": (
+                        enrolled.refused
+                    ),
+                }
+            )
         Job.objects.filter(pk=job.pk).update(
             state=Job.State.DONE,
             processed=parsed.rows,
@@ -1003,13 +1074,23 @@ def _merge(*, job: Job, columns: _Columns, staging: _Staging, parsed: _ParseResu
 
 
 def _tag_everyone(*, job: Job, columns: _Columns, staging: _Staging, cursor, now) -> None:
-    """Step 5 of _merge: the chosen tags, and each row's own tags (created if missing)."""
+    """Step 5 of _merge: the chosen tags, and each row's own tags (created if missing); then
+    the sequences the tags newly added add to."""
     account = job.account
-    subscribers, taggings, tags = (
-        Subscriber._meta.db_table,
-        Tagging._meta.db_table,
-        Tag._meta.db_table,
-    )
+    triggered = triggered_tag_ids(account_id=account.id)
+
+    def tagging(insert_sql: str) -> str:
+        """The INSERT as it is or, when a tag of the account adds to a sequence, keeping the
+        taggings it made aside."""
+        if not triggered:
+            return insert_sql
+        return f"""
+            WITH added AS ({insert_sql} RETURNING tag_id, subscriber_id)
+            INSERT INTO {staging.tagged} (tag_id, subscriber_id)
+            SELECT tag_id, subscriber_id FROM added
+        """
+
+    subscribers, taggings = Subscriber._meta.db_table, Tagging._meta.db_table
     tag_ids = [
         tag_get_or_create(account=account, name=name).id
         for name in job.params.get("tags", [])
@@ -1017,18 +1098,36 @@ def _tag_everyone(*, job: Job, columns: _Columns, staging: _Staging, cursor, now
     ]
     if tag_ids:
         cursor.execute(
-            f"""
-            INSERT INTO {taggings} (account_id, tag_id, subscriber_id, created_at)
-            SELECT %s, t.id, s.id, %s
-            FROM {staging.rows} AS r
-            JOIN {subscribers} AS s ON s.account_id = %s AND s.email = r.email
-            CROSS JOIN unnest(%s::bigint[]) AS t(id)
-            ON CONFLICT (tag_id, subscriber_id) DO NOTHING
-            """,
+            tagging(
+                f"""
+                INSERT INTO {taggings} (account_id, tag_id, subscriber_id, created_at)
+                SELECT %s, t.id, s.id, %s
+                FROM {staging.rows} AS r
+                JOIN {subscribers} AS s ON s.account_id = %s AND s.email = r.email
+                CROSS JOIN unnest(%s::bigint[]) AS t(id)
+                ON CONFLICT (tag_id, subscriber_id) DO NOTHING
+                """
+            ),
             [account.id, now, account.id, tag_ids],
         )
-    if columns.tags is None:
-        return
+    if columns.tags is not None:
+        _tag_from_column(account=account, staging=staging, cursor=cursor, now=now, tagging=tagging)
+    if triggered:
+        tags_added_enrol(
+            tag_ids=triggered,
+            added_sql=f"SELECT tag_id, subscriber_id FROM {staging.tagged}",
+            params={},
+            now=now,
+        )
+
+
+def _tag_from_column(*, account: Account, staging: _Staging, cursor, now, tagging) -> None:
+    """The tags of each row's own tags cell, created if missing."""
+    subscribers, taggings, tags = (
+        Subscriber._meta.db_table,
+        Tagging._meta.db_table,
+        Tag._meta.db_table,
+    )
     # The same clean-up as tag_get_or_create: spaces collapsed, at most 100 characters.
     names = f"""
         SELECT r.email,
@@ -1046,14 +1145,16 @@ def _tag_everyone(*, job: Job, columns: _Columns, staging: _Staging, cursor, now
         [account.id, now],
     )
     cursor.execute(
-        f"""
-        INSERT INTO {taggings} (account_id, tag_id, subscriber_id, created_at)
-        SELECT DISTINCT %s, t.id, s.id, %s::timestamptz
-        FROM ({names}) AS named
-        JOIN {subscribers} AS s ON s.account_id = %s AND s.email = named.email
-        JOIN {tags} AS t ON t.account_id = %s AND lower(t.name) = lower(named.name)
-        ON CONFLICT (tag_id, subscriber_id) DO NOTHING
-        """,
+        tagging(
+            f"""
+            INSERT INTO {taggings} (account_id, tag_id, subscriber_id, created_at)
+            SELECT DISTINCT %s, t.id, s.id, %s::timestamptz
+            FROM ({names}) AS named
+            JOIN {subscribers} AS s ON s.account_id = %s AND s.email = named.email
+            JOIN {tags} AS t ON t.account_id = %s AND lower(t.name) = lower(named.name)
+            ON CONFLICT (tag_id, subscriber_id) DO NOTHING
+            """
+        ),
         [account.id, now, account.id, account.id],
     )
 

@@ -16,6 +16,8 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from convertkit.csv_download import csv_download
 from convertkit.models import Job
 from convertkit.tenancy import account_required, get_for_account
+from sequences.entry import account_sequences
+from sequences.models import Sequence
 from subscribers.csv import exporter, importer
 from subscribers.models import CustomField, Subscriber, Tag
 from subscribers.selectors import SubscriberFilter
@@ -139,6 +141,14 @@ class ImportMapForm(forms.Form):
         max_length=2000,
         help_text="Tag names separated by commas; new tags are created. Leave empty for none.",
     )
+    sequence = forms.TypedChoiceField(
+        label="Add everyone in this file to a sequence",
+        required=False,
+        coerce=int,
+        empty_value=None,
+        help_text="New and existing subscribers alike; unsubscribed, bounced and complained ones "
+        "are refused, and anyone already in it stays where they are.",
+    )
     encoding = forms.ChoiceField(
         label="Character encoding",
         choices=list(importer.ENCODINGS.items()),
@@ -147,9 +157,20 @@ class ImportMapForm(forms.Form):
     )
 
     def __init__(
-        self, *args, header: list[str], custom_fields: list[CustomField], preview_url: str, **kwargs
+        self,
+        *args,
+        header: list[str],
+        custom_fields: list[CustomField],
+        preview_url: str,
+        sequences: list[Sequence],
+        **kwargs,
     ):
         super().__init__(*args, **kwargs)
+        # The account's own only: another account's id is not one of the choices.
+        self.sequences_by_id = {sequence.id: sequence for sequence in sequences}
+        self.fields["sequence"].choices = [("", "No sequence")] + [
+            (str(sequence.id), sequence.name) for sequence in sequences
+        ]
         self.fields["tags"].widget.attrs["list"] = "import-tag-names"
         # Changing the encoding re-reads the preview, keeping the choices made so far.
         self.fields["encoding"].widget.attrs.update(
@@ -180,6 +201,10 @@ class ImportMapForm(forms.Form):
             raise forms.ValidationError("Choose at most 20 tags.")
         return names
 
+    @property
+    def chosen_sequence(self) -> Sequence | None:
+        return self.sequences_by_id.get(self.cleaned_data.get("sequence"))
+
     def mapping(self) -> list[str]:
         return [self.cleaned_data.get(name) or importer.IGNORE for name in self.column_names]
 
@@ -206,6 +231,7 @@ def import_map(request, job_id: int):
         "header": header,
         "custom_fields": custom_fields,
         "preview_url": reverse("subscriber_import_map", args=[job.id]),
+        "sequences": account_sequences(account_id=request.account.id),
     }
     if request.method == "POST":
         form = ImportMapForm(request.POST, **form_options)
@@ -222,6 +248,7 @@ def import_map(request, job_id: int):
                 tag_names=form.cleaned_data["tags"],
                 encoding=form.cleaned_data["encoding"],
                 consent_by=request.user.email,
+                sequence=form.chosen_sequence,
             )
             return redirect("job_detail", job_id=job.id)
         encoding = form.data.get("encoding", encoding)

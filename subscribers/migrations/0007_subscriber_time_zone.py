@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('subscribers', '0006_list_growth'),
+        ("subscribers", "0006_list_growth"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='subscriber',
-            name='time_zone',
-            field=models.CharField(blank=True, db_default='', default='', max_length=64),
+            model_name="subscriber",
+            name="time_zone",
+            field=models.CharField(blank=True, db_default="", default="", max_length=64),
         ),
     ]

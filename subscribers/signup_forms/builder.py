@@ -12,7 +12,8 @@ from django.core.validators import URLValidator
 from django.template.defaultfilters import filesizeformat
 
 from convertkit.models import Account
-from subscribers.forms import one_line
+from sequences.models import Sequence
+from subscribers.forms import account_sequences_field, one_line
 from subscribers.models import CustomField, Form
 from subscribers.signup_forms.mail import CONFIRMATION_PLACEHOLDER, PLACEHOLDER_RE
 from subscribers.signup_forms.services import (
@@ -171,6 +172,14 @@ class FormBuilderForm(forms.ModelForm):
         "save.",
     )
     incentive_file_remove = forms.BooleanField(label="Remove the file", required=False)
+    sequences = forms.ModelMultipleChoiceField(
+        label="Add subscribers to sequences",
+        queryset=Sequence.objects.none(),
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Everyone who signs up enters these sequences: at once, or once they confirm "
+        "when double opt-in is on. Someone already in a sequence stays where they are.",
+    )
 
     class Meta:
         model = Form
@@ -215,10 +224,15 @@ class FormBuilderForm(forms.ModelForm):
         instance: Form,
         custom_fields: list[CustomField],
         tag_names: list[str],
+        sequence_ids: tuple[int, ...] | list[int] = (),
     ):
         super().__init__(
-            data, files, instance=instance, initial={"tag_names": ", ".join(tag_names)}
+            data,
+            files,
+            instance=instance,
+            initial={"tag_names": ", ".join(tag_names), "sequences": list(sequence_ids)},
         )
+        account_sequences_field(self.fields["sequences"], instance.account_id)
         self.has_incentive_file = hasattr(instance, "incentive_file")
         names = {
             **STANDARD_FIELD_LABELS,

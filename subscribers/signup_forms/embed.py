@@ -12,6 +12,8 @@ from subscribers.validation import MAX_EMAIL_LENGTH, MAX_FIELD_VALUE_LENGTH
 
 # Hidden from people (off-screen, not focusable, aria-hidden); bots that fill every input fill it.
 HONEYPOT_FIELD = "ck_website"
+# Hidden; ck-embed.js and the hosted page fill in the browser's IANA time zone.
+TIME_ZONE_FIELD = "ck_time_zone"
 MAX_FIRST_NAME_LENGTH = 255
 
 
@@ -70,6 +72,7 @@ def form_snippet_html(
             "action_url": form_action_url(form),
             "view_url": settings.SITE_URL + reverse("form_view_pixel", kwargs={"uid": form.uid}),
             "honeypot_field": HONEYPOT_FIELD,
+            "time_zone_field": TIME_ZONE_FIELD,
             "count_view": count_view,
         },
     )

@@ -11,6 +11,10 @@ The rules:
   (an erased address comes back as a new unconfirmed subscriber).
 - A bounced or complained subscriber is never reactivated and gets no email, even after being
   erased (Suppression keeps that reason).
+- The form's sequences take the subscriber in the same transaction: active at once, or (double
+  opt-in) unconfirmed, to start when they confirm; the suppressed enter none.
+- The browser's time zone (a hidden field) is stored when it is a real zone name, never over a
+  zone already known for an active subscriber, and never blanking one.
 - At most one email (confirmation, or incentive to someone already subscribed) per address per
   hour, whatever is submitted: decided under the subscriber's row lock from the Signup rows, so
   neither a race nor a Redis flush lets a second one through.
@@ -33,6 +37,9 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import base36_to_int, int_to_base36
 
+from convertkit.models import is_time_zone
+from sequences.entry import form_joined_enrol
+from sequences.services import subscriptions_confirmed
 from subscribers import tasks
 from subscribers.models import (
     Form,
@@ -40,10 +47,10 @@ from subscribers.models import (
     StateChange,
     Subscriber,
     Suppression,
-    Tagging,
     email_hash,
 )
-from subscribers.signup_forms.embed import HONEYPOT_FIELD, MAX_FIRST_NAME_LENGTH
+from subscribers.services import subscriber_tags_add
+from subscribers.signup_forms.embed import HONEYPOT_FIELD, MAX_FIRST_NAME_LENGTH, TIME_ZONE_FIELD
 from subscribers.validation import (
     MAX_FIELD_VALUE_LENGTH,
     is_disposable,
@@ -68,13 +75,7 @@ class SignupResult:
 
 
 def _apply_tags(*, form: Form, subscriber: Subscriber) -> None:
-    Tagging.objects.bulk_create(
-        [
-            Tagging(account_id=subscriber.account_id, tag_id=tag_id, subscriber_id=subscriber.pk)
-            for tag_id in form.tags.values_list("id", flat=True)
-        ],
-        ignore_conflicts=True,
-    )
+    subscriber_tags_add(subscriber=subscriber, tag_ids=list(form.tags.values_list("id", flat=True)))
 
 
 def _record_state_change(*, subscriber: Subscriber, from_state: str, reason: str) -> None:
@@ -92,6 +93,8 @@ def _apply_data(subscriber: Subscriber, data: dict) -> None:
         subscriber.first_name = data["first_name"]
     if data.get("fields"):
         subscriber.fields = {**subscriber.fields, **data["fields"]}
+    if data.get("time_zone"):
+        subscriber.time_zone = data["time_zone"]
 
 
 def _locked_subscriber(
@@ -106,6 +109,7 @@ def _locked_subscriber(
                 email=email,
                 first_name=data.get("first_name", ""),
                 fields=data.get("fields", {}),
+                time_zone=data.get("time_zone", ""),
                 state=state,
                 source=f"form: {form.name}"[:255],
             )
@@ -173,6 +177,9 @@ def signup_submit(
         if state == Subscriber.State.ACTIVE and not created:
             signup.outcome = Signup.Outcome.TAGGED
             _apply_tags(form=form, subscriber=subscriber)
+            if data.get("time_zone") and not subscriber.time_zone:
+                subscriber.time_zone = data["time_zone"]
+                subscriber.save(update_fields=["time_zone", "updated_at"])
             outcome = "tagged"
         elif state == Subscriber.State.UNSUBSCRIBED or (
             state == Subscriber.State.UNCONFIRMED and must_confirm
@@ -180,7 +187,7 @@ def signup_submit(
             signup.outcome = Signup.Outcome.PENDING
             if state == Subscriber.State.UNCONFIRMED and not created:
                 _apply_data(subscriber, data)
-                subscriber.save(update_fields=["first_name", "fields", "updated_at"])
+                subscriber.save(update_fields=["first_name", "fields", "time_zone", "updated_at"])
             outcome = "confirmation"
         else:
             # Single opt-in: a new address was created active; an unconfirmed one activates.
@@ -198,9 +205,11 @@ def signup_submit(
                     from_state=state,
                     reason=f"subscribed through form “{form.name}”",
                 )
+                subscriptions_confirmed(subscriber_id=subscriber.pk, now=now)
             _apply_tags(form=form, subscriber=subscriber)
             gained = 1
             outcome = "subscribed"
+        form_joined_enrol(form_id=form.pk, subscriber_id=subscriber.pk, now=now)
         if signup.outcome == Signup.Outcome.PENDING:
             send = tasks.send_form_confirmation
         else:
@@ -281,7 +290,8 @@ def signup_from_confirmation_token(token: str) -> Signup:
 def signup_confirm(*, signup: Signup) -> bool:
     """Confirms a pending signup: the subscriber becomes active (from unconfirmed, or from
     unsubscribed since they asked again), what they submitted is applied, the form's tags are
-    added, the consent is recorded and the incentive queued. Bounced and complained subscribers
+    added, the sequences they waited for start (and the form's, for one who had unsubscribed),
+    the consent is recorded and the incentive queued. Bounced and complained subscribers
     stay as they are. Returns whether this call confirmed it; a second call changes nothing."""
     now = timezone.now()
     with transaction.atomic():
@@ -312,7 +322,9 @@ def signup_confirm(*, signup: Signup) -> bool:
         Suppression.objects.filter(
             account_id=subscriber.account_id, email_hash=email_hash(subscriber.email)
         ).delete()
+        subscriptions_confirmed(subscriber_id=subscriber.pk, now=now)
         _apply_tags(form=form, subscriber=subscriber)
+        form_joined_enrol(form_id=form.pk, subscriber_id=subscriber.pk, now=now)
         signup.outcome = Signup.Outcome.CONFIRMED
         signup.confirmed_at = now
         signup.save(update_fields=["outcome", "confirmed_at"])
@@ -353,7 +365,8 @@ def signup_from_incentive_token(token: str) -> Signup | None:
 @dataclass(frozen=True)
 class Submission:
     email: str
-    data: dict  # {"first_name": ..., "fields": {key: value}} with only the form's fields
+    # {"first_name": ..., "fields": {key: value}, "time_zone": ...} with only the form's fields
+    data: dict
     errors: dict[str, str]  # field key (or "__all__") -> message; empty when valid
     values: dict[str, str]  # what was typed, to show the form again
 
@@ -365,7 +378,7 @@ def submission_clean(*, form: Form, post) -> Submission:
     keys = [field["key"] for field in form.fields]
     values = {key: str(post.get(key, "")).strip() for key in keys}
     errors: dict[str, str] = {}
-    unknown = sorted(set(post.keys()) - set(keys) - {HONEYPOT_FIELD})
+    unknown = sorted(set(post.keys()) - set(keys) - {HONEYPOT_FIELD, TIME_ZONE_FIELD})
     if unknown:
         shown = ", ".join(name[:40] for name in unknown[:5])
         errors["__all__"] = f"This form has no field named {shown}."
@@ -397,4 +410,8 @@ def submission_clean(*, form: Form, post) -> Submission:
             data["fields"][key] = value
     if not data["fields"]:
         del data["fields"]
+    # Whatever the browser said, unless it is not a zone name: ignored, never an error.
+    time_zone = str(post.get(TIME_ZONE_FIELD, "")).strip()
+    if is_time_zone(time_zone):
+        data["time_zone"] = time_zone
     return Submission(email=email, data=data, errors=errors, values=values)

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from convertkit.paging import KeysetPage, keyset_page, page_cursor
 from convertkit.tenancy import account_required, get_for_account
+from sequences.entry import form_sequence_ids, form_sequences_set
 from subscribers.models import CustomField, Form, FormIncentiveFile, Tag
 from subscribers.signup_forms import services
 from subscribers.signup_forms.builder import FormBuilderForm, FormCreateForm
@@ -124,6 +125,7 @@ def _builder(request, form: Form) -> FormBuilderForm:
         instance=copy.copy(form),
         custom_fields=list(CustomField.objects.filter(account=request.account)),
         tag_names=list(form.tags.order_by("name").values_list("name", flat=True)),
+        sequence_ids=form_sequence_ids(form=form),
     )
 
 
@@ -199,6 +201,9 @@ def form_builder(request, form_id: int):
                 values=builder.values(),
                 fields=builder.field_rows.cleaned_fields,
                 tag_names=builder.cleaned_data["tag_names"],
+            )
+            form_sequences_set(
+                form=form, sequence_ids=[s.pk for s in builder.cleaned_data["sequences"]]
             )
             if upload is not None:
                 services.form_incentive_file_set(

@@ -7,6 +7,8 @@ import pytest
 from django.urls import URLPattern, reverse
 
 from convertkit.models import Job, JobError
+from sequences.models import Sequence, SequenceTrigger, Subscription
+from sequences.services import subscriber_enrol
 from subscribers import urls as subscriber_urls
 from subscribers.models import CustomField, StateChange, Subscriber, Suppression, Tag, Tagging
 from tests.factories import CustomFieldFactory, SubscriberFactory, TagFactory, TaggingFactory
@@ -21,12 +23,22 @@ def objects_of_a(account_a):
     tag = TagFactory(account=account_a, name="vip")
     TaggingFactory(tag=tag, subscriber=subscriber)
     custom_field = CustomFieldFactory(account=account_a, key="company", label="Company")
-    return {"subscriber": subscriber, "tag": tag, "custom_field": custom_field}
+    course = Sequence.objects.create(account=account_a, name="Course")
+    subscriber_enrol(sequence=course, subscriber=subscriber)
+    welcome = Sequence.objects.create(account=account_a, name="Welcome")
+    return {
+        "subscriber": subscriber,
+        "tag": tag,
+        "custom_field": custom_field,
+        "course": course,
+        "welcome": welcome,
+    }
 
 
 def requests_for(objects) -> dict[str, tuple[str, dict]]:
     """Every subscribers view that takes an id: its URL and a POST that would change something."""
     subscriber, tag, field = objects["subscriber"], objects["tag"], objects["custom_field"]
+    course, welcome = objects["course"], objects["welcome"]
     return {
         "subscriber_detail": (reverse("subscriber_detail", args=[subscriber.id]), {}),
         "subscriber_edit": (
@@ -35,8 +47,17 @@ def requests_for(objects) -> dict[str, tuple[str, dict]]:
         ),
         "subscriber_tag": (reverse("subscriber_tag", args=[subscriber.id]), {"name": "pwned"}),
         "subscriber_untag": (reverse("subscriber_untag", args=[subscriber.id, tag.id]), {}),
+        "subscriber_sequence_add": (
+            reverse("subscriber_sequence_add", args=[subscriber.id]),
+            {"sequence": welcome.id},
+        ),
+        "subscriber_sequence_remove": (
+            reverse("subscriber_sequence_remove", args=[subscriber.id, course.id]),
+            {},
+        ),
         "subscriber_unsubscribe": (reverse("subscriber_unsubscribe", args=[subscriber.id]), {}),
         "subscriber_delete": (reverse("subscriber_delete", args=[subscriber.id]), {}),
+        "tag_detail": (reverse("tag_detail", args=[tag.id]), {"sequences": [welcome.id]}),
         "tag_delete": (reverse("tag_delete", args=[tag.id]), {}),
         "custom_field_delete": (reverse("custom_field_delete", args=[field.id]), {}),
     }
@@ -51,6 +72,8 @@ def snapshot() -> list:
         list(StateChange.objects.order_by("id").values()),
         list(Suppression.objects.order_by("id").values()),
         list(Job.objects.order_by("id").values()),
+        list(Subscription.objects.order_by("id").values()),
+        list(SequenceTrigger.objects.order_by("id").values()),
     ]
 
 
@@ -70,8 +93,11 @@ def test_every_subscribers_view_with_an_id_is_covered(objects_of_a):
         "subscriber_edit",
         "subscriber_tag",
         "subscriber_untag",
+        "subscriber_sequence_add",
+        "subscriber_sequence_remove",
         "subscriber_unsubscribe",
         "subscriber_delete",
+        "tag_detail",
         "tag_delete",
         "custom_field_delete",
     ],
@@ -102,6 +128,20 @@ BOB_CASES = {
     ),
     "subscriber_tag": (302, 302, _detail_url, lambda o: Tag.objects.filter(name="pwned").exists()),
     "subscriber_untag": (302, 302, _detail_url, lambda o: not Tagging.objects.exists()),
+    "subscriber_sequence_add": (
+        302,
+        302,
+        _detail_url,
+        lambda o: Subscription.objects.filter(sequence=o["welcome"]).exists(),
+    ),
+    "subscriber_sequence_remove": (
+        302,
+        302,
+        _detail_url,
+        lambda o: (
+            Subscription.objects.get(sequence=o["course"]).state == Subscription.State.REMOVED
+        ),
+    ),
     "subscriber_unsubscribe": (
         200,
         302,
@@ -113,6 +153,12 @@ BOB_CASES = {
         302,
         lambda o: reverse("subscriber_list"),
         lambda o: not Subscriber.objects.exists(),
+    ),
+    "tag_detail": (
+        200,
+        302,
+        lambda o: reverse("tag_detail", args=[o["tag"].id]),
+        lambda o: SequenceTrigger.objects.filter(tag=o["tag"], sequence=o["welcome"]).exists(),
     ),
     "tag_delete": (200, 302, lambda o: reverse("tag_list"), lambda o: not Tag.objects.exists()),
     "custom_field_delete": (
@@ -139,7 +185,9 @@ def test_bob_a_member_of_account_a_can_use_the_same_pages(bob_client, objects_of
     get = bob_client.get(url)
     assert get.status_code == get_status
     if get_status == 200:
-        shown = {"tag_delete": "vip", "custom_field_delete": "Company"}.get(name, "ann@example.com")
+        shown = {"tag_delete": "vip", "tag_detail": "vip", "custom_field_delete": "Company"}.get(
+            name, "ann@example.com"
+        )
         assert shown in get.content.decode()
     response = bob_client.post(url, data)
 

@@ -13,10 +13,11 @@ from django.urls import reverse
 from convertkit.commands import ProgressBar, account_find
 from convertkit.csv_download import job_error_rows
 from convertkit.models import Account, Job
+from sequences.models import Sequence
 from subscribers.csv import importer
 from subscribers.models import CustomField
 
-TARGET_HELP = "email, first_name, tags, state, ignore, or the key of a custom field"
+TARGET_HELP = "email, first_name, tags, state, time_zone, ignore, or the key of a custom field"
 
 
 class Command(BaseCommand):
@@ -39,6 +40,13 @@ class Command(BaseCommand):
             default=[],
             metavar="NAME",
             help="Tag everyone in the file with this tag (created if missing). Repeatable.",
+        )
+        parser.add_argument(
+            "--sequence",
+            type=int,
+            metavar="SEQUENCE_ID",
+            help="Add everyone in the file to this sequence of the account (unsubscribed, "
+            "bounced and complained subscribers are refused; anyone in it already stays put).",
         )
         parser.add_argument(
             "--map",
@@ -85,6 +93,13 @@ class Command(BaseCommand):
         except importer.ImportFileError as exc:
             raise CommandError(f"{path}: {exc}") from None
         mapping = self._mapping(account=account, header=header, overrides=options["map"])
+        sequence = None
+        if options["sequence"] is not None:
+            sequence = Sequence.objects.filter(account=account, pk=options["sequence"]).first()
+            if sequence is None:
+                raise CommandError(
+                    f"The account has no sequence {options['sequence']} (its id is in its URL)."
+                )
         source.seek(0)
         store = not options["in_process"]
         if store:
@@ -106,6 +121,7 @@ class Command(BaseCommand):
             encoding=options["encoding"] or suggested,
             consent_by="manage.py import_subscribers",
             enqueue=store,
+            sequence=sequence,
         )
         # The plain stream: Django's stderr wrapper would add a newline and colour each update.
         bar = ProgressBar(getattr(self.stderr, "_out", self.stderr))
