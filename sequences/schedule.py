@@ -73,13 +73,3 @@ def due_at(*, anchor: datetime, timing: Timing) -> datetime:
     day = _next_allowed_day(local.date() + timedelta(days=max(1, timing.delay_amount)), timing)
     return _at_send_hour(day, timing)
 
-
-def earliest_due(*, anchor: datetime, delay_amount: int, delay_unit: str) -> datetime:
-    """A time no later than due_at for any days, hour and zone: what an edit may lower a
-    waiting subscriber's next_due_at to, so the scheduler looks at them again in time."""
-    anchor = anchor.astimezone(UTC)
-    if delay_unit == HOURS:
-        return anchor + timedelta(hours=delay_amount)
-    # The send hour on the delay's day can be up to a day (plus a zone's offset) before the
-    # anchor's time of day plus the delay.
-    return anchor + timedelta(days=delay_amount) - timedelta(hours=48)

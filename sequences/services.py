@@ -192,8 +192,10 @@ def _deliveries_cancel(*, message_id: int) -> int:
 def subscriptions_due_lower(*, sequence: Sequence) -> int:
     """After an edit that may make a waiting subscriber's next email due sooner (an email
     inserted, published or given a shorter delay; other send days, hour or zone), lowers their
-    next_due_at to the earliest their next email could now be due (schedule.earliest_due), so
-    the scheduler looks at them in time and moves them to the exact time. Touches only the
+    next_due_at to the earliest their next email could now be due, so the scheduler looks at
+    them in time and moves them to the exact time. That earliest time is the anchor plus the
+    delay for hours; for days, the anchor plus the delay less 48 hours (the send hour on the
+    delay's day can be up to a day before the anchor's time of day, plus a zone's offset). Touches only the
     rows it lowers; returns how many.
 
     An edit calls it before it writes any email's message row: a scheduler's batch holds its
