@@ -1,8 +1,9 @@
 """The Django forms of the broadcast editor: the email and its audience, and the schedule.
 
-They validate what the creator typed; the writes are broadcasts.services'. BroadcastForm never
-saves: `draft(broadcast)` is an unsaved copy with the valid values applied, which is what the
-live preview renders and the recipient count counts.
+They validate what the creator typed; the writes are broadcasts.services'. EmailForm (the
+email's content, which a sequence email's editor shares) never saves: `draft(broadcast)` is an
+unsaved copy with the valid values applied, which is what the live preview renders and the
+recipient count counts.
 """
 
 from __future__ import annotations
@@ -34,18 +35,15 @@ MACHINE_OPENS_NOTE = (
     "Only a person's opens and clicks count: the opens Apple Mail Privacy Protection makes by "
     "fetching every image, and the clicks of link scanners, do not."
 )
-CONTENT_FIELDS = ("description", "subject", "preview_text", "body_format", "body")
+# The email itself, as EmailForm holds it; a broadcast adds its description.
+EMAIL_FIELDS = ("subject", "preview_text", "body_format", "body")
+CONTENT_FIELDS = ("description", *EMAIL_FIELDS)
 
 
-class BroadcastForm(forms.Form):
-    description = forms.CharField(
-        label="Description",
-        required=False,
-        max_length=Broadcast._meta.get_field("description").max_length,
-        help_text="Only you see it: it names the broadcast in your lists and reports. Empty: "
-        "the subject, as a sample subscriber gets it.",
-        widget=forms.TextInput(attrs={"autocomplete": "off"}),
-    )
+class EmailForm(forms.Form):
+    """An email's content (subject, preview text, body), validated: what the broadcast editor
+    and a sequence email's editor share, with the live preview of `draft`."""
+
     subject = forms.CharField(
         label="Subject",
         required=False,
@@ -74,6 +72,50 @@ class BroadcastForm(forms.Form):
         help_text='Personalise with Liquid: {{ subscriber.first_name | default: "friend" }}, '
         "your custom fields as {{ subscriber.<em>key</em> }}, {{ unsubscribe_url }}. "
         "The footer with your postal address and the unsubscribe link is added for you.",
+    )
+
+    def clean_subject(self) -> str:
+        return one_line(self.cleaned_data["subject"], "subject")
+
+    def clean_preview_text(self) -> str:
+        return one_line(self.cleaned_data["preview_text"], "preview text")
+
+    def clean_body(self) -> str:
+        """A body the renderers cannot take (too large, or nested too deep) is not saved."""
+        body = self.cleaned_data["body"]
+        body_format = self.cleaned_data.get("body_format") or Broadcast.BodyFormat.MARKDOWN
+        problem = body_html_problem(body=body, body_format=body_format)
+        if problem:
+            raise forms.ValidationError(problem)
+        return body
+
+    def draft(self, broadcast: Broadcast) -> Broadcast:
+        """An unsaved copy of `broadcast` with every valid value of the form applied; an
+        invalid field keeps the saved value."""
+        draft = copy.copy(broadcast)
+        if self.is_bound:
+            self.is_valid()
+            for name, value in self.cleaned_data.items():
+                setattr(draft, name, value)
+        return draft
+
+    @property
+    def invalid_labels(self) -> list[str]:
+        return [self.fields[name].label for name in self.errors if name in self.fields]
+
+
+class BroadcastForm(EmailForm):
+    """The broadcast editor: the email, its description, and its audience."""
+
+    field_order = [*CONTENT_FIELDS, *AUDIENCE_FIELDS]
+
+    description = forms.CharField(
+        label="Description",
+        required=False,
+        max_length=Broadcast._meta.get_field("description").max_length,
+        help_text="Only you see it: it names the broadcast in your lists and reports. Empty: "
+        "the subject, as a sample subscriber gets it.",
+        widget=forms.TextInput(attrs={"autocomplete": "off"}),
     )
     include_tag_ids = forms.TypedMultipleChoiceField(
         label="Only subscribers tagged with",
@@ -143,24 +185,9 @@ class BroadcastForm(forms.Form):
     def clean_description(self) -> str:
         return one_line(self.cleaned_data["description"], "description")
 
-    def clean_subject(self) -> str:
-        return one_line(self.cleaned_data["subject"], "subject")
-
     def clean_include_match(self) -> str:
         # Not shown (so not posted) while the account has no tags.
         return self.cleaned_data["include_match"] or Broadcast.TagMatch.ANY
-
-    def clean_preview_text(self) -> str:
-        return one_line(self.cleaned_data["preview_text"], "preview text")
-
-    def clean_body(self) -> str:
-        """A body the renderers cannot take (too large, or nested too deep) is not saved."""
-        body = self.cleaned_data["body"]
-        body_format = self.cleaned_data.get("body_format") or Broadcast.BodyFormat.MARKDOWN
-        problem = body_html_problem(body=body, body_format=body_format)
-        if problem:
-            raise forms.ValidationError(problem)
-        return body
 
     def clean(self):
         cleaned = super().clean()
@@ -192,20 +219,6 @@ class BroadcastForm(forms.Form):
     def values(self) -> dict:
         """The keyword arguments of services.broadcast_update, once the form is valid."""
         return {name: self.cleaned_data[name] for name in CONTENT_FIELDS + AUDIENCE_FIELDS}
-
-    def draft(self, broadcast: Broadcast) -> Broadcast:
-        """An unsaved copy of `broadcast` with every valid value of the form applied; an
-        invalid field keeps the saved value."""
-        draft = copy.copy(broadcast)
-        if self.is_bound:
-            self.is_valid()
-            for name, value in self.cleaned_data.items():
-                setattr(draft, name, value)
-        return draft
-
-    @property
-    def invalid_labels(self) -> list[str]:
-        return [self.fields[name].label for name in self.errors if name in self.fields]
 
 
 class ScheduleForm(forms.Form):

@@ -12,6 +12,9 @@ from convertkit.models import Account, User
 from convertkit.ratelimit import LimitExceeded, address_and_network_hit
 from convertkit.tasks import send_account_email
 
+# Every IANA time zone, by name: what an account's or a sequence's time zone may be.
+TIME_ZONE_CHOICES = [(zone, zone) for zone in sorted(available_timezones())]
+
 
 class SignupForm(forms.Form):
     """Step one of signing up: the address only. The answer is the same for any address
@@ -99,7 +102,7 @@ class AccountSettingsForm(forms.ModelForm):
         }
         widgets = {
             "postal_address": forms.Textarea(attrs={"rows": 3}),
-            "time_zone": forms.Select(choices=[(tz, tz) for tz in sorted(available_timezones())]),
+            "time_zone": forms.Select(choices=TIME_ZONE_CHOICES),
         }
 
     def clean_sender_name(self) -> str:
