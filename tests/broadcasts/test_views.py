@@ -27,14 +27,19 @@ PARIS = ZoneInfo("Europe/Paris")
 
 
 class _EditorInputs(HTMLParser):
-    """The name/value pairs a browser submits from <form id="broadcast-form"> (and the inputs
+    """The name/value pairs a browser submits from <form id="`form_id`"> (and the inputs
     outside it that name it in their form attribute); repeated names give lists."""
 
-    def __init__(self):
+    def __init__(self, form_id: str):
         super().__init__(convert_charrefs=True)
+        self.form_id = form_id
         self.inside = False
         self.values: dict[str, str | list[str]] = {}
         self.textarea: str | None = None
+        # A <select>'s name, its first option and whether an option was selected.
+        self.select: str | None = None
+        self.first_option: str | None = None
+        self.selected = False
 
     def _add(self, name: str, value: str) -> None:
         if name in self.values:
@@ -47,9 +52,12 @@ class _EditorInputs(HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
-        if tag == "form" and attrs.get("id") == "broadcast-form":
+        if tag == "option" and self.select:
+            self._option(attrs)
+            return
+        if tag == "form" and attrs.get("id") == self.form_id:
             self.inside = True
-        owned = self.inside or attrs.get("form") == "broadcast-form"
+        owned = self.inside or attrs.get("form") == self.form_id
         if not owned or "disabled" in attrs or not attrs.get("name"):
             return
         if tag == "input":
@@ -61,6 +69,16 @@ class _EditorInputs(HTMLParser):
         elif tag == "textarea":
             self.textarea = attrs["name"]
             self.values[self.textarea] = ""
+        elif tag == "select":
+            self.select, self.first_option, self.selected = attrs["name"], None, False
+
+    def _option(self, attrs: dict) -> None:
+        value = attrs.get("value") or ""
+        if self.first_option is None:
+            self.first_option = value
+        if "selected" in attrs:
+            self._add(self.select, value)
+            self.selected = True
 
     def handle_data(self, data):
         if self.textarea:
@@ -70,12 +88,16 @@ class _EditorInputs(HTMLParser):
         if tag == "textarea" and self.textarea:
             self.values[self.textarea] = self.values[self.textarea].removeprefix("\n")
             self.textarea = None
+        elif tag == "select" and self.select:
+            if not self.selected and self.first_option is not None:
+                self._add(self.select, self.first_option)
+            self.select = None
         elif tag == "form":
             self.inside = False
 
 
-def page_inputs(response) -> dict:
-    parser = _EditorInputs()
+def page_inputs(response, form_id: str = "broadcast-form") -> dict:
+    parser = _EditorInputs(form_id)
     parser.feed(response.content.decode())
     return parser.values
 

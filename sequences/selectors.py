@@ -1,0 +1,310 @@
+"""Reads for the sequence pages and `manage.py sequence_status`: the keyset-paged list, where
+subscribers stand (counts per state, the excluded, by position), when the next email is due,
+and each email's sending and tracking figures.
+
+Counts over a sequence's subscriptions read the index subscription_state_position (sequence,
+state, position_key) alone; each email's figures are its message's counters and rollups, as
+a broadcast's are (tracking/reports.py). Every function runs a fixed number of queries,
+whatever the number of subscribers or emails.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from django.db import connection
+from django.db.models import Count, Q
+from django.template.defaultfilters import pluralize
+from django.urls import reverse
+from django.utils import timezone
+
+from convertkit.paging import KeysetPage, keyset_page
+from sequences.engine import exclusion_condition
+from sequences.models import ALL_DAYS, WEEKDAYS, Sequence, SequenceEmail, Subscription
+from subscribers.models import Subscriber
+from tracking import charts
+from tracking.reports import BroadcastFigures, broadcasts_figures
+
+SubState = Subscription.State
+DAY_NAMES = dict(WEEKDAYS)
+WEEKDAYS_ONLY = [0, 1, 2, 3, 4]
+
+
+# --- Labels -----------------------------------------------------------------------------------
+
+
+def days_label(days: list[int] | None) -> str:
+    """Send days in words: "Every day", "Weekdays", "Mon, Wed, Fri", "No day"."""
+    days = sorted(days or [])
+    if days == ALL_DAYS:
+        return "Every day"
+    if days == WEEKDAYS_ONLY:
+        return "Weekdays"
+    return ", ".join(DAY_NAMES[day] for day in days) or "No day"
+
+
+def delay_label(email: SequenceEmail, *, first: bool) -> str:
+    """When the email goes out, as Kit says it: "Immediately", "2 days after the previous
+    email" (the first: "after subscribing")."""
+    if email.delay_amount == 0:
+        return "Immediately"
+    unit = "day" if email.delay_unit == SequenceEmail.DelayUnit.DAYS else "hour"
+    after = "subscribing" if first else "the previous email"
+    return f"{email.delay_amount:,} {unit}{pluralize(email.delay_amount)} after {after}"
+
+
+def state_label(sequence: Sequence) -> tuple[str, str]:
+    """The sequence's badge: (CSS class, label). No send day pauses it, as in Kit."""
+    if sequence.state == Sequence.State.PAUSED:
+        return "paused", "Paused"
+    if not sequence.send_days:
+        return "paused", "Paused: no send day"
+    return "active", "Active"
+
+
+def send_time_label(sequence: Sequence) -> str:
+    zone = "each subscriber's time zone" if sequence.subscriber_time_zone else sequence.time_zone
+    return f"{days_label(sequence.send_days)} at {sequence.send_hour:02d}:00 ({zone})"
+
+
+# --- The list ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ListRow:
+    url: str
+    name: str
+    state_class: str
+    state_label: str
+    emails: int
+    published: int
+    active: int
+
+
+def sequence_page(*, account, after: int | None, before: int | None) -> KeysetPage:
+    """One page of the account's sequences, newest first, by keyset on the id (the index
+    sequence_account_id), with their email counts and active subscribers: three queries,
+    whatever the page holds."""
+    page = keyset_page(Sequence.objects.filter(account=account), after=after, before=before)
+    ids = [sequence.id for sequence in page.items]
+    emails = {
+        row["sequence_id"]: row
+        for row in SequenceEmail.objects.filter(sequence_id__in=ids, deleted_at__isnull=True)
+        .values("sequence_id")
+        .annotate(total=Count("id"), published=Count("id", filter=Q(published=True)))
+        .order_by()
+    }
+    active = dict(
+        Subscription.objects.filter(sequence_id__in=ids, state=SubState.ACTIVE)
+        .values("sequence_id")
+        .annotate(n=Count("*"))
+        .order_by()
+        .values_list("sequence_id", "n")
+    )
+    prefix = reverse("sequence_list")
+    rows = []
+    for sequence in page.items:
+        state_class, label = state_label(sequence)
+        counts = emails.get(sequence.id, {})
+        rows.append(
+            ListRow(
+                url=f"{prefix}{sequence.id}/",
+                name=sequence.name,
+                state_class=state_class,
+                state_label=label,
+                emails=counts.get("total", 0),
+                published=counts.get("published", 0),
+                active=active.get(sequence.id, 0),
+            )
+        )
+    return page.with_items(rows)
+
+
+# --- Where subscribers stand ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SubscriberCounts:
+    active: int
+    unconfirmed: int
+    completed: int
+    # Unsubscribed, bounced or complained since they entered: nothing more goes to them.
+    stopped: int
+    removed: int
+    # Active ones the exclusions hold back now; None when not counted.
+    excluded: int | None
+
+
+def subscriber_counts(*, sequence: Sequence, excluded: bool = True) -> SubscriberCounts:
+    """How many subscriptions are in each state (one GROUP BY over the index), and how many
+    active ones the exclusions hold back now (one count, when asked and there are any)."""
+    by_state = dict(
+        Subscription.objects.filter(sequence=sequence)
+        .values("state")
+        .annotate(n=Count("*"))
+        .order_by()
+        .values_list("state", "n")
+    )
+    return SubscriberCounts(
+        active=by_state.get(SubState.ACTIVE, 0),
+        unconfirmed=by_state.get(SubState.UNCONFIRMED, 0),
+        completed=by_state.get(SubState.COMPLETED, 0),
+        stopped=by_state.get(SubState.STOPPED, 0),
+        removed=by_state.get(SubState.REMOVED, 0),
+        excluded=excluded_count(sequence=sequence) if excluded else None,
+    )
+
+
+def excluded_count(*, sequence: Sequence) -> int:
+    """The active subscribers the sequence's exclusions hold back now: the scheduler's own
+    condition (engine.exclusion_condition), counted over all of them. 0 without exclusions,
+    without a query."""
+    if not sequence.has_exclusions:
+        return 0
+    condition, params = exclusion_condition(sequence=sequence, alias="s")
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT count(*) FROM {Subscription._meta.db_table} sub
+            JOIN {Subscriber._meta.db_table} s ON s.id = sub.subscriber_id
+            WHERE sub.sequence_id = %(x_sequence)s AND sub.state = %(x_active)s AND {condition}
+            """,
+            {**params, "x_sequence": sequence.pk, "x_active": int(SubState.ACTIVE)},
+        )
+        return cursor.fetchone()[0]
+
+
+@dataclass(frozen=True)
+class Due:
+    # The earliest time a subscriber is looked at again (None: nobody waits).
+    next_at: datetime | None
+    # How many are due now: the scheduler's backlog.
+    now: int
+
+
+def due(*, sequence: Sequence, now: datetime | None = None) -> Due:
+    """When the scheduler next has work in this sequence, and how much is due now: two probes
+    of the index subscription_due."""
+    now = now or timezone.now()
+    waiting = Subscription.objects.filter(sequence=sequence, next_due_at__isnull=False)
+    first = waiting.order_by("next_due_at").values_list("next_due_at", flat=True).first()
+    return Due(next_at=first, now=waiting.filter(next_due_at__lte=now).count())
+
+
+# --- The emails -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EmailRow:
+    email: SequenceEmail
+    position: int
+    name: str
+    delay: str
+    # The email's own send days, in words; "" when it uses the sequence's.
+    own_days: str
+    queued: int
+    figures: BroadcastFigures | None = None
+
+    @property
+    def message(self):
+        return self.email.message
+
+    @property
+    def has_report(self) -> bool:
+        """Whether it ever went out (a draft that never did has nothing to report)."""
+        return bool(self.email.message.frozen_html)
+
+
+def email_rows(*, sequence: Sequence, figures: bool = True) -> list[EmailRow]:
+    """The sequence's emails in order (deleted ones left out), with their messages' counters
+    and, when asked, their tracking figures: two queries."""
+    emails = list(
+        SequenceEmail.objects.filter(sequence=sequence, deleted_at__isnull=True)
+        .select_related("message")
+        .order_by("sort_key")
+    )
+    for email in emails:
+        email.sequence = sequence
+        email.message.account = sequence.account
+    counted = broadcasts_figures(broadcasts=[e.message for e in emails]) if figures else {}
+    return [
+        EmailRow(
+            email=email,
+            position=index,
+            name=email.message.name,
+            delay=delay_label(email, first=index == 1),
+            own_days=days_label(email.send_days) if email.send_days else "",
+            queued=email.message.remaining_count,
+            figures=counted.get(email.message_id),
+        )
+        for index, email in enumerate(emails, start=1)
+    ]
+
+
+# --- Subscribers by position ------------------------------------------------------------------
+
+
+def position_chart(*, sequence: Sequence, rows: list[EmailRow], completed: int) -> charts.Chart:
+    """How many active subscribers stand after each email (they passed it, sent or skipped,
+    and wait for the next), and how many completed: one GROUP BY over the index. A subscriber
+    stands after the last email in today's order whose place they passed, so an email moved or
+    deleted since leaves nobody out."""
+    keys = [row.email.sort_key for row in rows]
+    standing = [0] * (len(rows) + 1)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT position_key, count(*) FROM {Subscription._meta.db_table}
+            WHERE sequence_id = %s AND state = %s
+            GROUP BY position_key
+            """,
+            [sequence.pk, int(SubState.ACTIVE)],
+        )
+        for position_key, count in cursor.fetchall():
+            passed = 0 if position_key is None else bisect.bisect_right(keys, position_key)
+            standing[passed] += count
+    labels = ["None yet"] + [f"#{row.position} {row.name}" for row in rows] + ["Completed"]
+    return charts.bar_chart(
+        chart_id="position-chart",
+        title="Subscribers by position",
+        description=(
+            f"How many active subscribers stand after each of the {len(rows)} emails (they "
+            "passed it and wait for the next), those who have passed none yet, and those who "
+            f"completed the sequence: {sum(standing):,} active, {completed:,} completed."
+        ),
+        labels=labels,
+        label_heading="Last email passed",
+        series=[charts.Series("Subscribers", [*standing, completed], "blue", "bar")],
+        value_format=charts.count_format,
+    )
+
+
+# --- Everything at once -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SequenceStatus:
+    """What the sequence page's report and `manage.py sequence_status` show."""
+
+    sequence: Sequence
+    state_class: str
+    state_label: str
+    counts: SubscriberCounts
+    due: Due
+    emails: list[EmailRow] = field(default_factory=list)
+
+
+def sequence_status(
+    *, sequence: Sequence, figures: bool = True, now: datetime | None = None
+) -> SequenceStatus:
+    state_class, label = state_label(sequence)
+    return SequenceStatus(
+        sequence=sequence,
+        state_class=state_class,
+        state_label=label,
+        counts=subscriber_counts(sequence=sequence),
+        due=due(sequence=sequence, now=now),
+        emails=email_rows(sequence=sequence, figures=figures),
+    )
