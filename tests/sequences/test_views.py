@@ -647,3 +647,13 @@ def test_the_report_page_runs_a_fixed_number_of_queries(
         email_add(course, subject=f"More {n}", delay=1)
     with django_assert_max_num_queries(20):
         assert alice_client.get(url("sequence_detail", course)).status_code == 200
+
+
+def test_the_subscriber_timeline_links_a_sequence_email_to_its_report(alice_client, reported):
+    _course, one, two = reported
+    reader = Subscriber.objects.get(email="reader0@example.org")
+    body = alice_client.get(reverse("subscriber_detail", args=[reader.id])).content.decode()
+    timeline = body[body.index('class="timeline"') :]
+    assert f'href="{url("sequence_email_report", one)}">“One”' in timeline
+    assert f'href="{url("sequence_email_report", two)}">“Two”' in timeline
+    assert "/broadcasts/" not in timeline
