@@ -81,8 +81,6 @@ class SequenceSettingsForm(forms.Form):
             "invalid_choice": "The send hour must be between 0 and 23.",
             "required": "Choose the send time.",
         },
-        help_text="Emails delayed by days go out at this hour on a send day; those delayed by "
-        "hours go out when due (on a send day).",
     )
     time_zone = forms.ChoiceField(
         label="Time zone",
@@ -147,7 +145,7 @@ class SequenceEmailForm(EmailForm):
     """A sequence email: its content (EmailForm, as a broadcast's) and when it goes out."""
 
     delay_amount = forms.IntegerField(
-        label="Send",
+        label="Delay",
         min_value=0,
         widget=forms.NumberInput(attrs={"min": 0, "max": MAX_DELAY_HOURS}),
         error_messages={

@@ -35,14 +35,15 @@ WEEKDAYS_ONLY = [0, 1, 2, 3, 4]
 # --- Labels -----------------------------------------------------------------------------------
 
 
-def days_label(days: list[int] | None) -> str:
-    """Send days in words: "Every day", "Weekdays", "Mon, Wed, Fri", "No day"."""
+def days_phrase(days: list[int] | None) -> str:
+    """Send days in words, to follow "sends": "every day", "on weekdays", "on Mon, Wed, Fri",
+    "on no day"."""
     days = sorted(days or [])
     if days == ALL_DAYS:
-        return "Every day"
+        return "every day"
     if days == WEEKDAYS_ONLY:
-        return "Weekdays"
-    return ", ".join(DAY_NAMES[day] for day in days) or "No day"
+        return "on weekdays"
+    return "on " + (", ".join(DAY_NAMES[day] for day in days) or "no day")
 
 
 def delay_label(email: SequenceEmail, *, first: bool) -> str:
@@ -66,7 +67,7 @@ def state_label(sequence: Sequence) -> tuple[str, str]:
 
 def send_time_label(sequence: Sequence) -> str:
     zone = "each subscriber's time zone" if sequence.subscriber_time_zone else sequence.time_zone
-    return f"{days_label(sequence.send_days)} at {sequence.send_hour:02d}:00 ({zone})"
+    return f"{days_phrase(sequence.send_days)} at {sequence.send_hour:02d}:00 ({zone})"
 
 
 # --- The list ---------------------------------------------------------------------------------
@@ -202,7 +203,7 @@ class EmailRow:
     position: int
     name: str
     delay: str
-    # The email's own send days, in words; "" when it uses the sequence's.
+    # The email's own send days, in words ("on Mon, Wed"); "" when it uses the sequence's.
     own_days: str
     queued: int
     figures: BroadcastFigures | None = None
@@ -235,7 +236,7 @@ def email_rows(*, sequence: Sequence, figures: bool = True) -> list[EmailRow]:
             position=index,
             name=email.message.name,
             delay=delay_label(email, first=index == 1),
-            own_days=days_label(email.send_days) if email.send_days else "",
+            own_days=days_phrase(email.send_days) if email.send_days else "",
             queued=email.message.remaining_count,
             figures=counted.get(email.message_id),
         )

@@ -223,7 +223,7 @@ def _render_editor(
         "row": row,
         "first": row.position == 1,
         "form": form,
-        "sequence_days": selectors.days_label(sequence.send_days),
+        "sequence_days": selectors.days_phrase(sequence.send_days),
         "refused": [refused] if isinstance(refused, str) and refused else refused,
         "saved_problems": saved_problems,
         "previewing": previewing,

@@ -61,7 +61,7 @@ def test_it_prints_the_state_the_subscribers_and_each_emails_sends(course):
     )
     lines = status_of(str(course.id))
     assert lines[0] == f"Sequence {course.id}: “Welcome course” (Ann's Kitchen)"
-    assert lines[1] == "State:        Active; sends Every day at 09:00 (UTC)"
+    assert lines[1] == "State:        Active; sends every day at 09:00 (UTC)"
     assert lines[2] == (
         "Subscribers:  active 4, excluded now 0, unconfirmed 1, completed 0, stopped 0, removed 0"
     )

@@ -167,7 +167,9 @@ def test_the_page_lists_the_emails_in_order_with_delay_badge_and_own_days(alice_
     assert body.index(f'id="email-{one.id}"') < body.index(f'id="email-{two.id}"')
     assert body.index(f'id="email-{two.id}"') < body.index(f'id="email-{three.id}"')
     assert "Immediately" in cards[0] and "badge-published" in cards[0]
-    assert "1 day after the previous email" in cards[1] and "only on Mon, Wed, Fri" in cards[1]
+    assert (
+        "1 day after the previous email" in cards[1] and "sends on Mon, Wed, Fri only" in cards[1]
+    )
     assert "2 hours after the previous email" in cards[2] and "badge-draft" in cards[2]
     assert "Draft three" in cards[2]
     # Move up is not offered to the first, nor down to the last.
@@ -292,7 +294,7 @@ def test_the_settings_are_saved(alice_client, course, account_a):
     assert saved["exclude_sequence_ids"] == [other.id]
     body = alice_client.get(response.url).content.decode()
     assert "Settings saved." in body
-    assert "Sends Mon, Wed, Fri at 07:00 (each subscriber&#x27;s time zone)." in body
+    assert "Sends on Mon, Wed, Fri at 07:00 (each subscriber&#x27;s time zone)." in body
 
 
 def _theirs(account_b):
@@ -379,7 +381,7 @@ def test_the_editor_is_the_broadcast_editors_email_part_with_when_it_goes_out(al
     assert "this is Two." in srcdoc[: srcdoc.index('"></iframe>')]
     assert 'name="delay_amount"' in body and 'value="1"' in body
     assert "after the previous email" in body
-    assert "The sequence sends on: Every day." in body
+    assert "The sequence sends every day." in body
     assert "Tests go to alice@example.com" in body
 
 
