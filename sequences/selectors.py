@@ -79,15 +79,18 @@ class ListRow:
     name: str
     state_class: str
     state_label: str
+    id: int
     emails: int
     published: int
-    active: int
+    active: int | None
 
 
-def sequence_page(*, account, after: int | None, before: int | None) -> KeysetPage:
+def sequence_page(
+    *, account, after: int | None, before: int | None, counts: bool = False
+) -> KeysetPage:
     """One page of the account's sequences, newest first, by keyset on the id (the index
-    sequence_account_id), with their email counts and active subscribers: three queries,
-    whatever the page holds."""
+    sequence_account_id), with their email counts, and their active subscribers when `counts`
+    (active_counts; else None: the list page loads them after it has shown)."""
     page = keyset_page(Sequence.objects.filter(account=account), after=after, before=before)
     ids = [sequence.id for sequence in page.items]
     emails = {
@@ -97,30 +100,40 @@ def sequence_page(*, account, after: int | None, before: int | None) -> KeysetPa
         .annotate(total=Count("id"), published=Count("id", filter=Q(published=True)))
         .order_by()
     }
-    active = dict(
-        Subscription.objects.filter(sequence_id__in=ids, state=SubState.ACTIVE)
+    active = active_counts(account=account, sequence_ids=ids) if counts else {}
+    prefix = reverse("sequence_list")
+    rows = []
+    for sequence in page.items:
+        state_class, label = state_label(sequence)
+        email_counts = emails.get(sequence.id, {})
+        rows.append(
+            ListRow(
+                id=sequence.id,
+                url=f"{prefix}{sequence.id}/",
+                name=sequence.name,
+                state_class=state_class,
+                state_label=label,
+                emails=email_counts.get("total", 0),
+                published=email_counts.get("published", 0),
+                active=active.get(sequence.id, 0) if counts else None,
+            )
+        )
+    return page.with_items(rows)
+
+
+def active_counts(*, account, sequence_ids: list[int]) -> dict[int, int]:
+    """The active subscribers of each of the account's sequences named (others' ids count
+    nothing), by id: one GROUP BY over the index subscription_state_position, whose cost grows
+    with the subscriptions counted."""
+    own = Sequence.objects.filter(account=account, pk__in=sequence_ids).values("pk")
+    counted = dict(
+        Subscription.objects.filter(sequence_id__in=own, state=SubState.ACTIVE)
         .values("sequence_id")
         .annotate(n=Count("*"))
         .order_by()
         .values_list("sequence_id", "n")
     )
-    prefix = reverse("sequence_list")
-    rows = []
-    for sequence in page.items:
-        state_class, label = state_label(sequence)
-        counts = emails.get(sequence.id, {})
-        rows.append(
-            ListRow(
-                url=f"{prefix}{sequence.id}/",
-                name=sequence.name,
-                state_class=state_class,
-                state_label=label,
-                emails=counts.get("total", 0),
-                published=counts.get("published", 0),
-                active=active.get(sequence.id, 0),
-            )
-        )
-    return page.with_items(rows)
+    return {pk: counted.get(pk, 0) for pk in own.values_list("pk", flat=True)}
 
 
 # --- Where subscribers stand ------------------------------------------------------------------
@@ -160,16 +173,23 @@ def subscriber_counts(*, sequence: Sequence, excluded: bool = True) -> Subscribe
 
 def excluded_count(*, sequence: Sequence) -> int:
     """The active subscribers the sequence's exclusions hold back now: the scheduler's own
-    condition (engine.exclusion_condition), counted over all of them. 0 without exclusions,
-    without a query."""
+    condition (engine.exclusion_condition), each of its sets read once and counted over all of
+    them (the subscribers' rows are read only for segments). 0 without exclusions, without a
+    query."""
     if not sequence.has_exclusions:
         return 0
-    condition, params = exclusion_condition(sequence=sequence, alias="s")
+    condition, params = exclusion_condition(
+        sequence=sequence, subscriber_id="sub.subscriber_id", correlated=False
+    )
+    join = (
+        f"JOIN {Subscriber._meta.db_table} s ON s.id = sub.subscriber_id"
+        if sequence.exclude_segment_ids
+        else ""
+    )
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
-            SELECT count(*) FROM {Subscription._meta.db_table} sub
-            JOIN {Subscriber._meta.db_table} s ON s.id = sub.subscriber_id
+            SELECT count(*) FROM {Subscription._meta.db_table} sub {join}
             WHERE sub.sequence_id = %(x_sequence)s AND sub.state = %(x_active)s AND {condition}
             """,
             {**params, "x_sequence": sequence.pk, "x_active": int(SubState.ACTIVE)},
@@ -298,8 +318,11 @@ class SequenceStatus:
 
 
 def sequence_status(
-    *, sequence: Sequence, figures: bool = True, now: datetime | None = None
+    *, sequence: Sequence, figures: bool = False, now: datetime | None = None
 ) -> SequenceStatus:
+    """Everything at once: the state, the counts (the excluded too), the next due, the emails
+    (with their tracking figures when asked). Its counts read every subscription of the
+    sequence: the page loads them after it has shown (sequence_subscribers)."""
     state_class, label = state_label(sequence)
     return SequenceStatus(
         sequence=sequence,

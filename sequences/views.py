@@ -14,7 +14,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 
 from broadcasts import editor
-from convertkit.paging import page_cursor
+from convertkit.paging import PAGE_SIZE, page_cursor
 from convertkit.tenancy import account_required, get_for_account
 from sequences import selectors, services
 from sequences.forms import SequenceCreateForm, SequenceEmailForm, SequenceSettingsForm
@@ -48,12 +48,31 @@ def _detail_redirect(sequence_id: int, anchor: str = ""):
 
 @account_required
 def sequence_list(request):
+    """The list; its subscriber counts come after it has shown (sequence_list_counts), or with
+    it for ?counts=1 (a browser without JavaScript)."""
+    counts = request.GET.get("counts") == "1"
     page = selectors.sequence_page(
         account=request.account,
         after=page_cursor(request, "after"),
         before=page_cursor(request, "before"),
+        counts=counts,
     )
-    return render(request, "sequences/sequence_list.html", {"page": page})
+    return render(
+        request,
+        "sequences/sequence_list.html",
+        {"page": page, "counts": counts, "ids": ",".join(str(row.id) for row in page.items)},
+    )
+
+
+@account_required
+def sequence_list_counts(request):
+    """The active subscribers of the list's sequences (?ids=1,2,3, the account's only), each
+    swapped into its row by htmx."""
+    if not request.htmx:
+        return redirect(reverse("sequence_list") + "?counts=1")
+    ids = [int(pk) for pk in request.GET.get("ids", "").split(",")[:PAGE_SIZE] if pk.isdigit()]
+    counts = selectors.active_counts(account=request.account, sequence_ids=ids)
+    return render(request, "sequences/partials/list_counts.html", {"counts": counts.items()})
 
 
 @account_required
@@ -99,18 +118,34 @@ def _settings_form(request, sequence: Sequence, data=None) -> SequenceSettingsFo
     )
 
 
-def _render_detail(request, sequence: Sequence, form: SequenceSettingsForm, *, refused: str = ""):
+def _subscribers_context(sequence: Sequence) -> dict:
+    """Where the subscribers stand: counts by state, the excluded, the next due, the chart."""
     status = selectors.sequence_status(sequence=sequence)
+    return {
+        "status": status,
+        "chart": selectors.position_chart(
+            sequence=sequence, rows=status.emails, completed=status.counts.completed
+        ),
+    }
+
+
+def _render_detail(request, sequence: Sequence, form: SequenceSettingsForm, *, refused: str = ""):
+    """The page: the emails with their figures and the settings at once; where the
+    subscribers stand after it has shown (sequence_subscribers: counting a million
+    subscriptions takes a moment), or with it for ?figures=1 (without JavaScript)."""
+    state_class, state_label = selectors.state_label(sequence)
+    figures = request.GET.get("figures") == "1"
     return render(
         request,
         "sequences/sequence_detail.html",
         {
             "sequence": sequence,
-            "status": status,
+            "state_class": state_class,
+            "state_label": state_label,
+            "emails": selectors.email_rows(sequence=sequence),
             "send_time": selectors.send_time_label(sequence),
-            "chart": selectors.position_chart(
-                sequence=sequence, rows=status.emails, completed=status.counts.completed
-            ),
+            "figures": figures,
+            **(_subscribers_context(sequence) if figures else {}),
             "form": form,
             "refused": refused,
         },
@@ -122,6 +157,19 @@ def _render_detail(request, sequence: Sequence, form: SequenceSettingsForm, *, r
 def sequence_detail(request, sequence_id: int):
     sequence = _sequence(request, sequence_id)
     return _render_detail(request, sequence, _settings_form(request, sequence))
+
+
+@account_required
+def sequence_subscribers(request, sequence_id: int):
+    """Where the sequence's subscribers stand, fetched by htmx once its page has shown."""
+    sequence = _sequence(request, sequence_id)
+    if not request.htmx:
+        return redirect(reverse("sequence_detail", args=[sequence.id]) + "?figures=1#subscribers")
+    return render(
+        request,
+        "sequences/partials/subscribers.html",
+        {"sequence": sequence, **_subscribers_context(sequence)},
+    )
 
 
 @account_required

@@ -68,11 +68,15 @@ def test_build_a_two_email_sequence_and_use_it_on_a_phone(page: Page, signed_in,
     expect(emails.nth(1)).to_contain_text("2 days after the previous email")
     for n in range(2):
         expect(emails.nth(n).locator(".badge")).to_have_text("Published")
+    # Where the subscribers stand arrives once the page has shown.
+    expect(page.locator("#count-active .stat")).to_have_text("0")
+    expect(page.locator("#positions")).to_contain_text("Nobody is in this sequence yet.")
 
     page.get_by_role("link", name="← Sequences").click()
     row = page.locator("tr", has_text="Soup school")
     expect(row).to_contain_text("Active")
     expect(row.locator("td[data-label=Emails]")).to_have_text("2")
+    expect(row.locator("td[data-label=Subscribers]")).to_have_text("0")
 
     # On a phone.
     page.set_viewport_size(PHONE)

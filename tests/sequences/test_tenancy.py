@@ -54,6 +54,7 @@ def _changed(sequence: Sequence) -> bool:
 CASES = {
     "sequence_detail": (None, "active", lambda q: q.name == "Welcome course", 200),
     "sequence_settings": (None, "active", lambda q: q.name == "Changed by the test", 302),
+    "sequence_subscribers": (None, "active", lambda q: q.name == "Welcome course", 302),
     "sequence_pause": (None, "active", lambda q: q.state == "paused", 302),
     "sequence_resume": (None, "paused", lambda q: q.state == "active", 302),
     "sequence_email_create": (None, "active", lambda q: q.emails.count() == 3, 302),

@@ -105,7 +105,7 @@ def test_the_list_shows_each_sequence_with_its_state_emails_and_subscribers(
     Sequence.objects.create(account=account_a, name="Quiet one", state=Sequence.State.PAUSED)
     Sequence.objects.create(account=account_a, name="No days", send_days=[])
 
-    response = alice_client.get(reverse("sequence_list"))
+    response = alice_client.get(reverse("sequence_list") + "?counts=1")
     assert response.status_code == 200
     rows = re.findall(r"<tr>(.*?)</tr>", response.content.decode(), re.S)[1:]
     cells = [re.sub(r"<[^>]+>", "", row).split() for row in rows]
@@ -113,6 +113,26 @@ def test_the_list_shows_each_sequence_with_its_state_emails_and_subscribers(
     assert cells[1] == ["Quiet", "one", "Paused", "0", "0"]
     assert cells[2] == ["Welcome", "course", "Active", "3", "(2", "published)", "3"]
     assert f'href="/sequences/{course.id}/"' in rows[2]
+
+
+def test_the_list_shows_at_once_and_its_counts_come_after(
+    alice_client, course, account_a, account_b
+):
+    for n in range(2):
+        reader = SubscriberFactory(account=account_a, email=f"r{n}@example.org")
+        subscriber_enrol(sequence=course, subscriber=reader, now=MONDAY)
+    theirs = Sequence.objects.create(account=account_b, name="Theirs")
+    body = alice_client.get(reverse("sequence_list")).content.decode()
+    assert f'<span id="active-{course.id}"><span class="muted" title="Counting…">' in body
+    counts_url = re.search(r'hx-get="([^"]+)"', body)[1].replace("&amp;", "&")
+    assert counts_url == f"{reverse('sequence_list_counts')}?ids={course.id}"
+    # Another account's id counts nothing, and says nothing of that sequence.
+    answer = alice_client.get(f"{counts_url},{theirs.id}", **HTMX).content.decode()
+    assert re.findall(r'<span id="active-(\d+)" hx-swap-oob="true">([^<]*)</span>', answer) == [
+        (str(course.id), "2")
+    ]
+    redirect = alice_client.get(counts_url)
+    assert redirect.status_code == 302 and redirect.url.endswith("?counts=1")
 
 
 def test_the_list_is_keyset_paged_newest_first(alice_client, account_a):
@@ -575,6 +595,20 @@ def card_stat(body: str, card_id: str) -> str:
     return re.search(r'class="stat">([^<]+)<', body[start:])[1]
 
 
+def test_the_page_shows_at_once_and_its_subscriber_figures_come_after(alice_client, reported):
+    course, *_ = reported
+    body = alice_client.get(url("sequence_detail", course)).content.decode()
+    assert 'id="count-active"' not in body
+    assert f'hx-get="{url("sequence_subscribers", course)}" hx-trigger="load"' in body
+    assert 'href="?figures=1#subscribers"' in body
+    partial = alice_client.get(url("sequence_subscribers", course), **HTMX).content.decode()
+    assert partial.startswith('<div id="subscriber-figures">')
+    assert card_stat(partial, "count-active") == "2"
+    assert 'id="positions"' in partial
+    redirect = alice_client.get(url("sequence_subscribers", course))
+    assert redirect.url == url("sequence_detail", course) + "?figures=1#subscribers"
+
+
 def test_the_report_counts_subscribers_by_state_and_the_excluded_now(alice_client, reported):
     course, _one, _two = reported
     assert dict(
@@ -586,7 +620,7 @@ def test_the_report_counts_subscribers_by_state_and_the_excluded_now(alice_clien
         "reader3@example.org": Subscription.State.ACTIVE,
         "later@example.org": Subscription.State.UNCONFIRMED,
     }
-    body = alice_client.get(url("sequence_detail", course)).content.decode()
+    body = alice_client.get(url("sequence_detail", course) + "?figures=1").content.decode()
     assert card_stat(body, "count-active") == "2"
     assert card_stat(body, "count-unconfirmed") == "1"
     assert card_stat(body, "count-completed") == "2"
@@ -611,7 +645,7 @@ def test_each_email_shows_what_it_sent_and_its_rates_from_the_rollups(alice_clie
 
 def test_the_chart_shows_how_many_stand_after_each_email(alice_client, reported):
     course, _one, _two = reported
-    body = alice_client.get(url("sequence_detail", course)).content.decode()
+    body = alice_client.get(url("sequence_detail", course) + "?figures=1").content.decode()
     chart = body[body.index('id="positions"') :]
     rows = re.findall(
         r'<tr><th scope="row" class="nowrap">([^<]+)</th><td class="num">([^<]+)<', chart
@@ -649,6 +683,8 @@ def test_the_report_page_runs_a_fixed_number_of_queries(
         email_add(course, subject=f"More {n}", delay=1)
     with django_assert_max_num_queries(20):
         assert alice_client.get(url("sequence_detail", course)).status_code == 200
+    with django_assert_max_num_queries(10):
+        assert alice_client.get(url("sequence_subscribers", course), **HTMX).status_code == 200
 
 
 def test_the_subscriber_timeline_links_a_sequence_email_to_its_report(alice_client, reported):
@@ -659,3 +695,39 @@ def test_the_subscriber_timeline_links_a_sequence_email_to_its_report(alice_clie
     assert f'href="{url("sequence_email_report", one)}">“One”' in timeline
     assert f'href="{url("sequence_email_report", two)}">“Two”' in timeline
     assert "/broadcasts/" not in timeline
+
+
+def test_the_excluded_count_is_whom_the_scheduler_holds_back(
+    alice_client, make_sequence, account_a, smtp_sink
+):
+    """The page counts with the scheduler's own condition, read as sets over all the
+    subscribers; the scheduler probes it per claimed row: both find the same people."""
+    course = make_sequence(account=account_a, emails=[("One", 0, "days")])
+    other = make_sequence(account=account_a, emails=[])
+    vip = TagFactory(account=account_a, name="vip")
+    tagged, inside, finished, plain = (
+        SubscriberFactory(account=account_a, email=f"{name}@example.org")
+        for name in ("tagged", "inside", "finished", "plain")
+    )
+    TaggingFactory(tag=vip, subscriber=tagged)
+    for subscriber in (inside, finished):
+        subscriber_enrol(sequence=other, subscriber=subscriber, now=MONDAY)
+    Subscription.objects.filter(sequence=other, subscriber=finished).update(
+        state=Subscription.State.COMPLETED
+    )
+    Sequence.objects.filter(pk=course.pk).update(
+        exclude_tag_ids=[vip.id], exclude_sequence_ids=[other.id]
+    )
+    course.refresh_from_db()
+    for subscriber in (tagged, inside, finished, plain):
+        subscriber_enrol(sequence=course, subscriber=subscriber, now=MONDAY)
+
+    body = alice_client.get(url("sequence_detail", course) + "?figures=1").content.decode()
+    assert card_stat(body, "count-excluded") == "2"
+    advance_and_send(course, MONDAY)
+    (one,) = emails_of(course)
+    assert set(
+        Delivery.objects.filter(broadcast_id=one.message_id).values_list(
+            "subscriber__email", flat=True
+        )
+    ) == {"finished@example.org", "plain@example.org"}
