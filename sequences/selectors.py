@@ -3,7 +3,7 @@ subscribers stand (counts per state, the excluded, by position), when the next e
 and each email's sending and tracking figures.
 
 Counts over a sequence's subscriptions read the index subscription_state_position (sequence,
-state, position_key) alone; each email's figures are its message's counters and rollups, as
+state, position_key) alone, once per page (by state and position at once); each email's figures are its message's counters and rollups, as
 a broadcast's are (tracking/reports.py). Every function runs a fixed number of queries,
 whatever the number of subscribers or emails.
 """
@@ -11,6 +11,7 @@ whatever the number of subscribers or emails.
 from __future__ import annotations
 
 import bisect
+from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -149,25 +150,36 @@ class SubscriberCounts:
     removed: int
     # Active ones the exclusions hold back now; None when not counted.
     excluded: int | None
+    # Active ones by position_key (the sort key of the last email they passed; None: none yet).
+    active_by_position: dict[float | None, int] = field(default_factory=dict)
 
 
 def subscriber_counts(*, sequence: Sequence, excluded: bool = True) -> SubscriberCounts:
-    """How many subscriptions are in each state (one GROUP BY over the index), and how many
-    active ones the exclusions hold back now (one count, when asked and there are any)."""
-    by_state = dict(
-        Subscription.objects.filter(sequence=sequence)
-        .values("state")
-        .annotate(n=Count("*"))
-        .order_by()
-        .values_list("state", "n")
-    )
+    """How many subscriptions are in each state, and the active ones by position (one GROUP BY
+    read from the index alone), and how many active ones the exclusions hold back now (one
+    count, when asked and there are any)."""
+    by_state: dict[int, int] = defaultdict(int)
+    active_by_position: dict[float | None, int] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT state, position_key, count(*) FROM {Subscription._meta.db_table}
+            WHERE sequence_id = %s GROUP BY state, position_key
+            """,
+            [sequence.pk],
+        )
+        for state, position_key, count in cursor.fetchall():
+            by_state[state] += count
+            if state == SubState.ACTIVE:
+                active_by_position[position_key] = count
     return SubscriberCounts(
-        active=by_state.get(SubState.ACTIVE, 0),
-        unconfirmed=by_state.get(SubState.UNCONFIRMED, 0),
-        completed=by_state.get(SubState.COMPLETED, 0),
-        stopped=by_state.get(SubState.STOPPED, 0),
-        removed=by_state.get(SubState.REMOVED, 0),
+        active=by_state[SubState.ACTIVE],
+        unconfirmed=by_state[SubState.UNCONFIRMED],
+        completed=by_state[SubState.COMPLETED],
+        stopped=by_state[SubState.STOPPED],
+        removed=by_state[SubState.REMOVED],
         excluded=excluded_count(sequence=sequence) if excluded else None,
+        active_by_position=active_by_position,
     )
 
 
@@ -267,25 +279,17 @@ def email_rows(*, sequence: Sequence, figures: bool = True) -> list[EmailRow]:
 # --- Subscribers by position ------------------------------------------------------------------
 
 
-def position_chart(*, sequence: Sequence, rows: list[EmailRow], completed: int) -> charts.Chart:
+def position_chart(*, rows: list[EmailRow], counts: SubscriberCounts) -> charts.Chart:
     """How many active subscribers stand after each email (they passed it, sent or skipped,
-    and wait for the next), and how many completed: one GROUP BY over the index. A subscriber
-    stands after the last email in today's order whose place they passed, so an email moved or
+    and wait for the next), and how many completed, from subscriber_counts. A subscriber stands
+    after the last email in today's order whose place they passed, so an email moved or
     deleted since leaves nobody out."""
     keys = [row.email.sort_key for row in rows]
     standing = [0] * (len(rows) + 1)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            SELECT position_key, count(*) FROM {Subscription._meta.db_table}
-            WHERE sequence_id = %s AND state = %s
-            GROUP BY position_key
-            """,
-            [sequence.pk, int(SubState.ACTIVE)],
-        )
-        for position_key, count in cursor.fetchall():
-            passed = 0 if position_key is None else bisect.bisect_right(keys, position_key)
-            standing[passed] += count
+    for position_key, count in counts.active_by_position.items():
+        passed = 0 if position_key is None else bisect.bisect_right(keys, position_key)
+        standing[passed] += count
+    completed = counts.completed
     labels = ["None yet"] + [f"#{row.position} {row.name}" for row in rows] + ["Completed"]
     return charts.bar_chart(
         chart_id="position-chart",

@@ -123,9 +123,7 @@ def _subscribers_context(sequence: Sequence) -> dict:
     status = selectors.sequence_status(sequence=sequence)
     return {
         "status": status,
-        "chart": selectors.position_chart(
-            sequence=sequence, rows=status.emails, completed=status.counts.completed
-        ),
+        "chart": selectors.position_chart(rows=status.emails, counts=status.counts),
     }
 
 
