@@ -70,7 +70,11 @@ def sequence_list_counts(request):
     swapped into its row by htmx."""
     if not request.htmx:
         return redirect(reverse("sequence_list") + "?counts=1")
-    ids = [int(pk) for pk in request.GET.get("ids", "").split(",")[:PAGE_SIZE] if pk.isdigit()]
+    ids = [
+        int(pk)
+        for pk in request.GET.get("ids", "").split(",")[:PAGE_SIZE]
+        if pk.isdigit() and len(pk) < 19
+    ]
     counts = selectors.active_counts(account=request.account, sequence_ids=ids)
     return render(request, "sequences/partials/list_counts.html", {"counts": counts.items()})
 

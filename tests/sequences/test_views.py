@@ -127,7 +127,8 @@ def test_the_list_shows_at_once_and_its_counts_come_after(
     counts_url = re.search(r'hx-get="([^"]+)"', body)[1].replace("&amp;", "&")
     assert counts_url == f"{reverse('sequence_list_counts')}?ids={course.id}"
     # Another account's id counts nothing, and says nothing of that sequence.
-    answer = alice_client.get(f"{counts_url},{theirs.id}", **HTMX).content.decode()
+    hostile = ",-1,abc,99999999999999999999999"
+    answer = alice_client.get(f"{counts_url},{theirs.id}{hostile}", **HTMX).content.decode()
     assert re.findall(r'<span id="active-(\d+)" hx-swap-oob="true">([^<]*)</span>', answer) == [
         (str(course.id), "2")
     ]
