@@ -1,8 +1,9 @@
 """The Django forms of the broadcast editor: the email and its audience, and the schedule.
 
-They validate what the creator typed; the writes are broadcasts.services'. BroadcastForm never
-saves: `draft(broadcast)` is an unsaved copy with the valid values applied, which is what the
-live preview renders and the recipient count counts.
+They validate what the creator typed; the writes are broadcasts.services'. EmailForm (the
+email's content, which a sequence email's editor shares) never saves: `draft(broadcast)` is an
+unsaved copy with the valid values applied, which is what the live preview renders and the
+recipient count counts.
 """
 
 from __future__ import annotations
@@ -14,29 +15,22 @@ from django.utils import timezone
 
 from broadcasts.models import Broadcast
 from broadcasts.rendering import body_html_problem
+from convertkit.forms import DraftForm
 from subscribers.forms import one_line
 from subscribers.segments.forms import FILTER_FIELDS, AudienceFilterForm
 
 # Far more than any email needs (Gmail clips messages past 102 KB), small enough for a request.
 MAX_BODY_LENGTH = 200_000
 AUDIENCE_FIELDS = (*FILTER_FIELDS, "segment_id")
-CONTENT_FIELDS = ("description", "subject", "preview_text", "body_format", "body")
+# The email itself, as EmailForm holds it; a broadcast adds its description.
+EMAIL_FIELDS = ("subject", "preview_text", "body_format", "body")
+CONTENT_FIELDS = ("description", *EMAIL_FIELDS)
 
 
-class BroadcastForm(AudienceFilterForm):
-    """The email and its audience: the filters every audience has (AudienceFilterForm), and
-    the segment it may be narrowed to. `segments`: (id, name) of the account's segments."""
+class EmailForm(DraftForm):
+    """An email's content (subject, preview text, body), validated: what the broadcast editor
+    and a sequence email's editor share, with the live preview of `draft`."""
 
-    field_order = [*CONTENT_FIELDS, "segment_id"]
-
-    description = forms.CharField(
-        label="Description",
-        required=False,
-        max_length=Broadcast._meta.get_field("description").max_length,
-        help_text="Only you see it: it names the broadcast in your lists and reports. Empty: "
-        "the subject, as a sample subscriber gets it.",
-        widget=forms.TextInput(attrs={"autocomplete": "off"}),
-    )
     subject = forms.CharField(
         label="Subject",
         required=False,
@@ -66,6 +60,38 @@ class BroadcastForm(AudienceFilterForm):
         "your custom fields as {{ subscriber.<em>key</em> }}, {{ unsubscribe_url }}. "
         "The footer with your postal address and the unsubscribe link is added for you.",
     )
+
+    def clean_subject(self) -> str:
+        return one_line(self.cleaned_data["subject"], "subject")
+
+    def clean_preview_text(self) -> str:
+        return one_line(self.cleaned_data["preview_text"], "preview text")
+
+    def clean_body(self) -> str:
+        """A body the renderers cannot take (too large, or nested too deep) is not saved."""
+        body = self.cleaned_data["body"]
+        body_format = self.cleaned_data.get("body_format") or Broadcast.BodyFormat.MARKDOWN
+        problem = body_html_problem(body=body, body_format=body_format)
+        if problem:
+            raise forms.ValidationError(problem)
+        return body
+
+
+class BroadcastForm(EmailForm, AudienceFilterForm):
+    """The broadcast editor: the email, its description, and its audience: the filters every
+    audience has (AudienceFilterForm) and the segment it may be narrowed to. `segments`:
+    (id, name) of the account's segments."""
+
+    field_order = [*CONTENT_FIELDS, "segment_id"]
+
+    description = forms.CharField(
+        label="Description",
+        required=False,
+        max_length=Broadcast._meta.get_field("description").max_length,
+        help_text="Only you see it: it names the broadcast in your lists and reports. Empty: "
+        "the subject, as a sample subscriber gets it.",
+        widget=forms.TextInput(attrs={"autocomplete": "off"}),
+    )
     segment_id = forms.TypedChoiceField(
         label="Segment",
         required=False,
@@ -90,28 +116,9 @@ class BroadcastForm(AudienceFilterForm):
     def clean_description(self) -> str:
         return one_line(self.cleaned_data["description"], "description")
 
-    def clean_subject(self) -> str:
-        return one_line(self.cleaned_data["subject"], "subject")
-
-    def clean_preview_text(self) -> str:
-        return one_line(self.cleaned_data["preview_text"], "preview text")
-
-    def clean_body(self) -> str:
-        """A body the renderers cannot take (too large, or nested too deep) is not saved."""
-        body = self.cleaned_data["body"]
-        body_format = self.cleaned_data.get("body_format") or Broadcast.BodyFormat.MARKDOWN
-        problem = body_html_problem(body=body, body_format=body_format)
-        if problem:
-            raise forms.ValidationError(problem)
-        return body
-
     def values(self) -> dict:
         """The keyword arguments of services.broadcast_update, once the form is valid."""
         return {name: self.cleaned_data[name] for name in CONTENT_FIELDS + AUDIENCE_FIELDS}
-
-    @property
-    def invalid_labels(self) -> list[str]:
-        return [self.fields[name].label for name in self.errors if name in self.fields]
 
 
 class ScheduleForm(forms.Form):

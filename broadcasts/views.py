@@ -10,28 +10,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from django.contrib import messages
-from django.core.exceptions import ValidationError
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
 from django.utils import timezone
 
-from broadcasts import audience, progress, rendering, services
+from broadcasts import audience, editor, progress, rendering, services
 from broadcasts.forms import BroadcastForm, ScheduleForm
 from broadcasts.models import Broadcast
 from broadcasts.selectors import moment_label, sent_broadcast_choices
 from convertkit.paging import KeysetPage, keyset_page, page_cursor
 from convertkit.tenancy import account_required, get_for_account
-from subscribers.models import Subscriber
 from subscribers.selectors import account_segments, account_tags
-from subscribers.validation import normalize_email
 from tracking.reports import Rates, broadcast_rates, rate_label
 
-# Addresses offered in the "preview as" picker; any other subscriber's address can be typed.
-PICKER_SUGGESTIONS = 20
 # Unknown deliveries listed on the progress page (the count is always shown in full).
 UNKNOWN_LISTED = 100
-PART_LABELS = {"subject": "Subject", "preview_text": "Preview text", "body": "Body"}
 
 
 # --- List -------------------------------------------------------------------------------------
@@ -86,7 +80,7 @@ def _broadcast_page(*, account, after: int | None, before: int | None) -> Keyset
     broadcast_account_id), and their rates from the rollups: two queries, whatever the page
     holds. Names are rendered from each subject once per process (sample_subject's cache)."""
     page = keyset_page(
-        Broadcast.objects.filter(account=account).only(
+        Broadcast.objects.filter(account=account, kind=Broadcast.Kind.BROADCAST).only(
             "id",
             "description",
             "subject",
@@ -132,7 +126,13 @@ def broadcast_create(request):
 
 
 def _broadcast(request, broadcast_id: int) -> Broadcast:
-    return get_for_account(request, Broadcast.objects.select_related("account"), pk=broadcast_id)
+    """The account's broadcast, else 404; a sequence email's message is not one (its pages
+    are the sequence's)."""
+    return get_for_account(
+        request,
+        Broadcast.objects.filter(kind=Broadcast.Kind.BROADCAST).select_related("account"),
+        pk=broadcast_id,
+    )
 
 
 def _editor_form(request, broadcast: Broadcast, data=None) -> BroadcastForm:
@@ -145,42 +145,6 @@ def _editor_form(request, broadcast: Broadcast, data=None) -> BroadcastForm:
         segments=account_segments(account=request.account),
         initial=BroadcastForm.initial_for(broadcast),
     )
-
-
-def _preview_subscriber(request) -> tuple[Subscriber | None, str]:
-    """The subscriber whose data the preview uses (the "preview as" address), or None for the
-    sample one; and a note for the creator when the address finds nobody."""
-    typed = (request.POST.get("preview_email") or "").strip()
-    if not typed:
-        return None, ""
-    try:
-        email = normalize_email(typed)
-    except ValidationError:
-        return None, f"“{typed[:80]}” is not an email address: showing sample data."
-    subscriber = Subscriber.objects.filter(account=request.account, email=email).first()
-    if subscriber is None:
-        return None, f"No subscriber has the address {email}: showing sample data."
-    return subscriber, ""
-
-
-def _preview_context(request, form: BroadcastForm, broadcast: Broadcast) -> dict:
-    subscriber, note = _preview_subscriber(request)
-    preview = rendering.preview(form.draft(broadcast), subscriber)
-    return {
-        "preview": preview,
-        "problems": [
-            {
-                "where": PART_LABELS.get(problem.part, problem.part)
-                + (f", line {problem.line}" if problem.line else ""),
-                "message": problem.message,
-            }
-            for problem in preview.problems
-        ],
-        "preview_subscriber": subscriber,
-        "preview_email": request.POST.get("preview_email", ""),
-        "preview_note": note,
-        "invalid_labels": form.invalid_labels if form.is_bound else [],
-    }
 
 
 def _render_editor(
@@ -214,12 +178,8 @@ def _render_editor(
         "count": count,
         "scheduled_display": moment_label(broadcast.scheduled_at),
         "time_zone": timezone.get_current_timezone_name(),
-        "suggested_emails": list(
-            Subscriber.objects.filter(account=request.account, state=Subscriber.State.ACTIVE)
-            .order_by("-id")
-            .values_list("email", flat=True)[:PICKER_SUGGESTIONS]
-        ),
-        **_preview_context(request, form, broadcast),
+        "suggested_emails": editor.suggested_emails(request.account),
+        **editor.preview_context(request, form, broadcast),
     }
     if status is None:
         status = 400 if (form.errors or schedule_form.errors or refused) and not previewing else 200
@@ -267,7 +227,7 @@ def broadcast_preview(request, broadcast_id: int):
     return render(
         request,
         "broadcasts/partials/preview.html",
-        {"broadcast": broadcast, **_preview_context(request, form, broadcast)},
+        {"broadcast": broadcast, **editor.preview_context(request, form, broadcast)},
     )
 
 
@@ -298,20 +258,9 @@ def broadcast_test(request, broadcast_id: int):
     form, saved = _save(request, broadcast)
     if not saved:
         return _render_editor(request, broadcast, form)
-    problems = rendering.broadcast_problems(broadcast)
-    if problems:
-        return _render_editor(
-            request,
-            broadcast,
-            form,
-            refused="Saved, but no test was sent: fix the template problems shown in the "
-            "preview first.",
-        )
-    subscriber, _note = _preview_subscriber(request)
-    services.broadcast_send_test(
-        broadcast=broadcast, to_email=request.user.email, subscriber=subscriber
-    )
-    messages.success(request, f"Saved. A test is on its way to {request.user.email}.")
+    refused = editor.test_send(request, broadcast)
+    if refused:
+        return _render_editor(request, broadcast, form, refused=refused)
     return redirect("broadcast_edit", broadcast.id)
 
 

@@ -5,6 +5,7 @@ NAVIGATION = [
     ("subscriber_list", "Subscribers"),
     ("form_list", "Forms"),
     ("broadcast_list", "Broadcasts"),
+    ("sequence_list", "Sequences"),
     ("account_settings", "Settings"),
 ]
 
@@ -17,6 +18,7 @@ _SECTION_BY_PREFIX = [
     ("job", "subscriber_list"),
     ("form", "form_list"),
     ("broadcast", "broadcast_list"),
+    ("sequence", "sequence_list"),
     ("account", "account_settings"),
     ("dashboard", "dashboard"),
 ]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 from zoneinfo import available_timezones
 
 from django import forms
@@ -11,6 +12,26 @@ from django.template import loader
 from convertkit.models import Account, User
 from convertkit.ratelimit import LimitExceeded, address_and_network_hit
 from convertkit.tasks import send_account_email
+
+# Every IANA time zone, by name: what an account's or a sequence's time zone may be.
+TIME_ZONE_CHOICES = [(zone, zone) for zone in sorted(available_timezones())]
+
+
+class DraftForm(forms.Form):
+    """A form whose page previews what it would save: `draft(obj)` is an unsaved copy of `obj`
+    with every valid value of the form applied (an invalid field keeps the saved value)."""
+
+    def draft(self, obj):
+        draft = copy.copy(obj)
+        if self.is_bound:
+            self.is_valid()
+            for name, value in self.cleaned_data.items():
+                setattr(draft, name, value)
+        return draft
+
+    @property
+    def invalid_labels(self) -> list[str]:
+        return [self.fields[name].label for name in self.errors if name in self.fields]
 
 
 class SignupForm(forms.Form):
@@ -99,7 +120,7 @@ class AccountSettingsForm(forms.ModelForm):
         }
         widgets = {
             "postal_address": forms.Textarea(attrs={"rows": 3}),
-            "time_zone": forms.Select(choices=[(tz, tz) for tz in sorted(available_timezones())]),
+            "time_zone": forms.Select(choices=TIME_ZONE_CHOICES),
         }
 
     def clean_sender_name(self) -> str:

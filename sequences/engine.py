@@ -41,6 +41,7 @@ from broadcasts.models import Broadcast, Delivery
 from sequences.models import Sequence, SequenceEmail, Subscription
 from sequences.schedule import Timing, due_at, zone_named
 from subscribers.models import Subscriber
+from subscribers.segments.filters import segments_condition
 
 logger = logging.getLogger(__name__)
 
@@ -188,42 +189,81 @@ def _claim_rows(*, sequence_id: int, now: datetime, limit: int) -> list[_Row]:
         return [_Row(*row) for row in cursor.fetchall()]
 
 
+def exclusion_condition(
+    *,
+    sequence: Sequence,
+    subscriber_id: str = "s.id",
+    row_alias: str = "s",
+    correlated: bool = True,
+) -> tuple[str, dict]:
+    """The sequence's exclusions as an SQL boolean, TRUE while they hold a subscriber back (a
+    tag, another sequence of this account they are still in, a segment), and its parameters
+    (names starting with "x_"); "FALSE" without exclusions. `subscriber_id` is the SQL of the
+    subscriber's id; segments read the subscribers_subscriber row aliased `row_alias`.
+
+    What the scheduler asks of each claimed batch (correlated: each condition probed per row
+    through its index) and the sequence page counts over all the active subscribers
+    (`correlated=False`: each tag and sequence condition read once, as a hashed set)."""
+    account_id = sequence.account_id
+    tags = list(sequence.exclude_tag_ids)
+    sequences = [pk for pk in sequence.exclude_sequence_ids if pk != sequence.pk]
+    params: dict = {"x_account_id": account_id}
+    # (the id column, FROM ... WHERE ...) of each set of excluded subscribers.
+    sets = []
+    if tags:
+        params["x_tags"] = tags
+        sets.append(
+            (
+                "t.subscriber_id",
+                """subscribers_tagging t JOIN subscribers_tag g
+                   ON g.id = t.tag_id AND g.account_id = %(x_account_id)s
+                   WHERE t.tag_id = ANY(%(x_tags)s)""",
+            )
+        )
+    if sequences:
+        params["x_sequences"] = sequences
+        params["x_in_sequence"] = [int(SubState.ACTIVE), int(SubState.UNCONFIRMED)]
+        sets.append(
+            (
+                "o.subscriber_id",
+                f"""{Subscription._meta.db_table} o JOIN {Sequence._meta.db_table} q
+                    ON q.id = o.sequence_id AND q.account_id = %(x_account_id)s
+                    WHERE o.sequence_id = ANY(%(x_sequences)s)
+                      AND o.state = ANY(%(x_in_sequence)s)""",
+            )
+        )
+    alternatives = [
+        f"EXISTS (SELECT 1 FROM {source} AND {column} = {subscriber_id})"
+        if correlated
+        else f"{subscriber_id} IN (SELECT {column} FROM {source})"
+        for column, source in sets
+    ]
+    if sequence.exclude_segment_ids:
+        segments_sql, segments_params = segments_condition(
+            account_id=account_id,
+            segment_ids=list(sequence.exclude_segment_ids),
+            alias=row_alias,
+            prefix="x_seg",
+        )
+        params.update(segments_params)
+        alternatives.append(segments_sql)
+    if not alternatives:
+        return "FALSE", {}
+    return "(" + " OR ".join(alternatives) + ")", params
+
+
 def _excluded_ids(*, sequence: Sequence, subscriber_ids: list[int]) -> set[int]:
     """Which of these subscribers the sequence's exclusions hold back now: one query."""
     if not sequence.has_exclusions or not subscriber_ids:
         return set()
-    from subscribers.segments.filters import segments_condition
-
-    params: dict = {
-        "ids": subscriber_ids,
-        "tags": list(sequence.exclude_tag_ids),
-        "sequences": [pk for pk in sequence.exclude_sequence_ids if pk != sequence.pk],
-        "in_sequence": [int(SubState.ACTIVE), int(SubState.UNCONFIRMED)],
-        "account_id": sequence.account_id,
-    }
-    segments_sql, segments_params = segments_condition(
-        account_id=sequence.account_id,
-        segment_ids=list(sequence.exclude_segment_ids),
-        alias="s",
-        prefix="xseg",
-    )
-    params.update(segments_params)
+    condition, params = exclusion_condition(sequence=sequence)
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
             SELECT s.id FROM {Subscriber._meta.db_table} s
-            WHERE s.id = ANY(%(ids)s) AND (
-                EXISTS (SELECT 1 FROM subscribers_tagging t JOIN subscribers_tag g
-                        ON g.id = t.tag_id AND g.account_id = %(account_id)s
-                        WHERE t.subscriber_id = s.id AND t.tag_id = ANY(%(tags)s))
-                OR EXISTS (SELECT 1 FROM {Subscription._meta.db_table} o
-                           JOIN {Sequence._meta.db_table} q ON q.id = o.sequence_id
-                                AND q.account_id = %(account_id)s
-                           WHERE o.subscriber_id = s.id AND o.sequence_id = ANY(%(sequences)s)
-                             AND o.state = ANY(%(in_sequence)s))
-                OR {segments_sql})
+            WHERE s.id = ANY(%(x_ids)s) AND {condition}
             """,
-            params,
+            {**params, "x_ids": subscriber_ids},
         )
         return {row[0] for row in cursor.fetchall()}
 

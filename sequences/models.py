@@ -178,6 +178,11 @@ class Subscription(models.Model):
                 condition=Q(next_due_at__isnull=False),
             ),
             models.Index(fields=["subscriber"], name="subscription_subscriber"),
+            # The sequence page's and sequence_status's counts: per state, and the active by
+            # position, read from the index alone.
+            models.Index(
+                fields=["sequence", "state", "position_key"], name="subscription_state_position"
+            ),
         ]
 
 

@@ -72,4 +72,3 @@ def due_at(*, anchor: datetime, timing: Timing) -> datetime:
     # (A delay of 0 on a day that is not allowed: the first allowed day after today.)
     day = _next_allowed_day(local.date() + timedelta(days=max(1, timing.delay_amount)), timing)
     return _at_send_hour(day, timing)
-

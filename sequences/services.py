@@ -23,7 +23,7 @@ from broadcasts.rendering import RenderFailed, broadcast_problems, frozen_parts
 from convertkit.models import Account
 from sequences.models import MAX_DELAY_DAYS, Sequence, SequenceEmail, Subscription
 from sequences.schedule import DAYS, HOURS, zone_named
-from subscribers.models import Subscriber
+from subscribers.models import Segment, Subscriber
 from tracking.links import links_store
 
 SubState = Subscription.State
@@ -59,6 +59,10 @@ def _own_ids(model, *, account_id: int, ids: list[int], what: str) -> list[int]:
     return ids
 
 
+def _own_segment_ids(*, account_id: int, ids: list[int]) -> list[int]:
+    return _own_ids(Segment, account_id=account_id, ids=ids, what="segments")
+
+
 def sequence_update(
     *,
     sequence: Sequence,
@@ -75,7 +79,7 @@ def sequence_update(
     """Saves the settings; SequenceInvalid (nothing saved) for a bad value or another account's
     tag, segment or sequence. Waiting subscribers are looked at again where their next email
     may now be due sooner."""
-    from subscribers.models import Segment, Tag
+    from subscribers.models import Tag
 
     name = name.strip()
     if not name:
@@ -96,9 +100,7 @@ def sequence_update(
         "subscriber_time_zone": bool(subscriber_time_zone),
         "repeat": bool(repeat),
         "exclude_tag_ids": _own_ids(Tag, account_id=account_id, ids=exclude_tag_ids, what="tags"),
-        "exclude_segment_ids": _own_ids(
-            Segment, account_id=account_id, ids=exclude_segment_ids, what="segments"
-        ),
+        "exclude_segment_ids": _own_segment_ids(account_id=account_id, ids=exclude_segment_ids),
         "exclude_sequence_ids": [
             pk
             for pk in _own_ids(

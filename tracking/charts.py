@@ -142,9 +142,10 @@ def bar_chart(
     labels: Sequence[str],
     series: Sequence[Series],
     label_heading: str,
+    value_format: Callable[[float], str] = percent_format,
 ) -> Chart:
-    """Grouped bars of percentages: one group per label (e.g. a broadcast), one bar per series
-    in it."""
+    """Grouped bars: one group per label (e.g. a broadcast), one bar per series in it; of
+    percentages, or of counts with `value_format=count_format`."""
     group = PLOT_WIDTH / max(len(labels), 1)
     bar = group * 0.7 / max(len(series), 1)
 
@@ -158,14 +159,14 @@ def bar_chart(
                 parts.append(
                     f'<rect x="{left + position * bar:.1f}" y="{TOP + PLOT_HEIGHT - height:.1f}" '
                     f'width="{bar * 0.92:.1f}" height="{height:.1f}" fill="{item.hex}">'
-                    f"<title>{escape(label)}: {escape(item.name)} {escape(percent_format(value))}"
+                    f"<title>{escape(label)}: {escape(item.name)} {escape(value_format(value))}"
                     "</title></rect>"
                 )
             short = label if len(label) <= BAR_LABEL_CHARS else label[: BAR_LABEL_CHARS - 1] + "…"
             parts.append(_text(LEFT + (index + 0.5) * group, HEIGHT - 12, short, anchor="middle"))
         return parts
 
-    return _chart(chart_id, title, description, labels, series, label_heading, percent_format, plot)
+    return _chart(chart_id, title, description, labels, series, label_heading, value_format, plot)
 
 
 def _chart(

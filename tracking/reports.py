@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from django.db import connection
 from django.db.models import Case, CharField, F, OuterRef, Q, Subquery, Sum, Value, When
 from django.db.models.functions import Coalesce
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.functional import SimpleLazyObject
 
@@ -153,18 +154,35 @@ _FIGURE_SUMS = (
 )
 
 
+def broadcasts_figures(*, broadcasts: Iterable[Broadcast]) -> dict[int, BroadcastFigures]:
+    """The report's figures of each broadcast (or sequence email's message), by id: one
+    aggregate over their hourly rollups."""
+    broadcasts = list(broadcasts)
+    sums = {
+        row["broadcast_id"]: row
+        for row in Rollup.objects.filter(
+            broadcast_id__in=[broadcast.id for broadcast in broadcasts], link_id=0
+        )
+        .values("broadcast_id")
+        .annotate(**{name: Sum(name) for name in (*_RATE_SUMS, *_FIGURE_SUMS)})
+        .order_by()
+    }
+    figures = {}
+    for broadcast in broadcasts:
+        counted = sums.get(broadcast.id, {})
+        figures[broadcast.id] = BroadcastFigures(
+            recipients=broadcast.recipient_count,
+            sent=broadcast.sent_count,
+            delivered=counted.get("delivered") or 0,
+            rates=_rates(broadcast, counted),
+            **{name: counted.get(name) or 0 for name in _FIGURE_SUMS},
+        )
+    return figures
+
+
 def broadcast_figures(*, broadcast: Broadcast) -> BroadcastFigures:
     """The report's figures: one aggregate over the broadcast's hourly rollups."""
-    sums = Rollup.objects.filter(broadcast_id=broadcast.id, link_id=0).aggregate(
-        **{name: Sum(name) for name in (*_RATE_SUMS, *_FIGURE_SUMS)}
-    )
-    return BroadcastFigures(
-        recipients=broadcast.recipient_count,
-        sent=broadcast.sent_count,
-        delivered=sums["delivered"] or 0,
-        rates=_rates(broadcast, sums),
-        **{name: sums[name] or 0 for name in _FIGURE_SUMS},
-    )
+    return broadcasts_figures(broadcasts=[broadcast])[broadcast.id]
 
 
 def broadcast_activity_chart(*, broadcast: Broadcast) -> charts.Chart:
@@ -293,6 +311,8 @@ class TimelineEntry:
     # The sequence, when the email was one of a sequence's (its message is a Broadcast row too).
     sequence_id: int | None
     sequence_name: str | None
+    # The report of the broadcast or sequence email.
+    report_url: str
     url: str
     # Why the open or click is taken for a machine's; empty for a person's.
     machine: str
@@ -377,6 +397,7 @@ def subscriber_timeline(
         "subject",
         "sequence_id",
         "sequence_name",
+        "email_id",
         "url",
     )
     broadcast = Broadcast.objects.filter(pk=OuterRef("broadcast_id"))
@@ -401,6 +422,7 @@ def subscriber_timeline(
             subject=Subquery(broadcast.values("subject")[:1]),
             sequence_id=Subquery(sequence_email.values("sequence_id")[:1]),
             sequence_name=Subquery(sequence_email.values("sequence__name")[:1]),
+            email_id=Subquery(broadcast.values("sequence_email__id")[:1]),
             url=Subquery(Link.objects.filter(pk=OuterRef("link_id")).values("url")[:1]),
         )
         .values_list(*columns)
@@ -418,6 +440,7 @@ def subscriber_timeline(
             subject=F("broadcast__subject"),
             sequence_id=F("broadcast__sequence_email__sequence_id"),
             sequence_name=F("broadcast__sequence_email__sequence__name"),
+            email_id=F("broadcast__sequence_email__id"),
             url=Value("", output_field=CharField()),
         )
         .values_list(*columns)
@@ -437,6 +460,9 @@ def subscriber_timeline(
             else Broadcast.name_of(description=description, subject=subject, account=account),
             sequence_id=sequence_id,
             sequence_name=sequence_name,
+            report_url=reverse("sequence_email_report", args=[sequence_id, email_id])
+            if email_id
+            else reverse("broadcast_report", args=[broadcast_id]),
             url=url or "",
             machine="" if machine == Machine.HUMAN else "a privacy proxy or link scanner",
             cursor=_cursor(at, source, row_id),
@@ -452,6 +478,7 @@ def subscriber_timeline(
             subject,
             sequence_id,
             sequence_name,
+            email_id,
             url,
         ) in rows[:size]
     ]
@@ -518,7 +545,10 @@ def recent_rates_chart(*, account) -> charts.Chart:
     first: two queries."""
     broadcasts = list(
         Broadcast.objects.filter(
-            account=account, state__in=Broadcast.STARTED_STATES, sent_count__gt=0
+            account=account,
+            kind=Broadcast.Kind.BROADCAST,
+            state__in=Broadcast.STARTED_STATES,
+            sent_count__gt=0,
         )
         .only("id", "description", "subject", "sent_count")
         .order_by("-id")[:RECENT_BROADCASTS_CHARTED]

@@ -9,10 +9,9 @@ drops one silently (which would widen an "all of" audience).
 
 from __future__ import annotations
 
-import copy
-
 from django import forms
 
+from convertkit.forms import DraftForm
 from subscribers.forms import one_line
 from subscribers.models import (
     MAX_ENGAGEMENT_DAYS,
@@ -46,7 +45,7 @@ def _deleted_choices(saved: list[int], existing: set[int], label: str) -> list[t
     return [(item_id, label) for item_id in dict.fromkeys(saved) if item_id not in existing]
 
 
-class AudienceFilterForm(forms.Form):
+class AudienceFilterForm(DraftForm):
     """Tags (any or all of, and left out) and engagement filters: what a broadcast's and a
     segment's audience both have. `tags`: the account's; `sent_broadcasts`: (id, label) of
     those "did not open" may name (broadcasts.selectors.sent_broadcast_choices)."""
@@ -146,16 +145,6 @@ class AudienceFilterForm(forms.Form):
         if "engagement" in self.errors or "engagement_days" in self.errors:
             cleaned.pop("engagement", None)
             cleaned.pop("engagement_days", None)
-
-    def draft(self, audience):
-        """An unsaved copy of `audience` (a broadcast or a segment) with every valid value of
-        the form applied; an invalid field keeps the saved value."""
-        draft = copy.copy(audience)
-        if self.is_bound:
-            self.is_valid()
-            for name, value in self.cleaned_data.items():
-                setattr(draft, name, value)
-        return draft
 
 
 class FieldConditionForm(forms.Form):
