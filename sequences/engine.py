@@ -150,6 +150,11 @@ def _decide(row: _Row, *, plan: _Plan, excluded: bool, now: datetime) -> None:
     row.state = SubState.ACTIVE
     while True:
         email = plan.next_email(row.position_key)
+        if email is None and not plan.emails:
+            # Nothing published yet: they wait at the start (not completed), and the email
+            # published first reaches them (subscriptions_due_lower makes them due).
+            row.next_due_at = None
+            return
         if email is None:
             row.state, row.next_due_at, row.completed = SubState.COMPLETED, None, True
             return

@@ -157,3 +157,19 @@ def test_a_removed_subscriber_gets_nothing_more_not_even_an_email_already_queued
     one.refresh_from_db()
     assert one.cancelled_count == 1
     assert Subscription.objects.get(subscriber=reader).state == Subscription.State.REMOVED
+
+
+def test_someone_added_before_any_email_is_published_waits_and_gets_the_first_one(
+    make_sequence, smtp_sink
+):
+    sequence = make_sequence(emails=[])
+    reader = SubscriberFactory(account=sequence.account, email="early@example.org")
+    subscriber_enrol(sequence=sequence, subscriber=reader, now=MONDAY)
+    advance_and_send(sequence, MONDAY + timedelta(hours=1))
+    subscription = Subscription.objects.get(subscriber=reader)
+    assert subscription.state == Subscription.State.ACTIVE
+    assert subscription.next_due_at is None
+
+    email_add(sequence, subject="Welcome")  # published: reaches whoever waits
+    advance_and_send(sequence, MONDAY + timedelta(hours=2))
+    assert received(reader) == ["Welcome"]
