@@ -116,23 +116,31 @@ def broadcast_delete(*, broadcast: Broadcast) -> None:
         raise BroadcastNotEditable(f"Broadcast {broadcast.pk} is {broadcast.state}")
 
 
-def send_problems(*, broadcast: Broadcast, recipient_count: int | None = None) -> list[str]:
-    """Why the broadcast cannot be sent now, in the creator's words; [] when it can.
-    `recipient_count`, when the caller has just counted the audience, saves counting it again."""
+def content_problems(*, message: Broadcast) -> list[str]:
+    """Why the email (a broadcast, or a sequence email's message) cannot go out as written, in
+    the creator's words ([] when it can): a postal address, a subject, a body, and Liquid that
+    renders (line-numbered)."""
     problems = []
-    account = broadcast.account
-    if not account.postal_address.strip():
+    if not message.account.postal_address.strip():
         problems.append(
             "Add your postal address in Settings first: the law (CAN-SPAM) requires it in "
             "every email."
         )
-    if not broadcast.subject.strip():
+    if not message.subject.strip():
         problems.append("Write a subject.")
-    if not broadcast.body.strip():
+    if not message.body.strip():
         problems.append("Write the email's body.")
-    for problem in broadcast_problems(broadcast):
+    for problem in broadcast_problems(message):
         where = f" (line {problem.line})" if problem.line else ""
         problems.append(f"{problem.part.replace('_', ' ').capitalize()}{where}: {problem.message}")
+    return problems
+
+
+def send_problems(*, broadcast: Broadcast, recipient_count: int | None = None) -> list[str]:
+    """Why the broadcast cannot be sent now, in the creator's words; [] when it can: its
+    content_problems, or nobody in its audience. `recipient_count`, when the caller has just
+    counted the audience, saves counting it again."""
+    problems = content_problems(message=broadcast)
     if recipient_count is None and not problems:
         recipient_count = audience_count(audience=broadcast)
     if not problems and recipient_count == 0:

@@ -19,7 +19,8 @@ from django.utils import timezone
 
 from broadcasts.models import Broadcast, Delivery
 from broadcasts.pipeline import batches_publish
-from broadcasts.rendering import RenderFailed, broadcast_problems, frozen_parts
+from broadcasts.rendering import RenderFailed, frozen_parts
+from broadcasts.services import content_problems
 from convertkit.models import Account
 from sequences.models import MAX_DELAY_DAYS, Sequence, SequenceEmail, Subscription
 from sequences.schedule import DAYS, HOURS, zone_named
@@ -304,23 +305,8 @@ def _timing_check(values: EmailValues) -> None:
 
 
 def email_problems(email: SequenceEmail) -> list[str]:
-    """Why the email cannot be published as it is, in the creator's words ([] when it can):
-    a subject, a body, a postal address, and Liquid that renders (line-numbered)."""
-    message = email.message
-    problems = []
-    if not message.account.postal_address.strip():
-        problems.append(
-            "Add your postal address in Settings first: the law (CAN-SPAM) requires it in "
-            "every email."
-        )
-    if not message.subject.strip():
-        problems.append("Write a subject.")
-    if not message.body.strip():
-        problems.append("Write the email's body.")
-    for problem in broadcast_problems(message):
-        where = f" (line {problem.line})" if problem.line else ""
-        problems.append(f"{problem.part.replace('_', ' ').capitalize()}{where}: {problem.message}")
-    return problems
+    """Why the email cannot be published as it is, in the creator's words ([] when it can)."""
+    return content_problems(message=email.message)
 
 
 def _freeze(email: SequenceEmail) -> None:
