@@ -24,7 +24,7 @@ from django.db.models import Max
 from django.utils import timezone
 
 from sequences.models import Sequence, SequenceEmail, SequenceTrigger, Subscription
-from sequences.services import EnrolResult, _own_ids, subscribers_enrol
+from sequences.services import EnrolResult, own_ids, subscribers_enrol
 from subscribers.models import Form, Subscriber, Tag
 from subscribers.selectors import SubscriberFilter, subscriber_batch_ids, subscriber_counts
 
@@ -42,7 +42,7 @@ def account_sequences(*, account_id: int) -> list[Sequence]:
 
 
 def _triggers_set(*, account_id: int, sequence_ids: Iterable[int], **source) -> None:
-    ids = _own_ids(Sequence, account_id=account_id, ids=list(sequence_ids), what="sequences")
+    ids = own_ids(Sequence, account_id=account_id, ids=list(sequence_ids), what="sequences")
     with transaction.atomic():
         SequenceTrigger.objects.filter(**source).exclude(sequence_id__in=ids).delete()
         SequenceTrigger.objects.bulk_create(

@@ -50,8 +50,13 @@ def sequence_create(*, account: Account, name: str) -> Sequence:
     return Sequence.objects.create(account=account, name=name[:255], time_zone=account.time_zone)
 
 
-def _own_ids(model, *, account_id: int, ids: list[int], what: str) -> list[int]:
-    ids = sorted({int(pk) for pk in ids})
+def own_ids(model, *, account_id: int, ids: list[int], what: str) -> list[int]:
+    """`ids`, sorted and unique, if every one names a `model` row of the account;
+    SequenceInvalid otherwise (another account's, a deleted one, or not an id at all)."""
+    try:
+        ids = sorted({int(pk) for pk in ids})
+    except (TypeError, ValueError):
+        raise SequenceInvalid(f"Choose {what} of this account only.") from None
     found = set(
         model.objects.filter(account_id=account_id, pk__in=ids).values_list("pk", flat=True)
     )
@@ -61,7 +66,7 @@ def _own_ids(model, *, account_id: int, ids: list[int], what: str) -> list[int]:
 
 
 def _own_segment_ids(*, account_id: int, ids: list[int]) -> list[int]:
-    return _own_ids(Segment, account_id=account_id, ids=ids, what="segments")
+    return own_ids(Segment, account_id=account_id, ids=ids, what="segments")
 
 
 def sequence_update(
@@ -100,11 +105,11 @@ def sequence_update(
         "time_zone": time_zone,
         "subscriber_time_zone": bool(subscriber_time_zone),
         "repeat": bool(repeat),
-        "exclude_tag_ids": _own_ids(Tag, account_id=account_id, ids=exclude_tag_ids, what="tags"),
+        "exclude_tag_ids": own_ids(Tag, account_id=account_id, ids=exclude_tag_ids, what="tags"),
         "exclude_segment_ids": _own_segment_ids(account_id=account_id, ids=exclude_segment_ids),
         "exclude_sequence_ids": [
             pk
-            for pk in _own_ids(
+            for pk in own_ids(
                 Sequence, account_id=account_id, ids=exclude_sequence_ids, what="sequences"
             )
             if pk != sequence.pk

@@ -690,6 +690,7 @@ def test_an_exclusion_naming_another_accounts_tag_excludes_nobody(make_sequence,
     [
         ({"exclude_tag_ids": ["foreign tag"]}, "tags of this account only"),
         ({"exclude_tag_ids": [10**12]}, "tags of this account only"),
+        ({"exclude_tag_ids": ["not an id"]}, "tags of this account only"),
         ({"exclude_sequence_ids": ["foreign sequence"]}, "sequences of this account only"),
         ({"exclude_segment_ids": ["foreign segment"]}, "segments of this account only"),
         ({"exclude_segment_ids": [10**12]}, "segments of this account only"),
