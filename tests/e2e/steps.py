@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Iterable
 from email import policy
 from email.parser import BytesParser
 from pathlib import Path
@@ -45,6 +46,15 @@ def account_mail_take(to: str, *, timeout: float = 30.0) -> str:
     raise AssertionError(f"No email to {to} arrived within {timeout} s")
 
 
+def log_in(page: Page, site: str, *, email: str, password: str) -> None:
+    """Logs in through the login page, as a returning creator does. Ends on the dashboard."""
+    page.goto(f"{site}/login/")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
+
+
 def sign_up(page: Page, site: str, *, email: str, account_name: str) -> None:
     """Signs up as a new creator would: the address, then the link in the email, then the
     password and the newsletter's name. Ends on the dashboard."""
@@ -61,10 +71,19 @@ def sign_up(page: Page, site: str, *, email: str, account_name: str) -> None:
     expect(page.get_by_role("heading", name="Dashboard")).to_be_visible()
 
 
-def build_form(page: Page, site: str, *, name: str, tag: str, double_opt_in: bool = True) -> str:
+def build_form(
+    page: Page,
+    site: str,
+    *,
+    name: str,
+    tag: str,
+    double_opt_in: bool = True,
+    sequences: Iterable[str] = (),
+) -> str:
     """Creates a form through the builder, as a creator would: asks for the first name, sets a
-    headline (checked in the live preview), applies `tag` on subscribe, sets double opt-in, and
-    saves. Ends on the builder page (embed code shown); returns the form's public uid."""
+    headline (checked in the live preview), applies `tag` on subscribe, sets double opt-in, adds
+    subscribers to the `sequences` named, and saves. Ends on the builder page (embed code
+    shown); returns the form's public uid."""
     page.goto(f"{site}/forms/")
     page.get_by_role("link", name="Create form").first.click()
     page.get_by_label("Form name").fill(name)
@@ -80,14 +99,51 @@ def build_form(page: Page, site: str, *, name: str, tag: str, double_opt_in: boo
     expect(preview.locator("label", has_text="First name")).to_be_visible()
     builder.get_by_label("Tags", exact=True).fill(tag)
     builder.get_by_role("checkbox", name="Double opt-in").set_checked(double_opt_in)
+    for sequence in sequences:
+        builder.locator("#sequences").get_by_label(sequence, exact=True).check()
     builder.get_by_role("button", name="Save form").click()
     expect(page.get_by_text("Form saved.")).to_be_visible()
+    for sequence in sequences:
+        expect(builder.locator("#sequences").get_by_label(sequence, exact=True)).to_be_checked()
 
     embed_code = page.get_by_label("Embed code")
     expect(embed_code).to_have_value(re.compile(re.escape(headline)))
     uid = re.search(r'data-ck-form="(\w+)"', embed_code.input_value())
     assert uid, "the embed code names its form"
     return uid[1]
+
+
+def create_sequence(page: Page, site: str, *, name: str) -> None:
+    """Creates a sequence from the Sequences page. Ends on the new sequence's page."""
+    page.goto(f"{site}/sequences/")
+    page.get_by_role("link", name="New sequence").first.click()
+    page.get_by_label("Sequence name").fill(name)
+    page.get_by_role("button", name="Create sequence").click()
+    expect(page.get_by_role("heading", name=name, exact=True)).to_be_visible()
+
+
+def write_email(page: Page, *, subject: str, body: str) -> None:
+    """Fills the email editor's subject and body, and waits for the live preview to follow."""
+    editor = page.locator("#email-form")
+    editor.get_by_label("Subject").fill(subject)
+    editor.get_by_label("Body").fill(body)
+    expect(page.locator("#broadcast-preview")).to_contain_text(subject)
+
+
+def publish_sequence_email(page: Page, *, subject: str, body: str, delay_days: int = 0) -> None:
+    """On a sequence's page: adds an email at the end, writes it (a subject without Liquid,
+    which the pages show as it is), sends it `delay_days` after the previous one (0: at once)
+    and publishes it. Ends on the sequence's page."""
+    add = page.get_by_role("button", name=re.compile(r"^Add an email( at the end)?$"))
+    add.click()
+    expect(page.get_by_role("heading", name=re.compile(r"^Email \d+: Untitled$"))).to_be_visible()
+    write_email(page, subject=subject, body=body)
+    if delay_days:
+        timing = page.locator("#timing")
+        timing.get_by_label("Delay").fill(str(delay_days))
+        timing.get_by_label("Unit").select_option("days")
+    page.get_by_role("button", name="Publish").click()
+    expect(page.get_by_text(f"“{subject}” is published.")).to_be_visible()
 
 
 def messages_in(mailbox) -> list:

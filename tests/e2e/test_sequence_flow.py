@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from sequences.models import Sequence
-from tests.e2e.steps import session_share
+from tests.e2e.steps import create_sequence, session_share, write_email
 
 PHONE = {"width": 375, "height": 667}
 # Whether anything makes the page wider than the screen (a sideways scroll of the whole page).
@@ -25,21 +25,11 @@ def signed_in(page: Page, live_server, alice_client):
     return live_server.url
 
 
-def write_email(page: Page, *, subject: str, body: str) -> None:
-    editor = page.locator("#email-form")
-    editor.get_by_label("Subject").fill(subject)
-    editor.get_by_label("Body").fill(body)
-    expect(page.locator("#broadcast-preview")).to_contain_text(subject)
-
-
 def test_build_a_two_email_sequence_and_use_it_on_a_phone(page: Page, signed_in, account_a):
     page.goto(f"{signed_in}/")
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Sequences").click()
     expect(page.get_by_role("heading", name="Create your first sequence")).to_be_visible()
-    page.get_by_role("link", name="New sequence").click()
-    page.get_by_label("Sequence name").fill("Soup school")
-    page.get_by_role("button", name="Create sequence").click()
-    expect(page.get_by_role("heading", name="Soup school", exact=True)).to_be_visible()
+    create_sequence(page, signed_in, name="Soup school")
 
     # The first email: immediate.
     page.get_by_role("button", name="Add an email").click()
