@@ -186,8 +186,15 @@ def _render_detail(
     sequence_form: SubscriberSequenceForm | None = None,
 ):
     tag_form = tag_form or TagNameForm()
+    subscriptions = subscriber_sequences(subscriber=subscriber)
+    # A sequence they are in already is not offered again (adding would change nothing).
+    inside = {row.sequence.pk for row in subscriptions if row.removable}
     sequence_form = sequence_form or SubscriberSequenceForm(
-        sequences=account_sequences(account_id=request.account.id)
+        sequences=[
+            sequence
+            for sequence in account_sequences(account_id=request.account.id)
+            if sequence.pk not in inside
+        ]
     )
     custom_fields = _custom_fields(request)
     return render(
@@ -205,7 +212,7 @@ def _render_detail(
             "tag_form": tag_form,
             "tag_names": _tag_names(request),
             "sequence_form": sequence_form,
-            "subscriptions": subscriber_sequences(subscriber=subscriber),
+            "subscriptions": subscriptions,
             "history": selectors.subscriber_history(subscriber=subscriber),
             "signups": selectors.subscriber_signups(subscriber=subscriber),
             "timeline": subscriber_timeline(subscriber=subscriber),

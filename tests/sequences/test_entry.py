@@ -343,6 +343,7 @@ def test_the_subscriber_page_adds_to_a_sequence_shows_where_they_are_and_removes
     add = reverse("subscriber_sequence_add", args=[reader.pk])
     page = alice_client.get(detail).content.decode()
     assert "Not in any sequence." in page and "Add to sequence" in page
+    assert f'<option value="{course.pk}"' in page
 
     response = alice_client.post(add, {"sequence": course.pk}, follow=True)
     page = response.content.decode()
@@ -352,6 +353,7 @@ def test_the_subscriber_page_adds_to_a_sequence_shows_where_they_are_and_removes
     sequences_advance(now=later())
     page = alice_client.get(detail).content.decode()
     assert "after email 1 of 2" in page
+    assert f'<option value="{course.pk}"' not in page  # not offered again while they are in it
     # Email two is due at 9:00 UTC the next day, shown in the account's zone (Europe/Paris).
     due = subscription_of(reader).next_due_at
     assert (due.astimezone(UTC).hour, due.astimezone(UTC).date()) == (9, later(days=1).date())
