@@ -7,7 +7,10 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth import password_validation
 from django.contrib.auth.forms import AuthenticationForm, PasswordResetForm
+from django.forms.utils import flatatt
 from django.template import loader
+from django.utils.html import escape
+from django.utils.safestring import mark_safe
 
 from convertkit.models import Account, User
 from convertkit.ratelimit import LimitExceeded, address_and_network_hit
@@ -15,6 +18,25 @@ from convertkit.tasks import send_account_email
 
 # Every IANA time zone, by name: what an account's or a sequence's time zone may be.
 TIME_ZONE_CHOICES = [(zone, zone) for zone in sorted(available_timezones())]
+
+
+class TimeZoneSelect(forms.Select):
+    """The select of every IANA time zone, written from one string built once: Django renders
+    each of its ~600 options through a template, which took most of the time of a page that
+    shows one (bench/README.md, bench/sequence_page.py)."""
+
+    _options = "".join(
+        f'<option value="{escape(zone)}">{escape(zone)}</option>' for zone, _ in TIME_ZONE_CHOICES
+    )
+
+    def __init__(self, attrs=None):
+        super().__init__(attrs, choices=TIME_ZONE_CHOICES)
+
+    def render(self, name, value, attrs=None, renderer=None):
+        option = f'<option value="{escape(value or "")}">'
+        options = self._options.replace(option, option[:-1] + " selected>", 1) if value else ""
+        final = self.build_attrs(self.attrs, {**(attrs or {}), "name": name})
+        return mark_safe(f"<select{flatatt(final)}>{options or self._options}</select>")  # noqa: S308
 
 
 class DraftForm(forms.Form):
@@ -120,7 +142,7 @@ class AccountSettingsForm(forms.ModelForm):
         }
         widgets = {
             "postal_address": forms.Textarea(attrs={"rows": 3}),
-            "time_zone": forms.Select(choices=TIME_ZONE_CHOICES),
+            "time_zone": TimeZoneSelect(),
         }
 
     def clean_sender_name(self) -> str:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from django import forms
 
 from broadcasts.forms import EMAIL_FIELDS, EmailForm
-from convertkit.forms import TIME_ZONE_CHOICES
+from convertkit.forms import TIME_ZONE_CHOICES, TimeZoneSelect
 from sequences.models import MAX_DELAY_DAYS, WEEKDAYS, Sequence, SequenceEmail
 from sequences.services import EmailValues
 from subscribers.forms import one_line
@@ -85,6 +85,7 @@ class SequenceSettingsForm(forms.Form):
     time_zone = forms.ChoiceField(
         label="Time zone",
         choices=TIME_ZONE_CHOICES,
+        widget=TimeZoneSelect(),
         error_messages={"invalid_choice": "Choose a time zone from the list."},
     )
     subscriber_time_zone = forms.BooleanField(
