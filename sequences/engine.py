@@ -150,9 +150,9 @@ def _decide(row: _Row, *, plan: _Plan, excluded: bool, now: datetime) -> None:
     row.state = SubState.ACTIVE
     while True:
         email = plan.next_email(row.position_key)
-        if email is None and not plan.emails:
-            # Nothing published yet: they wait at the start (not completed), and the email
-            # published first reaches them (subscriptions_due_lower makes them due).
+        if email is None and (not plan.emails or plan.sequence.hold):
+            # Nothing published yet, or an evergreen sequence: they wait (not completed), and
+            # the next email published reaches them (subscriptions_due_lower makes them due).
             row.next_due_at = None
             return
         if email is None:

@@ -99,6 +99,12 @@ class SequenceSettingsForm(forms.Form):
         required=False,
         help_text="Off: each subscriber receives the sequence once.",
     )
+    hold = forms.BooleanField(
+        label="Evergreen: subscribers who received every email stay in the sequence",
+        required=False,
+        help_text="They get the emails you publish later. Off: they complete after the last "
+        "published email, and later ones do not reach them.",
+    )
     exclude_tag_ids = _ids_field("Subscribers with any of these tags", "tags")
     exclude_segment_ids = _ids_field("Subscribers in any of these segments", "segments")
     exclude_sequence_ids = _ids_field("Subscribers in any of these sequences", "sequences")
@@ -128,6 +134,7 @@ class SequenceSettingsForm(forms.Form):
                 "time_zone",
                 "subscriber_time_zone",
                 "repeat",
+                "hold",
                 "exclude_tag_ids",
                 "exclude_segment_ids",
                 "exclude_sequence_ids",

@@ -47,6 +47,9 @@ class Sequence(models.Model):
     subscriber_time_zone = models.BooleanField(default=False)
     # Adding a subscriber who completed the sequence starts them again at the first email.
     repeat = models.BooleanField(default=False)
+    # Evergreen (Kit's "hold"): whoever has received every published email stays active and
+    # gets the emails published later, instead of completing.
+    hold = models.BooleanField(default=False, db_default=False)
     # Subscribers with any of these tags, in any of these segments or in any of these other
     # sequences (still active there) get nothing while excluded, and move past what falls due
     # meanwhile. Plain ids, as a broadcast's tags: a deleted one excludes nobody.

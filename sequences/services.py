@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection, transaction
-from django.db.models import Max, Min
+from django.db.models import F, Max, Min
 from django.utils import timezone
 
 from broadcasts.models import Broadcast, Delivery
@@ -78,13 +78,15 @@ def sequence_update(
     time_zone: str,
     subscriber_time_zone: bool = False,
     repeat: bool = False,
+    hold: bool = False,
     exclude_tag_ids: list[int] = (),
     exclude_segment_ids: list[int] = (),
     exclude_sequence_ids: list[int] = (),
 ) -> Sequence:
     """Saves the settings; SequenceInvalid (nothing saved) for a bad value or another account's
     tag, segment or sequence. Waiting subscribers are looked at again where their next email
-    may now be due sooner."""
+    may now be due sooner; when an evergreen sequence stops holding, those it held at its end
+    are looked at again (and complete)."""
     from subscribers.models import Tag
 
     name = name.strip()
@@ -105,6 +107,7 @@ def sequence_update(
         "time_zone": time_zone,
         "subscriber_time_zone": bool(subscriber_time_zone),
         "repeat": bool(repeat),
+        "hold": bool(hold),
         "exclude_tag_ids": own_ids(Tag, account_id=account_id, ids=exclude_tag_ids, what="tags"),
         "exclude_segment_ids": _own_segment_ids(account_id=account_id, ids=exclude_segment_ids),
         "exclude_sequence_ids": [
@@ -116,10 +119,16 @@ def sequence_update(
         ],
     }
     with transaction.atomic():
+        released = sequence.hold and not values["hold"]
         Sequence.objects.filter(pk=sequence.pk).update(**values, updated_at=timezone.now())
         for key, value in values.items():
             setattr(sequence, key, value)
         subscriptions_due_lower(sequence=sequence)
+        if released:
+            # Due since they passed their last email: the scheduler's next pass completes them.
+            Subscription.objects.filter(
+                sequence=sequence, state=SubState.ACTIVE, next_due_at__isnull=True
+            ).update(next_due_at=F("anchor_at"))
         _messages_sync(sequence)
     return sequence
 

@@ -173,3 +173,43 @@ def test_someone_added_before_any_email_is_published_waits_and_gets_the_first_on
     email_add(sequence, subject="Welcome")  # published: reaches whoever waits
     advance_and_send(sequence, MONDAY + timedelta(hours=2))
     assert received(reader) == ["Welcome"]
+
+
+def test_an_evergreen_sequence_keeps_those_who_had_every_email_for_the_next_one_published(
+    make_sequence, smtp_sink
+):
+    from sequences.services import sequence_update
+
+    sequence = make_sequence(emails=[("One", 0, "days")], hold=True)
+    reader = SubscriberFactory(account=sequence.account, email="reader@example.org")
+    subscriber_enrol(sequence=sequence, subscriber=reader, now=MONDAY)
+    advance_and_send(sequence, MONDAY)
+    subscription = Subscription.objects.get(subscriber=reader)
+    assert (subscription.state, subscription.next_due_at) == (Subscription.State.ACTIVE, None)
+
+    one = sequence.emails.get()
+    email_add(sequence, subject="Two", delay=1, after=one)
+    advance_and_send(sequence, MONDAY + timedelta(days=1))
+    assert received(reader) == ["One", "Two"]
+
+    # No longer evergreen: whoever it held at its end completes.
+    settings = {
+        name: getattr(sequence, name)
+        for name in ("name", "send_days", "send_hour", "time_zone", "repeat")
+    }
+    sequence_update(sequence=sequence, **settings, hold=False)
+    advance_and_send(sequence, MONDAY + timedelta(days=2))
+    assert Subscription.objects.get(subscriber=reader).state == Subscription.State.COMPLETED
+
+
+def test_without_hold_someone_who_had_every_email_completes_and_a_later_one_misses_them(
+    make_sequence, smtp_sink
+):
+    sequence = make_sequence(emails=[("One", 0, "days")])
+    reader = SubscriberFactory(account=sequence.account, email="reader@example.org")
+    subscriber_enrol(sequence=sequence, subscriber=reader, now=MONDAY)
+    advance_and_send(sequence, MONDAY)
+    assert Subscription.objects.get(subscriber=reader).state == Subscription.State.COMPLETED
+    email_add(sequence, subject="Two", delay=1, after=sequence.emails.get())
+    advance_and_send(sequence, MONDAY + timedelta(days=2))
+    assert received(reader) == ["One"]
