@@ -124,12 +124,19 @@ def queued_ranges(*, broadcast_id: int, size: int) -> list[tuple[int, int]]:
         return cursor.fetchall()
 
 
-def batches_publish(*, broadcast_id: int) -> int:
-    """One send task per range of queued deliveries, published over one broker connection."""
-    ranges = queued_ranges(broadcast_id=broadcast_id, size=settings.BROADCAST_BATCH_SIZE)
+def ranges_publish(*, broadcast_id: int, ranges: list[tuple[int, int]]) -> int:
+    """One send task per (first id, last id) range of the broadcast's deliveries, published
+    over one broker connection; returns how many."""
     with tasks.send_batch.app.producer_or_acquire() as producer:
         for first_id, last_id in ranges:
             tasks.send_batch.apply_async((broadcast_id, first_id, last_id), producer=producer)
+    return len(ranges)
+
+
+def batches_publish(*, broadcast_id: int) -> int:
+    """One send task per range of queued deliveries."""
+    ranges = queued_ranges(broadcast_id=broadcast_id, size=settings.BROADCAST_BATCH_SIZE)
+    ranges_publish(broadcast_id=broadcast_id, ranges=ranges)
     Broadcast.objects.filter(pk=broadcast_id).update(progressed_at=timezone.now())
     return len(ranges)
 

@@ -29,15 +29,15 @@ import bisect
 import logging
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from broadcasts import tasks as broadcast_tasks
 from broadcasts.models import Broadcast, Delivery
+from broadcasts.pipeline import ranges_publish
 from sequences.models import Sequence, SequenceEmail, Subscription
 from sequences.schedule import Timing, due_at, zone_named
 from subscribers.models import Subscriber
@@ -118,7 +118,7 @@ class _Row:
     zone_name: str
     next_due_at: datetime | None = None
     completed: bool = False
-    sends: list[int] = field(default_factory=list)  # message ids (at most one)
+    send: int | None = None  # the message id of the email it gets now
     skipped: int = 0
 
 
@@ -128,7 +128,6 @@ class AdvanceReport:
     sent: int = 0
     skipped: int = 0
     completed: int = 0
-    waiting: int = 0  # found before their exact time and moved to it
     batches: int = 0
 
     def add(self, other: AdvanceReport) -> None:
@@ -159,7 +158,7 @@ def _decide(row: _Row, *, plan: _Plan, excluded: bool, now: datetime) -> None:
             row.state, row.next_due_at, row.completed = SubState.COMPLETED, None, True
             return
         due = due_at(anchor=row.anchor_at, timing=plan.timing(email, row.zone_name))
-        if due > now or row.sends:
+        if due > now or row.send is not None:
             # Not yet; or they were just sent one: the next waits for the next pass (due may
             # be now), so nobody gets two emails in one claim.
             row.next_due_at = due
@@ -170,7 +169,7 @@ def _decide(row: _Row, *, plan: _Plan, excluded: bool, now: datetime) -> None:
             row.skipped += 1
             row.anchor_at = due
             continue
-        row.sends.append(email.message_id)
+        row.send = email.message_id
         row.sent_count += 1
         row.anchor_at = now
 
@@ -276,7 +275,7 @@ def _excluded_ids(*, sequence: Sequence, subscriber_ids: list[int]) -> set[int]:
 def _write(*, sequence: Sequence, rows: list[_Row], now: datetime) -> list[tuple[int, int]]:
     """Step 4: the deliveries, the subscriptions and the messages' counts; returns the new
     deliveries as (id, message id)."""
-    sends = [(row, message_id) for row in rows for message_id in row.sends]
+    sends = [(row, row.send) for row in rows if row.send is not None]
     created: list[tuple[int, int]] = []
     with connection.cursor() as cursor:
         if sends:
@@ -345,15 +344,12 @@ def _publish(created: list[tuple[int, int]]) -> int:
         by_message[message_id].append(delivery_id)
     size = settings.BROADCAST_BATCH_SIZE
     published = 0
-    with broadcast_tasks.send_batch.app.producer_or_acquire() as producer:
-        for message_id, ids in by_message.items():
-            ids.sort()
-            for start in range(0, len(ids), size):
-                chunk = ids[start : start + size]
-                broadcast_tasks.send_batch.apply_async(
-                    (message_id, chunk[0], chunk[-1]), producer=producer
-                )
-                published += 1
+    for message_id, ids in by_message.items():
+        ids.sort()
+        chunks = [ids[start : start + size] for start in range(0, len(ids), size)]
+        published += ranges_publish(
+            broadcast_id=message_id, ranges=[(chunk[0], chunk[-1]) for chunk in chunks]
+        )
     return published
 
 
@@ -373,14 +369,10 @@ def subscriptions_advance(
             subscriber_ids=[row.subscriber_id for row in rows if row.subscriber_state],
         )
         for row in rows:
-            was_waiting = row.state == SubState.ACTIVE
             _decide(row, plan=plan, excluded=row.subscriber_id in excluded, now=now)
-            report.sent += len(row.sends)
+            report.sent += row.send is not None
             report.skipped += row.skipped
             report.completed += row.completed
-            report.waiting += (
-                was_waiting and not row.sends and not row.skipped and (row.state == SubState.ACTIVE)
-            )
         created = _write(sequence=sequence, rows=rows, now=now)
     report.claimed = len(rows)
     report.batches = _publish(created)

@@ -18,7 +18,7 @@ from django.db.models import F, Max, Min
 from django.utils import timezone
 
 from broadcasts.models import Broadcast, Delivery
-from broadcasts.pipeline import batches_publish
+from broadcasts.pipeline import batches_publish, deliveries_cancel
 from broadcasts.rendering import RenderFailed, frozen_parts
 from broadcasts.services import content_problems
 from convertkit.models import Account
@@ -181,29 +181,7 @@ def _messages_sync(sequence: Sequence) -> None:
                 message_id = message.pk
                 transaction.on_commit(lambda pk=message_id: batches_publish(broadcast_id=pk))
         if not email.is_live:
-            _deliveries_cancel(message_id=message.pk)
-
-
-def _deliveries_cancel(*, message_id: int) -> int:
-    """The queued deliveries of an email no longer live are cancelled (and counted): their
-    subscribers have already moved past it."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            WITH moved AS (
-                UPDATE {Delivery._meta.db_table} SET state = {int(Delivery.State.CANCELLED)}
-                WHERE broadcast_id = %s AND state = {int(Delivery.State.QUEUED)}
-                RETURNING 1
-            )
-            UPDATE {Broadcast._meta.db_table}
-            SET cancelled_count = cancelled_count + (SELECT count(*) FROM moved)
-            WHERE id = %s
-            RETURNING (SELECT count(*) FROM moved)
-            """,
-            [message_id, message_id],
-        )
-        row = cursor.fetchone()
-        return row[0] if row else 0
+            deliveries_cancel(broadcast_id=message.pk)
 
 
 def subscriptions_due_lower(*, sequence: Sequence) -> int:
