@@ -3,8 +3,8 @@ subscribers stand (counts per state, the excluded, by position), when the next e
 and each email's sending and tracking figures.
 
 Counts over a sequence's subscriptions read the index subscription_state_position (sequence,
-state, position_key) alone, once per page (by state and position at once); each email's figures are its message's counters and rollups, as
-a broadcast's are (tracking/reports.py). Every function runs a fixed number of queries,
+state, position_key) alone, once per page (by state and position at once); each email's
+figures are its message's counters and rollups, as a broadcast's are (tracking/reports.py). Every function runs a fixed number of queries,
 whatever the number of subscribers or emails.
 """
 
