@@ -26,6 +26,13 @@ from convertkit.models import Account
 from subscribers.models import ENGAGEMENT_VALID, Engagement, Subscriber, TagMatch
 
 
+class BroadcastQuerySet(models.QuerySet):
+    def broadcasts(self) -> BroadcastQuerySet:
+        """Broadcasts only: not the messages of sequence emails, which are Broadcast rows too
+        but belong to their sequence's pages."""
+        return self.filter(kind=Broadcast.Kind.BROADCAST)
+
+
 class Broadcast(models.Model):
     class State(models.TextChoices):
         DRAFT = "draft", "Draft"
@@ -120,6 +127,8 @@ class Broadcast(models.Model):
     unknown_resent_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = BroadcastQuerySet.as_manager()
 
     class Meta:
         indexes = [models.Index(fields=["account", "-id"], name="broadcast_account_id")]

@@ -762,9 +762,11 @@ def sweep(*, now: datetime | None = None) -> SweepReport:
         Broadcast.objects.filter(pk=broadcast_id).update(progressed_at=now)
         tasks.fan_out.delay(broadcast_id)
         report.republished.append(broadcast_id)
-    for broadcast_id in Broadcast.objects.filter(
-        state=Broadcast.State.SENDING, kind=Broadcast.Kind.BROADCAST
-    ).values_list("id", flat=True):
+    for broadcast_id in (
+        Broadcast.objects.broadcasts()
+        .filter(state=Broadcast.State.SENDING)
+        .values_list("id", flat=True)
+    ):
         if broadcast_id not in report.republished and broadcast_finish_if_done(
             broadcast_id=broadcast_id
         ):

@@ -28,9 +28,8 @@ def sent_broadcast_choices(*, account: Account, chosen_id: int | None) -> list[t
     open", newest first; and the one `chosen_id` names if it is not among them, so that saving
     keeps it, even if it was deleted (which leaves the audience empty, as a deleted tag does)."""
     started = list(
-        Broadcast.objects.filter(
-            account=account, kind=Broadcast.Kind.BROADCAST, state__in=Broadcast.STARTED_STATES
-        )
+        Broadcast.objects.broadcasts()
+        .filter(account=account, state__in=Broadcast.STARTED_STATES)
         .order_by("-id")
         .only("id", "description", "subject", "sent_at", "send_started_at")[:SENT_CHOICES]
     )
@@ -39,12 +38,8 @@ def sent_broadcast_choices(*, account: Account, chosen_id: int | None) -> list[t
     choices = [(sent.id, _sent_label(sent)) for sent in started]
     if chosen_id is not None and chosen_id not in {sent.id for sent in started}:
         named = (
-            Broadcast.objects.filter(
-                account=account,
-                kind=Broadcast.Kind.BROADCAST,
-                pk=chosen_id,
-                state__in=Broadcast.STARTED_STATES,
-            )
+            Broadcast.objects.broadcasts()
+            .filter(account=account, pk=chosen_id, state__in=Broadcast.STARTED_STATES)
             .select_related("account")
             .first()
         )

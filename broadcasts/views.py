@@ -80,7 +80,9 @@ def _broadcast_page(*, account, after: int | None, before: int | None) -> Keyset
     broadcast_account_id), and their rates from the rollups: two queries, whatever the page
     holds. Names are rendered from each subject once per process (sample_subject's cache)."""
     page = keyset_page(
-        Broadcast.objects.filter(account=account, kind=Broadcast.Kind.BROADCAST).only(
+        Broadcast.objects.broadcasts()
+        .filter(account=account)
+        .only(
             "id",
             "description",
             "subject",
@@ -130,7 +132,7 @@ def _broadcast(request, broadcast_id: int) -> Broadcast:
     are the sequence's)."""
     return get_for_account(
         request,
-        Broadcast.objects.filter(kind=Broadcast.Kind.BROADCAST).select_related("account"),
+        Broadcast.objects.broadcasts().select_related("account"),
         pk=broadcast_id,
     )
 

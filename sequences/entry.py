@@ -97,18 +97,12 @@ def form_joined_enrol(*, form_id: int, subscriber_id: int, now: datetime | None 
     """A signup through the form: the subscriber enters each sequence the form adds to, active
     or (double opt-in) unconfirmed; the suppressed enter nothing."""
     for sequence in Sequence.objects.filter(triggers__form_id=form_id):
-        subscribers_enrol(
-            sequence=sequence,
-            source_sql="SELECT %(joined_subscriber)s::bigint",
-            source_params={"joined_subscriber": subscriber_id},
-            now=now,
-            total=1,
-        )
+        subscriber_ids_enrol(sequence=sequence, subscriber_ids=[subscriber_id], now=now)
 
 
 def tags_added_enrol(
     *, tag_ids: Iterable[int], added_sql: str, params: dict, now: datetime | None = None
-) -> EnrolResult:
+) -> None:
     """The built-in "when tag X is added, add to sequence Y": whoever `added_sql` names (a
     SELECT of (tag_id, subscriber_id) pairs of taggings just made, with %(name)s parameters)
     enters every sequence one of their new tags adds to. One statement per such sequence;
@@ -118,11 +112,8 @@ def tags_added_enrol(
         "sequence_id", "tag_id"
     ):
         tags_by_sequence[sequence_id].append(tag_id)
-    total = EnrolResult()
-    if not tags_by_sequence:
-        return total
     for sequence in Sequence.objects.filter(pk__in=list(tags_by_sequence)).order_by("id"):
-        result = subscribers_enrol(
+        subscribers_enrol(
             sequence=sequence,
             source_sql=f"""
                 SELECT added.subscriber_id FROM ({added_sql}) AS added(tag_id, subscriber_id)
@@ -131,19 +122,13 @@ def tags_added_enrol(
             source_params={**params, "trigger_tag_ids": tags_by_sequence[sequence.pk]},
             now=now,
         )
-        total.added += result.added
-        total.restarted += result.restarted
-    return total
 
 
-def tag_added_enrol(
-    *, tag_id: int, subscriber_ids: list[int], now: datetime | None = None
-) -> EnrolResult:
-    """tags_added_enrol for subscribers just given one tag (a tag added on a subscriber's page,
-    at signup, or to a bulk action's batch)."""
+def tag_added_enrol(*, tag_id: int, subscriber_ids: list[int], now: datetime | None = None) -> None:
+    """tags_added_enrol for subscribers just given one tag (a bulk action's batch)."""
     if not subscriber_ids:
-        return EnrolResult()
-    return tags_added_enrol(
+        return
+    tags_added_enrol(
         tag_ids=[tag_id],
         added_sql="SELECT %(added_tag)s::bigint, unnest(%(added_subscribers)s::bigint[])",
         params={"added_tag": tag_id, "added_subscribers": list(subscriber_ids)},
@@ -175,15 +160,13 @@ def filtered_subscribers_enrol(
     *,
     sequence: Sequence,
     filters: SubscriberFilter,
-    batch_size: int | None = None,
     on_progress: Callable[[int, EnrolResult], None] | None = None,
 ) -> EnrolResult:
     """Adds every subscriber of the sequence's account that `filters` matches (read as the list
     and bulk actions read them, through the same indexes) and who is there when it starts: in
-    id order, `batch_size` (default ENROL_BATCH) at a time, each batch one statement in its own
+    id order, ENROL_BATCH at a time, each batch one statement in its own
     transaction, so a run stopped halfway keeps what it did and a second run adds nobody twice.
     `on_progress(done, result so far)` follows each batch."""
-    batch_size = batch_size or ENROL_BATCH
     account = sequence.account
     tag = (
         Tag.objects.filter(account_id=account.id, pk=filters.tag_id).first()
@@ -199,7 +182,7 @@ def filtered_subscribers_enrol(
             filters=filters,
             after_id=after_id,
             up_to_id=up_to_id,
-            limit=batch_size,
+            limit=ENROL_BATCH,
             counts=counts,
             tag=tag,
         )
@@ -225,7 +208,6 @@ class SubscriptionRow:
     """One sequence on a subscriber's page."""
 
     sequence: Sequence
-    state: int
     state_label: str
     # Where they stand, e.g. "after email 2 of 5".
     place: str
@@ -280,7 +262,6 @@ def subscriber_sequences(*, subscriber: Subscriber) -> list[SubscriptionRow]:
         rows.append(
             SubscriptionRow(
                 sequence=sequence,
-                state=subscription.state,
                 state_label=SubState(subscription.state).label,
                 place=_place(position_key=subscription.position_key, keys=keys[sequence.pk]),
                 next_due_at=next_due_at,

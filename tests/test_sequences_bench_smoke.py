@@ -37,9 +37,7 @@ def test_the_sequence_benchmark_sends_each_email_once_to_everyone():
     assert sorted(messages.values_list("sent_count", flat=True)) == [120, 120]
     assert Delivery.objects.filter(state=Delivery.State.SENT).count() == 3 * 120
     assert figures["claim_ms_10k"] > 0 and figures["claim_ms_1m"] > 0
-    assert figures["ratio"] == round(
-        figures["email1_msgs_per_s"] / figures["broadcast_msgs_per_s"], 3
-    )
+    assert figures["email1_msgs_per_s"] > 0 and figures["broadcast_msgs_per_s"] > 0
     out = StringIO()
     table_print(figures, out=out)
     assert "enrolment" in out.getvalue() and "due query" in out.getvalue()

@@ -422,7 +422,7 @@ def subscriber_timeline(
             subject=Subquery(broadcast.values("subject")[:1]),
             sequence_id=Subquery(sequence_email.values("sequence_id")[:1]),
             sequence_name=Subquery(sequence_email.values("sequence__name")[:1]),
-            email_id=Subquery(broadcast.values("sequence_email__id")[:1]),
+            email_id=Subquery(sequence_email.values("id")[:1]),
             url=Subquery(Link.objects.filter(pk=OuterRef("link_id")).values("url")[:1]),
         )
         .values_list(*columns)
@@ -544,9 +544,9 @@ def recent_rates_chart(*, account) -> charts.Chart:
     """Open and click rates (people) of the account's latest broadcasts that went out, oldest
     first: two queries."""
     broadcasts = list(
-        Broadcast.objects.filter(
+        Broadcast.objects.broadcasts()
+        .filter(
             account=account,
-            kind=Broadcast.Kind.BROADCAST,
             state__in=Broadcast.STARTED_STATES,
             sent_count__gt=0,
         )

@@ -29,7 +29,7 @@ def _sent_broadcast(request, broadcast_id: int) -> Broadcast | None:
     while it is a draft (nothing to report)."""
     broadcast = get_for_account(
         request,
-        Broadcast.objects.filter(kind=Broadcast.Kind.BROADCAST).select_related("account"),
+        Broadcast.objects.broadcasts().select_related("account"),
         pk=broadcast_id,
     )
     return None if broadcast.is_editable else broadcast
@@ -124,8 +124,6 @@ def broadcast_report(request, broadcast_id: int):
 
 @account_required
 def broadcast_report_people(request, broadcast_id: int, kind: str):
-    if kind not in reports.PEOPLE_KINDS:
-        raise Http404
     broadcast = _sent_broadcast(request, broadcast_id)
     if broadcast is None:
         return redirect("broadcast_edit", broadcast_id)

@@ -126,9 +126,9 @@ def _segment_values(
     )
     if not_opened_broadcast_id is not None and not (
         (saved and saved.not_opened_broadcast_id == not_opened_broadcast_id)
-        or Broadcast.objects.filter(
-            account=account, pk=not_opened_broadcast_id, state__in=Broadcast.STARTED_STATES
-        ).exists()
+        or Broadcast.objects.broadcasts()
+        .filter(account=account, pk=not_opened_broadcast_id, state__in=Broadcast.STARTED_STATES)
+        .exists()
     ):
         raise SegmentInvalid("Choose one of your broadcasts that was sent.")
     conditions = list(field_conditions)

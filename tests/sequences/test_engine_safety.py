@@ -753,7 +753,7 @@ def test_a_held_sequence_keeps_everyone_in_place_and_resumes_where_they_were(
     assert sum(smtp_sink.copies.values()) == 0
     assert one.delivery_set.filter(state=S.QUEUED).count() == 3
     assert Delivery.objects.count() == 3
-    assert list(in_place) == held
+    assert list(in_place.all()) == held
 
     with django_capture_on_commit_callbacks(execute=True):
         if hold == "pause":

@@ -12,10 +12,7 @@ def broadcast_get(broadcast_id: int) -> Broadcast:
     """The broadcast, else CommandError; a sequence email's message is not one (sending it as
     a broadcast would mail the whole list): sequence_status shows those."""
     broadcast = (
-        Broadcast.objects.filter(kind=Broadcast.Kind.BROADCAST)
-        .select_related("account")
-        .filter(pk=broadcast_id)
-        .first()
+        Broadcast.objects.broadcasts().select_related("account").filter(pk=broadcast_id).first()
     )
     if broadcast is None:
         raise CommandError(f"There is no broadcast {broadcast_id}.")
