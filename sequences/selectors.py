@@ -314,25 +314,20 @@ class SequenceStatus:
     """What the sequence page's report and `manage.py sequence_status` show."""
 
     sequence: Sequence
-    state_class: str
-    state_label: str
     counts: SubscriberCounts
     due: Due
     emails: list[EmailRow] = field(default_factory=list)
 
 
 def sequence_status(
-    *, sequence: Sequence, figures: bool = False, now: datetime | None = None
+    *, sequence: Sequence, emails: list[EmailRow] | None = None, now: datetime | None = None
 ) -> SequenceStatus:
-    """Everything at once: the state, the counts (the excluded too), the next due, the emails
-    (with their tracking figures when asked). Its counts read every subscription of the
+    """Everything at once: the counts (the excluded too), the next due, the emails (`emails`,
+    when the caller has read them already). Its counts read every subscription of the
     sequence: the page loads them after it has shown (sequence_subscribers)."""
-    state_class, label = state_label(sequence)
     return SequenceStatus(
         sequence=sequence,
-        state_class=state_class,
-        state_label=label,
         counts=subscriber_counts(sequence=sequence),
         due=due(sequence=sequence, now=now),
-        emails=email_rows(sequence=sequence, figures=figures),
+        emails=emails if emails is not None else email_rows(sequence=sequence, figures=False),
     )

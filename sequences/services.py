@@ -33,7 +33,12 @@ KEY_STEP = 1024.0
 
 
 class SequenceInvalid(Exception):
-    """A setting or an email is not valid; the message says why, for the creator."""
+    """A setting or an email is not valid; the message says why, for the creator, and
+    `problems` lists an email's problems one by one (email_problems) when those are why."""
+
+    def __init__(self, message: str, *, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = problems or []
 
 
 class SubscribeRefused(Exception):
@@ -354,7 +359,7 @@ def email_publish(*, email: SequenceEmail) -> None:
         raise SequenceInvalid("This email was deleted.")
     problems = email_problems(email)
     if problems:
-        raise SequenceInvalid(" ".join(problems))
+        raise SequenceInvalid(" ".join(problems), problems=problems)
     with transaction.atomic():
         SequenceEmail.objects.filter(pk=email.pk).update(published=True, updated_at=timezone.now())
         email.published = True

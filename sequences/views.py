@@ -112,9 +112,10 @@ def _settings_form(request, sequence: Sequence, data=None) -> SequenceSettingsFo
     )
 
 
-def _subscribers_context(sequence: Sequence) -> dict:
-    """Where the subscribers stand: counts by state, the excluded, the next due, the chart."""
-    status = selectors.sequence_status(sequence=sequence)
+def _subscribers_context(sequence: Sequence, emails: list | None = None) -> dict:
+    """Where the subscribers stand: counts by state, the excluded, the next due, the chart
+    (`emails`: the page's email rows, when it has them)."""
+    status = selectors.sequence_status(sequence=sequence, emails=emails)
     return {
         "status": status,
         "chart": selectors.position_chart(rows=status.emails, counts=status.counts),
@@ -127,6 +128,7 @@ def _render_detail(request, sequence: Sequence, form: SequenceSettingsForm, *, r
     subscriptions takes a moment), or with it for ?figures=1 (without JavaScript)."""
     state_class, state_label = selectors.state_label(sequence)
     figures = request.GET.get("figures") == "1"
+    emails = selectors.email_rows(sequence=sequence)
     return render(
         request,
         "sequences/sequence_detail.html",
@@ -134,10 +136,10 @@ def _render_detail(request, sequence: Sequence, form: SequenceSettingsForm, *, r
             "sequence": sequence,
             "state_class": state_class,
             "state_label": state_label,
-            "emails": selectors.email_rows(sequence=sequence),
+            "emails": emails,
             "send_time": selectors.send_time_label(sequence),
             "figures": figures,
-            **(_subscribers_context(sequence) if figures else {}),
+            **(_subscribers_context(sequence, emails) if figures else {}),
             "form": form,
             "refused": refused,
         },
@@ -252,11 +254,15 @@ def _render_editor(
     *,
     refused: str | list[str] = "",
     previewing: bool = False,
+    saved_problems: list[str] | None = None,
 ):
+    """`saved_problems`, when the caller has just read them (email_problems renders the
+    email), saves reading them again."""
     sequence = email.sequence
     rows = selectors.email_rows(sequence=sequence, figures=False)
     row = next(row for row in rows if row.email.pk == email.pk)
-    saved_problems = [] if email.published else services.email_problems(email)
+    if saved_problems is None:
+        saved_problems = [] if email.published else services.email_problems(email)
     context = {
         "sequence": sequence,
         "email": email,
@@ -342,15 +348,18 @@ def email_publish(request, sequence_id: int, email_id: int):
         if refused:
             return _render_editor(request, email, form, refused=refused)
         form = _email_form(email)
-    problems = services.email_problems(email)
-    if problems:
-        return _render_editor(
-            request, email, form, refused=["Not published. Fix these first:", *problems]
-        )
     try:
         services.email_publish(email=email)
     except SequenceInvalid as invalid:
-        return _render_editor(request, email, form, refused=f"Not published: {invalid}")
+        if not invalid.problems:
+            return _render_editor(request, email, form, refused=f"Not published: {invalid}")
+        return _render_editor(
+            request,
+            email,
+            form,
+            refused=["Not published. Fix these first:", *invalid.problems],
+            saved_problems=invalid.problems,
+        )
     messages.success(request, f"“{email.message.name}” is published.")
     return _detail_redirect(sequence_id, f"#email-{email.id}")
 

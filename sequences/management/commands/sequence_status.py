@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from sequences.models import Sequence
-from sequences.selectors import SequenceStatus, send_time_label, sequence_status
+from sequences.selectors import SequenceStatus, send_time_label, sequence_status, state_label
 
 
 def _when(moment) -> str:
@@ -21,7 +21,7 @@ def status_lines(status: SequenceStatus) -> list[str]:
     excluded = "" if counts.excluded is None else f", excluded now {counts.excluded:,}"
     lines = [
         f"Sequence {sequence.pk}: “{sequence.name}” ({sequence.account.name})",
-        f"State:        {status.state_label}; sends {send_time_label(sequence)}",
+        f"State:        {state_label(sequence)[1]}; sends {send_time_label(sequence)}",
         f"Subscribers:  active {counts.active:,}{excluded}, unconfirmed {counts.unconfirmed:,}, "
         f"completed {counts.completed:,}, stopped {counts.stopped:,}, removed {counts.removed:,}",
         f"Next due:     {_when(status.due.next_at)}; due now {status.due.now:,}",
@@ -66,7 +66,7 @@ class Command(BaseCommand):
         timezone.activate(sequence.account.time_zone)
         try:
             while True:
-                status = sequence_status(sequence=sequence, figures=False)
+                status = sequence_status(sequence=sequence)
                 self.stdout.write("\n".join(status_lines(status)))
                 if not options["watch"]:
                     return
