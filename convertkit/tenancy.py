@@ -57,3 +57,17 @@ def get_for_account(request, model, **lookup):
     if not request.account:
         raise Http404
     return get_object_or_404(model, account=request.account, **lookup)
+
+
+def ids_not_owned(model, *, account_id: int, ids, kept=()) -> tuple[list[int], list[int]]:
+    """`ids` (sorted, once each) and those of them that name no `model` row of the account
+    and are not among `kept` (ids a saved object already holds): what a service refuses when
+    a form or an API names another account's tag, segment or sequence. ValueError or
+    TypeError for what is not an id."""
+    wanted = sorted({int(pk) for pk in ids})
+    unknown = set(wanted) - {int(pk) for pk in kept}
+    if unknown:
+        unknown -= set(
+            model.objects.filter(account_id=account_id, pk__in=unknown).values_list("pk", flat=True)
+        )
+    return wanted, sorted(unknown)

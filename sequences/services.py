@@ -22,6 +22,7 @@ from broadcasts.pipeline import batches_publish, deliveries_cancel
 from broadcasts.rendering import RenderFailed, frozen_parts
 from broadcasts.services import content_problems
 from convertkit.models import Account
+from convertkit.tenancy import ids_not_owned
 from sequences.models import MAX_DELAY_DAYS, Sequence, SequenceEmail, Subscription
 from sequences.schedule import DAYS, HOURS, zone_named
 from subscribers.models import Segment, Subscriber
@@ -59,15 +60,12 @@ def own_ids(model, *, account_id: int, ids: list[int], what: str) -> list[int]:
     """`ids`, sorted and unique, if every one names a `model` row of the account;
     SequenceInvalid otherwise (another account's, a deleted one, or not an id at all)."""
     try:
-        ids = sorted({int(pk) for pk in ids})
+        wanted, unknown = ids_not_owned(model, account_id=account_id, ids=ids)
     except (TypeError, ValueError):
-        raise SequenceInvalid(f"Choose {what} of this account only.") from None
-    found = set(
-        model.objects.filter(account_id=account_id, pk__in=ids).values_list("pk", flat=True)
-    )
-    if found != set(ids):
+        unknown = ["not an id"]
+    if unknown:
         raise SequenceInvalid(f"Choose {what} of this account only.")
-    return ids
+    return wanted
 
 
 def _own_segment_ids(*, account_id: int, ids: list[int]) -> list[int]:

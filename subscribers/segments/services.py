@@ -13,6 +13,7 @@ from django.utils import timezone
 from broadcasts.audience import audience_count
 from broadcasts.models import Broadcast
 from convertkit.models import Account
+from convertkit.tenancy import ids_not_owned
 from subscribers.models import (
     MAX_ENGAGEMENT_DAYS,
     CustomField,
@@ -22,7 +23,7 @@ from subscribers.models import (
     Tag,
     TagMatch,
 )
-from subscribers.validation import CONTROL_CHARACTERS_RE, MAX_FIELD_VALUE_LENGTH
+from subscribers.validation import MAX_FIELD_VALUE_LENGTH, one_line_text_error
 
 MAX_FIELD_CONDITIONS = 10
 MAX_NAME_LENGTH = Segment._meta.get_field("name").max_length
@@ -52,7 +53,7 @@ def field_condition_clean(*, key: str, op: str, value: str, keys: Iterable[str])
             + "."
         )
     value = (value or "").strip()
-    if CONTROL_CHARACTERS_RE.search(value) or len(value) > MAX_FIELD_VALUE_LENGTH:
+    if one_line_text_error(value, max_length=MAX_FIELD_VALUE_LENGTH):
         raise SegmentInvalid(
             f"Enter a value on one line, at most {MAX_FIELD_VALUE_LENGTH:,} characters."
         )
@@ -74,17 +75,10 @@ def field_condition_clean(*, key: str, op: str, value: str, keys: Iterable[str])
 def _owned_ids(model, *, account: Account, ids: Iterable[int], saved: Iterable[int], what: str):
     """`ids` sorted, once each; SegmentInvalid unless each is the account's, or was already
     saved in the segment (a deleted one stays, matching nobody, until the creator removes it)."""
-    wanted = {int(i) for i in ids}
-    unknown = wanted - set(saved)
+    wanted, unknown = ids_not_owned(model, account_id=account.id, ids=ids, kept=saved)
     if unknown:
-        unknown -= set(
-            model.objects.filter(account=account, id__in=unknown).values_list("id", flat=True)
-        )
-    if unknown:
-        raise SegmentInvalid(
-            f"Not one of your {what}: {', '.join(str(i) for i in sorted(unknown))}."
-        )
-    return sorted(wanted)
+        raise SegmentInvalid(f"Not one of your {what}: {', '.join(str(i) for i in unknown)}.")
+    return wanted
 
 
 def _segment_values(
@@ -103,7 +97,7 @@ def _segment_values(
 ) -> dict:
     """The columns to save, checked and tidied; SegmentInvalid with the first problem."""
     name = (name or "").strip()
-    if not name or CONTROL_CHARACTERS_RE.search(name) or len(name) > MAX_NAME_LENGTH:
+    if not name or one_line_text_error(name, max_length=MAX_NAME_LENGTH):
         raise SegmentInvalid(
             f"Give the segment a name on one line, up to {MAX_NAME_LENGTH} characters."
         )
