@@ -39,6 +39,18 @@ class TimeZoneSelect(forms.Select):
         return mark_safe(f"<select{flatatt(final)}>{options or self._options}</select>")  # noqa: S308
 
 
+def ids_field(label: str, *, invalid: str) -> forms.TypedMultipleChoiceField:
+    """Checkboxes of ids among the account's objects (the form gives the choices); `invalid`
+    is the error for an id that is not among them (%(value)s names it)."""
+    return forms.TypedMultipleChoiceField(
+        label=label,
+        required=False,
+        coerce=int,
+        widget=forms.CheckboxSelectMultiple,
+        error_messages={"invalid_choice": invalid},
+    )
+
+
 class DraftForm(forms.Form):
     """A form whose page previews what it would save: `draft(obj)` is an unsaved copy of `obj`
     with every valid value of the form applied (an invalid field keeps the saved value)."""

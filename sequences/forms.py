@@ -11,7 +11,7 @@ from __future__ import annotations
 from django import forms
 
 from broadcasts.forms import EMAIL_FIELDS, EmailForm
-from convertkit.forms import TIME_ZONE_CHOICES, TimeZoneSelect
+from convertkit.forms import TIME_ZONE_CHOICES, TimeZoneSelect, ids_field
 from sequences.models import MAX_DELAY_DAYS, WEEKDAYS, Sequence, SequenceEmail
 from sequences.services import EmailValues
 from subscribers.forms import one_line
@@ -56,16 +56,6 @@ def _days_field(label: str, help_text: str = "") -> forms.TypedMultipleChoiceFie
     )
 
 
-def _ids_field(label: str, what: str) -> forms.TypedMultipleChoiceField:
-    return forms.TypedMultipleChoiceField(
-        label=label,
-        required=False,
-        coerce=int,
-        widget=forms.CheckboxSelectMultiple,
-        error_messages={"invalid_choice": f"Choose {what} of this account only."},
-    )
-
-
 class SequenceSettingsForm(forms.Form):
     name = _name_field()
     send_days = _days_field(
@@ -105,9 +95,15 @@ class SequenceSettingsForm(forms.Form):
         help_text="They get the emails you publish later. Off: they complete after the last "
         "published email, and later ones do not reach them.",
     )
-    exclude_tag_ids = _ids_field("Subscribers with any of these tags", "tags")
-    exclude_segment_ids = _ids_field("Subscribers in any of these segments", "segments")
-    exclude_sequence_ids = _ids_field("Subscribers in any of these sequences", "sequences")
+    exclude_tag_ids = ids_field(
+        "Subscribers with any of these tags", invalid="Choose tags of this account only."
+    )
+    exclude_segment_ids = ids_field(
+        "Subscribers in any of these segments", invalid="Choose segments of this account only."
+    )
+    exclude_sequence_ids = ids_field(
+        "Subscribers in any of these sequences", invalid="Choose sequences of this account only."
+    )
 
     def __init__(
         self,

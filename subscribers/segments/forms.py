@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from django import forms
 
-from convertkit.forms import DraftForm
+from convertkit.forms import DraftForm, ids_field
 from subscribers.forms import one_line
 from subscribers.models import (
     MAX_ENGAGEMENT_DAYS,
@@ -50,12 +50,9 @@ class AudienceFilterForm(DraftForm):
     segment's audience both have. `tags`: the account's; `sent_broadcasts`: (id, label) of
     those "did not open" may name (broadcasts.selectors.sent_broadcast_choices)."""
 
-    include_tag_ids = forms.TypedMultipleChoiceField(
-        label="Only subscribers tagged with",
-        required=False,
-        coerce=int,
-        widget=forms.CheckboxSelectMultiple,
-        error_messages={"invalid_choice": "Choose among your tags: %(value)s is not one of them."},
+    include_tag_ids = ids_field(
+        "Only subscribers tagged with",
+        invalid="Choose among your tags: %(value)s is not one of them.",
     )
     include_match = forms.ChoiceField(
         label="Match",
@@ -64,12 +61,9 @@ class AudienceFilterForm(DraftForm):
         initial=TagMatch.ANY,
         widget=forms.RadioSelect,
     )
-    exclude_tag_ids = forms.TypedMultipleChoiceField(
-        label="Leave out subscribers tagged with any of",
-        required=False,
-        coerce=int,
-        widget=forms.CheckboxSelectMultiple,
-        error_messages={"invalid_choice": "Choose among your tags: %(value)s is not one of them."},
+    exclude_tag_ids = ids_field(
+        "Leave out subscribers tagged with any of",
+        invalid="Choose among your tags: %(value)s is not one of them.",
     )
     engagement = forms.ChoiceField(
         label="Engagement",
@@ -205,12 +199,9 @@ class SegmentForm(AudienceFilterForm):
     segment_update's to check."""
 
     name = forms.CharField(label="Name", max_length=services.MAX_NAME_LENGTH)
-    form_ids = forms.TypedMultipleChoiceField(
-        label="Subscribed through any of these forms",
-        required=False,
-        coerce=int,
-        widget=forms.CheckboxSelectMultiple,
-        error_messages={"invalid_choice": "Choose among your forms: %(value)s is not one of them."},
+    form_ids = ids_field(
+        "Subscribed through any of these forms",
+        invalid="Choose among your forms: %(value)s is not one of them.",
     )
 
     field_order = ["name"]
