@@ -1012,6 +1012,37 @@ def table_print(figures: dict, *, out=sys.stdout) -> None:
     print(f"Seeding took {details['seed_seconds']:.1f} s.", file=out)
 
 
+@contextlib.contextmanager
+def bench_session(*, database: str, redis_url: str, keep: bool) -> Iterator[tuple[str, str, bool]]:
+    """A bench's own database (`database` beside the one of DATABASE_URL, recreated, migrated,
+    dropped afterwards unless `keep`) and Redis (`redis_url`, else a private redis-server), with
+    Django set up on them in this process; yields (database URL, Redis URL, whether the Redis is
+    the bench's own). This process sends what the bench measures (broadcast_send queues the
+    fan-out, the sequence scheduler publishes): the same settings as the worker's, production
+    behaviour, so the caller's mail and send settings are dropped first."""
+    sys.path.insert(0, str(ROOT))
+    from bench.pages import bench_database_url, database_recreate
+
+    base_url = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/convertkit"
+    database_recreate(base_url, database)
+    database_url = bench_database_url(base_url, database)
+    with redis_for_bench(redis_url) as (bench_redis_url, private_redis):
+        for name in [n for n in os.environ if n.startswith(("EMAIL_", "ANYMAIL_", "BROADCAST_"))]:
+            del os.environ[name]
+        django_setup(database_url=database_url, redis_url=bench_redis_url)
+        from django.core.management import call_command
+        from django.db import connections
+
+        try:
+            _say(f"Migrating {database}")
+            call_command("migrate", verbosity=0)
+            yield database_url, bench_redis_url, private_redis
+        finally:
+            connections.close_all()
+            if not keep:
+                database_recreate(base_url, database, drop_only=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -1047,40 +1078,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.fault == "redis-flush" and args.redis_url:
         parser.error("--fault redis-flush flushes only the bench's own Redis: drop --redis-url")
 
-    sys.path.insert(0, str(ROOT))
-    from bench.pages import bench_database_url, database_recreate
-
-    base_url = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/convertkit"
-    database_recreate(base_url, args.database)
-    database_url = bench_database_url(base_url, args.database)
-    with redis_for_bench(args.redis_url) as (redis_url, private_redis):
-        # This process sends the broadcast (broadcast_send queues the fan-out): the same
-        # settings as the worker's, production behaviour.
-        for name in [n for n in os.environ if n.startswith(("EMAIL_", "ANYMAIL_", "BROADCAST_"))]:
-            del os.environ[name]
-        django_setup(database_url=database_url, redis_url=redis_url)
-        from django.core.management import call_command
-        from django.db import connections
-
-        try:
-            _say(f"Migrating {args.database}")
-            call_command("migrate", verbosity=0)
-            figures = bench_run(
-                transport=args.transport,
-                recipients=args.recipients,
-                database_url=database_url,
-                redis_url=redis_url,
-                private_redis=private_redis,
-                concurrency=args.concurrency,
-                limit_messages=args.limit_messages,
-                stall_timeout=args.stall_timeout,
-                fault=args.fault,
-                fault_at=args.fault_at,
-            )
-        finally:
-            connections.close_all()
-            if not args.keep:
-                database_recreate(base_url, args.database, drop_only=True)
+    with bench_session(database=args.database, redis_url=args.redis_url, keep=args.keep) as (
+        database_url,
+        redis_url,
+        private_redis,
+    ):
+        figures = bench_run(
+            transport=args.transport,
+            recipients=args.recipients,
+            database_url=database_url,
+            redis_url=redis_url,
+            private_redis=private_redis,
+            concurrency=args.concurrency,
+            limit_messages=args.limit_messages,
+            stall_timeout=args.stall_timeout,
+            fault=args.fault,
+            fault_at=args.fault_at,
+        )
     table_print(figures)
     print(json.dumps({key: value for key, value in figures.items() if key != "_details"}))
     return 0

@@ -35,10 +35,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.pages import bench_database_url, database_recreate, percentile  # noqa: E402
+from bench.pages import WARMUP, bench_database_url, database_recreate, percentile  # noqa: E402
 
 EMAILS = 5
-WARMUP = 3
 
 
 def _timed(function: Callable, repeat: int) -> tuple[float, float]:

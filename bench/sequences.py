@@ -48,14 +48,13 @@ from bench.broadcast import (  # noqa: E402 - after the path is set
     SUBJECT,
     MemoryWatch,
     _say,
+    bench_session,
     copies_check,
-    django_setup,
     log_tail,
     pipeline_send,
     process_stop,
     production_env,
     receiver_start,
-    redis_for_bench,
     worker_start,
     worker_wait_ready,
 )
@@ -375,32 +374,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.subscribers < 1 or args.concurrency < 1:
         parser.error("--subscribers and --concurrency must be positive")
 
-    from bench.pages import bench_database_url, database_recreate
-
-    base_url = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/convertkit"
-    database_recreate(base_url, args.database)
-    database_url = bench_database_url(base_url, args.database)
-    with redis_for_bench(args.redis_url) as (redis_url, private_redis):
-        for name in [n for n in os.environ if n.startswith(("EMAIL_", "ANYMAIL_", "BROADCAST_"))]:
-            del os.environ[name]
-        django_setup(database_url=database_url, redis_url=redis_url)
-        from django.core.management import call_command
-        from django.db import connections
-
-        try:
-            _say(f"Migrating {args.database}")
-            call_command("migrate", verbosity=0)
-            figures = bench_run(
-                subscribers=args.subscribers,
-                database_url=database_url,
-                redis_url=redis_url,
-                private_redis=private_redis,
-                concurrency=args.concurrency,
-            )
-        finally:
-            connections.close_all()
-            if not args.keep:
-                database_recreate(base_url, args.database, drop_only=True)
+    with bench_session(database=args.database, redis_url=args.redis_url, keep=args.keep) as (
+        database_url,
+        redis_url,
+        private_redis,
+    ):
+        figures = bench_run(
+            subscribers=args.subscribers,
+            database_url=database_url,
+            redis_url=redis_url,
+            private_redis=private_redis,
+            concurrency=args.concurrency,
+        )
     table_print(figures)
     print(json.dumps({key: value for key, value in figures.items() if key != "_details"}))
     return 0
