@@ -51,6 +51,8 @@ class Broadcast(models.Model):
         # The message of a sequence email (sequences.SequenceEmail.message): it stays "sending"
         # while the email is published in a running sequence, and is never finished.
         SEQUENCE_EMAIL = "sequence_email", "Sequence email"
+        # The message of an automation's "send one email" step (automations.Node.message).
+        AUTOMATION_EMAIL = "automation_email", "Automation email"
 
     # The audience filters' vocabulary, shared with segments.
     TagMatch = TagMatch

@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "broadcasts",
     "tracking",
     "sequences",
+    "automations",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -174,6 +175,10 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-broadcasts": {"task": "broadcasts.sweep", "schedule": 10.0},
     # Sequence emails whose time has come: claimed in batches, handed to the send queue.
     "advance-sequences": {"task": "sequences.advance", "schedule": 5.0},
+    # Rules and automations: the event outbox consumed, then the journeys whose step is due.
+    "run-automations": {"task": "automations.run", "schedule": 1.0},
+    # Date entry points ("date occurs"): whose date comes round this hour.
+    "automation-dates": {"task": "automations.dates", "schedule": 300.0},
     # Opens and clicks wait in Redis for at most about a second; each drain runs until the queue
     # is empty (or its time budget ends) and takes back claims of drains that died.
     "drain-tracking-events": {"task": "tracking.drain", "schedule": 1.0},
@@ -253,6 +258,11 @@ BROADCAST_OUTCOME_RETRY = env_int("BROADCAST_OUTCOME_RETRY", 60, minimum=0)
 # --- Sequences (sequences.engine) ------------------------------------------------------------------
 # Subscriptions one scheduler transaction claims and moves (and at most as many deliveries).
 SEQUENCE_CLAIM_BATCH = env_int("SEQUENCE_CLAIM_BATCH", 2000, minimum=1)
+# Automations: outbox events consumed per transaction, journeys claimed per transaction, and how
+# deep a chain of rules and automations triggering each other may go before it is stopped.
+AUTOMATION_EVENT_BATCH = env_int("AUTOMATION_EVENT_BATCH", 5000, minimum=1)
+AUTOMATION_CLAIM_BATCH = env_int("AUTOMATION_CLAIM_BATCH", 5000, minimum=1)
+AUTOMATION_MAX_DEPTH = env_int("AUTOMATION_MAX_DEPTH", 10, minimum=1)
 
 # --- Creator logins --------------------------------------------------------------------------------
 # Login attempts (COUNT/SECONDS, right or wrong) per address and per client IP (an IPv6 /64); past

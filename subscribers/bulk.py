@@ -17,9 +17,9 @@ from django.db.models import Max
 from django.utils import timezone
 
 from convertkit.models import Job, User
-from sequences.entry import subscriber_ids_enrol, tag_added_enrol
+from sequences.entry import subscriber_ids_enrol
 from sequences.models import Sequence
-from subscribers.models import StateChange, Subscriber, Suppression, Tag, Tagging
+from subscribers.models import Subscriber, Suppression, Tag
 from subscribers.selectors import (
     SubscriberFilter,
     Total,
@@ -27,15 +27,13 @@ from subscribers.selectors import (
     subscriber_counts,
     subscriber_queryset,
 )
-from subscribers.services import UNSUBSCRIBABLE_STATES
+from subscribers.services import subscribers_tag, subscribers_unsubscribe, subscribers_untag
 from subscribers.tasks import run_bulk_action
 
 logger = logging.getLogger(__name__)
 
 BATCH_SIZE = 5000
 SUBSCRIBER_TABLE = Subscriber._meta.db_table
-TAGGING_TABLE = Tagging._meta.db_table
-STATE_CHANGE_TABLE = StateChange._meta.db_table
 SUPPRESSION_TABLE = Suppression._meta.db_table
 
 KIND_BY_ACTION = {
@@ -241,19 +239,7 @@ def _done_message(job: Job, summary: dict[str, int]) -> str:
 
 def _apply_tag(*, job: Job, ids: list[int], tag: Tag, **_) -> dict[str, int]:
     """Tags the batch; those it newly tagged enter the sequences the tag adds to."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            INSERT INTO {TAGGING_TABLE} (account_id, tag_id, subscriber_id, created_at)
-            SELECT account_id, %s, id, now() FROM {SUBSCRIBER_TABLE}
-            WHERE account_id = %s AND id = ANY(%s)
-            ON CONFLICT (tag_id, subscriber_id) DO NOTHING
-            RETURNING subscriber_id
-            """,
-            [tag.id, job.account_id, ids],
-        )
-        tagged = [row[0] for row in cursor.fetchall()]
-    tag_added_enrol(tag_id=tag.id, subscriber_ids=tagged)
+    tagged = subscribers_tag(account_id=job.account_id, tag_id=tag.id, subscriber_ids=ids)
     return {"affected": len(tagged)}
 
 
@@ -263,48 +249,14 @@ def _apply_sequence(*, job: Job, ids: list[int], sequence: Sequence, **_) -> dic
 
 
 def _apply_untag(*, job: Job, ids: list[int], tag: Tag, **_) -> dict[str, int]:
-    """The range (ids come ascending) bounds the index scan on tagging_unique to the batch;
-    with the array alone the planner may scan the whole tag for every batch."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            DELETE FROM {TAGGING_TABLE}
-            WHERE tag_id = %s AND subscriber_id BETWEEN %s AND %s AND subscriber_id = ANY(%s)
-            """,
-            [tag.id, ids[0], ids[-1], ids],
-        )
-        return {"affected": cursor.rowcount}
+    untagged = subscribers_untag(account_id=job.account_id, tag_id=tag.id, subscriber_ids=ids)
+    return {"affected": len(untagged)}
 
 
 def _apply_unsubscribe(*, job: Job, ids: list[int], **_) -> dict[str, int]:
-    """One statement: lock the still-subscribed rows, move them, and write their history."""
-    reason = f"unsubscribed in bulk by {job.params.get('user_email') or 'a team member'}"[:255]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            WITH before AS (
-              SELECT id, state FROM {SUBSCRIBER_TABLE}
-              WHERE account_id = %(account)s AND id = ANY(%(ids)s) AND state IN %(states)s
-              FOR UPDATE
-            ), changed AS (
-              UPDATE {SUBSCRIBER_TABLE} AS s
-              SET state = %(to_state)s, unsubscribed_at = now(), updated_at = now()
-              FROM before WHERE s.id = before.id
-              RETURNING s.id, before.state AS from_state
-            )
-            INSERT INTO {STATE_CHANGE_TABLE}
-              (account_id, subscriber_id, from_state, to_state, reason, created_at)
-            SELECT %(account)s, id, from_state, %(to_state)s, %(reason)s, now() FROM changed
-            """,
-            {
-                "account": job.account_id,
-                "ids": ids,
-                "states": tuple(state.value for state in UNSUBSCRIBABLE_STATES),
-                "to_state": Subscriber.State.UNSUBSCRIBED.value,
-                "reason": reason,
-            },
-        )
-        return {"affected": cursor.rowcount}
+    reason = f"unsubscribed in bulk by {job.params.get('user_email') or 'a team member'}"
+    moved = subscribers_unsubscribe(account_id=job.account_id, subscriber_ids=ids, reason=reason)
+    return {"affected": len(moved)}
 
 
 def _apply_delete(*, job: Job, ids: list[int], **_) -> dict[str, int]:

@@ -8,6 +8,8 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from automations.models import EventKind
+from automations.outbox import events_add
 from convertkit.models import Account
 from sequences.entry import tags_added_enrol
 from subscribers.models import (
@@ -180,6 +182,14 @@ def subscriber_update(
         except IntegrityError:
             _raise_if_exists(account_id=subscriber.account_id, email=email)
             raise
+        for key in sorted(set(values) | set(subscriber.fields)):
+            if values.get(key) != subscriber.fields.get(key):
+                events_add(
+                    account_id=subscriber.account_id,
+                    kind=EventKind.FIELD_CHANGED,
+                    subscriber_ids=[subscriber.pk],
+                    detail=key,
+                )
     subscriber.email, subscriber.first_name, subscriber.fields = email, first_name, values
     return subscriber
 
@@ -218,6 +228,12 @@ def _subscriber_move(
             to_state=to_state,
             reason=reason[:255],
         )
+        if to_state == Subscriber.State.UNSUBSCRIBED:
+            events_add(
+                account_id=subscriber.account_id,
+                kind=EventKind.UNSUBSCRIBED,
+                subscriber_ids=[subscriber.pk],
+            )
     return True
 
 
@@ -345,6 +361,13 @@ def subscriber_tags_add(*, subscriber: Subscriber, tag_ids: list[int]) -> list[i
                 added_sql="SELECT unnest(%(added_tags)s::bigint[]), %(tagged)s::bigint",
                 params={"added_tags": added, "tagged": subscriber.pk},
             )
+            for tag_id in added:
+                events_add(
+                    account_id=subscriber.account_id,
+                    kind=EventKind.TAG_ADDED,
+                    subscriber_ids=[subscriber.pk],
+                    object_id=tag_id,
+                )
     return added
 
 
@@ -356,5 +379,147 @@ def subscriber_tag(*, subscriber: Subscriber, name: str) -> Tag:
 
 
 def subscriber_untag(*, subscriber: Subscriber, tag: Tag) -> bool:
-    deleted, _ = Tagging.objects.filter(subscriber=subscriber, tag=tag).delete()
-    return bool(deleted)
+    return bool(
+        subscribers_untag(
+            account_id=subscriber.account_id, tag_id=tag.pk, subscriber_ids=[subscriber.pk]
+        )
+    )
+
+
+# Many subscribers at once: a bulk action's batch, a rule's or an automation's step ------------
+# One statement each, whatever the number of subscribers, with the events of what changed.
+
+
+def subscribers_tag(*, account_id: int, tag_id: int, subscriber_ids: list[int]) -> list[int]:
+    """Tags those of the account's subscribers not tagged yet (a tag of another account tags
+    nobody); returns them. They enter the sequences the tag adds to."""
+    if not subscriber_ids:
+        return []
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {Tagging._meta.db_table} (account_id, tag_id, subscriber_id, created_at)
+            SELECT s.account_id, t.id, s.id, now()
+            FROM {Subscriber._meta.db_table} s JOIN {Tag._meta.db_table} t ON t.id = %(tag)s
+            WHERE s.account_id = %(account)s AND t.account_id = %(account)s
+              AND s.id = ANY(%(ids)s::bigint[])
+            ORDER BY s.id
+            ON CONFLICT (tag_id, subscriber_id) DO NOTHING
+            RETURNING subscriber_id
+            """,
+            {"tag": tag_id, "account": account_id, "ids": list(subscriber_ids)},
+        )
+        tagged = [row[0] for row in cursor.fetchall()]
+        if tagged:
+            tags_added_enrol(
+                tag_ids=[tag_id],
+                added_sql="SELECT %(added_tag)s::bigint, unnest(%(added_subscribers)s::bigint[])",
+                params={"added_tag": tag_id, "added_subscribers": tagged},
+            )
+            events_add(
+                account_id=account_id,
+                kind=EventKind.TAG_ADDED,
+                subscriber_ids=tagged,
+                object_id=tag_id,
+            )
+    return tagged
+
+
+def subscribers_untag(*, account_id: int, tag_id: int, subscriber_ids: list[int]) -> list[int]:
+    """Removes the tag from those who have it; returns them.
+
+    The id range bounds the index scan on tagging_unique to the given ids; with the array
+    alone the planner may scan the whole tag for every batch.
+    """
+    ids = sorted(set(subscriber_ids))
+    if not ids:
+        return []
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            DELETE FROM {Tagging._meta.db_table}
+            WHERE tag_id = %s AND account_id = %s
+              AND subscriber_id BETWEEN %s AND %s AND subscriber_id = ANY(%s::bigint[])
+            RETURNING subscriber_id
+            """,
+            [tag_id, account_id, ids[0], ids[-1], ids],
+        )
+        untagged = [row[0] for row in cursor.fetchall()]
+        events_add(
+            account_id=account_id,
+            kind=EventKind.TAG_REMOVED,
+            subscriber_ids=untagged,
+            object_id=tag_id,
+        )
+    return untagged
+
+
+def subscribers_unsubscribe(
+    *, account_id: int, subscriber_ids: list[int], reason: str
+) -> list[int]:
+    """Moves those still subscribed (active or unconfirmed) to unsubscribed, with their history
+    rows and events, in one statement; returns them."""
+    if not subscriber_ids:
+        return []
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH before AS (
+              SELECT id, state FROM {Subscriber._meta.db_table}
+              WHERE account_id = %(account)s AND id = ANY(%(ids)s::bigint[])
+                AND state IN %(states)s
+              ORDER BY id
+              FOR UPDATE
+            ), changed AS (
+              UPDATE {Subscriber._meta.db_table} AS s
+              SET state = %(to_state)s, unsubscribed_at = now(), updated_at = now()
+              FROM before WHERE s.id = before.id
+              RETURNING s.id, before.state AS from_state
+            ), history AS (
+              INSERT INTO {StateChange._meta.db_table}
+                (account_id, subscriber_id, from_state, to_state, reason, created_at)
+              SELECT %(account)s, id, from_state, %(to_state)s, %(reason)s, now() FROM changed
+            )
+            SELECT id FROM changed
+            """,
+            {
+                "account": account_id,
+                "ids": list(subscriber_ids),
+                "states": tuple(state.value for state in UNSUBSCRIBABLE_STATES),
+                "to_state": Subscriber.State.UNSUBSCRIBED.value,
+                "reason": reason[:255],
+            },
+        )
+        moved = [row[0] for row in cursor.fetchall()]
+        events_add(account_id=account_id, kind=EventKind.UNSUBSCRIBED, subscriber_ids=moved)
+    return moved
+
+
+def subscribers_field_set(
+    *, account_id: int, key: str, value: str, subscriber_ids: list[int]
+) -> list[int]:
+    """Sets the custom field `key` to `value` ("" clears it) where it differs; returns whose
+    value changed."""
+    if not subscriber_ids:
+        return []
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE {Subscriber._meta.db_table}
+            SET fields = CASE WHEN %(value)s = '' THEN fields - %(key)s
+                              ELSE fields || jsonb_build_object(%(key)s::text, %(value)s::text) END,
+                updated_at = now()
+            WHERE account_id = %(account)s AND id = ANY(%(ids)s::bigint[])
+              AND (fields ->> %(key)s) IS DISTINCT FROM NULLIF(%(value)s, '')
+            RETURNING id
+            """,
+            {"account": account_id, "ids": list(subscriber_ids), "key": key, "value": value},
+        )
+        changed = [row[0] for row in cursor.fetchall()]
+        events_add(
+            account_id=account_id,
+            kind=EventKind.FIELD_CHANGED,
+            subscriber_ids=changed,
+            detail=key,
+        )
+    return changed

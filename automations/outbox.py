@@ -1,0 +1,73 @@
+"""Writing the event outbox: every change a rule or an automation may react to adds its Event
+rows in the transaction of the change itself, so a change committed is an event the engine
+will see, and a change rolled back is none. Each writer is one INSERT, whatever the number of
+subscribers: a bulk action's batch or an import's merge records its events at batch speed.
+
+Effects of the engine itself (a rule's "add tag") are changes too: they record their events one
+step deeper (`effects_depth`), which is how a chain of rules that keep triggering each other is
+stopped (settings.AUTOMATION_MAX_DEPTH).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+from django.db import connection
+
+from automations.models import Event, EventKind
+
+EVENT_TABLE = Event._meta.db_table
+
+# The depth of the events a change records: 0 for a person's or an integration's change, n + 1
+# for what the engine does in reaction to an event of depth n.
+_depth: ContextVar[int] = ContextVar("automation_event_depth", default=0)
+
+
+@contextmanager
+def effects_depth(depth: int) -> Iterator[None]:
+    """Changes made inside record their events at `depth`."""
+    token = _depth.set(depth)
+    try:
+        yield
+    finally:
+        _depth.reset(token)
+
+
+def events_add(
+    *,
+    account_id: int,
+    kind: EventKind | str,
+    subscriber_ids: Iterable[int],
+    object_id: int | None = None,
+    detail: str = "",
+) -> None:
+    """One event of `kind` (about `object_id`) for each subscriber."""
+    ids = list(subscriber_ids)
+    if not ids:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {EVENT_TABLE} (account_id, subscriber_id, kind, object_id, detail, depth)
+            SELECT %s, s.id, %s, %s, %s, %s FROM unnest(%s::bigint[]) AS s(id)
+            """,
+            [account_id, str(kind), object_id, detail[:100], _depth.get(), ids],
+        )
+
+
+def events_add_rows(*, kind: EventKind | str, rows_sql: str, params: dict | list) -> None:
+    """One event of `kind` per row of `rows_sql`: a SELECT of (account_id, object_id,
+    subscriber_id, detail) (the taggings an import just made, the links clicked in a drained
+    batch ...), with the parameters `params`. Written by one INSERT ... SELECT."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {EVENT_TABLE} (account_id, subscriber_id, kind, object_id, detail, depth)
+            SELECT p.account_id, p.subscriber_id, '{EventKind(kind).value}', p.object_id,
+                   left(p.detail, 100), {_depth.get()}
+            FROM ({rows_sql}) AS p(account_id, object_id, subscriber_id, detail)
+            """,
+            params,
+        )
