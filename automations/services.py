@@ -22,6 +22,8 @@ from django.utils import timezone
 
 from automations.models import Automation, EventKind, Journey, Node, Rule, Trigger
 from broadcasts.models import Broadcast
+from broadcasts.rendering import RenderFailed
+from broadcasts.services import content_problems, message_freeze
 from convertkit.models import Account
 from convertkit.tenancy import ids_not_owned
 from sequences.models import Sequence
@@ -596,6 +598,37 @@ def node_update(*, node: Node, config: dict) -> Node:
         node.save(update_fields=["config"])
         _goal_sync(node)
     return node
+
+
+def node_email_update(
+    *, node: Node, subject: str, preview_text: str, body: str, body_format: str
+) -> list[str]:
+    """Saves the email of a "send one email" step; returns why it cannot go out as written
+    ([] when it can). One that can is frozen for the pipeline in the same transaction
+    (broadcasts.services.message_freeze), so the next copy sent is the edited one. One that was
+    ready before must stay ready (people may be getting it): AutomationInvalid with its
+    problems, nothing saved. One never ready is saved as it is, to be finished later
+    (automation_problems keeps the automation from running until then)."""
+    message = node.message
+    values = {
+        "subject": subject,
+        "preview_text": preview_text,
+        "body": body,
+        "body_format": body_format,
+    }
+    for name, value in values.items():
+        setattr(message, name, value)
+    problems = content_problems(message=message)
+    if problems and message.frozen_html:
+        raise AutomationInvalid(" ".join(problems), problems=problems)
+    with transaction.atomic():
+        Broadcast.objects.filter(pk=message.pk).update(**values, updated_at=timezone.now())
+        if not problems:
+            try:
+                message_freeze(message=message)
+            except RenderFailed as failed:
+                raise AutomationInvalid(str(failed)) from None
+    return problems
 
 
 def node_delete(*, node: Node, now: datetime | None = None) -> int:

@@ -16,7 +16,7 @@ from broadcasts.models import Broadcast, Delivery
 from broadcasts.rendering import RenderFailed, broadcast_problems, frozen_parts
 from convertkit.models import Account
 from subscribers.models import Subscriber
-from tracking.links import links_create
+from tracking.links import links_create, links_store
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +134,24 @@ def content_problems(*, message: Broadcast) -> list[str]:
         where = f" (line {problem.line})" if problem.line else ""
         problems.append(f"{problem.part.replace('_', ' ').capitalize()}{where}: {problem.message}")
     return problems
+
+
+def message_freeze(*, message: Broadcast) -> None:
+    """Freezes a message that goes out again and again (a sequence email's, an automation
+    email's) for the pipeline, after an edit: what every worker renders from, with its links at
+    stable positions (links_store), so a send task still holding the previous version tracks each
+    link to the right URL. RenderFailed when it cannot render (content_problems says why first).
+    Call it in the transaction that saves the content."""
+    frozen = frozen_parts(message)
+    Broadcast.objects.select_for_update().filter(pk=message.pk).first()
+    frozen = links_store(broadcast=message, frozen=frozen)
+    Broadcast.objects.filter(pk=message.pk).update(
+        frozen_subject=frozen.subject,
+        frozen_html=frozen.html,
+        frozen_text=frozen.text,
+        updated_at=timezone.now(),
+    )
+    message.frozen_subject, message.frozen_html, message.frozen_text = frozen[:3]
 
 
 def send_problems(*, broadcast: Broadcast, recipient_count: int | None = None) -> list[str]:

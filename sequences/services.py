@@ -19,14 +19,13 @@ from django.utils import timezone
 
 from broadcasts.models import Broadcast, Delivery
 from broadcasts.pipeline import batches_publish, deliveries_cancel
-from broadcasts.rendering import RenderFailed, frozen_parts
-from broadcasts.services import content_problems
+from broadcasts.rendering import RenderFailed
+from broadcasts.services import content_problems, message_freeze
 from convertkit.models import Account
 from convertkit.tenancy import ids_not_owned
 from sequences.models import MAX_DELAY_DAYS, Sequence, SequenceEmail, Subscription
 from sequences.schedule import DAYS, HOURS, zone_named
 from subscribers.models import Segment, Subscriber
-from tracking.links import links_store
 
 SubState = Subscription.State
 # Sort keys of new emails: far apart, so that emails inserted between two stay exact floats.
@@ -305,21 +304,10 @@ def email_problems(email: SequenceEmail) -> list[str]:
 
 
 def _freeze(email: SequenceEmail) -> None:
-    """Freezes the message for the pipeline, with links at stable positions (links_store)."""
-    message = email.message
     try:
-        frozen = frozen_parts(message)
+        message_freeze(message=email.message)
     except RenderFailed as failed:
         raise SequenceInvalid(str(failed)) from None
-    Broadcast.objects.select_for_update().filter(pk=message.pk).first()
-    frozen = links_store(broadcast=message, frozen=frozen)
-    Broadcast.objects.filter(pk=message.pk).update(
-        frozen_subject=frozen.subject,
-        frozen_html=frozen.html,
-        frozen_text=frozen.text,
-        updated_at=timezone.now(),
-    )
-    message.frozen_subject, message.frozen_html, message.frozen_text = frozen[:3]
 
 
 def email_update(*, email: SequenceEmail, values: EmailValues) -> SequenceEmail:
