@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('automations', '0001_initial'),
+        ("automations", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='trigger',
-            name='last_fired_on',
+            model_name="trigger",
+            name="last_fired_on",
             field=models.DateField(blank=True, null=True),
         ),
     ]
