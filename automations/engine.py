@@ -39,7 +39,7 @@ from datetime import time as clock_time
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -568,6 +568,57 @@ def events_consume(*, now: datetime | None = None, limit: int | None = None) -> 
     return report
 
 
+def _event_failed(now: datetime) -> int:
+    """Takes the oldest event out of the outbox with a note in the subscriber's history: what
+    is done with one event that makes every batch holding it fail, so that it cannot hold
+    back every event behind it."""
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            DELETE FROM {Event._meta.db_table} WHERE id IN (
+                SELECT id FROM {Event._meta.db_table} ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+            RETURNING account_id, subscriber_id, kind, object_id
+            """
+        )
+        row = cursor.fetchone()
+        if row is None:
+            return 0
+        account_id, subscriber_id, kind, object_id = row
+        _history_add(
+            cursor,
+            account_id=account_id,
+            subscriber_ids=[subscriber_id],
+            note=f"could not act on the event {kind} ({object_id}): see the worker log",
+        )
+    return 1
+
+
+def events_consume_safely(*, now: datetime, limit: int | None = None) -> EngineReport:
+    """events_consume; when a batch fails for a reason other than the database being away,
+    its events are taken one at a time, and the one that fails on its own is logged and set
+    aside (_event_failed) instead of failing every batch after it."""
+    limit = limit or settings.AUTOMATION_EVENT_BATCH
+    try:
+        return events_consume(now=now, limit=limit)
+    except (OperationalError, InterfaceError):
+        raise
+    except Exception:
+        logger.exception("An automations batch failed; taking its events one at a time")
+    report = EngineReport()
+    for _ in range(limit):
+        try:
+            single = events_consume(now=now, limit=1)
+        except (OperationalError, InterfaceError):
+            raise
+        except Exception:
+            logger.exception("An automation event failed on its own; it is set aside")
+            single = EngineReport(events=_event_failed(now))
+        if single.events == 0:
+            break
+        report.add(single)
+    return report
+
+
 # Advancing journeys ----------------------------------------------------------------------------
 
 
@@ -969,7 +1020,7 @@ def automations_run(*, now: datetime | None = None, budget: float | None = None)
     total = EngineReport()
     while time.monotonic() - started < budget:
         current = timezone.now() if clock else now
-        report = events_consume(now=current)
+        report = events_consume_safely(now=current)
         total.add(report)
         for automation in automations_due(now=current):
             total.steps += journeys_advance_batch(automation=automation, now=current)

@@ -401,3 +401,32 @@ def test_a_consumed_batch_is_gone_and_a_rolled_back_change_leaves_no_event(accou
     assert events_consume(now=MONDAY).events == 1
     assert events_consume(now=MONDAY).events == 0
     assert not Automation.objects.exists()
+
+
+def test_an_event_that_fails_on_its_own_is_set_aside_and_the_others_are_acted_on(
+    account, settings
+):
+    # An event whose effects cannot be written (their depth overflows the column) fails every
+    # batch it is in; it must not hold back the events around it.
+    settings.AUTOMATION_MAX_DEPTH = 40_000
+    customer, buyer = TagFactory(account=account), TagFactory(account=account, name="Buyer")
+    rule_save(
+        account=account,
+        name="Customers",
+        triggers=[TriggerSpec(kind="tag_added", object_id=customer.pk)],
+        actions=[{"kind": ActionKind.ADD_TAG, "object_id": buyer.pk}],
+    )
+    ann, bad, bob = (SubscriberFactory(account=account) for _ in range(3))
+    for subscriber, depth in ((ann, 0), (bad, 32_767), (bob, 0)):
+        Event.objects.create(
+            account_id=account.pk,
+            subscriber_id=subscriber.pk,
+            kind="tag_added",
+            object_id=customer.pk,
+            depth=depth,
+        )
+    drain()
+    assert "Buyer" in tags_of(ann) and "Buyer" in tags_of(bob)
+    assert "Buyer" not in tags_of(bad)
+    assert History.objects.filter(subscriber_id=bad.pk, note__startswith="could not act").exists()
+    assert not Event.objects.exists()
