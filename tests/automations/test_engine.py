@@ -403,9 +403,7 @@ def test_a_consumed_batch_is_gone_and_a_rolled_back_change_leaves_no_event(accou
     assert not Automation.objects.exists()
 
 
-def test_an_event_that_fails_on_its_own_is_set_aside_and_the_others_are_acted_on(
-    account, settings
-):
+def test_an_event_that_fails_on_its_own_is_set_aside_and_the_others_are_acted_on(account, settings):
     # An event whose effects cannot be written (their depth overflows the column) fails every
     # batch it is in; it must not hold back the events around it.
     settings.AUTOMATION_MAX_DEPTH = 40_000
