@@ -88,6 +88,8 @@ class Trigger(models.Model):
     node = models.OneToOneField(
         "Node", on_delete=models.CASCADE, null=True, blank=True, related_name="goal"
     )
+    # Date entry points: the local day they last ran (claimed by a conditional UPDATE).
+    last_fired_on = models.DateField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["account", "kind", "object_id"], name="trigger_match")]

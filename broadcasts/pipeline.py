@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -131,6 +132,69 @@ def ranges_publish(*, broadcast_id: int, ranges: list[tuple[int, int]]) -> int:
         for first_id, last_id in ranges:
             tasks.send_batch.apply_async((broadcast_id, first_id, last_id), producer=producer)
     return len(ranges)
+
+
+def deliveries_queue(
+    *, account_id: int, sends: list[tuple[int, int, int]], now: datetime
+) -> list[tuple[int, int]]:
+    """Queues one Delivery per (message id, subscriber id, round) of `sends` (a sequence's or an
+    automation's emails, one by one), ON CONFLICT DO NOTHING on the unique key so a replay adds
+    nothing, and adds to each message's recipient count; returns the new deliveries as
+    (id, message id)."""
+    if not sends:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            INSERT INTO {Delivery._meta.db_table}
+                (broadcast_id, account_id, subscriber_id, round, state, attempts,
+                 esp_message_id, error)
+            SELECT v.message_id, %s, v.subscriber_id, v.round, {int(Delivery.State.QUEUED)},
+                   0, '', ''
+            FROM unnest(%s::bigint[], %s::bigint[], %s::smallint[])
+                 AS v(message_id, subscriber_id, round)
+            ORDER BY v.message_id, v.subscriber_id
+            ON CONFLICT (broadcast_id, subscriber_id, round) DO NOTHING
+            RETURNING id, broadcast_id
+            """,
+            [
+                account_id,
+                [message_id for message_id, _, _ in sends],
+                [subscriber_id for _, subscriber_id, _ in sends],
+                [round_ for _, _, round_ in sends],
+            ],
+        )
+        created = cursor.fetchall()
+        counts: dict[int, int] = defaultdict(int)
+        for _, message_id in created:
+            counts[message_id] += 1
+        if counts:
+            cursor.execute(
+                f"""
+                UPDATE {Broadcast._meta.db_table} b
+                SET recipient_count = b.recipient_count + v.n, progressed_at = %s
+                FROM unnest(%s::bigint[], %s::int[]) AS v(id, n) WHERE b.id = v.id
+                """,
+                [now, list(counts), list(counts.values())],
+            )
+    return created
+
+
+def deliveries_publish(created: list[tuple[int, int]]) -> int:
+    """One send task per id range of BROADCAST_BATCH_SIZE new deliveries of a message (after
+    deliveries_queue's commit)."""
+    by_message: dict[int, list[int]] = defaultdict(list)
+    for delivery_id, message_id in created:
+        by_message[message_id].append(delivery_id)
+    size = settings.BROADCAST_BATCH_SIZE
+    published = 0
+    for message_id, ids in by_message.items():
+        ids.sort()
+        chunks = [ids[start : start + size] for start in range(0, len(ids), size)]
+        published += ranges_publish(
+            broadcast_id=message_id, ranges=[(chunk[0], chunk[-1]) for chunk in chunks]
+        )
+    return published
 
 
 def batches_publish(*, broadcast_id: int) -> int:

@@ -516,21 +516,37 @@ def subscriber_enrol(
 
 
 def subscription_remove(*, sequence: Sequence, subscriber_id: int) -> bool:
-    """Takes the subscriber out of the sequence: nothing more is sent to them from it, not even
-    an email already handed to the send queue (cancelled, and counted on its message)."""
+    """Takes the subscriber out of the sequence (subscriptions_remove)."""
+    return bool(subscriptions_remove(sequence=sequence, subscriber_ids=[subscriber_id]))
+
+
+def subscriptions_remove(*, sequence: Sequence, subscriber_ids: list[int]) -> list[int]:
+    """Takes the subscribers out of the sequence: nothing more is sent to them from it, not even
+    an email already handed to the send queue (cancelled, and counted on its message). Returns
+    those who were in it."""
+    if not subscriber_ids:
+        return []
     with transaction.atomic():
-        changed = Subscription.objects.filter(
-            sequence=sequence,
-            subscriber_id=subscriber_id,
-            state__in=[SubState.ACTIVE, SubState.UNCONFIRMED],
-        ).update(state=SubState.REMOVED, next_due_at=None)
-        if changed:
+        removed = list(
+            Subscription.objects.filter(
+                sequence=sequence,
+                subscriber_id__in=list(subscriber_ids),
+                state__in=[SubState.ACTIVE, SubState.UNCONFIRMED],
+            )
+            .order_by("id")
+            .values_list("subscriber_id", flat=True)
+        )
+        if removed:
+            Subscription.objects.filter(sequence=sequence, subscriber_id__in=removed).update(
+                state=SubState.REMOVED, next_due_at=None
+            )
             with connection.cursor() as cursor:
                 cursor.execute(
                     f"""
                     WITH moved AS (
                         UPDATE {Delivery._meta.db_table} SET state = %(cancelled)s
-                        WHERE subscriber_id = %(subscriber)s AND state = %(queued)s
+                        WHERE subscriber_id = ANY(%(subscribers)s::bigint[])
+                          AND state = %(queued)s
                           AND broadcast_id IN (SELECT message_id
                                                FROM {SequenceEmail._meta.db_table}
                                                WHERE sequence_id = %(sequence)s)
@@ -544,11 +560,11 @@ def subscription_remove(*, sequence: Sequence, subscriber_id: int) -> bool:
                     {
                         "cancelled": int(Delivery.State.CANCELLED),
                         "queued": int(Delivery.State.QUEUED),
-                        "subscriber": subscriber_id,
+                        "subscribers": removed,
                         "sequence": sequence.pk,
                     },
                 )
-    return bool(changed)
+    return removed
 
 
 def subscriptions_confirmed(*, subscriber_id: int, now: datetime | None = None) -> int:

@@ -4,15 +4,23 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('broadcasts', '0005_broadcast_segment'),
+        ("broadcasts", "0005_broadcast_segment"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='broadcast',
-            name='kind',
-            field=models.CharField(choices=[('broadcast', 'Broadcast'), ('sequence_email', 'Sequence email'), ('automation_email', 'Automation email')], db_default='broadcast', default='broadcast', max_length=16),
+            model_name="broadcast",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("broadcast", "Broadcast"),
+                    ("sequence_email", "Sequence email"),
+                    ("automation_email", "Automation email"),
+                ],
+                db_default="broadcast",
+                default="broadcast",
+                max_length=16,
+            ),
         ),
     ]
