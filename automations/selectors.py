@@ -258,6 +258,8 @@ def step_words(names: Names, node: Node) -> str:
         if node.message_id is None:
             return "Send one email"
         message = node.message
+        if not message.description and not message.subject:
+            return "Send one email, not written yet"
         name = Broadcast.name_of(
             description=message.description, subject=message.subject, account=names.account
         )

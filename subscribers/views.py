@@ -10,6 +10,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.vary import vary_on_headers
 
+from automations.selectors import subscriber_automation_history, subscriber_journeys
 from convertkit.paging import page_cursor
 from convertkit.tenancy import account_required, get_for_account
 from sequences.entry import (
@@ -216,6 +217,8 @@ def _render_detail(
             "history": selectors.subscriber_history(subscriber=subscriber),
             "signups": selectors.subscriber_signups(subscriber=subscriber),
             "timeline": subscriber_timeline(subscriber=subscriber),
+            "journeys": subscriber_journeys(subscriber=subscriber),
+            "automation_history": subscriber_automation_history(subscriber=subscriber),
         },
         status=400 if tag_form.errors or sequence_form.errors else 200,
     )
