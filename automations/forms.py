@@ -55,6 +55,12 @@ class StepChoice:
     help: str = ""
 
     @property
+    def title(self) -> str:
+        """The choice on its own: "Condition: Has a tag", "Event: Tag added", "Delay"."""
+        prefix = {CONDITIONS: "Condition: ", EVENTS: "Event: "}.get(self.group, "")
+        return f"{prefix}{self.label}"
+
+    @property
     def ends(self) -> bool:
         """An exit or a move ends its branch: it can only be added at the end of one."""
         return self.kind in (Kind.EXIT, Kind.MOVE)

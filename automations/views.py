@@ -381,7 +381,7 @@ def step_add(request, automation_id: int):
                 url = reverse("automation_email_edit", args=[automation.pk, node.pk])
                 messages.success(request, "Step added. Write its email.")
                 return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
-            return _done(request, automation, f"Step added: {choice.label}.", f"#step-{node.pk}")
+            return _done(request, automation, f"Step added: {choice.title}.", f"#step-{node.pk}")
     return _refused(request, automation, opened)
 
 

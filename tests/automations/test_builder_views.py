@@ -8,6 +8,8 @@ from __future__ import annotations
 import re
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from automations.forms import STEP_CHOICES
@@ -485,6 +487,24 @@ def test_a_condition_with_steps_in_both_branches_cannot_be_deleted(
     response = alice_client.post(url)
     assert response.status_code == 400
     assert snapshot() == before
+
+
+def test_the_builder_reads_as_many_queries_with_six_steps_as_with_two(
+    alice_client, automation, objects
+):
+    two = [(Kind.ADD_TAG, {"tag_id": objects.tag.pk}), (Kind.DELAY, {"amount": 1, "unit": "days"})]
+    steps = steps_add(automation, *two)
+    people_at(steps[-1], 2)
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            builder(alice_client, automation)
+        return len(captured)
+
+    with_two = queries()
+    steps_add(automation, *two, *two, parent=steps[-1])
+    assert Node.objects.filter(automation=automation).count() == 6
+    assert queries() == with_two
 
 
 # --- Bad input --------------------------------------------------------------------------------
