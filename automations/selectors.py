@@ -492,11 +492,13 @@ def subscriber_journeys(*, subscriber: Subscriber) -> list[JourneyRow]:
     stand and when they move next (index journey_subscriber; one more query for the names)."""
     journeys = list(
         Journey.objects.filter(subscriber_id=subscriber.pk, account_id=subscriber.account_id)
-        .select_related("automation", "node", "node__message")
+        .select_related("automation__account", "node", "node__message")
         .defer(*(f"node__{name}" for name in _MESSAGE_BODIES))
         .order_by("-entered_at", "-id")
     )
-    names = Names(subscriber.account)
+    if not journeys:
+        return []
+    names = Names(journeys[0].automation.account)
     for journey in journeys:
         if journey.node is not None:
             names.want_config(journey.node.kind, journey.node.config or {})
