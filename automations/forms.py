@@ -16,7 +16,7 @@ from functools import cached_property
 from django import forms
 
 from automations.models import Automation, EventKind, Node
-from automations.services import DELAY_UNITS, TriggerSpec
+from automations.services import DELAY_UNITS, MAX_DELAY_SECONDS, TriggerSpec
 from broadcasts.models import Broadcast
 from sequences.models import Sequence
 from subscribers.forms import one_line
@@ -287,11 +287,13 @@ class SettingsForm(forms.Form):
     amount = forms.IntegerField(
         label="Wait",
         min_value=1,
-        max_value=527_040,
+        # The service says what the longest delay is; this only keeps the number sane.
+        max_value=MAX_DELAY_SECONDS // 60,
         error_messages={
             "required": "Enter how long to wait, such as 2.",
             "invalid": "Enter a whole number, such as 2.",
             "min_value": "Wait at least 1.",
+            "max_value": "A delay is at least one minute and at most a year.",
         },
     )
     unit = forms.ChoiceField(

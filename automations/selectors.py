@@ -358,6 +358,8 @@ class Flow:
     steps: dict[int, Step]
     # People in the automation who stand at no step (about to enter it).
     waiting_to_start: int
+    # Every place a step can be added at (Slot.key).
+    slot_keys: set[str] = field(default_factory=set)
 
 
 def flow_read(*, automation: Automation) -> Flow:
@@ -388,6 +390,12 @@ def flow_read(*, automation: Automation) -> Flow:
         if parent is not None:
             parent.children.append(step)
     seen: set[int] = set()
+    slot_keys: set[str] = set()
+
+    def slot(*args, **kwargs) -> Slot:
+        made = Slot(*args, **kwargs)
+        slot_keys.add(made.key)
+        return made
 
     def lane(parent: Step | None, branch: str) -> list:
         if parent is None:
@@ -398,7 +406,7 @@ def flow_read(*, automation: Automation) -> Flow:
             where = f"after “{parent.words}”"
         parent_id = parent and parent.node.pk
         step = at_place.get((parent_id, branch))
-        items: list = [Slot(parent_id, branch, where, at_end=step is None)]
+        items: list = [slot(parent_id, branch, where, at_end=step is None)]
         while step is not None and step.node.pk not in seen:
             seen.add(step.node.pk)
             items.append(step)
@@ -409,7 +417,7 @@ def flow_read(*, automation: Automation) -> Flow:
             if step.ends:
                 break
             below = at_place.get((step.node.pk, ""))
-            items.append(Slot(step.node.pk, "", f"after “{step.words}”", at_end=below is None))
+            items.append(slot(step.node.pk, "", f"after “{step.words}”", at_end=below is None))
             step = below
         return items
 
@@ -418,6 +426,7 @@ def flow_read(*, automation: Automation) -> Flow:
         lane=lane(None, ""),
         steps=steps,
         waiting_to_start=counts.get(None, 0),
+        slot_keys=slot_keys,
     )
 
 

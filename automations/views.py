@@ -86,8 +86,6 @@ class Opened:
 
     mode: str = ""
     slot: str = ""
-    parent_id: int | None = None
-    branch: str = ""
     node_id: int | None = None
     choice: StepChoice | None = None
     entry_kind: str = ""
@@ -108,9 +106,14 @@ def _builder(
     """The builder page, or (htmx) its flow alone; with something open in place, a notice of
     what was just done, or why the state or settings were not changed."""
     opened = opened or Opened()
+    flow = selectors.flow_read(automation=automation)
+    # A place the flow does not draw (under an exit, "yes" under a step that is no
+    # condition): what was refused is said above the flow.
+    astray = opened.mode == "add" and opened.slot not in flow.slot_keys
     context = {
         "automation": automation,
-        "flow": selectors.flow_read(automation=automation),
+        "flow": flow,
+        "astray": (opened.problems or ["No step can be added there."]) if astray else [],
         "opened": opened,
         "notice": notice,
         "step_groups": _step_groups(),
@@ -353,7 +356,7 @@ def step_add(request, automation_id: int):
     data = request.POST if request.method == "POST" else request.GET
     parent, branch = _place(request, automation, data)
     slot = selectors.Slot(parent and parent.pk, branch, "")
-    opened = Opened(mode="add", slot=slot.key, parent_id=slot.parent_id, branch=branch)
+    opened = Opened(mode="add", slot=slot.key)
     kind = data.get("kind", "")
     choice = step_choice(kind, data.get("variant", ""))
     if choice is None:

@@ -598,6 +598,30 @@ def test_an_impossible_date_in_a_wait_is_refused_clearly(alice_client, automatio
     assert snapshot() == before
 
 
+def test_a_place_the_flow_does_not_have_is_refused_clearly(alice_client, automation, objects):
+    tagging, leaving = steps_add(
+        automation, (Kind.ADD_TAG, {"tag_id": objects.tag.pk}), (Kind.EXIT, {})
+    )
+    before = snapshot()
+    for parent, branch, problem in (
+        (tagging.pk, "yes", "Only a condition has yes and no branches."),
+        (leaving.pk, "", "Nothing comes after an exit or a move to another automation."),
+    ):
+        posted = {
+            "parent": parent,
+            "branch": branch,
+            "kind": "delay",
+            "amount": "1",
+            "unit": "days",
+        }
+        response = alice_client.post(add_url(automation), posted)
+        assert response.status_code == 400
+        assert problem in response.content.decode()
+        response = alice_client.get(add_url(automation), {"parent": parent, "branch": branch})
+        assert "No step can be added there." in response.content.decode()
+    assert snapshot() == before
+
+
 def test_an_unknown_kind_of_step_is_refused(alice_client, automation):
     before = snapshot()
     response = alice_client.post(add_url(automation), {"parent": "", "branch": "", "kind": "spam"})
