@@ -131,7 +131,7 @@ class TriggerForm(_RowForm):
             "Choose a sequence" if pickers.sequences else "You have no sequences yet",
             pickers.sequences,
         )
-        fields["link"].choices = _blank("Any link whose URL contains the text below", pickers.links)
+        fields["link"].choices = _blank("No particular link", pickers.links)
         fields["custom_field"].choices = _blank(
             "Choose a field" if pickers.fields else "You have no custom fields yet", pickers.fields
         )
@@ -249,12 +249,35 @@ class ActionForm(_RowForm):
         return row
 
 
-def _formset(form, most: int):
-    return forms.formset_factory(form, extra=0, max_num=most, absolute_max=most, validate_max=True)
+class _Rows(forms.BaseFormSet):
+    """Rows of which at least one must say something (rows without a kind are skipped)."""
+
+    key = ""
+    nothing = ""
+
+    def clean(self):
+        if any(self.errors):
+            return
+        if not any(form.cleaned_data.get(self.key) for form in self.forms):
+            raise forms.ValidationError(self.nothing)
 
 
-TriggerFormSet = _formset(TriggerForm, MAX_TRIGGERS)
-ActionFormSet = _formset(ActionForm, MAX_ACTIONS)
+class _TriggerRows(_Rows):
+    key, nothing = "spec", "Add at least one trigger."
+
+
+class _ActionRows(_Rows):
+    key, nothing = "action", "Add at least one action."
+
+
+def _formset(form, rows, most: int):
+    return forms.formset_factory(
+        form, formset=rows, extra=0, max_num=most, absolute_max=most, validate_max=True
+    )
+
+
+TriggerFormSet = _formset(TriggerForm, _TriggerRows, MAX_TRIGGERS)
+ActionFormSet = _formset(ActionForm, _ActionRows, MAX_ACTIONS)
 
 
 class RuleForm(forms.Form):

@@ -9,13 +9,15 @@ from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
 from automations.models import History, Rule, Trigger
 from automations.services import TriggerSpec, rule_save
 from convertkit.paging import PAGE_SIZE
-from tests.automations.rules.conftest import editor_post, simple_post
+from tests.automations.rules.conftest import editor_post, objects_of, simple_post
 from tests.factories import SubscriberFactory
 
 HTMX = {"HTTP_HX_REQUEST": "true"}
@@ -239,18 +241,17 @@ def test_a_tag_deleted_while_the_editor_was_open_is_refused(alice_client, ours):
     assert not Rule.objects.exists()
 
 
-def test_a_rule_without_a_name_a_trigger_or_an_action_is_refused(alice_client, ours):
+def test_a_rule_without_a_name_a_trigger_or_an_action_is_refused_with_all_three_said(
+    alice_client, ours
+):
     response = alice_client.post(
-        CREATE,
-        editor_post(
-            name=" ", triggers=[{"kind": "unsubscribed"}], actions=[{"kind": "unsubscribe"}]
-        ),
+        CREATE, editor_post(name=" ", triggers=[{"kind": ""}], actions=[{"kind": ""}])
     )
     assert response.status_code == 400
-    assert "Give the rule a name." in response.content.decode()
-    response = alice_client.post(
-        CREATE, editor_post(name="Empty", triggers=[{"kind": ""}], actions=[])
-    )
+    page = response.content.decode()
+    assert "Give the rule a name." in page
+    assert "Add at least one trigger." in page and "Add at least one action." in page
+    response = alice_client.post(CREATE, editor_post(name="No rows", triggers=[], actions=[]))
     assert response.status_code == 400
     page = response.content.decode()
     assert "Add at least one trigger." in page and "Add at least one action." in page
@@ -479,3 +480,58 @@ def test_the_history_lists_what_the_rule_did_newest_first_in_pages(alice_client,
     second = alice_client.get(older.replace("&amp;", "&")).content.decode()
     assert "tagged Buyer #0<" in second and "A deleted subscriber" in second
     assert f"#{PAGE_SIZE}<" not in second
+
+
+def _queries(client, url: str) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        assert client.get(url).status_code == 200
+    return len(queries)
+
+
+def test_the_list_and_the_editor_read_as_many_queries_for_six_rules_as_for_two(
+    alice_client, account_a, ours
+):
+    """No query per rule, per trigger or per link: the list and the editor's pickers read each
+    kind of object once."""
+    extra = objects_of(account_a, prefix="More")
+
+    def rules_add(objects):
+        rule = rule_save(
+            account=account_a,
+            name="Many",
+            triggers=[
+                TriggerSpec(kind="tag_added", object_id=objects.customer.id),
+                TriggerSpec(kind="form_joined", object_id=objects.newsletter.id),
+                TriggerSpec(kind="link_clicked", object_id=objects.pricing.id),
+                TriggerSpec(kind="field_changed", detail=objects.city.key),
+            ],
+            actions=[
+                {"kind": "add_tag", "object_id": objects.buyer.id},
+                {"kind": "subscribe_sequence", "object_id": objects.onboarding.id},
+                {"kind": "set_field", "detail": objects.city.key, "value": "x"},
+            ],
+        )
+        History.objects.create(
+            account_id=account_a.id, subscriber_id=0, rule_id=rule.id, note="fired"
+        )
+        return rule
+
+    first = rules_add(ours)
+    rules_add(extra)
+    counts = (_queries(alice_client, reverse("rule_list")), _queries(alice_client, CREATE))
+    for _ in range(2):
+        rules_add(ours)
+        rules_add(extra)
+    assert (_queries(alice_client, reverse("rule_list")), _queries(alice_client, CREATE)) == counts
+    assert _queries(alice_client, reverse("rule_edit", args=[first.id])) == counts[1] + 2
+
+
+def test_rules_sit_in_the_main_navigation_and_are_current_on_every_rule_page(
+    alice_client, account_a, ours
+):
+    rule = _saved(account_a, ours)
+    for url in (reverse("rule_list"), CREATE, reverse("rule_history", args=[rule.id])):
+        body = alice_client.get(url).content.decode()
+        nav = body[body.index('id="main-nav"') : body.index("</nav>")]
+        assert re.findall(r'class="nav-link[^"]*"[^>]*>([^<]+)<', nav)[-2:] == ["Rules", "Settings"]
+        assert 'aria-current="page">Rules<' in nav
