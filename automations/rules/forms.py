@@ -63,37 +63,73 @@ def _id_field(label: str, what: str) -> forms.TypedChoiceField:
     )
 
 
-def _blank(label: str, choices: list) -> list:
-    """The choices after a blank one: `label`, or "You have no …" when there are none."""
-    return [("", label), *choices]
+def _blank(choices: list, what: str) -> list:
+    """`choices` after a blank one that asks for one, or says there is none yet."""
+    return [("", f"Choose a {what}" if choices else f"You have no {what}s yet"), *choices]
+
+
+def _text_field(label: str, max_length: int, help_text: str = "", **attrs) -> forms.CharField:
+    return forms.CharField(
+        label=label,
+        required=False,
+        max_length=max_length,
+        help_text=help_text,
+        widget=forms.TextInput(attrs={"autocomplete": "off", **attrs}),
+    )
 
 
 class _RowForm(forms.Form):
-    """A trigger or an action: its kind, and the fields of every kind (see _used)."""
+    """A trigger or an action: its kind, and the fields of every kind. The fields a kind does
+    not use are hidden by the stylesheet, so they are neither checked nor kept."""
 
+    # The field that holds each kind's object, and the other fields each kind uses.
     OBJECT: dict = {}
     TEXT: dict = {}
+    # Kinds whose object may be left out (any form; a link given by its URL's text).
+    OPTIONAL_OBJECT: tuple = ()
+
+    tag = _id_field("Tag", "tag")
+    sequence = _id_field("Sequence", "sequence")
+    custom_field = forms.ChoiceField(
+        label="Custom field",
+        required=False,
+        error_messages={
+            "invalid_choice": "Choose one of your custom fields: “%(value)s” does not exist."
+        },
+    )
+
+    def __init__(self, *args, pickers: Pickers, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["tag"].choices = _blank(pickers.tags, "tag")
+        self.fields["sequence"].choices = _blank(pickers.sequences, "sequence")
+        self.fields["custom_field"].choices = _blank(pickers.fields, "custom field")
 
     def _used(self, kind: str) -> set[str]:
         return {"kind", *filter(None, [self.OBJECT.get(kind)]), *self.TEXT.get(kind, ())}
+
+    def clean_value(self) -> str:
+        return one_line(self.cleaned_data["value"], "value")
 
     def clean(self):
         cleaned = super().clean()
         kind = cleaned.get("kind") or ""
         for name in list(self.errors):
             if name in self.fields and name not in self._used(kind):
-                # A field the chosen kind does not use: hidden, so neither checked nor kept.
                 del self.errors[name]
                 cleaned.pop(name, None)
+        if kind and not self.errors:
+            name = self.OBJECT.get(kind)
+            if name and cleaned.get(name) is None and kind not in self.OPTIONAL_OBJECT:
+                self.add_error(name, f"Choose the {self.fields[name].label.lower()}.")
+            if "custom_field" in self._used(kind) and not cleaned.get("custom_field"):
+                self.add_error("custom_field", "Choose the custom field.")
         return cleaned
-
-    def _one_line(self, name: str, what: str) -> str:
-        return one_line(self.cleaned_data.get(name) or "", what)
 
 
 class TriggerForm(_RowForm):
     OBJECT = _TRIGGER_OBJECT
     TEXT = _TRIGGER_TEXT
+    OPTIONAL_OBJECT = (EventKind.FORM_JOINED, EventKind.LINK_CLICKED)
 
     kind = forms.ChoiceField(
         label="When",
@@ -101,43 +137,26 @@ class TriggerForm(_RowForm):
         choices=TRIGGER_CHOICES,
         error_messages={"invalid_choice": "Choose one of the triggers offered."},
     )
-    tag = _id_field("Tag", "tag")
     signup_form = _id_field("Form", "form")
-    sequence = _id_field("Sequence", "sequence")
     link = _id_field("Link", "link")
-    contains = forms.CharField(
-        label="Or any link whose URL contains",
-        required=False,
-        max_length=Trigger._meta.get_field("detail").max_length,
-        widget=forms.TextInput(attrs={"autocomplete": "off", "placeholder": "e.g. /pricing"}),
+    contains = _text_field(
+        "Or any link whose URL contains",
+        Trigger._meta.get_field("detail").max_length,
+        placeholder="e.g. /pricing",
     )
-    custom_field = forms.ChoiceField(label="Custom field", required=False)
-    value = forms.CharField(
-        label="Changes to (optional)",
-        required=False,
-        max_length=Trigger._meta.get_field("value").max_length,
-        help_text="Leave empty for any change.",
-        widget=forms.TextInput(attrs={"autocomplete": "off"}),
+    value = _text_field(
+        "Changes to (optional)",
+        Trigger._meta.get_field("value").max_length,
+        "Leave empty for any change.",
     )
 
     def __init__(self, *args, pickers: Pickers, **kwargs):
-        super().__init__(*args, **kwargs)
-        fields = self.fields
-        fields["tag"].choices = _blank(
-            "Choose a tag" if pickers.tags else "You have no tags yet", pickers.tags
-        )
-        fields["signup_form"].choices = _blank("Any form", pickers.forms)
-        fields["sequence"].choices = _blank(
-            "Choose a sequence" if pickers.sequences else "You have no sequences yet",
-            pickers.sequences,
-        )
-        fields["link"].choices = _blank("No particular link", pickers.links)
-        fields["custom_field"].choices = _blank(
-            "Choose a field" if pickers.fields else "You have no custom fields yet", pickers.fields
-        )
-        fields["custom_field"].error_messages["invalid_choice"] = (
-            "Choose one of your custom fields: “%(value)s” does not exist."
-        )
+        super().__init__(*args, pickers=pickers, **kwargs)
+        self.fields["signup_form"].choices = [("", "Any form"), *pickers.forms]
+        self.fields["link"].choices = [("", "No particular link"), *pickers.links]
+
+    def clean_contains(self) -> str:
+        return one_line(self.cleaned_data["contains"], "text")
 
     def clean(self):
         cleaned = super().clean()
@@ -147,25 +166,14 @@ class TriggerForm(_RowForm):
             return cleaned
         object_id = cleaned.get(self.OBJECT[kind]) if kind in self.OBJECT else None
         detail = value = ""
-        if kind in (EventKind.TAG_ADDED, EventKind.TAG_REMOVED) and object_id is None:
-            self.add_error("tag", "Choose the tag.")
-        elif (
-            kind in (EventKind.SEQUENCE_SUBSCRIBED, EventKind.SEQUENCE_COMPLETED)
-            and object_id is None
-        ):
-            self.add_error("sequence", "Choose the sequence.")
-        elif kind == EventKind.LINK_CLICKED and object_id is None:
-            detail = self._one_line("contains", "text")
+        if kind == EventKind.LINK_CLICKED and object_id is None:
+            detail = cleaned.get("contains", "")
             if not detail:
                 self.add_error("contains", "Choose a link, or give the text its URL contains.")
+                return cleaned
         elif kind == EventKind.FIELD_CHANGED:
-            detail, value = cleaned.get("custom_field") or "", self._one_line("value", "value")
-            if not detail:
-                self.add_error("custom_field", "Choose the custom field.")
-        if not self.errors:
-            cleaned["spec"] = TriggerSpec(
-                kind=kind, object_id=object_id, detail=detail, value=value
-            )
+            detail, value = cleaned["custom_field"], cleaned.get("value", "")
+        cleaned["spec"] = TriggerSpec(kind=kind, object_id=object_id, detail=detail, value=value)
         return cleaned
 
     @staticmethod
@@ -191,33 +199,7 @@ class ActionForm(_RowForm):
         choices=ACTION_CHOICES,
         error_messages={"invalid_choice": "Choose one of the actions offered."},
     )
-    tag = _id_field("Tag", "tag")
-    sequence = _id_field("Sequence", "sequence")
-    custom_field = forms.ChoiceField(label="Custom field", required=False)
-    value = forms.CharField(
-        label="Value",
-        required=False,
-        max_length=2000,
-        help_text="Leave empty to clear the field.",
-        widget=forms.TextInput(attrs={"autocomplete": "off"}),
-    )
-
-    def __init__(self, *args, pickers: Pickers, **kwargs):
-        super().__init__(*args, **kwargs)
-        fields = self.fields
-        fields["tag"].choices = _blank(
-            "Choose a tag" if pickers.tags else "You have no tags yet", pickers.tags
-        )
-        fields["sequence"].choices = _blank(
-            "Choose a sequence" if pickers.sequences else "You have no sequences yet",
-            pickers.sequences,
-        )
-        fields["custom_field"].choices = _blank(
-            "Choose a field" if pickers.fields else "You have no custom fields yet", pickers.fields
-        )
-        fields["custom_field"].error_messages["invalid_choice"] = (
-            "Choose one of your custom fields: “%(value)s” does not exist."
-        )
+    value = _text_field("Value", 2000, "Leave empty to clear the field.")
 
     def clean(self):
         cleaned = super().clean()
@@ -227,16 +209,10 @@ class ActionForm(_RowForm):
             return cleaned
         action: dict = {"kind": kind}
         if kind in self.OBJECT:
-            action["object_id"] = cleaned.get(self.OBJECT[kind])
-            if action["object_id"] is None:
-                self.add_error(self.OBJECT[kind], f"Choose the {self.OBJECT[kind]}.")
+            action["object_id"] = cleaned[self.OBJECT[kind]]
         elif kind == ActionKind.SET_FIELD:
-            action["detail"] = cleaned.get("custom_field") or ""
-            action["value"] = self._one_line("value", "value")
-            if not action["detail"]:
-                self.add_error("custom_field", "Choose the custom field.")
-        if not self.errors:
-            cleaned["action"] = action
+            action["detail"], action["value"] = cleaned["custom_field"], cleaned.get("value", "")
+        cleaned["action"] = action
         return cleaned
 
     @staticmethod

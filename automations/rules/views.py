@@ -37,16 +37,18 @@ def rule_list(request):
 
 def _render_editor(request, editor: RuleEditor, rule: Rule | None, *, problems=(), status=200):
     context = {"editor": editor, "rule": rule, "problems": problems}
-    if request.htmx and editor.focus[0] is not None:
-        return render(request, "automations/rules/partials/rule_rows.html", context)
     return render(request, "automations/rules/rule_form.html", context, status=status)
 
 
 def _editor_post(request, rule: Rule | None):
-    """A posted editor: rows rearranged (nothing saved), or the rule saved and its page shown;
-    what stops the save is shown on the editor, nothing saved."""
+    """A posted editor: its rows rearranged (nothing saved; htmx gets the rows only), or the
+    rule saved and its page shown; what stops the save is shown on the editor, nothing saved."""
     pickers = selectors.rule_pickers(account=request.account, rule=rule)
     editor = RuleEditor.rearranged(request.POST, pickers=pickers)
+    if editor is not None and request.htmx:
+        return render(
+            request, "automations/rules/partials/rule_rows.html", {"editor": editor, "rule": rule}
+        )
     if editor is not None:
         return _render_editor(request, editor, rule)
     editor = RuleEditor(pickers=pickers, data=request.POST)

@@ -535,3 +535,36 @@ def test_rules_sit_in_the_main_navigation_and_are_current_on_every_rule_page(
         nav = body[body.index('id="main-nav"') : body.index("</nav>")]
         assert re.findall(r'class="nav-link[^"]*"[^>]*>([^<]+)<', nav)[-2:] == ["Rules", "Settings"]
         assert 'aria-current="page">Rules<' in nav
+
+
+def test_what_a_rows_kind_does_not_use_is_ignored_even_another_accounts_id(
+    alice_client, ours, theirs
+):
+    """The fields a kind does not use are hidden: whatever they hold is neither checked nor
+    saved."""
+    response = alice_client.post(
+        CREATE,
+        editor_post(
+            name="Leavers",
+            triggers=[{"kind": "unsubscribed", "tag": theirs.customer.id, "contains": "x"}],
+            actions=[{"kind": "unsubscribe", "sequence": theirs.onboarding.id, "value": "y"}],
+        ),
+    )
+    assert response.status_code == 302
+    rule = Rule.objects.get()
+    assert _triggers(rule) == [("rule", "unsubscribed", None, "", "")]
+    assert rule.actions == [{"kind": "unsubscribe"}]
+
+
+def test_a_value_on_two_lines_is_refused(alice_client, ours):
+    response = alice_client.post(
+        CREATE,
+        editor_post(
+            name="Cities",
+            triggers=[{"kind": "field_changed", "custom_field": "city", "value": "Pa\nris"}],
+            actions=[{"kind": "unsubscribe"}],
+        ),
+    )
+    assert response.status_code == 400
+    assert "The value must be on one line" in response.content.decode()
+    assert not Rule.objects.exists()
