@@ -6,6 +6,7 @@ NAVIGATION = [
     ("form_list", "Forms"),
     ("broadcast_list", "Broadcasts"),
     ("sequence_list", "Sequences"),
+    ("rule_list", "Rules"),
     ("account_settings", "Settings"),
 ]
 
@@ -19,6 +20,7 @@ _SECTION_BY_PREFIX = [
     ("form", "form_list"),
     ("broadcast", "broadcast_list"),
     ("sequence", "sequence_list"),
+    ("rule", "rule_list"),
     ("account", "account_settings"),
     ("dashboard", "dashboard"),
 ]
