@@ -7,6 +7,7 @@ NAVIGATION = [
     ("broadcast_list", "Broadcasts"),
     ("sequence_list", "Sequences"),
     ("automation_list", "Automations"),
+    ("rule_list", "Rules"),
     ("account_settings", "Settings"),
 ]
 
@@ -21,6 +22,7 @@ _SECTION_BY_PREFIX = [
     ("broadcast", "broadcast_list"),
     ("sequence", "sequence_list"),
     ("automation", "automation_list"),
+    ("rule", "rule_list"),
     ("account", "account_settings"),
     ("dashboard", "dashboard"),
 ]

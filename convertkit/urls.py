@@ -44,6 +44,7 @@ urlpatterns = [
     path("forms/", include("subscribers.signup_forms.urls")),
     path("broadcasts/", include("broadcasts.urls")),
     path("sequences/", include("sequences.urls")),
+    path("automations/rules/", include("automations.rules.urls")),
     path("automations/", include("automations.urls")),
     # Reports, under the broadcasts and subscribers they are about.
     path("", include("tracking.urls")),

@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from automations.forms import STEP_CHOICES
-from automations.models import Automation, History, Journey, Node, Trigger
+from automations.models import Automation, History, Journey, Node, Rule, Trigger
 from automations.services import TriggerSpec, automation_create, entry_add, node_add
 from broadcasts.models import Broadcast
 from tests.automations.flows import objects_of, people_at, steps_add, tagged_flow
@@ -844,6 +844,13 @@ def test_a_subscribers_page_shows_their_automations_and_history(alice_client, au
             visit=number + 1,
             note=f"step {number}",
         )
+    rule = Rule.objects.create(account_id=subscriber.account_id, name="Buyers")
+    History.objects.create(
+        account_id=subscriber.account_id,
+        subscriber_id=subscriber.pk,
+        rule_id=rule.pk,
+        note="tagged Buyer",
+    )
     SubscriberFactory(account=subscriber.account)
     html = alice_client.get(reverse("subscriber_detail", args=[subscriber.pk])).content.decode()
     section = text(html[html.index('id="automations"') :])
@@ -852,8 +859,10 @@ def test_a_subscribers_page_shows_their_automations_and_history(alice_client, au
     )
     assert re.search(r"Upsell entered 7 Dec 2026 Completed — —", section)
     assert reverse("automation_detail", args=[automation.pk]) in html
-    assert "step 24" in section and "step 5" in section and "step 4 " not in section
-    assert section.index("step 24") < section.index("step 5")
+    assert "Rule Buyers: tagged Buyer" in section
+    assert reverse("rule_detail", args=[rule.pk]) in html
+    assert "step 24" in section and "step 6" in section and "step 5 " not in section
+    assert section.index("Buyers") < section.index("step 24") < section.index("step 6")
 
 
 def test_a_subscriber_waiting_for_an_event_says_so(alice_client, automation, objects):
