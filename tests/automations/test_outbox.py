@@ -121,6 +121,29 @@ def test_a_single_opt_in_signup_records_its_fields_tags_and_form_joined(single_f
     assert set(Event.objects.values_list("account_id", flat=True)) == {single_form.account_id}
 
 
+def test_an_unconfirmed_subscriber_subscribing_at_once_records_all_their_values(
+    single_form, account_a, sequence
+):
+    reader = SubscriberFactory(
+        account=account_a,
+        email="reader@example.org",
+        state=Subscriber.State.UNCONFIRMED,
+        fields={"plan": "pro"},
+    )
+    subscriber_ids_enrol(sequence=sequence, subscriber_ids=[reader.pk])
+
+    assert _submit(single_form, fields={"city": "Lyon"}).outcome == "subscribed"
+
+    newsletter = Tag.objects.get(name="newsletter")
+    assert events() == {
+        (FIELD_CHANGED, None, "city", reader.pk),
+        (FIELD_CHANGED, None, "plan", reader.pk),
+        (TAG_ADDED, newsletter.pk, "", reader.pk),
+        (SEQUENCE_SUBSCRIBED, sequence.pk, "", reader.pk),
+        (FORM_JOINED, single_form.pk, "", reader.pk),
+    }
+
+
 def test_a_pending_double_opt_in_signup_records_nothing_until_it_is_confirmed(double_form):
     result = _submit(double_form, fields={"city": "Lyon"})
     assert result.outcome == "confirmation"
