@@ -15,7 +15,8 @@ One advance of a sequence (subscriptions_advance), in one transaction:
    their position moves past it. Unconfirmed subscribers wait for their confirmation,
    suppressed ones stop, and whoever has no email left completes.
 4. Inserts the deliveries (ON CONFLICT DO NOTHING on the unique (message, subscriber, round):
-   a replay adds nothing), moves the subscriptions and adds to each message's recipient count.
+   a replay adds nothing), moves the subscriptions, adds to each message's recipient count and
+   records a sequence_completed event (the automations outbox) for each one who completed.
 
 After the commit it publishes one send task per id range of new deliveries; if that publish
 is lost (a crash, a Redis flush), the broadcast sweeper finds the queued deliveries of a
@@ -36,6 +37,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from automations.models import EventKind
+from automations.outbox import events_add
 from broadcasts.models import Broadcast, Delivery
 from broadcasts.pipeline import ranges_publish
 from sequences.models import Sequence, SequenceEmail, Subscription
@@ -273,8 +276,9 @@ def _excluded_ids(*, sequence: Sequence, subscriber_ids: list[int]) -> set[int]:
 
 
 def _write(*, sequence: Sequence, rows: list[_Row], now: datetime) -> list[tuple[int, int]]:
-    """Step 4: the deliveries, the subscriptions and the messages' counts; returns the new
-    deliveries as (id, message id)."""
+    """Step 4: the deliveries, the subscriptions and the messages' counts, and a
+    sequence_completed event for each subscriber who completed; returns the new deliveries as
+    (id, message id)."""
     sends = [(row, row.send) for row in rows if row.send is not None]
     created: list[tuple[int, int]] = []
     with connection.cursor() as cursor:
@@ -334,6 +338,12 @@ def _write(*, sequence: Sequence, rows: list[_Row], now: datetime) -> list[tuple
                 [row.completed for row in rows],
             ],
         )
+    events_add(
+        account_id=sequence.account_id,
+        kind=EventKind.SEQUENCE_COMPLETED,
+        subscriber_ids=[row.subscriber_id for row in rows if row.completed],
+        object_id=sequence.pk,
+    )
     return created
 
 
