@@ -16,7 +16,7 @@ from contextvars import ContextVar
 
 from django.db import connection
 
-from automations.models import Event, EventKind
+from automations.models import Event, EventKind, Trigger
 
 EVENT_TABLE = Event._meta.db_table
 
@@ -33,6 +33,13 @@ def effects_depth(depth: int) -> Iterator[None]:
         yield
     finally:
         _depth.reset(token)
+
+
+def kinds_listened(*, account_id: int) -> set[str]:
+    """The kinds of event something of the account waits for (a rule trigger, an entry point,
+    a goal). The import, the one path that changes hundreds of thousands of rows in one go,
+    records only these: a change nothing listens to can trigger nothing."""
+    return set(Trigger.objects.filter(account_id=account_id).values_list("kind", flat=True))
 
 
 def events_add(

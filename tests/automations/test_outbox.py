@@ -14,7 +14,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from automations.models import Event, EventKind
+from automations.models import Event, EventKind, Rule, Trigger
 from sequences.engine import sequences_advance
 from sequences.entry import form_sequences_set, subscriber_ids_enrol
 from sequences.models import Sequence, Subscription
@@ -387,7 +387,18 @@ def test_a_store_rolled_back_records_no_click(sent_broadcast):
 # Imports ----------------------------------------------------------------------------------------
 
 
-def test_an_import_records_each_new_tagging_and_each_field_value_it_changes(account_a, city):
+@pytest.fixture
+def listening(account_a):
+    """Something of the account waits for tags added and field changes (the import records
+    those events only then)."""
+    for kind in (EventKind.TAG_ADDED, EventKind.FIELD_CHANGED):
+        rule = Rule.objects.create(account=account_a, name="Listening", enabled=False)
+        Trigger.objects.create(account=account_a, role="rule", kind=kind, rule=rule)
+
+
+def test_an_import_records_each_new_tagging_and_each_field_value_it_changes(
+    account_a, city, listening
+):
     CustomField.objects.create(account=account_a, key="plan", label="Plan")
     vip = TagFactory(account=account_a, name="vip")
     chosen = TagFactory(account=account_a, name="imported")
@@ -426,7 +437,7 @@ def test_an_import_records_each_new_tagging_and_each_field_value_it_changes(acco
     }
 
 
-def test_an_import_of_new_tags_and_a_sequence_records_their_events(account_a, sequence):
+def test_an_import_of_new_tags_and_a_sequence_records_their_events(account_a, sequence, listening):
     job = importer.import_job_create(
         account=account_a,
         created_by=None,
@@ -466,7 +477,14 @@ def test_an_import_that_changes_nothing_records_nothing(account_a, city):
     assert event_count() == 0
 
 
-def test_an_import_rolled_back_records_nothing(account_a, city):
+def test_an_import_into_an_account_nothing_listens_to_records_no_tag_or_field_event(
+    account_a, city
+):
+    run_import(account_a, "email,city,tags\nann@example.org,Lyon,vip\n")
+    assert event_count() == 0
+
+
+def test_an_import_rolled_back_records_nothing(account_a, city, listening):
     def change():
         run_import(account_a, "email,city,tags\nann@example.org,Lyon,vip\n")
 
