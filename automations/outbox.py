@@ -16,7 +16,7 @@ from contextvars import ContextVar
 
 from django.db import connection
 
-from automations.models import Event, EventKind
+from automations.models import Event, EventKind, Trigger
 
 EVENT_TABLE = Event._meta.db_table
 
@@ -33,6 +33,13 @@ def effects_depth(depth: int) -> Iterator[None]:
         yield
     finally:
         _depth.reset(token)
+
+
+def kinds_listened(*, account_id: int) -> set[str]:
+    """The kinds of event something of the account waits for (a rule trigger, an entry point,
+    a goal). The import, the one path that changes hundreds of thousands of rows in one go,
+    records only these: a change nothing listens to can trigger nothing."""
+    return set(Trigger.objects.filter(account_id=account_id).values_list("kind", flat=True))
 
 
 def events_add(
@@ -57,17 +64,23 @@ def events_add(
         )
 
 
+def events_insert_sql(*, kind: EventKind | str, rows_sql: str) -> str:
+    """The INSERT ... SELECT that writes one event of `kind` per row of `rows_sql`: a SELECT of
+    (account_id, object_id, subscriber_id, detail). Run by events_add_rows, or placed as a CTE
+    of the change's own statement when the rows are what that statement returns
+    (`WITH changed AS (UPDATE ... RETURNING ...), events AS (<this>) SELECT ...`): a data-
+    modifying CTE cannot be read from a subquery."""
+    return f"""
+        INSERT INTO {EVENT_TABLE} (account_id, subscriber_id, kind, object_id, detail, depth)
+        SELECT p.account_id, p.subscriber_id, '{EventKind(kind).value}', p.object_id,
+               left(p.detail, 100), {_depth.get()}
+        FROM ({rows_sql}) AS p(account_id, object_id, subscriber_id, detail)
+    """
+
+
 def events_add_rows(*, kind: EventKind | str, rows_sql: str, params: dict | list) -> None:
     """One event of `kind` per row of `rows_sql`: a SELECT of (account_id, object_id,
     subscriber_id, detail) (the taggings an import just made, the links clicked in a drained
     batch ...), with the parameters `params`. Written by one INSERT ... SELECT."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"""
-            INSERT INTO {EVENT_TABLE} (account_id, subscriber_id, kind, object_id, detail, depth)
-            SELECT p.account_id, p.subscriber_id, '{EventKind(kind).value}', p.object_id,
-                   left(p.detail, 100), {_depth.get()}
-            FROM ({rows_sql}) AS p(account_id, object_id, subscriber_id, detail)
-            """,
-            params,
-        )
+        cursor.execute(events_insert_sql(kind=kind, rows_sql=rows_sql), params)

@@ -73,6 +73,7 @@ def account_erase(account_id: int) -> None:
             "subscribers_tag",
             "subscribers_customfield",
             "subscribers_subscribercount",
+            "automations_event",
         ):
             cursor.execute(f"DELETE FROM {table} WHERE account_id = %s", [account_id])
         cursor.execute(

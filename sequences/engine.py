@@ -15,7 +15,8 @@ One advance of a sequence (subscriptions_advance), in one transaction:
    their position moves past it. Unconfirmed subscribers wait for their confirmation,
    suppressed ones stop, and whoever has no email left completes.
 4. Inserts the deliveries (ON CONFLICT DO NOTHING on the unique (message, subscriber, round):
-   a replay adds nothing), moves the subscriptions and adds to each message's recipient count.
+   a replay adds nothing), moves the subscriptions, adds to each message's recipient count and
+   records a sequence_completed event (the automations outbox) for each one who completed.
 
 After the commit it publishes one send task per id range of new deliveries; if that publish
 is lost (a crash, a Redis flush), the broadcast sweeper finds the queued deliveries of a
@@ -28,7 +29,6 @@ from __future__ import annotations
 import bisect
 import logging
 import time
-from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -36,8 +36,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
-from broadcasts.models import Broadcast, Delivery
-from broadcasts.pipeline import ranges_publish
+from automations.models import EventKind
+from automations.outbox import events_add
+from broadcasts.pipeline import deliveries_publish, deliveries_queue
 from sequences.models import Sequence, SequenceEmail, Subscription
 from sequences.schedule import Timing, due_at, zone_named
 from subscribers.models import Subscriber
@@ -273,45 +274,15 @@ def _excluded_ids(*, sequence: Sequence, subscriber_ids: list[int]) -> set[int]:
 
 
 def _write(*, sequence: Sequence, rows: list[_Row], now: datetime) -> list[tuple[int, int]]:
-    """Step 4: the deliveries, the subscriptions and the messages' counts; returns the new
-    deliveries as (id, message id)."""
-    sends = [(row, row.send) for row in rows if row.send is not None]
-    created: list[tuple[int, int]] = []
+    """Step 4: the deliveries, the subscriptions and the messages' counts, and a
+    sequence_completed event for each subscriber who completed; returns the new deliveries as
+    (id, message id)."""
+    created = deliveries_queue(
+        account_id=sequence.account_id,
+        sends=[(row.send, row.subscriber_id, row.round) for row in rows if row.send is not None],
+        now=now,
+    )
     with connection.cursor() as cursor:
-        if sends:
-            cursor.execute(
-                f"""
-                INSERT INTO {Delivery._meta.db_table}
-                    (broadcast_id, account_id, subscriber_id, round, state, attempts,
-                     esp_message_id, error)
-                SELECT v.message_id, %s, v.subscriber_id, v.round, {int(Delivery.State.QUEUED)},
-                       0, '', ''
-                FROM unnest(%s::bigint[], %s::bigint[], %s::smallint[])
-                     AS v(message_id, subscriber_id, round)
-                ORDER BY v.message_id, v.subscriber_id
-                ON CONFLICT (broadcast_id, subscriber_id, round) DO NOTHING
-                RETURNING id, broadcast_id
-                """,
-                [
-                    sequence.account_id,
-                    [message_id for _, message_id in sends],
-                    [row.subscriber_id for row, _ in sends],
-                    [row.round for row, _ in sends],
-                ],
-            )
-            created = cursor.fetchall()
-            counts: dict[int, int] = defaultdict(int)
-            for _, message_id in created:
-                counts[message_id] += 1
-            if counts:
-                cursor.execute(
-                    f"""
-                    UPDATE {Broadcast._meta.db_table} b
-                    SET recipient_count = b.recipient_count + v.n, progressed_at = %s
-                    FROM unnest(%s::bigint[], %s::int[]) AS v(id, n) WHERE b.id = v.id
-                    """,
-                    [now, list(counts), list(counts.values())],
-                )
         cursor.execute(
             f"""
             UPDATE {Subscription._meta.db_table} sub SET
@@ -334,23 +305,13 @@ def _write(*, sequence: Sequence, rows: list[_Row], now: datetime) -> list[tuple
                 [row.completed for row in rows],
             ],
         )
+    events_add(
+        account_id=sequence.account_id,
+        kind=EventKind.SEQUENCE_COMPLETED,
+        subscriber_ids=[row.subscriber_id for row in rows if row.completed],
+        object_id=sequence.pk,
+    )
     return created
-
-
-def _publish(created: list[tuple[int, int]]) -> int:
-    """One send task per id range of BROADCAST_BATCH_SIZE new deliveries of a message."""
-    by_message: dict[int, list[int]] = defaultdict(list)
-    for delivery_id, message_id in created:
-        by_message[message_id].append(delivery_id)
-    size = settings.BROADCAST_BATCH_SIZE
-    published = 0
-    for message_id, ids in by_message.items():
-        ids.sort()
-        chunks = [ids[start : start + size] for start in range(0, len(ids), size)]
-        published += ranges_publish(
-            broadcast_id=message_id, ranges=[(chunk[0], chunk[-1]) for chunk in chunks]
-        )
-    return published
 
 
 def subscriptions_advance(
@@ -375,7 +336,7 @@ def subscriptions_advance(
             report.completed += row.completed
         created = _write(sequence=sequence, rows=rows, now=now)
     report.claimed = len(rows)
-    report.batches = _publish(created)
+    report.batches = deliveries_publish(created)
     return report
 
 

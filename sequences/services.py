@@ -17,6 +17,8 @@ from django.db import connection, transaction
 from django.db.models import F, Max, Min
 from django.utils import timezone
 
+from automations.models import EventKind
+from automations.outbox import events_insert_sql
 from broadcasts.models import Broadcast, Delivery
 from broadcasts.pipeline import batches_publish, deliveries_cancel
 from broadcasts.rendering import RenderFailed
@@ -419,8 +421,17 @@ def _enrol_sql(sequence: Sequence, source_sql: str) -> str:
     sequence's subscriptions: new ones start before the first email (the active due at once,
     the unconfirmed waiting for their confirmation); removed or stopped ones go on from where
     they were; completed ones start again at the first email in a repeating sequence. Nobody
-    suppressed is added; nobody in it already is moved."""
+    suppressed is added; nobody in it already is moved. The same statement records a
+    sequence_subscribed event for each active subscriber added or restarted (the unconfirmed
+    get theirs when they confirm: subscriptions_confirmed)."""
     table = Subscription._meta.db_table
+    events = events_insert_sql(
+        kind=EventKind.SEQUENCE_SUBSCRIBED,
+        rows_sql="""
+            SELECT %(account)s::bigint, %(sequence)s::bigint, subscriber_id, ''
+            FROM upserted WHERE state = %(active)s
+        """,
+    )
     return f"""
         WITH upserted AS (
             INSERT INTO {table} AS sub
@@ -449,8 +460,9 @@ def _enrol_sql(sequence: Sequence, source_sql: str) -> str:
                 completed_at = NULL
             WHERE sub.state IN (%(removed)s, %(stopped)s)
                OR (sub.state = %(completed)s AND %(repeat)s)
-            RETURNING (xmax = 0) AS inserted, sub.subscribed_at = %(now)s AS fresh
-        )
+            RETURNING (xmax = 0) AS inserted, sub.subscribed_at = %(now)s AS fresh,
+                      sub.subscriber_id, sub.state
+        ), events AS ({events})
         SELECT count(*) FILTER (WHERE inserted OR NOT fresh),
                count(*) FILTER (WHERE NOT inserted AND fresh)
         FROM upserted
@@ -568,8 +580,29 @@ def subscriptions_remove(*, sequence: Sequence, subscriber_ids: list[int]) -> li
 
 
 def subscriptions_confirmed(*, subscriber_id: int, now: datetime | None = None) -> int:
-    """A subscriber confirmed their address: the sequences they were waiting for start now."""
+    """A subscriber confirmed their address: the sequences they were waiting for start now,
+    each with its sequence_subscribed event; returns how many."""
     now = now or timezone.now()
-    return Subscription.objects.filter(
-        subscriber_id=subscriber_id, state=SubState.UNCONFIRMED
-    ).update(state=SubState.ACTIVE, anchor_at=now, next_due_at=now)
+    events = events_insert_sql(
+        kind=EventKind.SEQUENCE_SUBSCRIBED,
+        rows_sql="SELECT account_id, sequence_id, subscriber_id, '' FROM confirmed",
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH confirmed AS (
+                UPDATE {Subscription._meta.db_table}
+                SET state = %(active)s, anchor_at = %(now)s, next_due_at = %(now)s
+                WHERE subscriber_id = %(subscriber)s AND state = %(unconfirmed)s
+                RETURNING account_id, sequence_id, subscriber_id
+            ), events AS ({events})
+            SELECT count(*) FROM confirmed
+            """,
+            {
+                "active": int(SubState.ACTIVE),
+                "unconfirmed": int(SubState.UNCONFIRMED),
+                "now": now,
+                "subscriber": subscriber_id,
+            },
+        )
+        return cursor.fetchone()[0]

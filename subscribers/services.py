@@ -9,7 +9,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from automations.models import EventKind
-from automations.outbox import events_add
+from automations.outbox import events_add, events_add_rows
 from convertkit.models import Account
 from sequences.entry import tags_added_enrol
 from subscribers.models import (
@@ -110,6 +110,22 @@ def _raise_if_exists(*, account_id: int, email: str) -> None:
         raise SubscriberExists(existing) from None
 
 
+def field_changes_record(
+    *, account_id: int, subscriber_id: int, before: dict, after: dict
+) -> list[str]:
+    """One field_changed event per custom field key whose value differs between `before` and
+    `after` (set, changed or cleared), in one statement; returns those keys."""
+    keys = sorted(key for key in set(before) | set(after) if before.get(key) != after.get(key))
+    if keys:
+        events_add_rows(
+            kind=EventKind.FIELD_CHANGED,
+            rows_sql="SELECT %(account)s::bigint, NULL::bigint, %(subscriber)s::bigint, "
+            "unnest(%(keys)s::text[])",
+            params={"account": account_id, "subscriber": subscriber_id, "keys": keys},
+        )
+    return keys
+
+
 def subscriber_create(
     *,
     account: Account,
@@ -126,6 +142,7 @@ def subscriber_create(
 
     Raises SubscriberExists for an address the account has, and SubscriberSuppressed for one that
     was erased unless `readd` says the person asked to be added again (the suppression then goes).
+    Each custom field given a value is an event (field_changed), as each tag added is.
     """
     with transaction.atomic():
         if readd:
@@ -150,6 +167,9 @@ def subscriber_create(
         except IntegrityError:
             _raise_if_exists(account_id=account.id, email=email)
             raise
+        field_changes_record(
+            account_id=account.id, subscriber_id=subscriber.pk, before={}, after=subscriber.fields
+        )
         for name in tag_names:
             subscriber_tag(subscriber=subscriber, name=name)
     return subscriber
@@ -182,14 +202,12 @@ def subscriber_update(
         except IntegrityError:
             _raise_if_exists(account_id=subscriber.account_id, email=email)
             raise
-        for key in sorted(set(values) | set(subscriber.fields)):
-            if values.get(key) != subscriber.fields.get(key):
-                events_add(
-                    account_id=subscriber.account_id,
-                    kind=EventKind.FIELD_CHANGED,
-                    subscriber_ids=[subscriber.pk],
-                    detail=key,
-                )
+        field_changes_record(
+            account_id=subscriber.account_id,
+            subscriber_id=subscriber.pk,
+            before=subscriber.fields,
+            after=values,
+        )
     subscriber.email, subscriber.first_name, subscriber.fields = email, first_name, values
     return subscriber
 

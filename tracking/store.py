@@ -13,7 +13,9 @@
    inserted row is a new unique (open, click, bounce ...); a row whose first_human_at is set
    now is a new unique human one. Row locks make that true with several drains at once. A click
    is also an open of its delivery (whoever clicked opened the email, with images blocked or
-   not), a person's when a person clicked: so nobody counts as clicking without opening.
+   not), a person's when a person clicked: so nobody counts as clicking without opening. The
+   same statement records a link_clicked event (the automations outbox) for each link of a
+   delivery that a person clicks for the first time.
 6. Adds the batch's counts to Rollup rows (per broadcast and per link, by hour), in key order.
 
 Counts therefore change exactly when the events are written: once.
@@ -32,6 +34,8 @@ from typing import NamedTuple
 from django.conf import settings
 from django.db import OperationalError, connection, transaction
 
+from automations.models import EventKind as AutomationEventKind
+from automations.outbox import events_insert_sql
 from tracking.models import EventKind, Machine
 
 MANY_LINKS = 3
@@ -253,37 +257,51 @@ def _rollups_from_events(
 
 def _activity_upsert(cursor, rollups: dict[tuple[int, int, int], list[int]]) -> None:
     """Upserts the firsts of the batch (already in tracking_event_batch, see _events_copy),
-    found by PostgreSQL's GROUP BY; adds the unique counts the upsert reveals to `rollups`."""
+    found by PostgreSQL's GROUP BY; adds the unique counts the upsert reveals to `rollups`, and
+    records the link_clicked events of the links first clicked by a person."""
+    # A row the upsert returns with first_human_at is a person's first click of that link in
+    # that delivery: inserted with it, or given it now (the upsert returns no other row).
+    link_clicked = events_insert_sql(
+        kind=AutomationEventKind.LINK_CLICKED,
+        rows_sql="""
+            SELECT account_id, link_id, subscriber_id, '' FROM upserted
+            WHERE kind = %(click)s AND link_id <> 0 AND first_human_at IS NOT NULL
+        """,
+    )
     cursor.execute(
-        """
-        INSERT INTO tracking_deliveryactivity AS a
-            (delivery_id, kind, link_id, account_id, broadcast_id, subscriber_id,
-             first_at, first_human_at)
-        SELECT delivery_id, kind, link_id, min(account_id), min(broadcast_id),
-               min(subscriber_id), to_timestamp(min(epoch)),
-               to_timestamp(min(epoch) FILTER (WHERE machine = %(human)s))
-        FROM (
-            SELECT delivery_id, kind, coalesce(link_id, 0) AS link_id, account_id,
-                   broadcast_id, subscriber_id, epoch, machine
-            FROM tracking_event_batch
-            UNION ALL
-            -- A click is also "clicked anything": its link 0 row.
-            SELECT delivery_id, kind, 0, account_id, broadcast_id, subscriber_id, epoch, machine
-            FROM tracking_event_batch WHERE kind = %(click)s AND link_id IS NOT NULL
-            UNION ALL
-            -- ... and an open.
-            SELECT delivery_id, %(open)s, 0, account_id, broadcast_id, subscriber_id, epoch,
-                   machine
-            FROM tracking_event_batch WHERE kind = %(click)s
-        ) AS firsts
-        GROUP BY delivery_id, kind, link_id
-        ORDER BY 1, 2, 3
-        ON CONFLICT (delivery_id, kind, link_id) DO UPDATE
-            SET first_human_at = EXCLUDED.first_human_at
-            WHERE a.first_human_at IS NULL AND EXCLUDED.first_human_at IS NOT NULL
-        RETURNING a.kind, a.link_id, a.broadcast_id, (a.xmax = 0),
-                  extract(epoch FROM a.first_at)::float8,
-                  extract(epoch FROM a.first_human_at)::float8
+        f"""
+        WITH upserted AS (
+            INSERT INTO tracking_deliveryactivity AS a
+                (delivery_id, kind, link_id, account_id, broadcast_id, subscriber_id,
+                 first_at, first_human_at)
+            SELECT delivery_id, kind, link_id, min(account_id), min(broadcast_id),
+                   min(subscriber_id), to_timestamp(min(epoch)),
+                   to_timestamp(min(epoch) FILTER (WHERE machine = %(human)s))
+            FROM (
+                SELECT delivery_id, kind, coalesce(link_id, 0) AS link_id, account_id,
+                       broadcast_id, subscriber_id, epoch, machine
+                FROM tracking_event_batch
+                UNION ALL
+                -- A click is also "clicked anything": its link 0 row.
+                SELECT delivery_id, kind, 0, account_id, broadcast_id, subscriber_id, epoch, machine
+                FROM tracking_event_batch WHERE kind = %(click)s AND link_id IS NOT NULL
+                UNION ALL
+                -- ... and an open.
+                SELECT delivery_id, %(open)s, 0, account_id, broadcast_id, subscriber_id, epoch,
+                       machine
+                FROM tracking_event_batch WHERE kind = %(click)s
+            ) AS firsts
+            GROUP BY delivery_id, kind, link_id
+            ORDER BY 1, 2, 3
+            ON CONFLICT (delivery_id, kind, link_id) DO UPDATE
+                SET first_human_at = EXCLUDED.first_human_at
+                WHERE a.first_human_at IS NULL AND EXCLUDED.first_human_at IS NOT NULL
+            RETURNING a.kind, a.link_id, a.broadcast_id, (a.xmax = 0) AS inserted,
+                      a.first_at, a.first_human_at, a.account_id, a.subscriber_id
+        ), link_clicked AS ({link_clicked})
+        SELECT kind, link_id, broadcast_id, inserted, extract(epoch FROM first_at)::float8,
+               extract(epoch FROM first_human_at)::float8
+        FROM upserted
         """,
         {"human": int(Machine.HUMAN), "click": int(EventKind.CLICK), "open": int(EventKind.OPEN)},
     )

@@ -13,6 +13,10 @@ The rules:
   erased (Suppression keeps that reason).
 - The form's sequences take the subscriber in the same transaction: active at once, or (double
   opt-in) unconfirmed, to start when they confirm; the suppressed enter none.
+- A signup that counts (subscribed at once, confirmed, or an active subscriber signing up
+  again) records its events for rules and automations in its transaction: form_joined, and
+  field_changed for each value it changes (every value of someone unconfirmed until now);
+  the tags and sequences it adds record theirs. A pending signup records none.
 - The browser's time zone (a hidden field) is stored when it is a real zone name, never over a
   zone already known for an active subscriber, and never blanking one.
 - At most one email (confirmation, or incentive to someone already subscribed) per address per
@@ -37,6 +41,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import base36_to_int, int_to_base36
 
+from automations.models import EventKind
+from automations.outbox import events_add
 from convertkit.models import is_time_zone
 from sequences.entry import form_joined_enrol
 from sequences.services import subscriptions_confirmed
@@ -49,7 +55,7 @@ from subscribers.models import (
     Suppression,
     email_hash,
 )
-from subscribers.services import subscriber_tags_add
+from subscribers.services import field_changes_record, subscriber_tags_add
 from subscribers.signup_forms.embed import HONEYPOT_FIELD, MAX_FIRST_NAME_LENGTH, TIME_ZONE_FIELD
 from subscribers.validation import (
     MAX_FIELD_VALUE_LENGTH,
@@ -85,6 +91,26 @@ def _record_state_change(*, subscriber: Subscriber, from_state: str, reason: str
         from_state=from_state,
         to_state=subscriber.state,
         reason=reason[:255],
+    )
+
+
+def _form_joined_record(*, form: Form, subscriber: Subscriber) -> None:
+    """The form_joined event of a signup that counts: subscribed at once, confirmed, or an
+    active subscriber signing up again (never a pending one)."""
+    events_add(
+        account_id=subscriber.account_id,
+        kind=EventKind.FORM_JOINED,
+        subscriber_ids=[subscriber.pk],
+        object_id=form.pk,
+    )
+
+
+def _fields_record(*, subscriber: Subscriber, before: dict) -> None:
+    field_changes_record(
+        account_id=subscriber.account_id,
+        subscriber_id=subscriber.pk,
+        before=before,
+        after=subscriber.fields,
     )
 
 
@@ -199,6 +225,8 @@ def signup_submit(
             subscriber.consent_method = f"form “{form.name}” (single opt-in)"[:255]
             subscriber.consent_ip = ip
             subscriber.save()
+            # Never confirmed before, so every value they have counts as new.
+            _fields_record(subscriber=subscriber, before={})
             if state == Subscriber.State.UNCONFIRMED:
                 _record_state_change(
                     subscriber=subscriber,
@@ -213,6 +241,7 @@ def signup_submit(
         if signup.outcome == Signup.Outcome.PENDING:
             send = tasks.send_form_confirmation
         else:
+            _form_joined_record(form=form, subscriber=subscriber)
             send = tasks.send_form_incentive if form.has_incentive else None
         if send and _email_may_be_sent(subscriber, now):
             signup.email_sent_at = now
@@ -305,6 +334,8 @@ def signup_confirm(*, signup: Signup) -> bool:
         form = signup.form
         from_state = subscriber.state
         gained = from_state != Subscriber.State.ACTIVE
+        # An unconfirmed subscriber's values were never theirs until now: all count as new.
+        fields_before = {} if from_state == Subscriber.State.UNCONFIRMED else subscriber.fields
         _apply_data(subscriber, signup.data)
         subscriber.state = Subscriber.State.ACTIVE
         subscriber.confirmed_at = now
@@ -313,6 +344,7 @@ def signup_confirm(*, signup: Signup) -> bool:
         subscriber.consent_method = f"form “{form.name}” (double opt-in)"[:255]
         subscriber.consent_ip = signup.ip
         subscriber.save()
+        _fields_record(subscriber=subscriber, before=fields_before)
         if gained:
             _record_state_change(
                 subscriber=subscriber,
@@ -325,6 +357,7 @@ def signup_confirm(*, signup: Signup) -> bool:
         subscriptions_confirmed(subscriber_id=subscriber.pk, now=now)
         _apply_tags(form=form, subscriber=subscriber)
         form_joined_enrol(form_id=form.pk, subscriber_id=subscriber.pk, now=now)
+        _form_joined_record(form=form, subscriber=subscriber)
         signup.outcome = Signup.Outcome.CONFIRMED
         signup.confirmed_at = now
         signup.save(update_fields=["outcome", "confirmed_at"])

@@ -388,7 +388,7 @@ def test_send_tasks_lost_without_a_flush_are_republished_after_the_stall_timeout
     def die(created):
         raise SystemExit("the scheduler's process died after its commit")
 
-    monkeypatch.setattr(engine, "_publish", die)
+    monkeypatch.setattr(engine, "deliveries_publish", die)
     with pytest.raises(SystemExit):
         sequences_advance(now=timezone.now())
     monkeypatch.undo()
