@@ -30,10 +30,11 @@ Figures (N = --subscribers, each tagged once by the bulk action: N "tag added" e
 - limit_rows_per_s: N / seconds of the one INSERT ... SELECT of step 3; ratio: the slower of
   the two rates above / the limit.
 - lag_p99_s: the 99th percentile over subscribers of (the `at` of their History row of the exit
-  step) - (the `created_at` of their "Customer" Tagging). Both are their transaction's now():
-  the start of the bulk batch that tagged them and the start of the engine batch that ran their
-  exit, so each end is early by at most its batch's duration (a fraction of a second). The delay
-  is not in it: the engine's clock runs one delay ahead.
+  step) - (the `created_at` of their "Customer" Tagging): from the start of the bulk batch's
+  transaction that tagged them (its now()) to the start of the statement that recorded their
+  exit (statement_timestamp()). Each end is early by less than its batch's duration: the bulk
+  batch commits after its statements, the engine's after the journeys' UPDATE. The delay is not
+  in it: the engine's clock runs one delay ahead.
 - duplicates: rule history rows beyond one per subscriber, automation history rows beyond one
   per (subscriber, step), entries beyond one per subscriber, journeys past their first visit,
   subscriptions restarted (round > 0), and the rule's fired_count beyond N. Must be 0.
