@@ -35,6 +35,9 @@ def test_the_automations_benchmark_carries_everyone_through_the_rule_and_the_flo
     details = figures["_details"]
     assert details["outbox_events"] == 3 * SUBSCRIBERS  # Customer, Buyer and VIP added
     assert details["steps"] == 4 * SUBSCRIBERS
+    assert any(
+        key.startswith("INSERT INTO automations_history") for key, *_ in details["statements"]
+    )
     assert figures["events"] == SUBSCRIBERS
     assert figures["rule_events_per_s"] > 0 and figures["flow_events_per_s"] > 0
     assert figures["limit_rows_per_s"] > 0 and figures["lag_p99_s"] >= 0
