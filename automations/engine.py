@@ -614,6 +614,8 @@ def _claim_journeys(automation_id: int, now: datetime, limit: int) -> list[_Plac
 def _condition_met(node: Node, ids: list[int], account_id: int) -> set[int]:
     """Who of `ids` meets a condition step's or an event step's test now; a deleted tag, field,
     segment or email meets nobody's."""
+    if not ids:
+        return set()
     config = node.config
     if node.kind == Kind.GOAL:
         spec = goal_spec(config)
@@ -633,14 +635,17 @@ def _condition_met(node: Node, ids: list[int], account_id: int) -> set[int]:
     test = config.get("test")
     if test == "has_tag":
         # One array parameter: the ORM's IN takes a parameter per id, and a batch of thousands
-        # cost more to build and plan than to run.
+        # cost more to build and plan than to run. The id range bounds the scan on
+        # tagging_unique (as in subscribers_untag): with the array alone the planner may read
+        # the whole tag for every batch.
         with connection.cursor() as cursor:
             cursor.execute(
                 f"""
                 SELECT subscriber_id FROM {Tagging._meta.db_table}
-                WHERE tag_id = %s AND account_id = %s AND subscriber_id = ANY(%s::bigint[])
+                WHERE tag_id = %s AND account_id = %s AND subscriber_id BETWEEN %s AND %s
+                  AND subscriber_id = ANY(%s::bigint[])
                 """,
-                [config.get("tag_id"), account_id, ids],
+                [config.get("tag_id"), account_id, min(ids), max(ids), ids],
             )
             return {row[0] for row in cursor.fetchall()}
     if test == "field":
