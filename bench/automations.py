@@ -9,8 +9,9 @@
    - a rule: tag "Customer" added -> add tag "Buyer", subscribe to the sequence "Onboarding";
    - an active automation entered when "Customer" is added: delay 1 day -> condition "has tag
      Buyer" -> (yes) add tag "VIP" -> exit.
-3. The limit: as many rows as subscribers written by one INSERT ... SELECT into a table shaped
-   like automations_history, with its indexes (created for the measure, dropped after it).
+3. The limit: a rule's History row per subscriber (a heap row and three index entries: the
+   primary key, history_subscriber, history_rule) written by one INSERT ... SELECT into a copy
+   of automations_history with its columns, defaults and indexes, dropped after the measure.
 4. The bulk action tags every subscriber with "Customer" through the real path
    (subscribers.bulk.bulk_job_create, then bulk_job_run in a thread, as a worker runs it: batches
    of 5,000, each one transaction with its outbox events). Meanwhile this process runs the engine
