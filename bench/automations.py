@@ -66,7 +66,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.broadcast import _say, account_seed, bench_session  # noqa: E402 - after the path
+from bench.broadcast import _say, active_account_seed, bench_session  # noqa: E402 - after the path
 
 TARGET_EVENTS_PER_S = 10_000
 DELAY = timedelta(days=1)
@@ -435,7 +435,7 @@ def bench_run(*, subscribers: int, say: Callable = _say) -> dict:
     from django.db import connection
 
     say(f"Seeding {subscribers:,} subscribers")
-    account, seed_seconds = account_seed(subscribers=subscribers, say=say)
+    account, seed_seconds = active_account_seed(subscribers=subscribers, say=say)
     scenario = scenario_build(account=account)
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE subscribers_subscriber")

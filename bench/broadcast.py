@@ -413,7 +413,7 @@ class MemoryWatch:
 # --- the data -----------------------------------------------------------------------------------
 
 
-def account_seed(*, subscribers: int, say: Callable = _say):
+def active_account_seed(*, subscribers: int, say: Callable = _say):
     """An account with a postal address and `subscribers` active subscribers (seed_demo's
     service); returns (account, seconds spent seeding)."""
     from django.db import connection
@@ -449,12 +449,12 @@ def account_seed(*, subscribers: int, say: Callable = _say):
 
 
 def audience_seed(*, recipients: int, say: Callable = _say):
-    """account_seed's account with `recipients` subscribers, and a broadcast to all of them;
+    """active_account_seed's account with `recipients` subscribers, and a broadcast to all of them;
     returns (broadcast, seconds spent seeding)."""
     from broadcasts.models import Broadcast
     from broadcasts.services import broadcast_update
 
-    account, seconds = account_seed(subscribers=recipients, say=say)
+    account, seconds = active_account_seed(subscribers=recipients, say=say)
     broadcast = Broadcast.objects.create(account=account)
     broadcast_update(
         broadcast=broadcast,
