@@ -449,8 +449,8 @@ def active_account_seed(*, subscribers: int, say: Callable = _say):
 
 
 def audience_seed(*, recipients: int, say: Callable = _say):
-    """active_account_seed's account with `recipients` subscribers, and a broadcast to all of them;
-    returns (broadcast, seconds spent seeding)."""
+    """active_account_seed's account of `recipients` subscribers, and a broadcast to all of
+    them; returns (broadcast, seconds spent seeding)."""
     from broadcasts.models import Broadcast
     from broadcasts.services import broadcast_update
 
