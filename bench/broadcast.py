@@ -413,13 +413,11 @@ class MemoryWatch:
 # --- the data -----------------------------------------------------------------------------------
 
 
-def audience_seed(*, recipients: int, say: Callable = _say):
-    """An account with a postal address and `recipients` active subscribers, and a broadcast
-    to all of them; returns (broadcast, seconds spent seeding)."""
+def active_account_seed(*, subscribers: int, say: Callable = _say):
+    """An account with a postal address and `subscribers` active subscribers (seed_demo's
+    service); returns (account, seconds spent seeding)."""
     from django.db import connection
 
-    from broadcasts.models import Broadcast
-    from broadcasts.services import broadcast_update
     from convertkit.models import User
     from convertkit.services import account_create
     from subscribers.seeding import demo_data_seed
@@ -433,13 +431,13 @@ def audience_seed(*, recipients: int, say: Callable = _say):
     started = time.perf_counter()
     demo_data_seed(
         account=account,
-        subscribers=recipients,
+        subscribers=subscribers,
         tags=0,
         seed=1,
         progress=lambda done, total: say(f"  seeded {done:,} / {total:,}"),
     )
     with connection.cursor() as cursor:
-        # The demo mix has unsubscribed and bounced people; the bench sends to all N.
+        # The demo mix has unsubscribed and bounced people; the benches act on all N.
         cursor.execute(
             "UPDATE subscribers_subscriber SET state = 'active', unsubscribed_at = NULL,"
             " confirmed_at = coalesce(confirmed_at, created_at)"
@@ -447,7 +445,16 @@ def audience_seed(*, recipients: int, say: Callable = _say):
             [account.pk],
         )
         cursor.execute("ANALYZE subscribers_subscriber")
-    seconds = time.perf_counter() - started
+    return account, time.perf_counter() - started
+
+
+def audience_seed(*, recipients: int, say: Callable = _say):
+    """active_account_seed's account of `recipients` subscribers, and a broadcast to all of
+    them; returns (broadcast, seconds spent seeding)."""
+    from broadcasts.models import Broadcast
+    from broadcasts.services import broadcast_update
+
+    account, seconds = active_account_seed(subscribers=recipients, say=say)
     broadcast = Broadcast.objects.create(account=account)
     broadcast_update(
         broadcast=broadcast,
