@@ -560,7 +560,9 @@ def events_consume(*, now: datetime | None = None, limit: int | None = None) -> 
                                 how=EventKind(group.kind).label.lower(),
                             )
                         )
-                elif automation.state == Automation.State.ACTIVE:
+                elif trigger.role == Trigger.Role.GOAL and automation.state == (
+                    Automation.State.ACTIVE
+                ):
                     report.pulled += _goal_pull(trigger, automation, ids, now)
             for rule_id, ids in fired.items():
                 _rule_fire(cursor, rules[rule_id], sorted(ids), group.depth)
@@ -1021,24 +1023,60 @@ def automations_due(*, now: datetime) -> list[Automation]:
     )
 
 
-def automations_run(*, now: datetime | None = None, budget: float | None = None) -> EngineReport:
-    """Consumes the outbox, then advances the due journeys of every active automation, batch by
-    batch, until nothing is left or the time budget is spent. `now` is the clock (tests move
-    it); without it each batch reads the time."""
-    clock = now is None
+def outbox_run(*, now: datetime | None = None, budget: float | None = None) -> EngineReport:
+    """Consumes the outbox batch by batch until it is empty or the time budget is spent (the
+    task automations.consume). `now` is the clock (tests move it); without it each batch reads
+    the time."""
     budget = RUN_TIME_BUDGET if budget is None else budget
     started = time.monotonic()
     total = EngineReport()
     while time.monotonic() - started < budget:
-        current = timezone.now() if clock else now
-        report = events_consume_safely(now=current)
+        report = events_consume_safely(now=now or timezone.now())
         total.add(report)
-        for automation in automations_due(now=current):
-            total.steps += journeys_advance_batch(automation=automation, now=current)
+        if report.events == 0:
+            break
+    if total.events:
+        logger.info("Automation events consumed: %s", total)
+    return total
+
+
+def journeys_run(*, now: datetime | None = None, budget: float | None = None) -> int:
+    """Advances the due journeys of every active automation, batch by batch, round-robin, until
+    none is due or the time budget is spent (the task automations.advance); returns how many
+    steps ran."""
+    budget = RUN_TIME_BUDGET if budget is None else budget
+    started = time.monotonic()
+    steps = 0
+    while time.monotonic() - started < budget:
+        current = now or timezone.now()
+        due = automations_due(now=current)
+        progressed = 0
+        for automation in due:
+            progressed += journeys_advance_batch(automation=automation, now=current)
             if time.monotonic() - started >= budget:
                 break
-        if report.events == 0 and not automations_due(now=current):
+        steps += progressed
+        if not progressed:
+            # Nothing due, or all of it locked by another run right now.
             break
-    if total.events or total.steps:
-        logger.info("Automations ran: %s", total)
+    if steps:
+        logger.info("Automation steps run: %s", steps)
+    return steps
+
+
+def automations_run(*, now: datetime | None = None, budget: float | None = None) -> EngineReport:
+    """Both halves of the engine, one after the other, until neither has work left or the time
+    budget is spent: what the tests and the commands run (beat runs each half as its own task,
+    so that two workers run them side by side)."""
+    budget = RUN_TIME_BUDGET if budget is None else budget
+    started = time.monotonic()
+    total = EngineReport()
+    while time.monotonic() - started < budget:
+        left = budget - (time.monotonic() - started)
+        report = outbox_run(now=now, budget=left)
+        total.add(report)
+        steps = journeys_run(now=now, budget=max(0.0, budget - (time.monotonic() - started)))
+        total.steps += steps
+        if report.events == 0 and steps == 0:
+            break
     return total

@@ -5,7 +5,8 @@ docs/architecture.md.
   clicked ...) writes one row in the transaction of the change; the engine deletes rows as it
   consumes them, in the transaction of their effects, so an event is acted on exactly once.
 - Trigger: what an event is matched against, through one index: a rule's triggers, an
-  automation's entry points and its goals ("events" in Kit's builder).
+  automation's entry points, its goals ("events" in Kit's builder) and its sequence steps
+  (waiting for "completes the sequence"). Only events something listens for are written.
 - Rule: triggers (any fires it) and actions, in order.
 - Automation: a tree of Nodes. Each node hangs under its parent (None: the first step) on a
   branch ("" after a step, "yes"/"no" under a condition); a Journey is one subscriber's place in
@@ -68,6 +69,8 @@ class Trigger(models.Model):
         RULE = "rule", "Rule trigger"
         ENTRY = "entry", "Entry point"
         GOAL = "goal", "Event"
+        # A sequence step waiting for its sequence to be completed (the event must be written).
+        WAIT = "wait", "Sequence step"
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, db_index=False)
     role = models.CharField(max_length=5, choices=Role.choices)
@@ -97,7 +100,12 @@ class Trigger(models.Model):
             models.CheckConstraint(
                 condition=Q(role="rule", rule__isnull=False, automation__isnull=True)
                 | Q(role="entry", rule__isnull=True, automation__isnull=False, node__isnull=True)
-                | Q(role="goal", rule__isnull=True, automation__isnull=False, node__isnull=False),
+                | Q(
+                    role__in=["goal", "wait"],
+                    rule__isnull=True,
+                    automation__isnull=False,
+                    node__isnull=False,
+                ),
                 name="trigger_owner_matches_role",
             ),
         ]
@@ -167,6 +175,8 @@ class Node(models.Model):
         EXIT = "exit", "Exit"
         CONDITION = "condition", "Condition"
         GOAL = "goal", "Event"
+        # A sequence step waiting for its sequence to be completed (the event must be written).
+        WAIT = "wait", "Sequence step"
 
     class Branch(models.TextChoices):
         NEXT = "", "Next"
@@ -227,8 +237,9 @@ class Journey(models.Model):
     state = models.SmallIntegerField(choices=State.choices, default=State.ACTIVE)
     # The step they stand at: about to run when due_at comes, or waiting (due_at None) for its
     # event or their sequence to finish. None once they left.
+    # Indexed by journey_node (automation, node), which every lookup by step goes through.
     node = models.ForeignKey(
-        Node, on_delete=models.SET_NULL, null=True, blank=True, db_constraint=False
+        Node, on_delete=models.SET_NULL, null=True, blank=True, db_constraint=False, db_index=False
     )
     due_at = models.DateTimeField(null=True, blank=True)
     # Which time through the automation: part of each History key and Delivery round.
@@ -242,8 +253,10 @@ class Journey(models.Model):
 
     class Meta:
         constraints = [
+            # Subscriber first: also the index of a subscriber's journeys (their page, their
+            # erasure), so a journey's every move updates one index fewer.
             models.UniqueConstraint(
-                fields=["automation", "subscriber"], name="journey_unique_subscriber"
+                fields=["subscriber", "automation"], name="journey_unique_subscriber"
             ),
         ]
         indexes = [
@@ -253,7 +266,6 @@ class Journey(models.Model):
                 condition=Q(due_at__isnull=False),
             ),
             models.Index(fields=["automation", "node"], name="journey_node"),
-            models.Index(fields=["subscriber"], name="journey_subscriber"),
         ]
 
 
@@ -282,10 +294,5 @@ class History(models.Model):
             models.Index(fields=["subscriber_id", "-id"], name="history_subscriber"),
             models.Index(
                 fields=["rule_id", "-id"], name="history_rule", condition=Q(rule_id__isnull=False)
-            ),
-            models.Index(
-                fields=["automation_id", "-id"],
-                name="history_automation",
-                condition=Q(automation_id__isnull=False),
             ),
         ]

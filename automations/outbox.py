@@ -3,6 +3,10 @@ rows in the transaction of the change itself, so a change committed is an event 
 will see, and a change rolled back is none. Each writer is one INSERT, whatever the number of
 subscribers: a bulk action's batch or an import's merge records its events at batch speed.
 
+Only changes something listens for are written: a change no rule trigger, entry point or
+event step of the account names (a tag nobody reacts to) can trigger nothing, and skipping its
+event keeps a bulk action or an import at batch speed.
+
 Effects of the engine itself (a rule's "add tag") are changes too: they record their events one
 step deeper (`effects_depth`), which is how a chain of rules that keep triggering each other is
 stopped (settings.AUTOMATION_MAX_DEPTH).
@@ -35,6 +39,17 @@ def effects_depth(depth: int) -> Iterator[None]:
         _depth.reset(token)
 
 
+# Whether something of the account listens for events of this kind about this object: a rule
+# trigger, an entry point or an event step naming it, or naming none (any form). A change that
+# nothing listens for can trigger nothing, so it writes no event (one probe of trigger_match);
+# outgoing webhooks, when they come, listen through Trigger rows of their own.
+_LISTENED = """
+    SELECT 1 FROM automations_trigger t
+    WHERE t.account_id = {account} AND t.kind = {kind}
+      AND (t.object_id = {object} OR t.object_id IS NULL)
+"""
+
+
 def kinds_listened(*, account_id: int) -> set[str]:
     """The kinds of event something of the account waits for (a rule trigger, an entry point,
     a goal). The import, the one path that changes hundreds of thousands of rows in one go,
@@ -58,9 +73,22 @@ def events_add(
         cursor.execute(
             f"""
             INSERT INTO {EVENT_TABLE} (account_id, subscriber_id, kind, object_id, detail, depth)
-            SELECT %s, s.id, %s, %s, %s, %s FROM unnest(%s::bigint[]) AS s(id)
+            SELECT %(account)s, s.id, %(kind)s, %(object)s, %(detail)s, %(depth)s
+            FROM unnest(%(ids)s::bigint[]) AS s(id)
+            WHERE EXISTS ({
+                _LISTENED.format(
+                    account="%(account)s", kind="%(kind)s", object="%(object)s::bigint"
+                )
+            })
             """,
-            [account_id, str(kind), object_id, detail[:100], _depth.get(), ids],
+            {
+                "account": account_id,
+                "kind": str(kind),
+                "object": object_id,
+                "detail": detail[:100],
+                "depth": _depth.get(),
+                "ids": ids,
+            },
         )
 
 
@@ -75,6 +103,11 @@ def events_insert_sql(*, kind: EventKind | str, rows_sql: str) -> str:
         SELECT p.account_id, p.subscriber_id, '{EventKind(kind).value}', p.object_id,
                left(p.detail, 100), {_depth.get()}
         FROM ({rows_sql}) AS p(account_id, object_id, subscriber_id, detail)
+        WHERE EXISTS ({
+        _LISTENED.format(
+            account="p.account_id", kind=f"'{EventKind(kind).value}'", object="p.object_id"
+        )
+    })
     """
 
 

@@ -510,16 +510,24 @@ def goal_spec(config: dict) -> TriggerSpec:
     )
 
 
-def _goal_sync(node: Node) -> None:
+def _listener_sync(node: Node) -> None:
+    """The step's Trigger row: an event step's goal, or a sequence step's wait for "completes
+    the sequence" (the outbox writes only events something listens for)."""
     Trigger.objects.filter(node=node).delete()
-    if node.kind == Kind.GOAL and node.deleted_at is None:
-        _trigger_row(
-            node.account_id,
-            goal_spec(node.config),
-            role=Trigger.Role.GOAL,
-            automation_id=node.automation_id,
-            node=node,
-        ).save()
+    if node.deleted_at is not None:
+        return
+    if node.kind == Kind.GOAL:
+        spec, role = goal_spec(node.config), Trigger.Role.GOAL
+    elif node.kind == Kind.SEQUENCE:
+        spec = TriggerSpec(
+            kind=EventKind.SEQUENCE_COMPLETED, object_id=node.config.get("sequence_id")
+        )
+        role = Trigger.Role.WAIT
+    else:
+        return
+    _trigger_row(
+        node.account_id, spec, role=role, automation_id=node.automation_id, node=node
+    ).save()
 
 
 def _place(automation: Automation, parent: Node | None, branch: str) -> Node | None:
@@ -582,7 +590,7 @@ def node_add(
                 fanned_out_at=timezone.now(),
             )
             node.save(update_fields=["message"])
-        _goal_sync(node)
+        _listener_sync(node)
     return node
 
 
@@ -596,7 +604,7 @@ def node_update(*, node: Node, config: dict) -> Node:
     with transaction.atomic():
         node.config = cleaned
         node.save(update_fields=["config"])
-        _goal_sync(node)
+        _listener_sync(node)
     return node
 
 

@@ -175,8 +175,10 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-broadcasts": {"task": "broadcasts.sweep", "schedule": 10.0},
     # Sequence emails whose time has come: claimed in batches, handed to the send queue.
     "advance-sequences": {"task": "sequences.advance", "schedule": 5.0},
-    # Rules and automations: the event outbox consumed, then the journeys whose step is due.
-    "run-automations": {"task": "automations.run", "schedule": 1.0},
+    # Rules and automations: the event outbox consumed; the journeys whose step is due moved on
+    # (two tasks, so that two workers run them side by side).
+    "consume-automation-events": {"task": "automations.consume", "schedule": 1.0},
+    "advance-automations": {"task": "automations.advance", "schedule": 1.0},
     # Date entry points ("date occurs"): whose date comes round this hour.
     "automation-dates": {"task": "automations.dates", "schedule": 300.0},
     # Opens and clicks wait in Redis for at most about a second; each drain runs until the queue

@@ -10,18 +10,25 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import transaction
+from django.db.models.signals import post_save
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
 from automations.models import Event, EventKind, Rule, Trigger
+from convertkit.models import Account
 from sequences.engine import sequences_advance
 from sequences.entry import form_sequences_set, subscriber_ids_enrol
 from sequences.models import Sequence, Subscription
 from sequences.services import subscriptions_confirmed
 from subscribers.csv import importer
 from subscribers.models import CustomField, Signup, Subscriber, Tag
-from subscribers.services import subscriber_create, subscriber_unsubscribe, subscriber_update
+from subscribers.services import (
+    subscriber_create,
+    subscriber_tags_add,
+    subscriber_unsubscribe,
+    subscriber_update,
+)
 from subscribers.signup_forms.services import form_create
 from subscribers.signup_forms.signup import signup_confirm, signup_submit
 from subscribers.unsubscribe import LINK_REASON, unsubscribe_token
@@ -46,6 +53,31 @@ SEQUENCE_SUBSCRIBED, SEQUENCE_COMPLETED = (
 )
 LINK_CLICKED, UNSUBSCRIBED = EventKind.LINK_CLICKED, EventKind.UNSUBSCRIBED
 MONDAY = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+
+
+def listen_to_everything(account) -> None:
+    """A (disabled) rule of the account listening for every kind of event about any object:
+    only then does every change write its event."""
+    rule = Rule.objects.create(account=account, name="Everything", enabled=False)
+    Trigger.objects.bulk_create(
+        Trigger(account=account, role="rule", kind=kind, rule=rule) for kind in EventKind.values
+    )
+
+
+@pytest.fixture(autouse=True)
+def _listening(db):
+    """Every account these tests make listens to everything (the paths are what is tested);
+    test_a_change_nothing_listens_for_writes_no_event turns it off."""
+
+    def created(sender, instance, created, **kwargs):
+        if created:
+            listen_to_everything(instance)
+
+    for account in Account.objects.all():
+        listen_to_everything(account)
+    post_save.connect(created, sender=Account, dispatch_uid="test_outbox_listening")
+    yield
+    post_save.disconnect(sender=Account, dispatch_uid="test_outbox_listening")
 
 
 def events() -> set[tuple[str, int | None, str, int]]:
@@ -480,6 +512,7 @@ def test_an_import_that_changes_nothing_records_nothing(account_a, city):
 def test_an_import_into_an_account_nothing_listens_to_records_no_tag_or_field_event(
     account_a, city
 ):
+    Trigger.objects.filter(account=account_a).delete()
     run_import(account_a, "email,city,tags\nann@example.org,Lyon,vip\n")
     assert event_count() == 0
 
@@ -571,3 +604,24 @@ def test_an_unsubscribe_of_someone_already_gone_or_rolled_back_records_nothing(a
 
     reader = SubscriberFactory(account=account_a)
     assert rolled_back(lambda: unsubscribe_record(subscriber=reader, reason=LINK_REASON)) == (1, 0)
+
+
+# Nobody listening --------------------------------------------------------------------------------
+
+
+def test_a_change_nothing_listens_for_writes_no_event(account_a):
+    Trigger.objects.filter(account=account_a).delete()
+    customer, other = TagFactory(account=account_a), TagFactory(account=account_a)
+    reader = SubscriberFactory(account=account_a)
+
+    subscriber_tags_add(subscriber=reader, tag_ids=[other.pk])
+    assert event_count() == 0
+
+    rule = Rule.objects.create(account=account_a, name="Customers")
+    Trigger.objects.create(
+        account=account_a, role="rule", kind=TAG_ADDED, object_id=customer.pk, rule=rule
+    )
+    subscriber_tags_add(subscriber=reader, tag_ids=[customer.pk])
+    subscriber_unsubscribe(subscriber=reader, reason="test")
+    # Listened for: the customer tag. Not: the unsubscribe.
+    assert events() == {(TAG_ADDED, customer.pk, "", reader.pk)}

@@ -117,7 +117,7 @@ def engine_at_work():
     tag_and_consume(account, customer, [cy], now=now - timedelta(days=1))
     tag_and_consume(account, customer, [dee], now=now)
     events_add(
-        account_id=account.pk, kind="tag_removed", subscriber_ids=[ann.pk] * 5, object_id=buyer.pk
+        account_id=account.pk, kind="tag_added", subscriber_ids=[ann.pk] * 5, object_id=customer.pk
     )
     Event.objects.update(created_at=now - timedelta(seconds=30))
     return now
