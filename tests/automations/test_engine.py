@@ -20,6 +20,7 @@ from automations.services import (
     entry_add,
     node_add,
     node_delete,
+    node_update,
     rule_save,
 )
 from sequences.models import Sequence, Subscription
@@ -435,3 +436,32 @@ def test_an_event_that_fails_on_its_own_is_set_aside_and_the_others_are_acted_on
     assert "Buyer" not in tags_of(bad)
     assert History.objects.filter(subscriber_id=bad.pk, note__startswith="could not act").exists()
     assert not Event.objects.exists()
+
+
+def test_edits_while_people_wait_are_not_retroactive_but_steps_ahead_of_them_count(account):
+    start = TagFactory(account=account, name="Start")
+    above, ahead = (
+        TagFactory(account=account, name="Above"),
+        TagFactory(account=account, name="Ahead"),
+    )
+    automation, (wait,) = flow(account, ("delay", {"amount": 3, "unit": "days"}), entry_tag=start)
+    ann = SubscriberFactory(account=account)
+    subscriber_tags_add(subscriber=ann, tag_ids=[start.pk])
+    drain()
+    due = Journey.objects.get(subscriber=ann).due_at
+    assert due == MONDAY + timedelta(days=3)
+
+    # A shorter delay counts for those who arrive from now on; Ann keeps her time.
+    node_update(node=wait, config={"amount": 1, "unit": "days"})
+    # A step above her is one she has passed; a step below her is ahead of her.
+    node_add(
+        automation=automation, parent=None, branch="", kind="add_tag", config={"tag_id": above.pk}
+    )
+    node_add(
+        automation=automation, parent=wait, branch="", kind="add_tag", config={"tag_id": ahead.pk}
+    )
+    drain(MONDAY + timedelta(days=2))
+    assert Journey.objects.get(subscriber=ann).node_id == wait.pk
+    drain(MONDAY + timedelta(days=3))
+    assert tags_of(ann) == {"Start", "Ahead"}
+    assert Journey.objects.get(subscriber=ann).state == State.COMPLETED

@@ -10,6 +10,7 @@ import pytest
 from automations.engine import automations_run
 from automations.models import History
 from automations.services import ActionKind, TriggerSpec, rule_save
+from sequences.engine import sequences_advance
 from sequences.models import Sequence, Subscription
 from sequences.services import subscriber_enrol
 from subscribers.models import Subscriber, Tag, Tagging
@@ -19,6 +20,8 @@ from subscribers.services import (
     subscriber_untag,
     subscriber_update,
 )
+from subscribers.signup_forms.services import form_create
+from subscribers.signup_forms.signup import signup_submit
 from tests.factories import AccountFactory, CustomFieldFactory, SubscriberFactory, TagFactory
 
 pytestmark = pytest.mark.django_db
@@ -157,3 +160,38 @@ def test_a_rule_never_acts_on_another_accounts_subscriber(account):
     subscriber_tags_add(subscriber=theirs, tag_ids=[their_tag.pk])
     automations_run(now=NOW)
     assert not Tagging.objects.filter(tag=marker).exists()
+
+
+def test_subscribing_through_that_form_fires_the_rule_and_another_form_does_not(account):
+    chosen = form_create(account=account, name="Newsletter", double_opt_in=False)
+    other = form_create(account=account, name="Webinar", double_opt_in=False)
+    rule = marker_rule(account, TriggerSpec(kind="form_joined", object_id=chosen.pk))
+    signup_submit(form=chosen, email="ann@example.org", data={})
+    signup_submit(form=other, email="bob@example.org", data={})
+    automations_run(now=NOW)
+    ann, bob = (Subscriber.objects.get(email=e) for e in ("ann@example.org", "bob@example.org"))
+    assert fired(rule, ann) and not fired(rule, bob)
+
+
+def test_subscribing_to_and_completing_a_sequence_fire_their_rules(make_sequence):
+    sequence = make_sequence(emails=[("One", 0, "days")])
+    account = sequence.account
+    started = marker_rule(account, TriggerSpec(kind="sequence_subscribed", object_id=sequence.pk))
+    graduated = TagFactory(account=account, name="Graduated")
+    finished = rule_save(
+        account=account,
+        name="Finished",
+        triggers=[TriggerSpec(kind="sequence_completed", object_id=sequence.pk)],
+        actions=[{"kind": ActionKind.ADD_TAG, "object_id": graduated.pk}],
+    )
+    ann = SubscriberFactory(account=account)
+    subscriber_enrol(sequence=sequence, subscriber=ann, now=NOW)
+    automations_run(now=NOW)
+    assert fired(started, ann) and not fired(finished, ann)
+    sequences_advance(now=NOW)
+    sequences_advance(now=NOW)
+    automations_run(now=NOW)
+    assert fired(finished, ann)
+    assert "Graduated" in set(
+        Tagging.objects.filter(subscriber=ann).values_list("tag__name", flat=True)
+    )
