@@ -570,7 +570,7 @@ def events_consume(*, now: datetime | None = None, limit: int | None = None) -> 
     return report
 
 
-def _event_failed(now: datetime) -> int:
+def _event_failed() -> int:
     """Takes the oldest event out of the outbox with a note in the subscriber's history: what
     is done with one event that makes every batch holding it fail, so that it cannot hold
     back every event behind it."""
@@ -614,7 +614,7 @@ def events_consume_safely(*, now: datetime, limit: int | None = None) -> EngineR
             raise
         except Exception:
             logger.exception("An automation event failed on its own; it is set aside")
-            single = EngineReport(events=_event_failed(now))
+            single = EngineReport(events=_event_failed())
         if single.events == 0:
             break
         report.add(single)
@@ -765,7 +765,7 @@ def _clicked(ids: list[int], *, link_id: int | None, url_contains: str = "") -> 
     return set(clicks.values_list("subscriber_id", flat=True))
 
 
-def _note(node: Node, flow: Flow) -> str:
+def _note(node: Node) -> str:
     config = node.config
     names = {
         Kind.ADD_TAG: lambda: f"tagged “{_name(Tag, config.get('tag_id'))}”",
@@ -801,7 +801,7 @@ def _run_step(
             account_id=account_id,
             subscriber_ids=[p.subscriber_id for p in places],
             visits=[p.visit for p in places],
-            note=_note(node, flow),
+            note=_note(node),
             automation_id=automation.pk,
             node_id=node.pk,
         )
