@@ -186,18 +186,22 @@ def _history_add(
     cursor, *, account_id: int, subscriber_ids: list[int], note: str, **keys
 ) -> list[int]:
     """History rows for these subscribers (one note); for a step, only where (automation,
-    subscriber, node, visit) is new: returns whose rows were added."""
+    subscriber, node, visit) is new: returns whose rows were added.
+
+    Rows of no step (a rule's, an entry's, a note) fall outside the one unique index
+    (history_step_once), so they are written without ON CONFLICT, which costs about half as
+    much again per row even where nothing can conflict."""
     if not subscriber_ids:
         return []
     visits = keys.pop("visits", None)
+    step = keys.get("node_id") is not None
     cursor.execute(
         f"""
         INSERT INTO {HISTORY_TABLE}
             (account_id, subscriber_id, rule_id, automation_id, node_id, visit, note)
         SELECT %(account)s, v.subscriber_id, %(rule)s, %(automation)s, %(node)s, v.visit, %(note)s
         FROM unnest(%(ids)s::bigint[], %(visits)s::int[]) AS v(subscriber_id, visit)
-        ON CONFLICT DO NOTHING
-        RETURNING subscriber_id
+        {"ON CONFLICT DO NOTHING RETURNING subscriber_id" if step else ""}
         """,
         {
             "account": account_id,
@@ -209,7 +213,7 @@ def _history_add(
             "visits": visits if visits is not None else [None] * len(subscriber_ids),
         },
     )
-    return [row[0] for row in cursor.fetchall()]
+    return [row[0] for row in cursor.fetchall()] if step else list(subscriber_ids)
 
 
 def journeys_enter(
@@ -641,12 +645,12 @@ def _claim_journeys(automation_id: int, now: datetime, limit: int) -> list[_Plac
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
+            WITH claimed AS (
+                SELECT id, subscriber_id, visit, node_id, arrived_at FROM {JOURNEY_TABLE}
+                WHERE automation_id = %s AND due_at <= %s
+                ORDER BY due_at LIMIT %s FOR UPDATE SKIP LOCKED)
             SELECT j.id, j.subscriber_id, j.visit, j.node_id, s.state, j.arrived_at
-            FROM (SELECT id FROM {JOURNEY_TABLE}
-                  WHERE automation_id = %s AND due_at <= %s
-                  ORDER BY due_at LIMIT %s FOR UPDATE SKIP LOCKED) AS claimed
-            JOIN {JOURNEY_TABLE} j ON j.id = claimed.id
-            JOIN {Subscriber._meta.db_table} s ON s.id = j.subscriber_id
+            FROM claimed j JOIN {Subscriber._meta.db_table} s ON s.id = j.subscriber_id
             ORDER BY j.id
             """,
             [automation_id, now, limit],
