@@ -217,7 +217,12 @@ def _history_add(
 
 
 def journeys_enter(
-    *, automation: Automation, subscriber_ids: list[int], now: datetime, how: str
+    *,
+    automation: Automation,
+    subscriber_ids: list[int],
+    now: datetime,
+    how: str,
+    flow: Flow | None = None,
 ) -> list[int]:
     """Starts these subscribers of the automation's account at its first step (an entry point
     fired, or another automation moved them here): one statement. Whoever is in it already
@@ -226,7 +231,7 @@ def journeys_enter(
     history). Returns who entered."""
     if automation.state == Automation.State.INACTIVE or not subscriber_ids:
         return []
-    flow = Flow.load(automation)
+    flow = flow or Flow.load(automation)
     root = flow.root
     if root is None:
         return []
@@ -365,12 +370,18 @@ def _link_urls(groups: list[_Group]) -> dict[int, str]:
 
 
 def _field_values(account_id: int, key: str, ids: list[int]) -> dict[int, str]:
-    return {
-        pk: (fields or {}).get(key, "")
-        for pk, fields in Subscriber.objects.filter(account_id=account_id, pk__in=ids).values_list(
-            "pk", "fields"
+    """The custom field `key` of each of `ids` ("" where unset). One array parameter, as every
+    per-batch read here: the ORM's IN takes a parameter per id, and a batch of thousands costs
+    more to build and plan than to run."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT id, coalesce(fields ->> %s, '') FROM {Subscriber._meta.db_table}
+            WHERE account_id = %s AND id = ANY(%s::bigint[])
+            """,
+            [key, account_id, list(ids)],
         )
-    }
+        return dict(cursor.fetchall())
 
 
 def _who_matches(trigger: Trigger, group: _Group, urls: dict[int, str]) -> list[int]:
@@ -444,10 +455,10 @@ def _rule_fire(cursor, rule: Rule, subscriber_ids: list[int], depth: int) -> Non
     Rule.objects.filter(pk=rule.pk).update(fired_count=F("fired_count") + len(ids))
 
 
-def _goal_pull(goal: Trigger, automation: Automation, ids: list[int], now: datetime) -> int:
+def _goal_pull(goal: Trigger, flow: Flow, ids: list[int], now: datetime) -> int:
     """Pulls those of `ids` standing above the goal's step to it (never backward nor sideways);
     those who waited in a sequence step on the way leave that sequence."""
-    flow = Flow.load(automation)
+    automation = flow.automation
     node = flow.nodes.get(goal.node_id)
     if node is None:
         return 0
@@ -529,6 +540,14 @@ def events_consume(*, now: datetime | None = None, limit: int | None = None) -> 
             .exclude(state=Automation.State.INACTIVE)
             .select_related("account")
         }
+        # Each automation's steps, read once for the batch.
+        flows: dict[int, Flow] = {}
+
+        def flow_of(automation: Automation) -> Flow:
+            if automation.pk not in flows:
+                flows[automation.pk] = Flow.load(automation)
+            return flows[automation.pk]
+
         for group in groups:
             if group.kind == EventKind.SEQUENCE_COMPLETED:
                 _sequence_finished(group, now)
@@ -562,12 +581,13 @@ def events_consume(*, now: datetime | None = None, limit: int | None = None) -> 
                                 subscriber_ids=ids,
                                 now=now,
                                 how=EventKind(group.kind).label.lower(),
+                                flow=flow_of(automation),
                             )
                         )
                 elif trigger.role == Trigger.Role.GOAL and automation.state == (
                     Automation.State.ACTIVE
                 ):
-                    report.pulled += _goal_pull(trigger, automation, ids, now)
+                    report.pulled += _goal_pull(trigger, flow_of(automation), ids, now)
             for rule_id, ids in fired.items():
                 _rule_fire(cursor, rules[rule_id], sorted(ids), group.depth)
                 report.rule_runs += len(ids)
@@ -669,32 +689,38 @@ def _claim_journeys(automation_id: int, now: datetime, limit: int) -> list[_Plac
 
 
 def _condition_met(node: Node, ids: list[int], account_id: int) -> set[int]:
-    """Who of `ids` meets a condition step's or an event step's test now; a deleted tag, field,
-    segment or email meets nobody's."""
+    """Who of `ids` meets a condition step's test, or has met an event step's event, now; a
+    deleted tag, field, segment or email is met by nobody."""
     if not ids:
         return set()
-    config = node.config
-    if node.kind == Kind.GOAL:
-        spec = goal_spec(config)
-        if spec.kind == EventKind.TAG_ADDED:
-            config = {"test": "has_tag", "tag_id": spec.object_id}
-        elif spec.kind == EventKind.TAG_REMOVED:
-            return set(ids) - _condition_met(
-                Node(kind=Kind.CONDITION, config={"test": "has_tag", "tag_id": spec.object_id}),
-                ids,
-                account_id,
-            )
-        elif spec.kind == EventKind.FIELD_CHANGED:
-            op = "equals" if spec.value else "is_set"
-            config = {"test": "field", "key": spec.detail, "op": op, "value": spec.value}
-        else:
-            return _clicked(ids, link_id=spec.object_id, url_contains=spec.detail)
+    if node.kind != Kind.GOAL:
+        return _test_met(node.config, ids, account_id)
+    spec = goal_spec(node.config)
+    if spec.kind == EventKind.TAG_ADDED:
+        return _test_met({"test": "has_tag", "tag_id": spec.object_id}, ids, account_id)
+    if spec.kind == EventKind.TAG_REMOVED:
+        return set(ids) - _test_met({"test": "has_tag", "tag_id": spec.object_id}, ids, account_id)
+    if spec.kind == EventKind.FIELD_CHANGED:
+        op = "equals" if spec.value else "is_set"
+        config = {"test": "field", "key": spec.detail, "op": op, "value": spec.value}
+        return _test_met(config, ids, account_id)
+    return _engaged(ids, account_id=account_id, link_id=spec.object_id, url_contains=spec.detail)
+
+
+_FIELD_CHECKS = {
+    "equals": lambda value, wanted: value.strip().lower() == wanted.strip().lower(),
+    "contains": lambda value, wanted: wanted.strip().lower() in value.lower(),
+    "is_set": lambda value, wanted: value != "",
+    "is_not_set": lambda value, wanted: value == "",
+}
+
+
+def _test_met(config: dict, ids: list[int], account_id: int) -> set[int]:
+    """Who of `ids` passes a condition's test (Node.config of a condition step)."""
     test = config.get("test")
     if test == "has_tag":
-        # One array parameter: the ORM's IN takes a parameter per id, and a batch of thousands
-        # cost more to build and plan than to run. The id range bounds the scan on
-        # tagging_unique (as in subscribers_untag): with the array alone the planner may read
-        # the whole tag for every batch.
+        # The id range bounds the scan on tagging_unique (as in subscribers_untag): with the
+        # array alone the planner may read the whole tag for every batch.
         with connection.cursor() as cursor:
             cursor.execute(
                 f"""
@@ -707,18 +733,11 @@ def _condition_met(node: Node, ids: list[int], account_id: int) -> set[int]:
             return {row[0] for row in cursor.fetchall()}
     if test == "field":
         key = config.get("key", "")
-        if not CustomField.objects.filter(account_id=account_id, key=key).exists():
+        check = _FIELD_CHECKS.get(config.get("op"))
+        if check is None or not CustomField.objects.filter(account_id=account_id, key=key).exists():
             return set()
-        values = _field_values(account_id, key, ids)
-        wanted, op = config.get("value", ""), config.get("op")
-        checks = {
-            "equals": lambda value: value.strip().lower() == wanted.strip().lower(),
-            "contains": lambda value: wanted.strip().lower() in value.lower(),
-            "is_set": lambda value: value != "",
-            "is_not_set": lambda value: value == "",
-        }
-        check = checks.get(op, lambda value: False)
-        return {pk for pk in ids if check(values.get(pk, ""))}
+        values, wanted = _field_values(account_id, key, ids), config.get("value", "")
+        return {pk for pk in ids if check(values.get(pk, ""), wanted)}
     if test == "segment":
         condition, params = segments_condition(
             account_id=account_id,
@@ -737,36 +756,54 @@ def _condition_met(node: Node, ids: list[int], account_id: int) -> set[int]:
             )
             return {row[0] for row in cursor.fetchall()}
     if test in ("opened", "clicked"):
-        if test == "clicked" and config.get("link_id"):
-            return _clicked(ids, link_id=config["link_id"])
-        return set(
-            DeliveryActivity.objects.filter(
-                subscriber_id__in=ids,
-                account_id=account_id,
-                broadcast_id=config.get("message_id"),
-                kind=TrackedKind.OPEN if test == "opened" else TrackedKind.CLICK,
-                link_id=0,
-                first_human_at__isnull=False,
-            ).values_list("subscriber_id", flat=True)
+        return _engaged(
+            ids,
+            account_id=account_id,
+            opened=test == "opened",
+            message_id=config.get("message_id"),
+            link_id=config.get("link_id") if test == "clicked" else None,
         )
     return set()
 
 
-def _clicked(ids: list[int], *, link_id: int | None, url_contains: str = "") -> set[int]:
-    """Who of `ids` clicked the link (a person, not a scanner), or any link whose URL contains
-    the text."""
-    clicks = DeliveryActivity.objects.filter(
-        subscriber_id__in=ids, kind=TrackedKind.CLICK, first_human_at__isnull=False
-    )
+def _engaged(
+    ids: list[int],
+    *,
+    account_id: int,
+    opened: bool = False,
+    message_id: int | None = None,
+    link_id: int | None = None,
+    url_contains: str = "",
+) -> set[int]:
+    """Who of `ids` a person (not a machine) opened or clicked: a link (`link_id`), any link
+    of the account whose URL contains the text, or (neither) anything in the email
+    `message_id` (DeliveryActivity's link 0 row)."""
+    where, params = ["a.account_id = %s", "a.subscriber_id = ANY(%s::bigint[])"], [account_id, ids]
+    where.append("a.kind = %s")
+    params.append(int(TrackedKind.OPEN if opened else TrackedKind.CLICK))
     if link_id:
-        clicks = clicks.filter(link_id=link_id)
+        where.append("a.link_id = %s")
+        params.append(link_id)
     elif url_contains:
-        clicks = clicks.filter(
-            link_id__in=Link.objects.filter(url__icontains=url_contains).values("pk")
+        where.append(
+            f"a.link_id IN (SELECT id FROM {Link._meta.db_table} "
+            "WHERE account_id = %s AND strpos(lower(url), lower(%s)) > 0)"
         )
+        params += [account_id, url_contains]
+    elif message_id is not None:
+        where.append("a.broadcast_id = %s AND a.link_id = 0")
+        params.append(message_id)
     else:
         return set()
-    return set(clicks.values_list("subscriber_id", flat=True))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT DISTINCT a.subscriber_id FROM {DeliveryActivity._meta.db_table} a
+            WHERE {" AND ".join(where)} AND a.first_human_at IS NOT NULL
+            """,
+            params,
+        )
+        return {row[0] for row in cursor.fetchall()}
 
 
 def _note(node: Node) -> str:

@@ -43,18 +43,11 @@ def effects_depth(depth: int) -> Iterator[None]:
 # trigger, an entry point or an event step naming it, or naming none (any form). A change that
 # nothing listens for can trigger nothing, so it writes no event (one probe of trigger_match);
 # outgoing webhooks, when they come, listen through Trigger rows of their own.
-_LISTENED = """
-    SELECT 1 FROM automations_trigger t
-    WHERE t.account_id = {account} AND t.kind = {kind}
-      AND (t.object_id = {object} OR t.object_id IS NULL)
+_LISTENED = f"""
+    SELECT 1 FROM {Trigger._meta.db_table} t
+    WHERE t.account_id = {{account}} AND t.kind = {{kind}}
+      AND (t.object_id = {{object}} OR t.object_id IS NULL)
 """
-
-
-def kinds_listened(*, account_id: int) -> set[str]:
-    """The kinds of event something of the account waits for (a rule trigger, an entry point,
-    a goal). The import, the one path that changes hundreds of thousands of rows in one go,
-    records only these: a change nothing listens to can trigger nothing."""
-    return set(Trigger.objects.filter(account_id=account_id).values_list("kind", flat=True))
 
 
 def events_add(

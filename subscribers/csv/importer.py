@@ -25,7 +25,7 @@ from django.db import DatabaseError, connection, transaction
 from django.utils import timezone
 
 from automations.models import EventKind
-from automations.outbox import events_insert_sql, kinds_listened
+from automations.outbox import events_insert_sql
 from convertkit.csv_download import safe_cell
 from convertkit.models import Account, Job, JobError, User, is_time_zone
 from sequences.entry import tags_added_enrol, triggered_tag_ids
@@ -968,10 +968,8 @@ def _merge(*, job: Job, columns: _Columns, staging: _Staging, parsed: _ParseResu
         cursor.execute(f"ANALYZE {rows}")
         # Each value that changes is a field_changed event, but an unconfirmed subscriber's: all
         # theirs count when they confirm (subscribers.signup_forms.signup). The rows are locked
-        # as they are read, so the values compared are those the UPDATE replaces.
-        # Recorded only when something of the account listens for field changes: they cost an
-        # import of new subscribers about a quarter of its speed.
-        fields_listened = EventKind.FIELD_CHANGED in kinds_listened(account_id=account_id)
+        # as they are read, so the values compared are those the UPDATE replaces. (As every
+        # outbox write, only the events something of the account listens for are kept.)
         field_events = events_insert_sql(
             kind=EventKind.FIELD_CHANGED,
             rows_sql="""
@@ -1008,7 +1006,7 @@ def _merge(*, job: Job, columns: _Columns, staging: _Staging, parsed: _ParseResu
                     updated_at = %(now)s
                 FROM matched AS m WHERE s.id = m.id
                 RETURNING s.id
-            ), events AS ({field_events if fields_listened else "SELECT 1"})
+            ), events AS ({field_events})
             SELECT count(*) FROM changed
             """,
             {
@@ -1039,7 +1037,7 @@ def _merge(*, job: Job, columns: _Columns, staging: _Staging, parsed: _ParseResu
                 ORDER BY r.email
                 ON CONFLICT (account_id, email) DO NOTHING
                 RETURNING id, state, fields
-            ), events AS ({new_field_events if fields_listened else "SELECT 1"})
+            ), events AS ({new_field_events})
             SELECT count(*) FROM created
             """,
             {
@@ -1124,14 +1122,9 @@ def _tag_everyone(*, job: Job, columns: _Columns, staging: _Staging, cursor, now
     tagging made with its tag_added event; then the sequences the tags newly added add to."""
     account = job.account
     triggered = triggered_tag_ids(account_id=account.id)
-    # Recorded only when something of the account listens for tags added (as field changes).
-    events = (
-        events_insert_sql(
-            kind=EventKind.TAG_ADDED,
-            rows_sql="SELECT account_id, tag_id, subscriber_id, '' FROM added",
-        )
-        if EventKind.TAG_ADDED in kinds_listened(account_id=account.id)
-        else "SELECT 1"
+    events = events_insert_sql(
+        kind=EventKind.TAG_ADDED,
+        rows_sql="SELECT account_id, tag_id, subscriber_id, '' FROM added",
     )
 
     def tagging(insert_sql: str) -> str:

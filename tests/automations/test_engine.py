@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from automations.engine import automations_run, date_entries_run, events_consume
-from automations.models import Automation, Event, EventKind, History, Journey, Node, Rule
+from automations.models import Event, EventKind, History, Journey, Node, Rule
 from automations.outbox import events_add
 from automations.services import (
     ActionKind,
@@ -408,7 +408,7 @@ def test_a_consumed_batch_is_gone(account):
     assert Event.objects.filter(kind=EventKind.TAG_ADDED, subscriber_id=ann.pk).count() == 1
     assert events_consume(now=MONDAY).events == 1
     assert events_consume(now=MONDAY).events == 0
-    assert not Automation.objects.exists()
+    assert not Event.objects.exists()
 
 
 def test_an_event_that_fails_on_its_own_is_set_aside_and_the_others_are_acted_on(account, settings):

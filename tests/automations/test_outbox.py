@@ -419,18 +419,7 @@ def test_a_store_rolled_back_records_no_click(sent_broadcast):
 # Imports ----------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def listening(account_a):
-    """Something of the account waits for tags added and field changes (the import records
-    those events only then)."""
-    for kind in (EventKind.TAG_ADDED, EventKind.FIELD_CHANGED):
-        rule = Rule.objects.create(account=account_a, name="Listening", enabled=False)
-        Trigger.objects.create(account=account_a, role="rule", kind=kind, rule=rule)
-
-
-def test_an_import_records_each_new_tagging_and_each_field_value_it_changes(
-    account_a, city, listening
-):
+def test_an_import_records_each_new_tagging_and_each_field_value_it_changes(account_a, city):
     CustomField.objects.create(account=account_a, key="plan", label="Plan")
     vip = TagFactory(account=account_a, name="vip")
     chosen = TagFactory(account=account_a, name="imported")
@@ -469,7 +458,7 @@ def test_an_import_records_each_new_tagging_and_each_field_value_it_changes(
     }
 
 
-def test_an_import_of_new_tags_and_a_sequence_records_their_events(account_a, sequence, listening):
+def test_an_import_of_new_tags_and_a_sequence_records_their_events(account_a, sequence):
     job = importer.import_job_create(
         account=account_a,
         created_by=None,
@@ -517,7 +506,7 @@ def test_an_import_into_an_account_nothing_listens_to_records_no_tag_or_field_ev
     assert event_count() == 0
 
 
-def test_an_import_rolled_back_records_nothing(account_a, city, listening):
+def test_an_import_rolled_back_records_nothing(account_a, city):
     def change():
         run_import(account_a, "email,city,tags\nann@example.org,Lyon,vip\n")
 
