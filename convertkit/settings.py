@@ -60,6 +60,7 @@ INSTALLED_APPS = [
     "tracking",
     "sequences",
     "automations",
+    "content",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
