@@ -7,7 +7,8 @@
    and recreated if it exists) and migrates it; starts its own Redis (redis-server on a free port,
    nothing on disk) so that the Redis figure is the pipeline's alone. No other database is touched.
 2. Seeds an account with --recipients subscribers (seed_demo's service), all made active, and a
-   broadcast to all of them (Markdown with Liquid personalisation, in the one layout).
+   broadcast to all of them (Markdown with Liquid personalisation; with --body visual the same
+   email written in the visual editor: an image, a button, three paragraphs).
 3. Starts the receiver as a process of its own: for --transport smtp an aiosmtpd sink
    (bench/smtp_sink.py), for esp a fake of Postmark's batch API (bench/fake_postmark.py); both
    count the copies each recipient gets and note when the last one was accepted.
@@ -24,6 +25,9 @@
    smtp: plain smtplib sending their bytes over one connection;
    esp:  anymail's Postmark backend called directly through broadcasts.transport, in calls of 500,
          without Celery or the database.
+   With --body both, the visual broadcast goes to the same people right after the Markdown one,
+   through the same worker and receiver: the two msgs/s side by side show what the visual
+   document costs on the send path (it renders once per email, so it should cost nothing).
 7. Stops everything, drops its database (unless --keep), prints a table and, as its last line,
    one JSON object.
 
@@ -66,6 +70,66 @@ BENCH_SECRET_KEY = "bench-only-secret-key-" + "x" * 40
 
 SUBJECT = "Soup season is here, {{ subscriber.first_name | default: 'friend' }}"
 PREVIEW_TEXT = "Five soups for cold evenings, and what to do with the bread"
+
+
+def _text(text: str, *marks: str) -> dict:
+    return {
+        "type": "text",
+        "text": text,
+        **({"marks": [{"type": m} for m in marks]} if marks else {}),
+    }
+
+
+# The same email written in the visual editor (broadcasts/rendering/document.py): an image, a
+# button and three paragraphs, with the same Liquid personalisation.
+VISUAL_BODY = json.dumps(
+    {
+        "type": "doc",
+        "attrs": {"layout": "center"},
+        "content": [
+            {
+                "type": "image",
+                "attrs": {
+                    "src": "https://bench.example.com/media/images/soup/600.jpg",
+                    "alt": "Five bowls of soup on a wooden table",
+                    "width": 600,
+                },
+            },
+            {
+                "type": "paragraph",
+                "content": [_text('Hi {{ subscriber.first_name | default: "friend" }},')],
+            },
+            {
+                "type": "paragraph",
+                "content": [
+                    _text("The first cold week of the year is the week we start making "),
+                    _text("soup", "bold"),
+                    _text(" again. Here are the five we cook most, each done in under an hour."),
+                ],
+            },
+            {
+                "type": "button",
+                "attrs": {
+                    "text": "Get the five recipes",
+                    "href": "https://example.com/soups",
+                    "background": "#2563eb",
+                    "color": "#ffffff",
+                    "align": "center",
+                },
+            },
+            {
+                "type": "paragraph",
+                "content": [
+                    _text(
+                        "Reply to this email and tell us which one you cooked: we read every "
+                        "answer. See you next week, Ann"
+                    )
+                ],
+            },
+        ],
+    }
+)
+BODIES = ("markdown", "visual", "both")
 BODY = """Hi {{ subscriber.first_name | default: "friend" }},
 
 The first cold week of the year is the week we start making soup again. Here are the five we
@@ -448,25 +512,31 @@ def active_account_seed(*, subscribers: int, say: Callable = _say):
     return account, time.perf_counter() - started
 
 
-def audience_seed(*, recipients: int, say: Callable = _say):
-    """active_account_seed's account of `recipients` subscribers, and a broadcast to all of
-    them; returns (broadcast, seconds spent seeding)."""
+def broadcast_to_all(*, account, body_format: str = "markdown"):
+    """A draft broadcast of the bench's email to every subscriber of `account`, its body in
+    Markdown or written in the visual editor (VISUAL_BODY)."""
     from broadcasts.models import Broadcast
     from broadcasts.services import broadcast_update
 
-    account, seconds = active_account_seed(subscribers=recipients, say=say)
     broadcast = Broadcast.objects.create(account=account)
     broadcast_update(
         broadcast=broadcast,
         subject=SUBJECT,
         preview_text=PREVIEW_TEXT,
-        body=BODY,
-        body_format=Broadcast.BodyFormat.MARKDOWN,
+        body=VISUAL_BODY if body_format == "visual" else BODY,
+        body_format=body_format,
         include_tag_ids=[],
         include_match=Broadcast.TagMatch.ANY,
         exclude_tag_ids=[],
     )
-    return broadcast, seconds
+    return broadcast
+
+
+def audience_seed(*, recipients: int, body_format: str = "markdown", say: Callable = _say):
+    """active_account_seed's account of `recipients` subscribers, and a broadcast to all of
+    them; returns (broadcast, seconds spent seeding)."""
+    account, seconds = active_account_seed(subscribers=recipients, say=say)
+    return broadcast_to_all(account=account, body_format=body_format), seconds
 
 
 def audience_addresses(broadcast_id: int) -> set[str]:
@@ -830,9 +900,14 @@ def bench_run(
     stall_timeout: float = 180.0,
     fault: str | None = None,
     fault_at: float = 0.3,
+    body: str = "markdown",
     say: Callable = _say,
 ) -> dict:
     """Runs the benchmark on the current (migrated, empty) database; returns the figures.
+
+    `body` is the email's body: "markdown", "visual" (VISUAL_BODY, from the visual editor), or
+    "both": the Markdown broadcast, then the visual one to the same people through the same
+    worker and receiver, for their msgs/s side by side.
 
     The worker gets `database_url` and `redis_url`, which must be this process's own database
     and Celery broker. With `fault` (one of FAULTS), celery beat runs too (the sweeper), and
@@ -846,7 +921,9 @@ def bench_run(
     receiver = worker = beat = None
     try:
         say(f"Seeding {recipients:,} subscribers")
-        broadcast, seed_seconds = audience_seed(recipients=recipients, say=say)
+        broadcast, seed_seconds = audience_seed(
+            recipients=recipients, body_format="visual" if body == "visual" else "markdown", say=say
+        )
         say(f"  in {seed_seconds:.1f}s")
         receiver = receiver_start(transport)
         name = f"bench-{os.getpid()}@localhost"
@@ -889,6 +966,19 @@ def bench_run(
             say=say,
         )
         say(f"  {sent}")
+        visual = None
+        if body == "both":
+            say(f"Sending the same email written in the visual editor to {recipients:,}")
+            visual = pipeline_send(
+                broadcast=broadcast_to_all(account=broadcast.account, body_format="visual"),
+                receiver=receiver,
+                watch=watch,
+                worker=worker,
+                worker_log=worker_log,
+                stall_timeout=stall_timeout,
+                say=say,
+            )
+            say(f"  {visual}")
         process_stop(beat)
         worker_peak_mb, worker_total_mb = watch.worker_peak_mb(), watch.worker_total_mb()
         redis_peak_mb = watch.redis_peak_mb()
@@ -920,6 +1010,17 @@ def bench_run(
         "missing": sent["missing"],
         "worker_peak_rss_mb": worker_peak_mb,
         "redis_peak_mb": redis_peak_mb,
+        "body": body,
+        **(
+            {
+                "visual_msgs_per_s": visual["msgs_per_s"],
+                "visual_vs_markdown": round(visual["msgs_per_s"] / sent["msgs_per_s"], 3),
+                "visual_duplicates": visual["duplicates"],
+                "visual_missing": visual["missing"],
+            }
+            if visual
+            else {}
+        ),
         **(
             {"fault": fault, "resume_s": sent["resume_s"], "unknown": sent["unknown"]}
             if fault
@@ -1014,6 +1115,16 @@ def table_print(figures: dict, *, out=sys.stdout) -> None:
                 "from the fault until its claims let go and sending no longer stands still",
             )
         )
+    if "visual_msgs_per_s" in figures:
+        rows.append(
+            (
+                "visual",
+                f"{figures['visual_msgs_per_s']:,.0f} msgs/s",
+                f"the same email from the visual editor, sent next:"
+                f" {figures['visual_vs_markdown']:.2f}x the Markdown one's;"
+                f" {figures['visual_duplicates']} dup, {figures['visual_missing']} missing",
+            )
+        )
     for name, value, note in rows:
         print(f"{name:<11}{value:>22}   {note}", file=out)
     print(f"Seeding took {details['seed_seconds']:.1f} s.", file=out)
@@ -1077,11 +1188,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redis-url", default="", help="use this Redis instead of a private one")
     parser.add_argument("--keep", action="store_true", help="keep the bench database afterwards")
     parser.add_argument("--database", default="convertkit_bench_broadcast")
+    parser.add_argument(
+        "--body",
+        choices=BODIES,
+        default="markdown",
+        help="the email's body: Markdown, written in the visual editor, or both one after the"
+        " other to the same people (msgs/s side by side)",
+    )
     args = parser.parse_args(argv)
     if args.recipients < 1 or args.concurrency < 1 or args.limit_messages < 1:
         parser.error("--recipients, --concurrency and --limit-messages must be positive")
     if not 0 < args.fault_at < 1:
         parser.error("--fault-at must be between 0 and 1")
+    if args.fault and args.body == "both":
+        parser.error("--body both compares two clean sends: drop --fault")
     if args.fault == "redis-flush" and args.redis_url:
         parser.error("--fault redis-flush flushes only the bench's own Redis: drop --redis-url")
 
@@ -1101,6 +1221,7 @@ def main(argv: list[str] | None = None) -> int:
             stall_timeout=args.stall_timeout,
             fault=args.fault,
             fault_at=args.fault_at,
+            body=args.body,
         )
     table_print(figures)
     print(json.dumps({key: value for key, value in figures.items() if key != "_details"}))
