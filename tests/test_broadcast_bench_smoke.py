@@ -58,4 +58,5 @@ def test_the_broadcast_benchmark_sends_everyone_one_copy_and_measures_the_limit(
         "missing",
         "worker_peak_rss_mb",
         "redis_peak_mb",
+        "body",
     }
