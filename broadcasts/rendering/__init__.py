@@ -17,8 +17,15 @@
   It and the test copy are not tracked: original URLs, no pixel; and their unsubscribe links are
   a test's, which unsubscribe nobody, whoever's data they show. Otherwise the HTML is the sent
   HTML.
-- `body_html_problem(body=..., body_format=...)`: why a body is too large or too deeply nested to
-  be rendered (bounds.py), checked where it is saved and in `broadcast_problems`.
+- `body_html_problem(body=..., body_format=..., snippets=None)`: why a body is too large or too
+  deeply nested to be rendered (bounds.py), checked where it is saved and in
+  `broadcast_problems`.
+
+A body is Markdown, HTML, or a visual document (body_format "visual": the editor's JSON,
+document.py), whose Liquid problems are named by block ("Block 3 (paragraph): ..."). Snippets
+(content.models.Snippet, read through `account_snippets(account)`) are expanded wherever the
+body is laid out: a snippet block, or `{{ snippet.key }}` in Markdown or HTML; an unknown one
+is a problem ("Unknown snippet sign-off").
 
 The sent HTML is sanitised too, once, when the broadcast is frozen (not per recipient): what
 subscribers get is then exactly what the creator previewed, without scripts, forms or event
