@@ -14,13 +14,15 @@ from django import forms
 from django.utils import timezone
 
 from broadcasts.models import Broadcast
-from broadcasts.rendering import body_html_problem
+from broadcasts.rendering import DocumentInvalid, body_html_problem
+from broadcasts.rendering.document import MAX_DOCUMENT_LENGTH, document_parse
 from convertkit.forms import DraftForm
 from subscribers.forms import one_line
 from subscribers.segments.forms import FILTER_FIELDS, AudienceFilterForm
 
-# Far more than any email needs (Gmail clips messages past 102 KB), small enough for a request.
-MAX_BODY_LENGTH = 200_000
+# Far more than any email needs (Gmail clips messages past 102 KB), small enough for a request;
+# the visual document's own limit.
+MAX_BODY_LENGTH = MAX_DOCUMENT_LENGTH
 AUDIENCE_FIELDS = (*FILTER_FIELDS, "segment_id")
 # The email itself, as EmailForm holds it; a broadcast adds its description.
 EMAIL_FIELDS = ("subject", "preview_text", "body_format", "body")
@@ -68,13 +70,25 @@ class EmailForm(DraftForm):
         return one_line(self.cleaned_data["preview_text"], "preview text")
 
     def clean_body(self) -> str:
-        """A body the renderers cannot take (too large, or nested too deep) is not saved."""
+        """A body the renderers cannot take (too large, or nested too deep), or a visual
+        document that breaks its schema, is not saved."""
         body = self.cleaned_data["body"]
         body_format = self.cleaned_data.get("body_format") or Broadcast.BodyFormat.MARKDOWN
-        problem = body_html_problem(body=body, body_format=body_format)
-        if problem:
-            raise forms.ValidationError(problem)
-        return body
+        return body_clean(body, body_format=body_format)
+
+
+def body_clean(body: str, *, body_format: str) -> str:
+    """`body` when it can be rendered; else ValidationError, each of a visual document's
+    problems a message of its own ("Block 3 (image): src must be an http or https URL")."""
+    if body_format == Broadcast.BodyFormat.VISUAL:
+        try:
+            document_parse(body)
+        except DocumentInvalid as invalid:
+            raise forms.ValidationError(invalid.problems) from None
+    problem = body_html_problem(body=body, body_format=body_format)
+    if problem:
+        raise forms.ValidationError(problem)
+    return body
 
 
 class BroadcastForm(EmailForm, AudienceFilterForm):

@@ -45,6 +45,8 @@ class Broadcast(models.Model):
     class BodyFormat(models.TextChoices):
         MARKDOWN = "markdown", "Markdown"
         HTML = "html", "HTML"
+        # The visual editor's document (TipTap JSON, broadcasts/rendering/document.py).
+        VISUAL = "visual", "Visual"
 
     class Kind(models.TextChoices):
         BROADCAST = "broadcast", "Broadcast"

@@ -46,6 +46,7 @@ urlpatterns = [
     path("sequences/", include("sequences.urls")),
     path("automations/rules/", include("automations.rules.urls")),
     path("automations/", include("automations.urls")),
+    path("snippets/", include("content.snippets.urls")),
     # Reports, under the broadcasts and subscribers they are about.
     path("", include("tracking.urls")),
     path("f/", include("subscribers.signup_forms.public_urls")),

@@ -17,8 +17,15 @@
   It and the test copy are not tracked: original URLs, no pixel; and their unsubscribe links are
   a test's, which unsubscribe nobody, whoever's data they show. Otherwise the HTML is the sent
   HTML.
-- `body_html_problem(body=..., body_format=...)`: why a body is too large or too deeply nested to
-  be rendered (bounds.py), checked where it is saved and in `broadcast_problems`.
+- `body_html_problem(body=..., body_format=..., snippets=None)`: why a body is too large or too
+  deeply nested to be rendered (bounds.py), checked where it is saved and in
+  `broadcast_problems`.
+
+A body is Markdown, HTML, or a visual document (body_format "visual": the editor's JSON,
+document.py), whose Liquid problems are named by block ("Block 3 (paragraph): ..."). Snippets
+(content.models.Snippet, read through `account_snippets(account)`) are expanded wherever the
+body is laid out: a snippet block, or `{{ snippet.key }}` in Markdown or HTML; an unknown one
+is a problem ("Unknown snippet sign-off").
 
 The sent HTML is sanitised too, once, when the broadcast is frozen (not per recipient): what
 subscribers get is then exactly what the creator previewed, without scripts, forms or event
@@ -42,7 +49,14 @@ from django.utils.html import escape
 from liquid.exceptions import LiquidError
 
 from broadcasts.rendering.bounds import RenderFailed
+from broadcasts.rendering.document import (
+    DocumentInvalid,
+    Snippets,
+    document_parse,
+    document_render,
+)
 from broadcasts.rendering.html import (
+    SNIPPET_REFERENCE,
     Placeholders,
     anchor_hrefs_replace,
     creator_html,
@@ -51,6 +65,7 @@ from broadcasts.rendering.html import (
     literal_text,
     preheader_html,
     sanitise,
+    snippet_references,
 )
 from broadcasts.rendering.liquid import (
     HTML,
@@ -64,6 +79,7 @@ from broadcasts.rendering.liquid import (
 )
 from broadcasts.rendering.mime import BroadcastEmail, MessageSkeleton
 from broadcasts.rendering.text import html_to_text
+from content.models import Snippet
 from convertkit.mail import TextNamesEmail
 from subscribers.mail import (
     SubscriberNotMailable,
@@ -84,9 +100,11 @@ from tracking.links import (
 
 __all__ = [
     "BroadcastRenderer",
+    "DocumentInvalid",
     "FrozenParts",
     "Preview",
     "RenderFailed",
+    "account_snippets",
     "TemplateProblem",
     "body_html_problem",
     "broadcast_problems",
@@ -158,24 +176,107 @@ def _one_line(text: str) -> str:
 # Problems ------------------------------------------------------------------------------------
 
 
-def _problems(broadcast, *, keys: set[str], sample: dict) -> list[TemplateProblem]:
+def _problems(
+    broadcast, *, keys: set[str], sample: dict, snippets: Snippets
+) -> list[TemplateProblem]:
     problems = []
     for part, source, environment in (
         ("subject", broadcast.subject, TEXT),
         ("preview_text", broadcast.preview_text, HTML),
-        ("body", broadcast.body, HTML),
     ):
         problems += template_problems(
             part=part, source=source, environment=environment, custom_keys=keys, sample=sample
         )
-    return problems
+    return problems + _body_problems(broadcast, keys=keys, sample=sample, snippets=snippets)
 
 
-def body_html_problem(*, body: str, body_format: str) -> str | None:
-    """Why the body cannot be laid out as an email (too large, or too deeply nested for the
-    renderers: bounds.py), in the creator's words; None when it can."""
+def _body_problems(broadcast, *, keys: set[str], sample: dict, snippets: Snippets):
+    """The body's Liquid problems: by line in Markdown or HTML (where `{{ snippet.key }}` is
+    no Liquid), by block in a visual document and in the snippets either names; then what
+    breaks the document's schema, and the snippets that are unknown or include themselves."""
+    body = broadcast.body
+    if broadcast.body_format == "visual":
+        try:
+            document = document_parse(body)
+        except DocumentInvalid as invalid:
+            return [TemplateProblem("body", None, problem) for problem in invalid.problems]
+        problems = _document_problems(
+            document, where="Block", keys=keys, sample=sample, snippets=snippets
+        )
+    else:
+        problems = template_problems(
+            part="body",
+            source=SNIPPET_REFERENCE.sub(lambda match: "\n" * match[0].count("\n"), body),
+            environment=HTML,
+            custom_keys=keys,
+            sample=sample,
+        )
+        for key in snippet_references(body):
+            document = snippets.document(key)
+            if document is not None:
+                problems += _document_problems(
+                    document,
+                    where=f"Snippet {key}, block",
+                    keys=keys,
+                    sample=sample,
+                    snippets=snippets,
+                )
+    return problems + [TemplateProblem("body", None, problem) for problem in snippets.problems]
+
+
+def _document_problems(document, *, where: str, keys: set[str], sample: dict, snippets: Snippets):
+    """The Liquid problems of a document's blocks, each named by its block: the Liquid of all
+    blocks is checked as one template (a tag may open in one block and close in another), the
+    block of each line known."""
     try:
-        creator_html(body=body, body_format=body_format, placeholders=Placeholders(body))
+        rendered = document_render(
+            document, placeholders=Placeholders(), snippets=snippets, where=where
+        )
+    except RenderFailed:
+        return []  # too large: body_html_problem says so
+    lines: list[str] = []
+    sources = []
+    for block_where, markup in rendered.liquid:
+        source = " ".join(markup)
+        lines += [block_where] * (source.count("\n") + 1)
+        sources.append(source)
+    problems = template_problems(
+        part="body", source="\n".join(sources), environment=HTML, custom_keys=keys, sample=sample
+    )
+    return [
+        TemplateProblem(
+            "body",
+            None,
+            f"{lines[problem.line - 1]}: {problem.message}" if problem.line else problem.message,
+        )
+        for problem in problems
+    ]
+
+
+def account_snippets(account) -> Snippets:
+    """The account's snippets as the renderers read them: each key looked up once."""
+
+    def load(key: str) -> str | None:
+        return (
+            Snippet.objects.filter(account_id=account.id, key=key)
+            .values_list("body", flat=True)
+            .first()
+        )
+
+    return Snippets(load)
+
+
+def body_html_problem(
+    *, body: str, body_format: str, snippets: Snippets | None = None
+) -> str | None:
+    """Why the body cannot be laid out as an email (too large, or too deeply nested for the
+    renderers: bounds.py), in the creator's words; None when it can. Snippets are expanded
+    from `snippets` (left out when None). DocumentInvalid for a visual body that breaks the
+    schema."""
+    try:
+        creator_html(
+            body=body, body_format=body_format, placeholders=Placeholders(body), snippets=snippets
+        )
     except RenderFailed as failed:
         return str(failed)
     return None
@@ -183,13 +284,19 @@ def body_html_problem(*, body: str, body_format: str) -> str | None:
 
 def broadcast_problems(broadcast) -> list[TemplateProblem]:
     """Why the broadcast's subject, preview text or body would not render, with the line of
-    each problem in that part; [] when it can be sent."""
+    each problem in that part (the block, in a visual document); [] when it can be sent."""
     account = broadcast.account
     keys = _custom_keys(broadcast)
+    snippets = account_snippets(account)
     url, _headers = unsubscribe_test_links(account=account)
     sample = _context(subscriber=_sample_subscriber(account), keys=keys, account=account, url=url)
-    problems = _problems(broadcast, keys=keys, sample=sample)
-    layout = body_html_problem(body=broadcast.body, body_format=broadcast.body_format)
+    problems = _problems(broadcast, keys=keys, sample=sample, snippets=snippets)
+    try:
+        layout = body_html_problem(
+            body=broadcast.body, body_format=broadcast.body_format, snippets=snippets
+        )
+    except DocumentInvalid:
+        layout = None  # listed above
     if layout:
         problems.append(TemplateProblem("body", None, layout))
     return problems
@@ -209,7 +316,10 @@ def frozen_parts(broadcast) -> FrozenParts:
         broadcast.body, broadcast.preview_text, account.name, account.postal_address
     )
     body_html = creator_html(
-        body=broadcast.body, body_format=broadcast.body_format, placeholders=placeholders
+        body=broadcast.body,
+        body_format=broadcast.body_format,
+        placeholders=placeholders,
+        snippets=account_snippets(account),
     )
     # URL -> the placeholder of its marker, in order of first appearance.
     tracked: dict[str, str] = {}
@@ -362,7 +472,8 @@ def preview(broadcast, subscriber: Subscriber | None = None) -> Preview:
     subscriber = subscriber or _sample_subscriber(account)
     url, _headers = unsubscribe_test_links(account=account)
     context = _context(subscriber=subscriber, keys=keys, account=account, url=url)
-    problems = _problems(broadcast, keys=keys, sample=context)
+    snippets = account_snippets(account)
+    problems = _problems(broadcast, keys=keys, sample=context, snippets=snippets)
     text_environment, html_environment = (LAX_TEXT, LAX_HTML) if problems else (TEXT, HTML)
     placeholders = Placeholders(broadcast.body, broadcast.preview_text)
     try:
@@ -372,6 +483,7 @@ def preview(broadcast, subscriber: Subscriber | None = None) -> Preview:
                     body=broadcast.body,
                     body_format=broadcast.body_format,
                     placeholders=placeholders,
+                    snippets=snippets,
                 )
             )
         )
@@ -386,6 +498,8 @@ def preview(broadcast, subscriber: Subscriber | None = None) -> Preview:
     except RenderFailed as failed:
         problems.append(TemplateProblem("body", None, str(failed)))
         subject = preheader = body = ""
+    except DocumentInvalid:
+        subject = preheader = body = ""  # its problems are listed
     html = email_document(
         account=account, body_html=body, preheader_html=escape(preheader), unsubscribe_url=url
     )

@@ -49,6 +49,7 @@ from broadcasts.rendering.bounds import (
     RenderFailed,
     html_bounds_check,
 )
+from broadcasts.rendering.document import Snippets, document_parse, document_render
 from subscribers.mail import footer_html
 
 LAYOUT = "broadcasts/email/layout.html"
@@ -58,6 +59,9 @@ LAYOUT = "broadcasts/email/layout.html"
 _LIQUID_RULES = compile_liquid_rules()
 # A `{` that would start Liquid markup.
 _LIQUID_START = re.compile(r"\{(?=[{%])")
+
+# `{{ snippet.key }}` in a Markdown or HTML body: the snippet's HTML, put in before Liquid runs.
+SNIPPET_REFERENCE = re.compile(r"\{\{-?\s*snippet\.([a-z0-9]+(?:[-_][a-z0-9]+)*)\s*-?\}\}")
 
 _MARKDOWN = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
 
@@ -116,6 +120,8 @@ _SANITISER = nh3.Cleaner(
             tag: nh3.ALLOWED_ATTRIBUTES.get(tag, set()) | _TABLE_ATTRIBUTES
             for tag in ("table", "tr", "td", "th", "tbody", "thead", "tfoot")
         },
+        # Layout tables tell screen readers they hold no data (role="presentation").
+        "table": nh3.ALLOWED_ATTRIBUTES.get("table", set()) | _TABLE_ATTRIBUTES | {"role"},
     },
     url_schemes={"http", "https", "mailto", "tel"},
     filter_style_properties=_STYLE_PROPERTIES,
@@ -158,6 +164,13 @@ class Placeholders:
 
         return _LIQUID_RULES.sub(swap, source)
 
+    def __len__(self) -> int:
+        return len(self._markup)
+
+    def markup_since(self, start: int) -> list[str]:
+        """The Liquid markup swapped out since there were `start` placeholders, in order."""
+        return self._markup[start:]
+
     def holds_markup(self, text: str) -> bool:
         return self._pattern.search(text) is not None
 
@@ -186,16 +199,67 @@ class Placeholders:
         return re.sub(rf"<p>\s*((?:{self._prefix}\d+z\s*)+)</p>\n?", unwrap, html)
 
 
-def creator_html(*, body: str, body_format: str, placeholders: Placeholders) -> str:
-    """The creator's body as sanitised HTML, its Liquid markup still swapped out. RenderFailed
-    when it is too large or too deeply nested (bounds.py)."""
+def creator_html(
+    *, body: str, body_format: str, placeholders: Placeholders, snippets: Snippets | None = None
+) -> str:
+    """The creator's body as sanitised HTML, its Liquid markup still swapped out, its snippets
+    expanded from `snippets` (left out when None). RenderFailed when it is too large or too
+    deeply nested (bounds.py); DocumentInvalid for a visual body that breaks the schema."""
+    if body_format == "visual":
+        rendered = document_render(
+            document_parse(body), placeholders=placeholders, snippets=snippets
+        )
+        return sanitise(rendered.html)
+    body, references = _snippet_references_swap(body, placeholders)
     protected = placeholders.protect(body)
     if body_format == "markdown":
         protected = placeholders.tag_lines_apart(protected)
         html = placeholders.unwrap_tag_paragraphs(_markdown_html(protected))
     else:
         html = protected
+    if references:
+        html = _snippet_references_insert(html, references, placeholders, snippets)
     return sanitise(html)
+
+
+def snippet_references(body: str) -> list[str]:
+    """The keys of the `{{ snippet.key }}` outputs in a Markdown or HTML body, once each."""
+    return list(dict.fromkeys(match[1] for match in SNIPPET_REFERENCE.finditer(body)))
+
+
+def _snippet_references_swap(body: str, placeholders: Placeholders) -> tuple[str, dict]:
+    """`body` with each `{{ snippet.key }}` swapped for a word of its own, and {word: key}."""
+    references: dict[str, str] = {}
+
+    def swap(match: re.Match) -> str:
+        word = placeholders.add("")
+        references[word] = match[1]
+        return word
+
+    return SNIPPET_REFERENCE.sub(swap, body), references
+
+
+def _snippet_references_insert(
+    html: str, references: dict[str, str], placeholders: Placeholders, snippets: Snippets | None
+) -> str:
+    """Each word of `references` replaced by its snippet's HTML (nothing when the snippet is
+    unknown, or without `snippets`); a paragraph holding only the word (a Markdown line of its
+    own) is replaced whole. The caller sanitises the result."""
+    pattern = re.compile(rf"<p>\s*({'|'.join(references)})\s*</p>|{'|'.join(references)}")
+    written: dict[str, str] = {}
+
+    def insert(match: re.Match) -> str:
+        key = references[match[1] or match[0]]
+        if key not in written:
+            document = snippets.document(key) if snippets is not None else None
+            written[key] = (
+                document_render(document, placeholders=placeholders, snippets=snippets).html
+                if document is not None
+                else ""
+            )
+        return written[key]
+
+    return pattern.sub(insert, html)
 
 
 def _markdown_html(markdown: str) -> str:
