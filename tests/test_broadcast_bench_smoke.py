@@ -60,3 +60,28 @@ def test_the_broadcast_benchmark_sends_everyone_one_copy_and_measures_the_limit(
         "redis_peak_mb",
         "body",
     }
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_broadcast_benchmark_sends_the_visual_email_beside_the_markdown_one():
+    figures = bench_run(
+        transport="esp",
+        recipients=60,
+        database_url=bench_database_url(settings.DATABASE_URL, connection.settings_dict["NAME"]),
+        redis_url=settings.CELERY_BROKER_URL,
+        limit_messages=20,
+        stall_timeout=60,
+        body="both",
+        say=lambda *args, **kwargs: None,
+    )
+
+    assert (figures["visual_duplicates"], figures["visual_missing"]) == (0, 0)
+    assert figures["visual_msgs_per_s"] > 0
+    markdown, visual = Broadcast.objects.order_by("id")
+    assert (markdown.body_format, visual.body_format) == ("markdown", "visual")
+    assert visual.state == Broadcast.State.SENT and visual.sent_count == 60
+    assert 'alt="Five bowls of soup on a wooden table"' in visual.frozen_html
+    assert "Get the five recipes" in visual.frozen_html
+    out = StringIO()
+    table_print(figures, out=out)
+    assert "the same email from the visual editor" in out.getvalue()
