@@ -97,6 +97,8 @@ class BroadcastForm(EmailForm, AudienceFilterForm):
     (id, name) of the account's segments."""
 
     field_order = [*CONTENT_FIELDS, "segment_id"]
+    # Broadcast fields saved as they are, beside the email and its audience.
+    OTHER_FIELDS = ("public",)
 
     description = forms.CharField(
         label="Description",
@@ -114,6 +116,12 @@ class BroadcastForm(EmailForm, AudienceFilterForm):
         error_messages={"invalid_choice": "Choose one of your segments."},
         help_text="Only the segment's members, narrowed further by the filters below.",
     )
+    public = forms.BooleanField(
+        label="Publish to the archive",
+        required=False,
+        help_text="Once sent, anyone can read it on your public archive page, without "
+        "anyone's personal data.",
+    )
 
     def __init__(self, *args, segments: list[tuple[int, str]], **kwargs):
         super().__init__(*args, **kwargs)
@@ -125,14 +133,20 @@ class BroadcastForm(EmailForm, AudienceFilterForm):
 
     @staticmethod
     def initial_for(broadcast: Broadcast) -> dict:
-        return {name: getattr(broadcast, name) for name in CONTENT_FIELDS + AUDIENCE_FIELDS}
+        return {
+            name: getattr(broadcast, name)
+            for name in CONTENT_FIELDS + AUDIENCE_FIELDS + BroadcastForm.OTHER_FIELDS
+        }
 
     def clean_description(self) -> str:
         return one_line(self.cleaned_data["description"], "description")
 
     def values(self) -> dict:
         """The keyword arguments of services.broadcast_update, once the form is valid."""
-        return {name: self.cleaned_data[name] for name in CONTENT_FIELDS + AUDIENCE_FIELDS}
+        return {
+            name: self.cleaned_data[name]
+            for name in CONTENT_FIELDS + AUDIENCE_FIELDS + self.OTHER_FIELDS
+        }
 
 
 class ScheduleForm(forms.Form):

@@ -100,6 +100,8 @@ class Broadcast(models.Model):
     # deleted or of another account makes the audience empty.
     segment_id = models.BigIntegerField(null=True, blank=True)
 
+    # Shown in the account's public archive (/p/<slug>/) once it has been sent.
+    public = models.BooleanField(default=False, db_default=False)
     state = models.CharField(max_length=16, choices=State.choices, default=State.DRAFT)
     scheduled_at = models.DateTimeField(null=True, blank=True)
     # Why the broadcast paused itself (failures past the threshold), shown to the creator.
@@ -135,7 +137,13 @@ class Broadcast(models.Model):
     objects = BroadcastQuerySet.as_manager()
 
     class Meta:
-        indexes = [models.Index(fields=["account", "-id"], name="broadcast_account_id")]
+        indexes = [
+            models.Index(fields=["account", "-id"], name="broadcast_account_id"),
+            # The public archive's pages and feed, newest first.
+            models.Index(
+                fields=["account", "-id"], name="broadcast_public", condition=Q(public=True)
+            ),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(

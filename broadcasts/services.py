@@ -15,6 +15,7 @@ from broadcasts.audience import audience_count
 from broadcasts.models import Broadcast, Delivery
 from broadcasts.rendering import RenderFailed, broadcast_problems, frozen_parts
 from convertkit.models import Account
+from convertkit.services import account_public_slug_ensure
 from subscribers.models import Subscriber
 from tracking.links import links_create, links_store
 
@@ -55,6 +56,7 @@ def broadcast_update(
     not_opened_broadcast_id: int | None = None,
     segment_id: int | None = None,
     description: str = "",
+    public: bool = False,
 ) -> Broadcast:
     """Saves the creator's edits; BroadcastNotEditable once sending has started. The conditional
     UPDATE decides, so an edit racing a Send never changes what is being sent."""
@@ -71,6 +73,7 @@ def broadcast_update(
         "engagement_days": engagement_days if engagement else None,
         "not_opened_broadcast_id": not_opened_broadcast_id,
         "segment_id": segment_id,
+        "public": public,
         # A refusal noted when a schedule fired no longer applies to the edited broadcast.
         "paused_reason": "",
     }
@@ -81,7 +84,18 @@ def broadcast_update(
         raise BroadcastNotEditable(f"Broadcast {broadcast.pk} is {broadcast.state}")
     for name, value in values.items():
         setattr(broadcast, name, value)
+    if public:
+        account_public_slug_ensure(account=broadcast.account)
     return broadcast
+
+
+def broadcast_publish(*, broadcast: Broadcast, public: bool) -> None:
+    """Shows the broadcast in the account's public archive (once it has been sent), or takes it
+    out; whatever its state. Publishing gives the account its public handle if it has none."""
+    Broadcast.objects.filter(pk=broadcast.pk).update(public=public, updated_at=timezone.now())
+    broadcast.public = public
+    if public:
+        account_public_slug_ensure(account=broadcast.account)
 
 
 def broadcast_resend_unopened(*, broadcast: Broadcast) -> Broadcast:

@@ -21,6 +21,7 @@ urlpatterns = [
         views.broadcast_progress_live,
         name="broadcast_progress_live",
     ),
+    path("<int:broadcast_id>/public/", views.broadcast_public, name="broadcast_public"),
     path("<int:broadcast_id>/pause/", views.broadcast_pause, name="broadcast_pause"),
     path("<int:broadcast_id>/resume/", views.broadcast_resume, name="broadcast_resume"),
     path("<int:broadcast_id>/cancel/", views.broadcast_cancel, name="broadcast_cancel"),

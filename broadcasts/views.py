@@ -18,6 +18,7 @@ from django.utils import timezone
 from broadcasts import audience, editor, progress, rendering, services
 from broadcasts.forms import BroadcastForm, ScheduleForm
 from broadcasts.models import Broadcast
+from broadcasts.public.selectors import ARCHIVED_STATES, archive_entry
 from broadcasts.selectors import moment_label, sent_broadcast_choices
 from convertkit.paging import KeysetPage, keyset_page, page_cursor
 from convertkit.tenancy import account_required, get_for_account
@@ -433,6 +434,13 @@ def _progress_context(request, broadcast: Broadcast) -> dict:
     }
 
 
+def _archive_entry_url(broadcast: Broadcast) -> str:
+    """Where the archive shows the broadcast, "" while it does not."""
+    if not broadcast.public or broadcast.state not in ARCHIVED_STATES:
+        return ""
+    return archive_entry(broadcast, broadcast.account).url
+
+
 @account_required
 def broadcast_progress(request, broadcast_id: int):
     broadcast = _broadcast(request, broadcast_id)
@@ -444,8 +452,26 @@ def broadcast_progress(request, broadcast_id: int):
         {
             **_progress_context(request, broadcast),
             "audience": audience.audience_description(broadcast),
+            "archive_entry_url": _archive_entry_url(broadcast),
         },
     )
+
+
+@account_required
+def broadcast_public(request, broadcast_id: int):
+    """Publishes a broadcast to the archive, or takes it out (the progress page's toggle; a
+    draft's editor has the checkbox). Anything but public=1 or 0 changes nothing."""
+    broadcast = _broadcast(request, broadcast_id)
+    public = request.POST.get("public")
+    if request.method == "POST" and public in ("0", "1"):
+        services.broadcast_publish(broadcast=broadcast, public=public == "1")
+        messages.success(
+            request,
+            "Published to the archive." if broadcast.public else "Taken out of the archive.",
+        )
+    if broadcast.is_editable:
+        return redirect("broadcast_edit", broadcast.id)
+    return _progress_redirect(broadcast)
 
 
 @account_required

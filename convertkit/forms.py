@@ -14,6 +14,7 @@ from django.utils.safestring import mark_safe
 
 from convertkit.models import Account, User
 from convertkit.ratelimit import LimitExceeded, address_and_network_hit
+from convertkit.services import PUBLIC_SLUG_MAX, PUBLIC_SLUG_MIN, public_slug_problem
 from convertkit.tasks import send_account_email
 
 # Every IANA time zone, by name: what an account's or a sequence's time zone may be.
@@ -162,6 +163,39 @@ class AccountSettingsForm(forms.ModelForm):
         if "\r" in value or "\n" in value:
             raise forms.ValidationError("The From name must be on one line.")
         return value.strip()
+
+
+class AccountArchiveForm(forms.Form):
+    """The public archive's settings: its handle and the signup form its pages show.
+    `forms`: (id, name) of the account's live forms."""
+
+    public_slug = forms.CharField(
+        label="Public address",
+        max_length=PUBLIC_SLUG_MAX,
+        help_text=f"Your archive's address ends with it: {PUBLIC_SLUG_MIN} to "
+        f"{PUBLIC_SLUG_MAX} lower-case letters, digits and hyphens.",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )
+    archive_form_id = forms.TypedChoiceField(
+        label="Signup form",
+        required=False,
+        coerce=int,
+        empty_value=None,
+        error_messages={"invalid_choice": "Choose one of your forms."},
+        help_text="Shown at the bottom of your archive's pages, so readers can subscribe.",
+    )
+
+    def __init__(self, *args, account: Account, forms: list[tuple[int, str]], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.account = account
+        self.fields["archive_form_id"].choices = [("", "No form"), *forms]
+
+    def clean_public_slug(self) -> str:
+        slug = self.cleaned_data["public_slug"].strip().lower()
+        problem = public_slug_problem(slug, account=self.account)
+        if problem:
+            raise forms.ValidationError(problem)
+        return slug
 
 
 class QueuedPasswordResetForm(PasswordResetForm):

@@ -69,6 +69,13 @@ class Account(models.Model):
     # Required by CAN-SPAM in every commercial email's footer; a send is refused without it.
     postal_address = models.TextField(max_length=500, blank=True)
     time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
+    # The public archive's handle (/p/<public_slug>/): lower-case letters, digits and hyphens,
+    # given from the name when the account first publishes (account_public_slug_ensure), then
+    # the creator's to change (convertkit.forms.PUBLIC_SLUG_RE).
+    public_slug = models.CharField(max_length=50, unique=True, null=True, blank=True)
+    # The signup form at the bottom of the archive's pages (subscribers.Form). A plain id, as
+    # Broadcast.segment_id: a deleted or archived form, or another account's, shows no form.
+    archive_form_id = models.BigIntegerField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

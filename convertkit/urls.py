@@ -37,6 +37,7 @@ urlpatterns = [
     path("accounts/new/", views.account_create, name="account_create"),
     path("accounts/switch/<int:account_id>/", views.account_switch, name="account_switch"),
     path("settings/", views.account_settings, name="account_settings"),
+    path("settings/archive/", views.account_archive_settings, name="account_archive_settings"),
     path("jobs/<int:job_id>/", views.job_detail, name="job_detail"),
     path("jobs/<int:job_id>/progress/", views.job_progress, name="job_progress"),
     path("jobs/<int:job_id>/errors.csv", views.job_errors_csv, name="job_errors_csv"),
@@ -50,6 +51,7 @@ urlpatterns = [
     # Reports, under the broadcasts and subscribers they are about.
     path("", include("tracking.urls")),
     path("f/", include("subscribers.signup_forms.public_urls")),
+    path("", include("broadcasts.public.urls")),
     *slash_optional([path("u/<str:token>/", unsubscribe_views.unsubscribe, name="unsubscribe")]),
     # Served by convertkit.wsgi ahead of Django; this route only answers where that wrapper is
     # not the server's application (the test live server).

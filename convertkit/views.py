@@ -15,9 +15,12 @@ from django.urls import reverse_lazy
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
+from broadcasts.public.links import archive_url
+from broadcasts.public.selectors import archived_broadcasts
 from convertkit import services
 from convertkit.csv_download import csv_download, job_error_rows
 from convertkit.forms import (
+    AccountArchiveForm,
     AccountCreateForm,
     AccountSettingsForm,
     LoginForm,
@@ -37,6 +40,7 @@ from convertkit.signup import (
 )
 from convertkit.tenancy import SESSION_ACCOUNT_KEY, account_required, get_for_account
 from subscribers import selectors
+from subscribers.models import Form
 from tracking import reports
 
 # Problems of a finished job listed on its page; the CSV download has all the stored ones.
@@ -233,6 +237,43 @@ def account_switch(request, account_id: int):
         raise Http404
     request.session[SESSION_ACCOUNT_KEY] = account_id
     return redirect("dashboard")
+
+
+@account_required
+def account_archive_settings(request):
+    """The public archive's settings: its address (given from the account's name the first
+    time), its signup form, and a link to it."""
+    account = request.account
+    live_forms = list(
+        Form.objects.filter(account=account, archived_at=None)
+        .order_by("name")
+        .values_list("id", "name")
+    )
+    initial = {
+        "public_slug": account.public_slug or services.public_slug_suggest(account.name),
+        "archive_form_id": account.archive_form_id,
+    }
+    form = AccountArchiveForm(
+        request.POST or None, account=account, forms=live_forms, initial=initial
+    )
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.account_archive_update(account=account, **form.cleaned_data)
+        except services.ArchiveSettingsRefused as refused:
+            form.add_error(None, str(refused))
+        else:
+            messages.success(request, "Archive settings saved.")
+            return redirect("account_archive_settings")
+    return render(
+        request,
+        "convertkit/account_archive_settings.html",
+        {
+            "form": form,
+            "archive_url": archive_url(account) if account.public_slug else "",
+            "published": account.public_slug is not None and archived_broadcasts(account).exists(),
+        },
+        status=400 if form.errors else 200,
+    )
 
 
 @account_required

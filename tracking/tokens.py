@@ -1,4 +1,5 @@
-"""Compact signed tokens for the open pixel and click redirect URLs.
+"""Compact signed tokens for the open pixel and click redirect URLs, and for the web version of
+a message ("view in browser", broadcasts/public/), which names the broadcast alone.
 
 A token is URL-safe base64 (no padding) of
 
@@ -27,6 +28,7 @@ from django.conf import settings
 MAC_BYTES = 8
 _OPEN = b"o"
 _CLICK = b"c"
+_WEB_VIEW = b"w"
 # Ids are positive bigints: at most 9 varint bytes each.
 _MAX_TOKEN_CHARS = 64
 
@@ -138,6 +140,11 @@ def click_token(*, broadcast_id: int, delivery_id: int, link_id: int) -> str:
     return _sign(_CLICK, broadcast_id, delivery_id, link_id)
 
 
+def web_view_token(*, broadcast_id: int) -> str:
+    """The token of a message's web version: the same for every recipient and every call."""
+    return _sign(_WEB_VIEW, broadcast_id)
+
+
 def click_signer(*, broadcast_id: int, delivery_id: int) -> Callable[[int], str]:
     """click_token for one delivery's links, cheaper per link: the hash of the ids they share
     is computed once."""
@@ -164,3 +171,9 @@ def click_token_verify(token: str) -> ClickToken | None:
     """The ids a click token names, or None when it is malformed, truncated or tampered."""
     ids = _verify(_CLICK, token, 3)
     return ClickToken(*ids) if ids else None
+
+
+def web_view_token_verify(token: str) -> int | None:
+    """The broadcast id a web view token names, or None when it is malformed or tampered."""
+    ids = _verify(_WEB_VIEW, token, 1)
+    return ids[0] if ids else None

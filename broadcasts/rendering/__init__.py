@@ -17,6 +17,11 @@
   It and the test copy are not tracked: original URLs, no pixel; and their unsubscribe links are
   a test's, which unsubscribe nobody, whoever's data they show. Otherwise the HTML is the sent
   HTML.
+- `web_version(broadcast, subscribe_url=...)`: the message as anyone may see it at its web view
+  and in the public archive: rendered from its current content for nobody (no subscriber data,
+  so `default` filters apply), sanitised after rendering as the preview is, with original URLs,
+  no pixel, and no unsubscribe link (a signup link instead, or none).
+- `public_subject(subject, account=...)`: the subject as the web version shows it, for titles.
 - `body_html_problem(body=..., body_format=..., snippets=None)`: why a body is too large or too
   deeply nested to be rendered (bounds.py), checked where it is saved and in
   `broadcast_problems`.
@@ -48,6 +53,7 @@ from django.core.mail import make_msgid
 from django.utils.html import escape
 from liquid.exceptions import LiquidError
 
+from broadcasts.public.links import web_view_url
 from broadcasts.rendering.bounds import RenderFailed
 from broadcasts.rendering.document import (
     DocumentInvalid,
@@ -61,6 +67,7 @@ from broadcasts.rendering.html import (
     anchor_hrefs_replace,
     creator_html,
     email_document,
+    first_image_src,
     literal_html,
     literal_text,
     preheader_html,
@@ -106,12 +113,15 @@ __all__ = [
     "RenderFailed",
     "account_snippets",
     "TemplateProblem",
+    "WebVersion",
     "body_html_problem",
     "broadcast_problems",
     "frozen_parts",
     "preview",
+    "public_subject",
     "sample_subject",
     "test_message_build",
+    "web_version",
 ]
 
 SAMPLE_FIRST_NAME = "Jane"
@@ -136,6 +146,17 @@ class Preview(NamedTuple):
     problems: list[TemplateProblem]
 
 
+class WebVersion(NamedTuple):
+    subject: str
+    preview_text: str
+    # The body alone (sanitised after rendering), for the archive's page and feed.
+    body_html: str
+    # The whole email document, as the web view shows it.
+    html: str
+    # The first image of the body ("" when none), for link previews.
+    image_url: str
+
+
 # Contexts ------------------------------------------------------------------------------------
 
 
@@ -151,7 +172,12 @@ def _subscriber_context(subscriber: Subscriber, keys) -> dict:
 
 
 def _sample_subscriber(account) -> Subscriber:
-    return Subscriber(account=account, email=SAMPLE_EMAIL, first_name=SAMPLE_FIRST_NAME)
+    return Subscriber(account=account, email=SAMPLE_EMAIL, first_name=SAMPLE_FIRST_NAME, fields={})
+
+
+def _nobody(account) -> Subscriber:
+    """Whom the web version is rendered for: no name, no address, no field."""
+    return Subscriber(account=account, email="", first_name="", fields={})
 
 
 def _context(*, subscriber: Subscriber, keys, account, url: str) -> dict:
@@ -342,6 +368,7 @@ def frozen_parts(broadcast) -> FrozenParts:
         preheader_html=preheader_html(broadcast.preview_text, placeholders),
         unsubscribe_url=unsubscribe,
         open_pixel_url=placeholders.add(OPEN_MARKER),
+        web_view_url=web_view_url(broadcast),
     )
     text = html_to_text(body_html, tracked) + footer_text(account=account, url=unsubscribe)
     frozen = FrozenParts(
@@ -461,18 +488,12 @@ class BroadcastRenderer:
 # The editor ----------------------------------------------------------------------------------
 
 
-def preview(broadcast, subscriber: Subscriber | None = None) -> Preview:
-    """The email as `subscriber` (or a sample subscriber) would get it, from the broadcast's
-    current (possibly unsaved) values, with its problems. The HTML is sanitised after rendering:
-    safe to show in the app (in an iframe's srcdoc). A template with problems is previewed as far
-    as it renders, unknown variables showing as nothing; a body that cannot be laid out (too
-    large or too deeply nested) is a problem, and the preview shows no body."""
-    account = broadcast.account
-    keys = _custom_keys(broadcast)
-    subscriber = subscriber or _sample_subscriber(account)
-    url, _headers = unsubscribe_test_links(account=account)
-    context = _context(subscriber=subscriber, keys=keys, account=account, url=url)
-    snippets = account_snippets(account)
+def _rendered(broadcast, *, context: dict, keys: set[str]) -> tuple[str, str, str, list]:
+    """The subject and preview text (one line each) and the sanitised body HTML rendered with
+    `context`, and the template's problems. A template with problems renders as far as it can,
+    unknown variables showing as nothing; a body that cannot be laid out (too large or too
+    deeply nested) is a problem, and renders as nothing."""
+    snippets = account_snippets(broadcast.account)
     problems = _problems(broadcast, keys=keys, sample=context, snippets=snippets)
     text_environment, html_environment = (LAX_TEXT, LAX_HTML) if problems else (TEXT, HTML)
     placeholders = Placeholders(broadcast.body, broadcast.preview_text)
@@ -500,11 +521,56 @@ def preview(broadcast, subscriber: Subscriber | None = None) -> Preview:
         subject = preheader = body = ""
     except DocumentInvalid:
         subject = preheader = body = ""  # its problems are listed
+    return subject, preheader, body, problems
+
+
+def preview(broadcast, subscriber: Subscriber | None = None) -> Preview:
+    """The email as `subscriber` (or a sample subscriber) would get it, from the broadcast's
+    current (possibly unsaved) values, with its problems (see _rendered). The HTML is sanitised
+    after rendering: safe to show in the app (in an iframe's srcdoc)."""
+    account = broadcast.account
+    keys = _custom_keys(broadcast)
+    subscriber = subscriber or _sample_subscriber(account)
+    url, _headers = unsubscribe_test_links(account=account)
+    context = _context(subscriber=subscriber, keys=keys, account=account, url=url)
+    subject, preheader, body, problems = _rendered(broadcast, context=context, keys=keys)
     html = email_document(
-        account=account, body_html=body, preheader_html=escape(preheader), unsubscribe_url=url
+        account=account,
+        body_html=body,
+        preheader_html=escape(preheader),
+        unsubscribe_url=url,
+        web_view_url=web_view_url(broadcast) if broadcast.pk else "",
     )
     text = _BLANK_LINES.sub("\n\n", html_to_text(body) + footer_text(account=account, url=url))
     return Preview(subject=subject, html=html, text=text, problems=problems)
+
+
+def web_version(broadcast, *, subscribe_url: str = "") -> WebVersion:
+    """The message as anyone may see it (its web view, the public archive), from its current
+    content: for a sent broadcast, what was sent (its content cannot change once sending
+    starts); for a sequence or automation email, what is sent now (an edit refreezes it); for
+    a draft, the draft. Rendered for nobody (no subscriber's data: `default` filters apply),
+    sanitised after rendering, links as written (untracked), no open pixel, and no unsubscribe
+    link: `{{ unsubscribe_url }}` and the footer's link lead to `subscribe_url` (none when
+    "")."""
+    account = broadcast.account
+    keys = _custom_keys(broadcast)
+    context = _context(subscriber=_nobody(account), keys=keys, account=account, url=subscribe_url)
+    subject, preheader, body, _problems = _rendered(broadcast, context=context, keys=keys)
+    html = email_document(
+        account=account,
+        body_html=body,
+        preheader_html=escape(preheader),
+        unsubscribe_url="",
+        subscribe_url=subscribe_url,
+    )
+    return WebVersion(
+        subject=subject,
+        preview_text=preheader,
+        body_html=body,
+        html=html,
+        image_url=first_image_src(body),
+    )
 
 
 def sample_subject(subject: str, *, account) -> str:
@@ -518,11 +584,19 @@ def sample_subject(subject: str, *, account) -> str:
     return _sample_subject(subject, account.name)
 
 
+def public_subject(subject: str, *, account) -> str:
+    """The subject as the web version shows it (rendered for nobody), on one line: the title
+    of an archived broadcast. Cached as sample_subject is."""
+    if "{" not in subject:
+        return _one_line(subject)
+    return _sample_subject(subject, account.name, sample=False)
+
+
 @functools.lru_cache(maxsize=_SAMPLE_SUBJECTS_CACHED)
-def _sample_subject(subject: str, account_name: str) -> str:
-    sample = Subscriber(email=SAMPLE_EMAIL, first_name=SAMPLE_FIRST_NAME, fields={})
+def _sample_subject(subject: str, account_name: str, *, sample: bool = True) -> str:
+    reader = _sample_subscriber(None) if sample else _nobody(None)
     context = {
-        "subscriber": _subscriber_context(sample, ()),
+        "subscriber": _subscriber_context(reader, ()),
         "unsubscribe_url": "",
         "account": {"name": account_name},
     }

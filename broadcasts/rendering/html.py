@@ -133,6 +133,7 @@ _PREHEADER_PADDING = range(40)
 # An <a> start tag as the sanitiser writes it (lower case, every value in double quotes, `"` and
 # `>` in values escaped), up to its href's value.
 _ANCHOR_HREF = re.compile(r'(<a(?:\s+[\w:-]+="[^"]*")*?\s+href=")([^"]*)"')
+_IMAGE_SRC = re.compile(r'<img(?:\s+[\w:-]+="[^"]*")*?\s+src="([^"]*)"')
 _OPEN_PIXEL = (
     '<img src="{src}" width="1" height="1" alt="" style="display:block;border:0;outline:none;'
     'width:1px;height:1px;margin:0;padding:0;overflow:hidden">'
@@ -315,17 +316,27 @@ def email_document(
     preheader_html: str,
     unsubscribe_url: str,
     open_pixel_url: str = "",
+    web_view_url: str = "",
+    subscribe_url: str | None = None,
 ) -> str:
     """The whole email: layout, preheader, body and footer, with its CSS inlined, and with the
-    open pixel at the end when `open_pixel_url` is given. `body_html` is the sanitiser's;
-    RenderFailed if the email is too large or too deeply nested all the same (bounds.py)."""
+    open pixel at the end when `open_pixel_url` is given, a "View in browser" link above the
+    body when `web_view_url` is. A web version (`subscribe_url` given, "" for none) has no
+    unsubscribe link: its footer links to subscribe_url instead. `body_html` is the
+    sanitiser's; RenderFailed if the email is too large or too deeply nested all the same
+    (bounds.py)."""
+    if subscribe_url is None:
+        footer = footer_html(account=account, url=unsubscribe_url)
+    else:
+        footer = footer_html(account=account, url=subscribe_url, link_text="Subscribe")
     document = render_to_string(
         LAYOUT,
         {
             "body": mark_safe(body_html),
             "preheader": mark_safe(preheader_html),
             "preheader_padding": _PREHEADER_PADDING,
-            "footer": mark_safe(footer_html(account=account, url=unsubscribe_url)),
+            "footer": mark_safe(footer),
+            "web_view_url": web_view_url,
         },
     )
     html_bounds_check(
@@ -340,6 +351,16 @@ def email_document(
         end = html.rindex("</body>")
         html = html[:end] + _OPEN_PIXEL.format(src=escape(open_pixel_url)) + html[end:]
     return html
+
+
+def first_image_src(html: str) -> str:
+    """The src of the first http(s) image of the sanitiser's `html` ("" when none): what
+    link previews (og:image) show of an email."""
+    for match in _IMAGE_SRC.finditer(html):
+        src = unescape(match[1]).strip()
+        if src.startswith(("https://", "http://")):
+            return src
+    return ""
 
 
 def preheader_html(text: str, placeholders: Placeholders) -> str:

@@ -49,6 +49,7 @@ CASES = {
     "broadcast_cancel": (S.SENDING, {}, lambda b: b.state == S.CANCELLED, 200),
     "broadcast_unknown_resend": (S.SENDING, {}, lambda b: b.unknown_count == 0, 302),
     "broadcast_unknown_leave": (S.SENDING, {}, lambda b: b.unknown_left_count == 1, 302),
+    "broadcast_public": (S.SENT, {"public": "1"}, lambda b: b.public, 302),
     "broadcast_resend_unopened": (
         S.SENT,
         {},

@@ -12,6 +12,7 @@ import pytest
 from django.db import connection
 
 from broadcasts.models import Broadcast, Delivery
+from broadcasts.public.links import web_view_url
 from broadcasts.rendering import frozen_parts, preview
 from broadcasts.services import broadcast_send, broadcast_send_test
 from subscribers.models import Subscriber
@@ -185,6 +186,7 @@ def test_unsubscribe_mailto_tel_anchor_personalised_and_overlong_links_are_left_
     hrefs = [unescape(a["href"]) for a in _Tags(_html(message)).anchors if "href" in a]
     untracked = [href for href in hrefs if not href.startswith(CLICK)]
     assert untracked == [
+        web_view_url(broadcast),  # "View in browser", above the body
         "mailto:ann@example.com",
         "tel:+15551234",
         "#top",
@@ -221,8 +223,9 @@ def test_javascript_and_data_hrefs_are_dropped_by_the_sanitiser_and_never_become
 
     (message,) = send(broadcast)
 
+    # After the "View in browser" link.
     anchors = _Tags(_html(message)).anchors
-    body_anchors = anchors[: len(hostile) + 1]
+    body_anchors = anchors[1 : len(hostile) + 2]
     # The sanitiser removed the href itself, before freezing looked for links.
     assert [("href" in anchor) for anchor in body_anchors] == [False] * len(hostile) + [True]
     assert "script:" not in _html(message) and "data:" not in _html(message)
@@ -295,7 +298,7 @@ def test_the_preview_and_the_test_copy_are_not_tracked(
     (test_copy,) = smtp_sink.messages
     for html, text in ((shown.html, shown.text), (_html(test_copy), _text(test_copy))):
         hrefs = [unescape(a["href"]) for a in _Tags(html).anchors if "href" in a]
-        assert hrefs[:4] == [SOUP, BREAD, SOUP, AUTOLINK]
+        assert hrefs[:5] == [web_view_url(broadcast), SOUP, BREAD, SOUP, AUTOLINK]
         assert _Tags(html).images == []
         assert "/t/c/" not in html + text and "/t/o/" not in html + text
         assert f"the soup ({SOUP})" in text
