@@ -8,6 +8,7 @@ NAVIGATION = [
     ("sequence_list", "Sequences"),
     ("automation_list", "Automations"),
     ("rule_list", "Rules"),
+    ("image_library", "Images"),
     ("account_settings", "Settings"),
 ]
 
@@ -23,6 +24,7 @@ _SECTION_BY_PREFIX = [
     ("sequence", "sequence_list"),
     ("automation", "automation_list"),
     ("rule", "rule_list"),
+    ("image", "image_library"),
     ("account", "account_settings"),
     ("dashboard", "dashboard"),
 ]
