@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 
 from convertkit.models import Account
@@ -28,3 +29,51 @@ class Snippet(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+_EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/gif": "gif"}
+
+
+class Image(models.Model):
+    """An image of the account's library: its files live in the "images" storage under
+    images/<key>/ (original, one copy per width in `widths`, thumb), all in `content_type`.
+
+    `key` is random and unguessable: the files' public URLs need no login and reveal nothing
+    of the account or of its other images.
+    """
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="images")
+    # The file name as uploaded, for the library page.
+    name = models.CharField(max_length=255)
+    # Of every stored file: image/jpeg, image/png or image/gif (WebP is stored as one of these).
+    content_type = models.CharField(max_length=20)
+    # The stored original (turned upright, metadata stripped).
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    byte_size = models.PositiveIntegerField()
+    key = models.CharField(max_length=64, unique=True)
+    # The widths of the resized copies stored, ascending; only those narrower than the original.
+    widths = ArrayField(models.PositiveIntegerField(), default=list, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["account", "-id"], name="content_image_account_newest")]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def extension(self) -> str:
+        return _EXTENSIONS[self.content_type]
+
+    def file_name(self, label: str) -> str:
+        """The storage name of one of its files: "original", "thumb" or "w<width>"."""
+        return f"images/{self.key}/{label}.{self.extension}"
+
+    def file_names(self) -> list[str]:
+        labels = ["original", "thumb", *(f"w{width}" for width in self.widths)]
+        return [self.file_name(label) for label in labels]
+
+    def height_at(self, width: int) -> int:
+        """The height of its copy `width` pixels wide."""
+        return max(1, round(self.height * width / self.width))

@@ -9,6 +9,7 @@ NAVIGATION = [
     ("snippet_list", "Snippets"),
     ("automation_list", "Automations"),
     ("rule_list", "Rules"),
+    ("image_library", "Images"),
     ("account_settings", "Settings"),
 ]
 
@@ -25,6 +26,7 @@ _SECTION_BY_PREFIX = [
     ("snippet", "snippet_list"),
     ("automation", "automation_list"),
     ("rule", "rule_list"),
+    ("image", "image_library"),
     ("account", "account_settings"),
     ("dashboard", "dashboard"),
 ]

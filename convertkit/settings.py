@@ -324,6 +324,60 @@ STORAGES = {
     },
 }
 
+# --- The image library (content.images) -----------------------------------------------------------
+# Largest image a creator may upload, and the most pixels (width x height, summed over the frames
+# of an animated GIF) one may decode to: a small file declaring huge dimensions is refused.
+IMAGE_MAX_BYTES = env_int("IMAGE_MAX_BYTES", 10 * 1024 * 1024, minimum=1024)
+IMAGE_MAX_PIXELS = env_int("IMAGE_MAX_PIXELS", 50_000_000, minimum=10_000)
+# Images are files that go into emails, so their URLs are absolute, public and never expire.
+# "filesystem" (MEDIA_ROOT, served by the app under /media/) or "s3" (any S3-compatible bucket).
+IMAGE_STORAGE = (env_str("IMAGE_STORAGE") or "filesystem").strip().lower()
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT") or BASE_DIR / ".local" / "media")
+MEDIA_URL = "/media/"
+# Immutable files (each upload gets a new random key): caches may keep them for a year.
+IMAGE_CACHE_CONTROL = "public, max-age=31536000, immutable"
+if IMAGE_STORAGE == "filesystem":
+    STORAGES["images"] = {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": MEDIA_ROOT, "base_url": SITE_URL + MEDIA_URL},
+    }
+elif IMAGE_STORAGE == "s3":
+    _bucket = env_str("IMAGE_S3_BUCKET")
+    if not _bucket:
+        raise ImproperlyConfigured("IMAGE_S3_BUCKET is required when IMAGE_STORAGE=s3")
+    _s3_options = {
+        "bucket_name": _bucket,
+        "endpoint_url": env_str("IMAGE_S3_ENDPOINT_URL") or None,
+        "region_name": env_str("IMAGE_S3_REGION") or None,
+        "access_key": env_str("IMAGE_S3_ACCESS_KEY_ID") or None,
+        "secret_key": env_str("IMAGE_S3_SECRET_ACCESS_KEY") or None,
+        # Public, stable URLs: no signature that expires, no HEAD before each upload.
+        "querystring_auth": False,
+        "file_overwrite": True,
+        "default_acl": env_str("IMAGE_S3_DEFAULT_ACL") or None,
+        "object_parameters": {"CacheControl": IMAGE_CACHE_CONTROL},
+        "addressing_style": env_str("IMAGE_S3_ADDRESSING_STYLE") or None,
+    }
+    if _s3_options["addressing_style"] not in (None, "auto", "path", "virtual"):
+        raise ImproperlyConfigured(
+            f"Unexpected value IMAGE_S3_ADDRESSING_STYLE={_s3_options['addressing_style']}, "
+            "use auto, path or virtual"
+        )
+    for _name in ("IMAGE_S3_ENDPOINT_URL", "IMAGE_S3_PUBLIC_URL"):
+        _url = env_str(_name)
+        if _url and (urlparse(_url).scheme not in ("http", "https") or not urlparse(_url).netloc):
+            raise ImproperlyConfigured(f"Unexpected value {_name}={_url}, use https://host[/path]")
+    _public_url = (env_str("IMAGE_S3_PUBLIC_URL") or "").rstrip("/")
+    if _public_url:
+        # A CDN or the bucket's public website: https://images.example.com[/path]
+        _s3_options["url_protocol"] = urlparse(_public_url).scheme + ":"
+        _s3_options["custom_domain"] = _public_url.split("://", 1)[1]
+    STORAGES["images"] = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": _s3_options}
+else:
+    raise ImproperlyConfigured(
+        f"Unexpected value IMAGE_STORAGE={IMAGE_STORAGE}, use filesystem or s3"
+    )
+
 # --- Imports --------------------------------------------------------------------------------------
 # Largest CSV a creator may upload; the file is kept in PostgreSQL until the import task reads it.
 IMPORT_MAX_BYTES = env_int("IMPORT_MAX_BYTES", 256 * 1024 * 1024, minimum=1024)

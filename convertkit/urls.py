@@ -5,6 +5,7 @@ from django.conf import settings
 from django.urls import include, path
 from django.views.decorators.csrf import csrf_exempt
 
+from content.images import views as image_views
 from convertkit import views
 from convertkit.routing import slash_optional
 from subscribers import unsubscribe_views
@@ -48,10 +49,13 @@ urlpatterns = [
     path("automations/rules/", include("automations.rules.urls")),
     path("automations/", include("automations.urls")),
     path("snippets/", include("content.snippets.urls")),
+    path("images/", include("content.images.urls")),
     # Reports, under the broadcasts and subscribers they are about.
     path("", include("tracking.urls")),
     path("f/", include("subscribers.signup_forms.public_urls")),
     path("", include("broadcasts.public.urls")),
+    # The image library's files where they live on the filesystem (IMAGE_STORAGE=filesystem).
+    path("media/<path:name>", image_views.image_file, name="image_file"),
     *slash_optional([path("u/<str:token>/", unsubscribe_views.unsubscribe, name="unsubscribe")]),
     # Served by convertkit.wsgi ahead of Django; this route only answers where that wrapper is
     # not the server's application (the test live server).

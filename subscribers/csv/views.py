@@ -6,7 +6,6 @@ from datetime import timedelta
 
 from django import forms
 from django.conf import settings
-from django.core.files.uploadhandler import FileUploadHandler, StopUpload
 from django.http import Http404, HttpResponseBadRequest
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -16,6 +15,7 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from convertkit.csv_download import csv_download
 from convertkit.models import Job
 from convertkit.tenancy import account_required, get_for_account
+from convertkit.uploads import SizeLimitedUploadHandler, declared_too_large
 from sequences.entry import account_sequences
 from sequences.models import Sequence
 from subscribers.csv import exporter, importer
@@ -24,31 +24,8 @@ from subscribers.selectors import SubscriberFilter
 from subscribers.validation import tag_names_parse
 
 ACCEPTED_EXTENSIONS = (".csv", ".txt", ".tsv")
-# Room for the multipart envelope around the file when comparing Content-Length to the limit.
-_ENVELOPE_BYTES = 64 * 1024
 # An upload whose columns were not mapped after this long is deleted at the next upload.
 ABANDONED_UPLOAD_AGE = timedelta(days=1)
-
-
-class _SizeLimitedUploadHandler(FileUploadHandler):
-    """Stops reading an upload as soon as it passes IMPORT_MAX_BYTES: nothing bigger is kept."""
-
-    def __init__(self, request, limit: int):
-        super().__init__(request)
-        self.limit = limit
-        self.received = 0
-        self.exceeded = False
-
-    def receive_data_chunk(self, raw_data, start):
-        self.received += len(raw_data)
-        if self.received > self.limit:
-            self.exceeded = True
-            # Read (and drop) the rest of the request, so the browser gets our message.
-            raise StopUpload(connection_reset=False)
-        return raw_data
-
-    def file_complete(self, file_size):
-        return None
 
 
 class ImportUploadForm(forms.Form):
@@ -87,10 +64,9 @@ def _too_large_message(max_bytes: int) -> str:
 def import_upload(request):
     """Step 1: the file. The size limit is enforced while the upload streams in."""
     max_bytes = settings.IMPORT_MAX_BYTES
-    handler = _SizeLimitedUploadHandler(request, max_bytes)
+    handler = SizeLimitedUploadHandler(request, max_bytes)
     if request.method == "POST":
-        declared = request.META.get("CONTENT_LENGTH") or "0"
-        if not declared.isdigit() or int(declared) > max_bytes + _ENVELOPE_BYTES:
+        if declared_too_large(request, max_bytes):
             # Refused before reading a byte of the body.
             form = ImportUploadForm(max_bytes=max_bytes)
             return _upload_refused(request, form, _too_large_message(max_bytes))
@@ -100,7 +76,7 @@ def import_upload(request):
 
 
 @csrf_protect
-def _import_upload(request, handler: _SizeLimitedUploadHandler, max_bytes: int):
+def _import_upload(request, handler: SizeLimitedUploadHandler, max_bytes: int):
     form = ImportUploadForm(max_bytes=max_bytes)
     if request.method == "POST":
         form = ImportUploadForm(request.POST, request.FILES, max_bytes=max_bytes)
