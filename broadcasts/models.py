@@ -45,6 +45,7 @@ class Broadcast(models.Model):
     class BodyFormat(models.TextChoices):
         MARKDOWN = "markdown", "Markdown"
         HTML = "html", "HTML"
+        VISUAL = "visual", "Visual"
 
     class Kind(models.TextChoices):
         BROADCAST = "broadcast", "Broadcast"

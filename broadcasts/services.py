@@ -36,8 +36,10 @@ class ResendRefused(Exception):
     for the creator."""
 
 
-def broadcast_create(*, account: Account) -> Broadcast:
-    return Broadcast.objects.create(account=account)
+def broadcast_create(
+    *, account: Account, body_format: str = Broadcast.BodyFormat.MARKDOWN
+) -> Broadcast:
+    return Broadcast.objects.create(account=account, body_format=body_format)
 
 
 def broadcast_update(
@@ -56,8 +58,7 @@ def broadcast_update(
     segment_id: int | None = None,
     description: str = "",
 ) -> Broadcast:
-    """Saves the creator's edits; BroadcastNotEditable once sending has started. The conditional
-    UPDATE decides, so an edit racing a Send never changes what is being sent."""
+    """Saves the creator's edits; BroadcastNotEditable once sending has started."""
     values = {
         "description": description,
         "subject": subject,
@@ -71,9 +72,37 @@ def broadcast_update(
         "engagement_days": engagement_days if engagement else None,
         "not_opened_broadcast_id": not_opened_broadcast_id,
         "segment_id": segment_id,
-        # A refusal noted when a schedule fired no longer applies to the edited broadcast.
-        "paused_reason": "",
     }
+    return _editable_update(broadcast, values)
+
+
+def broadcast_content_update(
+    *,
+    broadcast: Broadcast,
+    subject: str,
+    preview_text: str,
+    body: str,
+    body_format: str,
+    description: str = "",
+) -> Broadcast:
+    """Saves the email's content only (the editor's autosave): never its audience or schedule;
+    BroadcastNotEditable once sending has started."""
+    values = {
+        "description": description,
+        "subject": subject,
+        "preview_text": preview_text,
+        "body": body,
+        "body_format": body_format,
+    }
+    return _editable_update(broadcast, values)
+
+
+def _editable_update(broadcast: Broadcast, values: dict) -> Broadcast:
+    """`values` written to the broadcast while it is a draft or scheduled, else
+    BroadcastNotEditable: the conditional UPDATE decides, so an edit racing a Send never
+    changes what is being sent."""
+    # A refusal noted when a schedule fired no longer applies to the edited broadcast.
+    values = {**values, "paused_reason": ""}
     updated = Broadcast.objects.filter(pk=broadcast.pk, state__in=Broadcast.EDITABLE_STATES).update(
         **values, updated_at=timezone.now()
     )
