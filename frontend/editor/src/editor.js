@@ -262,7 +262,10 @@ export function mountEditor(root) {
   function setAttrs(pos, attrs) {
     const node = editor.state.doc.nodeAt(pos);
     if (!node) return;
-    const tr = editor.state.tr.setNodeMarkup(pos, undefined, { ...node.attrs, ...attrs });
+    const next = { ...node.attrs, ...attrs };
+    // The panel that made the change shows it already: it is not drawn again.
+    if (panelFor === `${node.type.name}@${pos}`) panel.dataset.attrs = JSON.stringify(next);
+    const tr = editor.state.tr.setNodeMarkup(pos, undefined, next);
     editor.view.dispatch(tr.setSelection(NodeSelection.create(tr.doc, pos)));
   }
 
@@ -581,6 +584,7 @@ export function mountEditor(root) {
   }
   loadSnippets();
   root.dataset.ready = "true";
+  if (window.performance && performance.mark) performance.mark("email-editor-ready");
   root.dispatchEvent(new CustomEvent("email-editor:ready", { bubbles: true }));
   return editor;
 }
