@@ -98,6 +98,17 @@ def test_write_undo_redo_autosave_and_reload_in_the_visual_editor(page: Page, si
     expect(text.locator("strong")).to_have_text("soup")
     expect(text.get_by_text("See the recipes")).to_be_visible()
 
+    # Switching to HTML keeps the content as the editor's HTML, and back again.
+    form = page.locator("#broadcast-form")
+    form.get_by_label("HTML").check()
+    expect(form.get_by_label("Body")).to_have_value(
+        re.compile(r"^<h1>Soup season</h1><p>Hot <strong>soup</strong>")
+    )
+    expect(text).to_be_hidden()
+    form.get_by_label("Visual").check()
+    expect(text.locator("h1")).to_have_text("Soup season")
+    expect(text.get_by_text("See the recipes")).to_be_visible()
+
     # On a phone: the toolbar wraps, the page does not scroll sideways.
     page.set_viewport_size(PHONE)
     page.reload()
