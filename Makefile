@@ -9,12 +9,13 @@ PYTHON ?= $(shell for p in python3.14 python3.13 python3.12 $$HOME/.pyenv/versio
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help install run test lint bench-pages bench-broadcast bench-tracking bench-sequences bench-sequence-page bench-automations clean
+.PHONY: help install run test lint editor bench-pages bench-broadcast bench-tracking bench-sequences bench-sequence-page bench-automations clean
 
 help:
 	@echo "make run    start the product (web, worker, beat, mail sink) on embedded or configured services"
 	@echo "make test   run the whole test suite against real PostgreSQL and Redis"
 	@echo "make lint   ruff check and format check"
+	@echo "make editor   rebuild the visual email editor (static/editor/) from frontend/editor/ (needs Node 20+)"
 	@echo "make bench-pages   the subscriber pages benchmark (ARGS=\"--subscribers 200000\" for a quick look)"
 	@echo "make bench-broadcast   the send pipeline benchmark (ARGS=\"--transport smtp --recipients 100000\")"
 	@echo "make bench-tracking   the open/click endpoints and drain benchmark (ARGS=\"--duration 30\")"
@@ -43,6 +44,10 @@ test: install
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+
+# The bundle is committed: `make run` needs only Python. Rebuild it after changing frontend/editor/.
+editor:
+	cd frontend/editor && npm ci --no-audit --no-fund && npm run build
 
 bench-pages: install
 	$(PY) -m convertkit.dev.devstack bench bench/pages.py $(ARGS)

@@ -1,5 +1,6 @@
 """What the editors of a broadcast and of a sequence email share: the live preview (as a sample
-subscriber, or as one the creator names in "Preview as") and the test sent to the creator.
+subscriber, or as one the creator names in "Preview as"), the test sent to the creator, and the
+draft's autosave.
 
 Both edit the content of a Broadcast row (a sequence email's is its message) through an
 EmailForm (broadcasts.forms), and both pages include the same template parts
@@ -7,8 +8,12 @@ EmailForm (broadcasts.forms), and both pages include the same template parts
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.contrib import messages
 from django.core.exceptions import ValidationError
+from django.http import JsonResponse
+from django.utils import timezone
 
 from broadcasts import rendering, services
 from broadcasts.forms import EmailForm
@@ -80,3 +85,29 @@ def test_send(request, message: Broadcast) -> str:
     )
     messages.success(request, f"Saved. A test is on its way to {request.user.email}.")
     return ""
+
+
+def autosave(
+    request, form: EmailForm, *, fields: tuple[str, ...], save: Callable[[dict], str]
+) -> JsonResponse:
+    """The autosave endpoints' answer (static/editor's autosave.js shows it by the Save
+    button): the posted content validated by the editor's own form; when the `fields` are
+    valid, `save(values)` saves them and returns "" or why it refused. Other fields (audience,
+    timing) are neither checked nor saved: the Save button does that.
+
+    200 {"saved": true, "saved_at": "14:03"}; 400 (invalid content) or 409 (refused)
+    {"saved": false, "error": "..."}; nothing is saved unless saved is true."""
+    if request.method != "POST":
+        return JsonResponse({"saved": False, "error": "Autosave takes a POST."}, status=405)
+    form.is_valid()
+    problems = [
+        f"{form.fields[name].label}: {error}"
+        for name in fields
+        for error in form.errors.get(name, [])
+    ]
+    if problems:
+        return JsonResponse({"saved": False, "error": " ".join(problems)}, status=400)
+    refused = save({name: form.cleaned_data[name] for name in fields})
+    if refused:
+        return JsonResponse({"saved": False, "error": refused}, status=409)
+    return JsonResponse({"saved": True, "saved_at": f"{timezone.localtime():%H:%M}"})

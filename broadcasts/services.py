@@ -37,8 +37,10 @@ class ResendRefused(Exception):
     for the creator."""
 
 
-def broadcast_create(*, account: Account) -> Broadcast:
-    return Broadcast.objects.create(account=account)
+def broadcast_create(
+    *, account: Account, body_format: str = Broadcast.BodyFormat.MARKDOWN
+) -> Broadcast:
+    return Broadcast.objects.create(account=account, body_format=body_format)
 
 
 def broadcast_update(
@@ -58,8 +60,7 @@ def broadcast_update(
     description: str = "",
     public: bool = False,
 ) -> Broadcast:
-    """Saves the creator's edits; BroadcastNotEditable once sending has started. The conditional
-    UPDATE decides, so an edit racing a Send never changes what is being sent."""
+    """Saves the creator's edits; BroadcastNotEditable once sending has started."""
     values = {
         "description": description,
         "subject": subject,
@@ -74,9 +75,40 @@ def broadcast_update(
         "not_opened_broadcast_id": not_opened_broadcast_id,
         "segment_id": segment_id,
         "public": public,
-        # A refusal noted when a schedule fired no longer applies to the edited broadcast.
-        "paused_reason": "",
     }
+    _editable_update(broadcast, values)
+    if public:
+        account_public_slug_ensure(account=broadcast.account)
+    return broadcast
+
+
+def broadcast_content_update(
+    *,
+    broadcast: Broadcast,
+    subject: str,
+    preview_text: str,
+    body: str,
+    body_format: str,
+    description: str = "",
+) -> Broadcast:
+    """Saves the email's content only (the editor's autosave): never its audience or schedule;
+    BroadcastNotEditable once sending has started."""
+    values = {
+        "description": description,
+        "subject": subject,
+        "preview_text": preview_text,
+        "body": body,
+        "body_format": body_format,
+    }
+    return _editable_update(broadcast, values)
+
+
+def _editable_update(broadcast: Broadcast, values: dict) -> Broadcast:
+    """`values` written to the broadcast while it is a draft or scheduled, else
+    BroadcastNotEditable: the conditional UPDATE decides, so an edit racing a Send never
+    changes what is being sent."""
+    # A refusal noted when a schedule fired no longer applies to the edited broadcast.
+    values = {**values, "paused_reason": ""}
     updated = Broadcast.objects.filter(pk=broadcast.pk, state__in=Broadcast.EDITABLE_STATES).update(
         **values, updated_at=timezone.now()
     )
@@ -84,8 +116,6 @@ def broadcast_update(
         raise BroadcastNotEditable(f"Broadcast {broadcast.pk} is {broadcast.state}")
     for name, value in values.items():
         setattr(broadcast, name, value)
-    if public:
-        account_public_slug_ensure(account=broadcast.account)
     return broadcast
 
 

@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.broadcast_list, name="broadcast_list"),
     path("new/", views.broadcast_create, name="broadcast_create"),
     path("<int:broadcast_id>/", views.broadcast_edit, name="broadcast_edit"),
+    path("<int:broadcast_id>/autosave/", views.broadcast_autosave, name="broadcast_autosave"),
     path("<int:broadcast_id>/preview/", views.broadcast_preview, name="broadcast_preview"),
     path("<int:broadcast_id>/count/", views.broadcast_count, name="broadcast_count"),
     path("<int:broadcast_id>/test/", views.broadcast_test, name="broadcast_test"),

@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from broadcasts import audience, editor, progress, rendering, services
-from broadcasts.forms import BroadcastForm, ScheduleForm
+from broadcasts.forms import CONTENT_FIELDS, BroadcastForm, ScheduleForm
 from broadcasts.models import Broadcast
 from broadcasts.public.selectors import ARCHIVED_STATES, archive_entry
 from broadcasts.selectors import moment_label, sent_broadcast_choices
@@ -121,7 +121,9 @@ def broadcast_list(request):
 def broadcast_create(request):
     if request.method != "POST":
         return redirect("broadcast_list")
-    broadcast = services.broadcast_create(account=request.account)
+    broadcast = services.broadcast_create(
+        account=request.account, body_format=Broadcast.BodyFormat.VISUAL
+    )
     return redirect("broadcast_edit", broadcast.id)
 
 
@@ -182,6 +184,7 @@ def _render_editor(
         "scheduled_display": moment_label(broadcast.scheduled_at),
         "time_zone": timezone.get_current_timezone_name(),
         "suggested_emails": editor.suggested_emails(request.account),
+        "autosave_url": reverse("broadcast_autosave", args=[broadcast.id]),
         **editor.preview_context(request, form, broadcast),
     }
     if status is None:
@@ -215,6 +218,28 @@ def broadcast_edit(request, broadcast_id: int):
             return redirect("broadcast_edit", broadcast.id)
         return _render_editor(request, broadcast, form)
     return _render_editor(request, broadcast, _editor_form(request, broadcast))
+
+
+NOT_EDITABLE = "this broadcast has started sending: it can no longer change."
+
+
+@account_required
+def broadcast_autosave(request, broadcast_id: int):
+    """Saves the editor's content (never the audience or schedule) in the background, as JSON
+    for the editor's autosave; a broadcast that has started sending is refused."""
+    broadcast = _broadcast(request, broadcast_id)
+
+    def save(values: dict) -> str:
+        if not broadcast.is_editable:
+            return NOT_EDITABLE
+        try:
+            services.broadcast_content_update(broadcast=broadcast, **values)
+        except services.BroadcastNotEditable:
+            return NOT_EDITABLE
+        return ""
+
+    form = _editor_form(request, broadcast, request.POST)
+    return editor.autosave(request, form, fields=CONTENT_FIELDS, save=save)
 
 
 @account_required

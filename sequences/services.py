@@ -231,7 +231,11 @@ def subscriptions_due_lower(*, sequence: Sequence) -> int:
 
 
 def email_create(
-    *, sequence: Sequence, after: SequenceEmail | None = None, first: bool = False
+    *,
+    sequence: Sequence,
+    after: SequenceEmail | None = None,
+    first: bool = False,
+    body_format: str = Broadcast.BodyFormat.MARKDOWN,
 ) -> SequenceEmail:
     """A new draft email: at the end, right after `after`, or before all others (`first`).
     The first email of a sequence is immediate; later ones default to a day's delay."""
@@ -261,6 +265,7 @@ def email_create(
         message = Broadcast.objects.create(
             account_id=sequence.account_id,
             kind=Broadcast.Kind.SEQUENCE_EMAIL,
+            body_format=body_format,
             # Never fanned out: its deliveries come from the scheduler, one by one.
             fanned_out_at=timezone.now(),
         )
@@ -339,6 +344,28 @@ def email_update(*, email: SequenceEmail, values: EmailValues) -> SequenceEmail:
         if email.published:
             _freeze(email)
     return email
+
+
+def email_content_update(
+    *, email: SequenceEmail, subject: str, preview_text: str, body: str, body_format: str
+) -> None:
+    """Saves a draft email's content only (the editor's autosave); SequenceInvalid when it is
+    published, whose edits change what subscribers get and are saved with Save. The UPDATE is
+    conditional, so an autosave racing a Publish never changes a published email."""
+    updated = Broadcast.objects.filter(
+        pk=email.message_id, sequence_email__published=False, sequence_email__deleted_at=None
+    ).update(
+        subject=subject,
+        preview_text=preview_text,
+        body=body,
+        body_format=body_format,
+        updated_at=timezone.now(),
+    )
+    if not updated:
+        raise SequenceInvalid("this email is published: press Save to update it.")
+    message = email.message
+    message.subject, message.preview_text = subject, preview_text
+    message.body, message.body_format = body, body_format
 
 
 def email_publish(*, email: SequenceEmail) -> None:

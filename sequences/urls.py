@@ -17,6 +17,7 @@ urlpatterns = [
     path("<int:sequence_id>/resume/", views.sequence_resume, name="sequence_resume"),
     path("<int:sequence_id>/emails/new/", views.email_create, name="sequence_email_create"),
     path(EMAIL, views.email_edit, name="sequence_email_edit"),
+    path(f"{EMAIL}autosave/", views.email_autosave, name="sequence_email_autosave"),
     path(f"{EMAIL}preview/", views.email_preview, name="sequence_email_preview"),
     path(f"{EMAIL}test/", views.email_test, name="sequence_email_test"),
     path(f"{EMAIL}publish/", views.email_publish, name="sequence_email_publish"),

@@ -14,6 +14,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 
 from broadcasts import editor
+from broadcasts.forms import EMAIL_FIELDS
+from broadcasts.models import Broadcast
 from convertkit.paging import PAGE_SIZE, page_cursor
 from convertkit.tenancy import account_required, get_for_account
 from sequences import selectors, services
@@ -236,7 +238,9 @@ def email_create(request, sequence_id: int):
             return _detail_redirect(sequence.id)
         after = _email(request, sequence.id, int(after_id))
     try:
-        email = services.email_create(sequence=sequence, after=after)
+        email = services.email_create(
+            sequence=sequence, after=after, body_format=Broadcast.BodyFormat.VISUAL
+        )
     except SequenceInvalid as invalid:
         messages.error(request, str(invalid))
         return _detail_redirect(sequence.id)
@@ -274,6 +278,9 @@ def _render_editor(
         "saved_problems": saved_problems,
         "previewing": previewing,
         "suggested_emails": editor.suggested_emails(request.account),
+        "autosave_url": ""
+        if email.published
+        else reverse("sequence_email_autosave", args=[sequence.id, email.id]),
         **editor.preview_context(request, form, email.message),
     }
     failed = (form.errors or refused) and not previewing
@@ -304,6 +311,24 @@ def email_edit(request, sequence_id: int, email_id: int):
             return redirect("sequence_email_edit", sequence_id, email.id)
         return _render_editor(request, email, form, refused=refused)
     return _render_editor(request, email, _email_form(email))
+
+
+@account_required
+def email_autosave(request, sequence_id: int, email_id: int):
+    """Saves a draft email's content (never its timing) in the background, as JSON for the
+    editor's autosave; a published email is refused (Save updates it, checked and frozen)."""
+    email = _email(request, sequence_id, email_id)
+
+    def save(values: dict) -> str:
+        try:
+            services.email_content_update(email=email, **values)
+        except SequenceInvalid as invalid:
+            return str(invalid)
+        return ""
+
+    return editor.autosave(
+        request, _email_form(email, request.POST), fields=EMAIL_FIELDS, save=save
+    )
 
 
 @account_required

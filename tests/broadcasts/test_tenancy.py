@@ -35,6 +35,7 @@ def _editor_post(tag: Tag, **changes) -> dict:
 # status of bob's GET)
 CASES = {
     "broadcast_edit": (S.DRAFT, {}, lambda b: b.subject == "Changed by the test", 200),
+    "broadcast_autosave": (S.DRAFT, {}, lambda b: b.subject == "Changed by the test", 405),
     "broadcast_preview": (S.DRAFT, {}, lambda b: b.subject == "Soup season", 302),
     "broadcast_count": (S.DRAFT, {}, lambda b: b.subject == "Soup season", 200),
     "broadcast_test": (S.DRAFT, {}, lambda b: b.subject == "Changed by the test", 302),

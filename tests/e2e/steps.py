@@ -123,9 +123,11 @@ def create_sequence(page: Page, site: str, *, name: str) -> None:
 
 
 def write_email(page: Page, *, subject: str, body: str) -> None:
-    """Fills the email editor's subject and body, and waits for the live preview to follow."""
+    """Fills the email editor's subject and body (Markdown), and waits for the live preview to
+    follow."""
     editor = page.locator("#email-form")
     editor.get_by_label("Subject").fill(subject)
+    editor.get_by_label("Markdown").check()
     editor.get_by_label("Body").fill(body)
     expect(page.locator("#broadcast-preview")).to_contain_text(subject)
 

@@ -48,6 +48,7 @@ def test_compose_preview_test_send_then_watch_it_go_out(site: str, page: Page, s
     expect(page.locator("#recipient-count")).to_contain_text(f"{READERS + 1} recipients")
     editor.get_by_label("Subject").fill("Soup season, {{ subscriber.first_name }}")
     editor.get_by_label("Preview text").fill("Five soups for cold evenings")
+    editor.get_by_label("Markdown").check()
     editor.get_by_label("Body").fill(
         "Hello {{ subscriber.first_name | default: 'friend' }},\n\n**Soup** is back."
     )

@@ -54,6 +54,7 @@ def test_an_open_and_a_click_from_the_sent_email_show_in_the_report(
     editor.get_by_label("Subject").fill("Soup season")
     # The link leads to a page of the live site: the browser has no other web to reach.
     recipes = f"{site}/health/?from=soup"
+    editor.get_by_label("Markdown").check()
     editor.get_by_label("Body").fill(f"Hello,\n\n[Five soups]({recipes}) to try.")
     editor.get_by_role("button", name="Send…").click()
     page.get_by_role("button", name="Send to 2 recipients").click()

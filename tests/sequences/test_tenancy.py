@@ -69,6 +69,7 @@ CASES = {
     "sequence_resume": (None, "paused", lambda q: q.state == "active", 302),
     "sequence_email_create": (None, "active", lambda q: q.emails.count() == 3, 302),
     "sequence_email_edit": (_published, "active", lambda q: _changed(q), 200),
+    "sequence_email_autosave": (_draft, "active", lambda q: _changed(q), 405),
     "sequence_email_preview": (
         _published,
         "active",
@@ -109,6 +110,7 @@ CASES = {
 # The status of bob's POST where it is not a redirect: pages that show, not change.
 POST_STATUS = {
     "sequence_detail": 200,
+    "sequence_email_autosave": 200,
     "sequence_email_preview": 200,
     "sequence_email_report": 200,
     "sequence_email_report_people": 200,
