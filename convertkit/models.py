@@ -69,6 +69,10 @@ class Account(models.Model):
     # Required by CAN-SPAM in every commercial email's footer; a send is refused without it.
     postal_address = models.TextField(max_length=500, blank=True)
     time_zone = models.CharField(max_length=64, default="UTC", validators=[validate_time_zone])
+    # The email template new emails start with: a built-in's key or the id of one of the
+    # account's own (content.models.EmailTemplate.key); deleting that one sets it back to
+    # Classic.
+    default_email_template = models.CharField(max_length=24, default="classic")
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
