@@ -37,7 +37,7 @@ class ResendRefused(Exception):
 
 
 def broadcast_create(*, account: Account) -> Broadcast:
-    return Broadcast.objects.create(account=account)
+    return Broadcast.objects.create(account=account, email_template=account.default_email_template)
 
 
 def broadcast_update(
@@ -55,9 +55,11 @@ def broadcast_update(
     not_opened_broadcast_id: int | None = None,
     segment_id: int | None = None,
     description: str = "",
+    email_template: str | None = None,
 ) -> Broadcast:
     """Saves the creator's edits; BroadcastNotEditable once sending has started. The conditional
-    UPDATE decides, so an edit racing a Send never changes what is being sent."""
+    UPDATE decides, so an edit racing a Send never changes what is being sent. `email_template`
+    (a design's key, checked by EmailForm against the account's) is kept when None."""
     values = {
         "description": description,
         "subject": subject,
@@ -74,6 +76,8 @@ def broadcast_update(
         # A refusal noted when a schedule fired no longer applies to the edited broadcast.
         "paused_reason": "",
     }
+    if email_template is not None:
+        values["email_template"] = email_template
     updated = Broadcast.objects.filter(pk=broadcast.pk, state__in=Broadcast.EDITABLE_STATES).update(
         **values, updated_at=timezone.now()
     )
@@ -99,6 +103,7 @@ def broadcast_resend_unopened(*, broadcast: Broadcast) -> Broadcast:
         preview_text=broadcast.preview_text,
         body=broadcast.body,
         body_format=broadcast.body_format,
+        email_template=broadcast.email_template,
         include_tag_ids=broadcast.include_tag_ids,
         include_match=broadcast.include_match,
         exclude_tag_ids=broadcast.exclude_tag_ids,

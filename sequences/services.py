@@ -261,6 +261,7 @@ def email_create(
         message = Broadcast.objects.create(
             account_id=sequence.account_id,
             kind=Broadcast.Kind.SEQUENCE_EMAIL,
+            email_template=sequence.account.default_email_template,
             # Never fanned out: its deliveries come from the scheduler, one by one.
             fanned_out_at=timezone.now(),
         )
@@ -283,6 +284,8 @@ class EmailValues:
     delay_amount: int
     delay_unit: str
     send_days: list[int] | None = None
+    # A design's key (content.email_templates); None keeps the email's.
+    email_template: str | None = None
 
 
 def _timing_check(values: EmailValues) -> None:
@@ -318,6 +321,8 @@ def email_update(*, email: SequenceEmail, values: EmailValues) -> SequenceEmail:
     _timing_check(values)
     message = email.message
     with transaction.atomic():
+        if values.email_template is not None:
+            message.email_template = values.email_template
         for name in ("subject", "preview_text", "body", "body_format"):
             setattr(message, name, getattr(values, name))
         if email.published:
@@ -334,6 +339,7 @@ def email_update(*, email: SequenceEmail, values: EmailValues) -> SequenceEmail:
             preview_text=values.preview_text,
             body=values.body,
             body_format=values.body_format,
+            email_template=message.email_template,
             updated_at=timezone.now(),
         )
         if email.published:
