@@ -9,6 +9,7 @@ from __future__ import annotations
 from django import forms
 from django.core.exceptions import ValidationError
 
+from broadcasts.rendering import RenderFailed
 from content.email_templates.builtins import BUILTINS
 from content.email_templates.designs import (
     ALIGNMENTS,
@@ -24,6 +25,7 @@ from content.email_templates.designs import (
     Design,
     design_settings_check,
 )
+from content.email_templates.samples import sample_email_check
 from content.email_templates.services import BLANK_HTML
 from content.models import EmailTemplate
 
@@ -165,11 +167,15 @@ class EmailTemplateHtmlForm(forms.Form):
         super().__init__(*args, initial={"name": template.name, "html": template.html}, **kwargs)
 
     def clean_html(self) -> str:
+        """The HTML, when it is a template and lays out the sample email (where
+        {{ message_content }} stands, how large its CSS makes it)."""
         html = self.cleaned_data["html"]
         try:
-            Design(custom_html=html)
+            sample_email_check(account=self.template.account, design=Design(custom_html=html))
         except ValueError as invalid:
             raise ValidationError(str(invalid).removeprefix("custom_html: ")) from None
+        except RenderFailed as failed:
+            raise ValidationError(str(failed)) from None
         return html
 
     def design(self) -> Design:

@@ -19,18 +19,23 @@ recipes</a>.</p>
 <p>Until next week,<br>Ann</p>"""
 
 
-def sample_email_html(*, account, design: Design) -> str:
+def sample_email_check(*, account, design: Design) -> str:
     """The sample email in `design`, for the account (its name and footer), safe to show in
-    the app (its unsubscribe link is a test's). A design that cannot be laid out shows why."""
+    the app (its unsubscribe link is a test's); RenderFailed when it cannot be laid out."""
     url, _headers = unsubscribe_test_links(account=account)
+    return email_document(
+        account=account,
+        design=design,
+        body_html=SAMPLE_BODY,
+        preheader_html="Five soups for autumn",
+        unsubscribe_url=url,
+        web_view_url="#",
+    )
+
+
+def sample_email_html(*, account, design: Design) -> str:
+    """sample_email_check's email, or why the design cannot be laid out."""
     try:
-        return email_document(
-            account=account,
-            design=design,
-            body_html=SAMPLE_BODY,
-            preheader_html="Five soups for autumn",
-            unsubscribe_url=url,
-            web_view_url="#",
-        )
+        return sample_email_check(account=account, design=design)
     except RenderFailed as failed:
         return f"<p>{escape(str(failed))}</p>"

@@ -158,6 +158,7 @@ def test_a_template_row_holding_a_bad_value_renders_as_classic(account_a):
         ("<p>{{ message_content }}</p><p>{{ message_content }}</p>", "exactly once"),
         ("<p>{{ message_content }} {{ subscriber.email }}</p>", "cannot be used in a template"),
         ("<p>{{ message_content }}</p>{% if x %}{% endif %}", "cannot be used in a template"),
+        ('<a title="{{ message_content }}">x</a>', "between tags"),
     ],
 )
 def test_custom_html_without_exactly_one_message_content_is_refused(
