@@ -576,6 +576,7 @@ def node_add(
             node.message = Broadcast.objects.create(
                 account_id=automation.account_id,
                 kind=Broadcast.Kind.AUTOMATION_EMAIL,
+                email_template=automation.account.default_email_template,
                 fanned_out_at=timezone.now(),
             )
             node.save(update_fields=["message"])
@@ -598,7 +599,13 @@ def node_update(*, node: Node, config: dict) -> Node:
 
 
 def node_email_update(
-    *, node: Node, subject: str, preview_text: str, body: str, body_format: str
+    *,
+    node: Node,
+    subject: str,
+    preview_text: str,
+    body: str,
+    body_format: str,
+    email_template: str | None = None,
 ) -> list[str]:
     """Saves the email of a "send one email" step; returns why it cannot go out as written
     ([] when it can). One that can is frozen for the pipeline in the same transaction
@@ -612,6 +619,7 @@ def node_email_update(
         "preview_text": preview_text,
         "body": body,
         "body_format": body_format,
+        "email_template": message.email_template if email_template is None else email_template,
     }
     for name, value in values.items():
         setattr(message, name, value)

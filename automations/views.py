@@ -453,7 +453,11 @@ def _email_step(request, automation_id: int, node_id: int) -> tuple[Automation, 
 
 def _email_form(node: Node, data=None) -> EmailForm:
     message = node.message
-    return EmailForm(data, initial={name: getattr(message, name) for name in EMAIL_FIELDS})
+    return EmailForm(
+        data,
+        account=message.account,
+        initial={name: getattr(message, name) for name in EMAIL_FIELDS},
+    )
 
 
 def _render_email(

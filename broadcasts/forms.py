@@ -16,6 +16,7 @@ from django.utils import timezone
 from broadcasts.models import Broadcast
 from broadcasts.rendering import DocumentInvalid, body_html_problem
 from broadcasts.rendering.document import MAX_DOCUMENT_LENGTH, document_parse
+from content.email_templates.designs import design_choices
 from convertkit.forms import DraftForm
 from subscribers.forms import one_line
 from subscribers.segments.forms import FILTER_FIELDS, AudienceFilterForm
@@ -25,13 +26,14 @@ from subscribers.segments.forms import FILTER_FIELDS, AudienceFilterForm
 MAX_BODY_LENGTH = MAX_DOCUMENT_LENGTH
 AUDIENCE_FIELDS = (*FILTER_FIELDS, "segment_id")
 # The email itself, as EmailForm holds it; a broadcast adds its description.
-EMAIL_FIELDS = ("subject", "preview_text", "body_format", "body")
+EMAIL_FIELDS = ("subject", "preview_text", "email_template", "body_format", "body")
 CONTENT_FIELDS = ("description", *EMAIL_FIELDS)
 
 
 class EmailForm(DraftForm):
-    """An email's content (subject, preview text, body), validated: what the broadcast editor
-    and a sequence email's editor share, with the live preview of `draft`."""
+    """An email's content (subject, preview text, template, body), validated: what the
+    broadcast editor and a sequence email's editor share, with the live preview of `draft`.
+    `account`: whose templates may be chosen (the built-ins and its own)."""
 
     subject = forms.CharField(
         label="Subject",
@@ -45,6 +47,13 @@ class EmailForm(DraftForm):
         max_length=Broadcast._meta.get_field("preview_text").max_length,
         help_text="Shown after the subject in most inboxes, not in the email itself.",
         widget=forms.TextInput(attrs={"autocomplete": "off"}),
+    )
+    # Left out of a post (an older page): the email keeps its template.
+    email_template = forms.ChoiceField(
+        label="Template",
+        required=False,
+        help_text="The design around your content: colours, font, header and footer.",
+        error_messages={"invalid_choice": "Choose one of your templates."},
     )
     body_format = forms.ChoiceField(
         label="Write in",
@@ -62,6 +71,21 @@ class EmailForm(DraftForm):
         "your custom fields as {{ subscriber.<em>key</em> }}, {{ unsubscribe_url }}. "
         "The footer with your postal address and the unsubscribe link is added for you.",
     )
+
+    def __init__(self, *args, account, **kwargs):
+        super().__init__(*args, **kwargs)
+        choices = design_choices(account=account)
+        chosen = self.initial.get("email_template")
+        if chosen and chosen not in {key for key, _name in choices}:
+            choices.append((chosen, "A deleted template (Classic)"))
+        field = self.fields["email_template"]
+        field.choices = choices
+        field.initial = account.default_email_template
+
+    def clean_email_template(self) -> str:
+        return self.cleaned_data["email_template"] or self.initial.get(
+            "email_template", self.fields["email_template"].initial
+        )
 
     def clean_subject(self) -> str:
         return one_line(self.cleaned_data["subject"], "subject")

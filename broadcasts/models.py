@@ -80,6 +80,12 @@ class Broadcast(models.Model):
     body_format = models.CharField(
         max_length=16, choices=BodyFormat.choices, default=BodyFormat.MARKDOWN
     )
+    # The design around the content (content.email_templates): a built-in's key ("classic",
+    # "modern", "plain") or the id of one of the account's EmailTemplate rows, as a plain id
+    # like segment_id. One in use by an email still to go out cannot be deleted
+    # (email_template_delete); a key that names nothing renders as Classic. A frozen email
+    # holds its HTML, so sent ones never change.
+    email_template = models.CharField(max_length=24, default="classic", db_default="classic")
     # Audience: active subscribers, narrowed to those with any/all of include_tag_ids (when
     # given), minus those with any of exclude_tag_ids. A deleted tag never widens it: required,
     # it matches nobody; left out, it leaves out nobody (broadcasts/audience.py).

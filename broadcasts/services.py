@@ -40,7 +40,9 @@ class ResendRefused(Exception):
 def broadcast_create(
     *, account: Account, body_format: str = Broadcast.BodyFormat.MARKDOWN
 ) -> Broadcast:
-    return Broadcast.objects.create(account=account, body_format=body_format)
+    return Broadcast.objects.create(
+        account=account, body_format=body_format, email_template=account.default_email_template
+    )
 
 
 def broadcast_update(
@@ -59,8 +61,10 @@ def broadcast_update(
     segment_id: int | None = None,
     description: str = "",
     public: bool = False,
+    email_template: str | None = None,
 ) -> Broadcast:
-    """Saves the creator's edits; BroadcastNotEditable once sending has started."""
+    """Saves the creator's edits; BroadcastNotEditable once sending has started. `email_template`
+    (a design's key, checked by EmailForm against the account's) is kept when None."""
     values = {
         "description": description,
         "subject": subject,
@@ -76,6 +80,8 @@ def broadcast_update(
         "segment_id": segment_id,
         "public": public,
     }
+    if email_template is not None:
+        values["email_template"] = email_template
     _editable_update(broadcast, values)
     if public:
         account_public_slug_ensure(account=broadcast.account)
@@ -89,6 +95,7 @@ def broadcast_content_update(
     preview_text: str,
     body: str,
     body_format: str,
+    email_template: str,
     description: str = "",
 ) -> Broadcast:
     """Saves the email's content only (the editor's autosave): never its audience or schedule;
@@ -99,6 +106,7 @@ def broadcast_content_update(
         "preview_text": preview_text,
         "body": body,
         "body_format": body_format,
+        "email_template": email_template,
     }
     return _editable_update(broadcast, values)
 
@@ -143,6 +151,7 @@ def broadcast_resend_unopened(*, broadcast: Broadcast) -> Broadcast:
         preview_text=broadcast.preview_text,
         body=broadcast.body,
         body_format=broadcast.body_format,
+        email_template=broadcast.email_template,
         include_tag_ids=broadcast.include_tag_ids,
         include_match=broadcast.include_match,
         exclude_tag_ids=broadcast.exclude_tag_ids,

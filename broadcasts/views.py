@@ -143,6 +143,7 @@ def _broadcast(request, broadcast_id: int) -> Broadcast:
 def _editor_form(request, broadcast: Broadcast, data=None) -> BroadcastForm:
     return BroadcastForm(
         data,
+        account=request.account,
         tags=account_tags(account=request.account),
         sent_broadcasts=sent_broadcast_choices(
             account=request.account, chosen_id=broadcast.not_opened_broadcast_id

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
+from django.db.models import Q
 
 from convertkit.models import Account
 
@@ -77,3 +78,37 @@ class Image(models.Model):
     def height_at(self, width: int) -> int:
         """The height of its copy `width` pixels wide."""
         return max(1, round(self.height * width / self.width))
+
+
+class EmailTemplate(models.Model):
+    """An account's own email template (content.email_templates): design settings over a
+    built-in's, or the creator's own HTML around {{ message_content }}. Emails name it by
+    its id (content.email_templates.designs.design_key)."""
+
+    class Mode(models.TextChoices):
+        DESIGN = "design", "Design settings"
+        HTML = "html", "HTML"
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, db_index=False)
+    name = models.CharField(max_length=120)
+    mode = models.CharField(max_length=8, choices=Mode.choices, default=Mode.DESIGN)
+    # The Design's settings (designs.SETTINGS), checked when saved and again when read.
+    settings = models.JSONField(default=dict, blank=True)
+    html = models.TextField(blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["account", "name"], name="email_template_account")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(mode__in=["design", "html"]), name="email_template_mode_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def key(self) -> str:
+        return str(self.pk)

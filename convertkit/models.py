@@ -76,6 +76,10 @@ class Account(models.Model):
     # The signup form at the bottom of the archive's pages (subscribers.Form). A plain id, as
     # Broadcast.segment_id: a deleted or archived form, or another account's, shows no form.
     archive_form_id = models.BigIntegerField(null=True, blank=True)
+    # The email template new emails start with: a built-in's key or the id of one of the
+    # account's own (content.models.EmailTemplate.key); deleting that one sets it back to
+    # Classic.
+    default_email_template = models.CharField(max_length=24, default="classic")
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:

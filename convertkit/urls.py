@@ -45,6 +45,7 @@ urlpatterns = [
     path("subscribers/", include("subscribers.urls")),
     path("forms/", include("subscribers.signup_forms.urls")),
     path("broadcasts/", include("broadcasts.urls")),
+    path("templates/", include("content.email_templates.urls")),
     path("sequences/", include("sequences.urls")),
     path("automations/rules/", include("automations.rules.urls")),
     path("automations/", include("automations.urls")),

@@ -266,6 +266,7 @@ def email_create(
             account_id=sequence.account_id,
             kind=Broadcast.Kind.SEQUENCE_EMAIL,
             body_format=body_format,
+            email_template=sequence.account.default_email_template,
             # Never fanned out: its deliveries come from the scheduler, one by one.
             fanned_out_at=timezone.now(),
         )
@@ -288,6 +289,8 @@ class EmailValues:
     delay_amount: int
     delay_unit: str
     send_days: list[int] | None = None
+    # A design's key (content.email_templates); None keeps the email's.
+    email_template: str | None = None
 
 
 def _timing_check(values: EmailValues) -> None:
@@ -323,6 +326,8 @@ def email_update(*, email: SequenceEmail, values: EmailValues) -> SequenceEmail:
     _timing_check(values)
     message = email.message
     with transaction.atomic():
+        if values.email_template is not None:
+            message.email_template = values.email_template
         for name in ("subject", "preview_text", "body", "body_format"):
             setattr(message, name, getattr(values, name))
         if email.published:
@@ -339,6 +344,7 @@ def email_update(*, email: SequenceEmail, values: EmailValues) -> SequenceEmail:
             preview_text=values.preview_text,
             body=values.body,
             body_format=values.body_format,
+            email_template=message.email_template,
             updated_at=timezone.now(),
         )
         if email.published:
@@ -347,25 +353,31 @@ def email_update(*, email: SequenceEmail, values: EmailValues) -> SequenceEmail:
 
 
 def email_content_update(
-    *, email: SequenceEmail, subject: str, preview_text: str, body: str, body_format: str
+    *,
+    email: SequenceEmail,
+    subject: str,
+    preview_text: str,
+    body: str,
+    body_format: str,
+    email_template: str,
 ) -> None:
     """Saves a draft email's content only (the editor's autosave); SequenceInvalid when it is
     published, whose edits change what subscribers get and are saved with Save. The UPDATE is
     conditional, so an autosave racing a Publish never changes a published email."""
+    values = {
+        "subject": subject,
+        "preview_text": preview_text,
+        "body": body,
+        "body_format": body_format,
+        "email_template": email_template,
+    }
     updated = Broadcast.objects.filter(
         pk=email.message_id, sequence_email__published=False, sequence_email__deleted_at=None
-    ).update(
-        subject=subject,
-        preview_text=preview_text,
-        body=body,
-        body_format=body_format,
-        updated_at=timezone.now(),
-    )
+    ).update(**values, updated_at=timezone.now())
     if not updated:
         raise SequenceInvalid("this email is published: press Save to update it.")
-    message = email.message
-    message.subject, message.preview_text = subject, preview_text
-    message.body, message.body_format = body, body_format
+    for name, value in values.items():
+        setattr(email.message, name, value)
 
 
 def email_publish(*, email: SequenceEmail) -> None:

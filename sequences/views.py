@@ -248,7 +248,9 @@ def email_create(request, sequence_id: int):
 
 
 def _email_form(email: SequenceEmail, data=None) -> SequenceEmailForm:
-    return SequenceEmailForm(data, initial=SequenceEmailForm.initial_for(email))
+    return SequenceEmailForm(
+        data, account=email.message.account, initial=SequenceEmailForm.initial_for(email)
+    )
 
 
 def _render_editor(

@@ -3,7 +3,8 @@
 - `broadcast_problems(broadcast)`: what stops the subject, preview text or body from rendering
   (syntax, unknown tags, filters and variables, limits), with line numbers; [] when sendable.
 - `frozen_parts(broadcast)`: done once when sending starts, without side effects. The body
-  (Markdown or HTML) is sanitised and laid out with its preview text and footer, CSS inlined, and
+  (Markdown or HTML) is sanitised and laid out in its design (Broadcast.email_template:
+  content.email_templates) with its preview text and footer, CSS inlined, and
   the text part written from that HTML; all three parts stay Liquid templates (see html.py for how
   Liquid survives). Tracked links are markers of their position among the body's distinct URLs,
   which come back with the parts for broadcast_send to store as Link rows; the HTML ends with the
@@ -86,6 +87,7 @@ from broadcasts.rendering.liquid import (
 )
 from broadcasts.rendering.mime import BroadcastEmail, MessageSkeleton
 from broadcasts.rendering.text import html_to_text
+from content.email_templates.designs import design_for
 from content.models import Snippet
 from convertkit.mail import TextNamesEmail
 from subscribers.mail import (
@@ -364,6 +366,7 @@ def frozen_parts(broadcast) -> FrozenParts:
     unsubscribe = placeholders.add("{{ unsubscribe_url }}")
     document = email_document(
         account=account,
+        design=design_for(account=account, key=broadcast.email_template),
         body_html=anchor_hrefs_replace(body_html, track),
         preheader_html=preheader_html(broadcast.preview_text, placeholders),
         unsubscribe_url=unsubscribe,
@@ -536,10 +539,11 @@ def preview(broadcast, subscriber: Subscriber | None = None) -> Preview:
     subject, preheader, body, problems = _rendered(broadcast, context=context, keys=keys)
     html = email_document(
         account=account,
+        design=design_for(account=account, key=broadcast.email_template),
+        web_view_url=web_view_url(broadcast) if broadcast.pk else "",
         body_html=body,
         preheader_html=escape(preheader),
         unsubscribe_url=url,
-        web_view_url=web_view_url(broadcast) if broadcast.pk else "",
     )
     text = _BLANK_LINES.sub("\n\n", html_to_text(body) + footer_text(account=account, url=url))
     return Preview(subject=subject, html=html, text=text, problems=problems)
@@ -559,6 +563,7 @@ def web_version(broadcast, *, subscribe_url: str = "") -> WebVersion:
     subject, preheader, body, _problems = _rendered(broadcast, context=context, keys=keys)
     html = email_document(
         account=account,
+        design=design_for(account=account, key=broadcast.email_template),
         body_html=body,
         preheader_html=escape(preheader),
         unsubscribe_url="",

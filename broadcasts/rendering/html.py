@@ -1,4 +1,4 @@
-"""The HTML of a broadcast: the creator's Markdown or HTML, sanitised, in the one layout.
+"""The HTML of a broadcast: the creator's Markdown or HTML, sanitised, in its design's layout.
 
 The body is a Liquid template over Markdown or HTML. Markdown, the sanitiser and the CSS inliner
 know nothing of Liquid and would mangle it (quotes escaped, `{% if %}` lines wrapped in
@@ -16,10 +16,12 @@ alone, and put back at the end:
 4. When freezing for sending, the href of each tracked link becomes a placeholder for its marker
    (tracking/links.py), which each recipient's message replaces with its tracked URL
    (`anchor_hrefs_replace`).
-5. The layout (templates/broadcasts/email/layout.html) adds the hidden preheader and the footer
-   (the subscriber mail path's footer: account name, postal address, unsubscribe link); css-inline
-   moves its stylesheet into style attributes, keeping the media queries in a <style>. A sent
-   message ends its body with the open pixel.
+5. The design's layout (content.email_templates: templates/broadcasts/email/layout.html drawn
+   with a Design's checked values, or a creator's own HTML: `custom_layout`) adds the hidden
+   preheader, the "View in browser" link and the footer (the subscriber mail path's footer:
+   account name, postal address, unsubscribe link); css-inline moves its stylesheet into style
+   attributes, keeping the media queries in a <style>. A sent message ends its body with the
+   open pixel.
 6. Any `{{` or `{%` left in the text (typed in a postal address, shown by a raw block) is made
    literal, so only the creator's own markup is Liquid; then the placeholders are put back.
 """
@@ -50,9 +52,15 @@ from broadcasts.rendering.bounds import (
     html_bounds_check,
 )
 from broadcasts.rendering.document import Snippets, document_parse, document_render
+from content.email_templates.builtins import CLASSIC
+from content.email_templates.designs import CUSTOM_VARIABLES, Design, custom_html_parts
 from subscribers.mail import footer_html
 
 LAYOUT = "broadcasts/email/layout.html"
+CUSTOM_LAYOUT = "broadcasts/email/custom.html"
+_CUSTOM_VARIABLE = re.compile(
+    r"\{\{\s*(" + "|".join(map(re.escape, CUSTOM_VARIABLES)) + r")\s*\}\}"
+)
 
 # Liquid's own lexer rules: what they call content is text, everything else is markup, so the
 # split is exactly the one Liquid makes (an output ends at the first "}}", even in a string).
@@ -315,28 +323,59 @@ def email_document(
     body_html: str,
     preheader_html: str,
     unsubscribe_url: str,
-    open_pixel_url: str = "",
+    design: Design = CLASSIC,
     web_view_url: str = "",
+    open_pixel_url: str = "",
     subscribe_url: str | None = None,
 ) -> str:
-    """The whole email: layout, preheader, body and footer, with its CSS inlined, and with the
-    open pixel at the end when `open_pixel_url` is given, a "View in browser" link above the
-    body when `web_view_url` is. A web version (`subscribe_url` given, "" for none) has no
+    """The whole email: the design's layout (content.email_templates) around the preheader,
+    body and footer, with its CSS inlined; a "View in browser" link at the top when
+    `web_view_url` is given and the design shows one; the open pixel at the end when
+    `open_pixel_url` is given. A web version (`subscribe_url` given, "" for none) has no
     unsubscribe link: its footer links to subscribe_url instead. `body_html` is the
-    sanitiser's; RenderFailed if the email is too large or too deeply nested all the same
-    (bounds.py)."""
+    sanitiser's; the URLs are written escaped. RenderFailed if the email is too large or too
+    deeply nested all the same (bounds.py)."""
     if subscribe_url is None:
         footer = footer_html(account=account, url=unsubscribe_url)
     else:
         footer = footer_html(account=account, url=subscribe_url, link_text="Subscribe")
-    document = render_to_string(
-        LAYOUT,
-        {
+        unsubscribe_url = subscribe_url
+    if design.custom_html:
+        body, footer_needed = custom_layout(
+            design,
+            account=account,
+            body_html=body_html,
+            unsubscribe_url=unsubscribe_url,
+            web_view_url=web_view_url,
+        )
+        context = {"body": mark_safe(body), "footer": mark_safe(footer) if footer_needed else ""}
+        layout = CUSTOM_LAYOUT
+    else:
+        footer_inside = design.footer_placement == "inside"
+        header = ""
+        if design.header == "text":
+            header = design.header_text or account.name
+        elif design.header == "image":
+            header = design.header_image_alt or account.name
+        context = {
+            "design": design,
             "body": mark_safe(body_html),
+            "footer": mark_safe(footer),
+            "font": mark_safe(design.font_stack),
+            "padding": 32 if design.card else 16,
+            "header": header,
+            "footer_inside": footer_inside,
+            "body_radius": f"{0 if header else 6}px {0 if header else 6}px "
+            f"{0 if footer_inside else 6}px {0 if footer_inside else 6}px",
+            "web_view_url": web_view_url if design.web_view_link else "",
+        }
+        layout = LAYOUT
+    document = render_to_string(
+        layout,
+        {
+            **context,
             "preheader": mark_safe(preheader_html),
             "preheader_padding": _PREHEADER_PADDING,
-            "footer": mark_safe(footer),
-            "web_view_url": web_view_url,
         },
     )
     html_bounds_check(
@@ -361,6 +400,54 @@ def first_image_src(html: str) -> str:
         if src.startswith(("https://", "http://")):
             return src
     return ""
+
+
+def custom_layout(
+    design: Design, *, account, body_html: str, unsubscribe_url: str, web_view_url: str
+) -> tuple[str, bool]:
+    """A custom template's HTML with `body_html` in place of its {{ message_content }}, and
+    whether the standard footer must follow it (unless the template has both its own
+    unsubscribe link and the postal address: the law wants both in every email).
+
+    1. Its variables become placeholder words, and its <style> blocks are set apart.
+    2. The CSS is inlined into the template alone (css_inline.inline_fragment, within
+       bounds), and the result sanitised as any creator HTML (no script, no event handler, no
+       property outside the allowlist): no rule of it reaches the content or the footer,
+       which are put in afterwards.
+    3. The variables' values, escaped, replace their placeholders; the body replaces the
+       content's, which must stand between tags (RenderFailed otherwise)."""
+    source, css = custom_html_parts(design.custom_html)
+    placeholders = Placeholders(source, body_html)
+    values = {
+        "unsubscribe_url": escape(unsubscribe_url),
+        "web_view_url": escape(web_view_url),
+        "account.name": escape(account.name),
+        "account.postal_address": escape(
+            ", ".join(line.strip() for line in account.postal_address.splitlines() if line.strip())
+        ),
+    }
+    words: dict[str, str] = {}
+
+    def swap(match: re.Match) -> str:
+        name = match[1]
+        words.setdefault(name, placeholders.add(name))
+        return words[name]
+
+    html = _CUSTOM_VARIABLE.sub(swap, source)
+    if css:
+        html_bounds_check(html, what="The template")
+        html = css_inline.inline_fragment(html, css)
+    html = sanitise(html)
+    content = words["message_content"]
+    if html.count(content) != 1 or re.search(rf"<[^>]*{content}", html):
+        raise RenderFailed(
+            "The template must have {{ message_content }} once, between tags (not inside one)."
+        )
+    for name, word in words.items():
+        if name != "message_content":
+            html = html.replace(word, values[name])
+    footer_needed = not {"unsubscribe_url", "account.postal_address"} <= words.keys()
+    return html.replace(content, body_html), footer_needed
 
 
 def preheader_html(text: str, placeholders: Placeholders) -> str:
