@@ -6,11 +6,10 @@ NAVIGATION = [
     ("form_list", "Forms"),
     ("broadcast_list", "Broadcasts"),
     ("sequence_list", "Sequences"),
-    ("email_template_list", "Templates"),
-    ("snippet_list", "Snippets"),
+    # Email templates, snippets and images: one entry, the pages linked by their own section nav.
+    ("email_template_list", "Content"),
     ("automation_list", "Automations"),
     ("rule_list", "Rules"),
-    ("image_library", "Images"),
     ("account_settings", "Settings"),
 ]
 
@@ -25,10 +24,10 @@ _SECTION_BY_PREFIX = [
     ("broadcast", "broadcast_list"),
     ("email_template", "email_template_list"),
     ("sequence", "sequence_list"),
-    ("snippet", "snippet_list"),
+    ("snippet", "email_template_list"),
     ("automation", "automation_list"),
     ("rule", "rule_list"),
-    ("image", "image_library"),
+    ("image", "email_template_list"),
     ("account", "account_settings"),
     ("dashboard", "dashboard"),
 ]
