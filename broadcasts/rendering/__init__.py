@@ -87,7 +87,7 @@ from broadcasts.rendering.liquid import (
 )
 from broadcasts.rendering.mime import BroadcastEmail, MessageSkeleton
 from broadcasts.rendering.text import html_to_text
-from content.email_templates.designs import design_for
+from content.email_templates.designs import Design, design_for
 from content.models import Snippet
 from convertkit.mail import TextNamesEmail
 from subscribers.mail import (
@@ -343,11 +343,13 @@ def frozen_parts(broadcast) -> FrozenParts:
     placeholders = Placeholders(
         broadcast.body, broadcast.preview_text, account.name, account.postal_address
     )
+    design = design_for(account=account, key=broadcast.email_template)
     body_html = creator_html(
         body=broadcast.body,
         body_format=broadcast.body_format,
         placeholders=placeholders,
         snippets=account_snippets(account),
+        content_width=design.inner_width,
     )
     # URL -> the placeholder of its marker, in order of first appearance.
     tracked: dict[str, str] = {}
@@ -366,7 +368,7 @@ def frozen_parts(broadcast) -> FrozenParts:
     unsubscribe = placeholders.add("{{ unsubscribe_url }}")
     document = email_document(
         account=account,
-        design=design_for(account=account, key=broadcast.email_template),
+        design=design,
         body_html=anchor_hrefs_replace(body_html, track),
         preheader_html=preheader_html(broadcast.preview_text, placeholders),
         unsubscribe_url=unsubscribe,
@@ -491,9 +493,11 @@ class BroadcastRenderer:
 # The editor ----------------------------------------------------------------------------------
 
 
-def _rendered(broadcast, *, context: dict, keys: set[str]) -> tuple[str, str, str, list]:
+def _rendered(
+    broadcast, *, context: dict, keys: set[str], design: Design
+) -> tuple[str, str, str, list]:
     """The subject and preview text (one line each) and the sanitised body HTML rendered with
-    `context`, and the template's problems. A template with problems renders as far as it can,
+    `context` for `design`'s content column, and the template's problems. A template with problems renders as far as it can,
     unknown variables showing as nothing; a body that cannot be laid out (too large or too
     deeply nested) is a problem, and renders as nothing."""
     snippets = account_snippets(broadcast.account)
@@ -508,6 +512,7 @@ def _rendered(broadcast, *, context: dict, keys: set[str]) -> tuple[str, str, st
                     body_format=broadcast.body_format,
                     placeholders=placeholders,
                     snippets=snippets,
+                    content_width=design.inner_width,
                 )
             )
         )
@@ -536,10 +541,13 @@ def preview(broadcast, subscriber: Subscriber | None = None) -> Preview:
     subscriber = subscriber or _sample_subscriber(account)
     url, _headers = unsubscribe_test_links(account=account)
     context = _context(subscriber=subscriber, keys=keys, account=account, url=url)
-    subject, preheader, body, problems = _rendered(broadcast, context=context, keys=keys)
+    design = design_for(account=account, key=broadcast.email_template)
+    subject, preheader, body, problems = _rendered(
+        broadcast, context=context, keys=keys, design=design
+    )
     html = email_document(
         account=account,
-        design=design_for(account=account, key=broadcast.email_template),
+        design=design,
         web_view_url=web_view_url(broadcast) if broadcast.pk else "",
         body_html=body,
         preheader_html=escape(preheader),
@@ -560,10 +568,13 @@ def web_version(broadcast, *, subscribe_url: str = "") -> WebVersion:
     account = broadcast.account
     keys = _custom_keys(broadcast)
     context = _context(subscriber=_nobody(account), keys=keys, account=account, url=subscribe_url)
-    subject, preheader, body, _problems = _rendered(broadcast, context=context, keys=keys)
+    design = design_for(account=account, key=broadcast.email_template)
+    subject, preheader, body, _problems = _rendered(
+        broadcast, context=context, keys=keys, design=design
+    )
     html = email_document(
         account=account,
-        design=design_for(account=account, key=broadcast.email_template),
+        design=design,
         body_html=body,
         preheader_html=escape(preheader),
         unsubscribe_url="",

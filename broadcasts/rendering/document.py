@@ -413,8 +413,11 @@ _HEADINGS = {1: "28px", 2: "22px", 3: "18px"}
 
 
 class _Writer:
-    def __init__(self, *, layout: str, placeholders, snippets: Snippets | None) -> None:
+    def __init__(
+        self, *, layout: str, placeholders, snippets: Snippets | None, content_width: int
+    ) -> None:
         self.layout = layout
+        self.content_width = content_width
         self.placeholders = placeholders
         self.snippets = snippets
         self.chain: list[str] = []
@@ -533,7 +536,7 @@ class _Writer:
         return f'<hr style="{style}">'
 
     def _image(self, block: dict, attrs: dict, in_item: bool) -> str:
-        width = attrs["width"] or FULL_WIDTH
+        width = min(attrs["width"] or self.content_width, self.content_width)
         style = _style(max_width="100%", height="auto", border="0", text_decoration="none")
         html = (
             f'<img src="{self.text(attrs["src"])}" alt="{self.text(attrs["alt"])}" '
@@ -601,12 +604,19 @@ def document_render(
     placeholders,
     snippets: Snippets | None = None,
     where: str = "Block",
+    content_width: int = FULL_WIDTH,
 ) -> RenderedDocument:
     """The document as email HTML (one line per top-level block), its Liquid swapped out by
     `placeholders` (html.Placeholders), its snippet blocks expanded from `snippets` (left out
-    when None). `where` begins each block's location ("Block 3 (image)"). RenderFailed when
-    snippets make it too large."""
-    writer = _Writer(layout=document.layout, placeholders=placeholders, snippets=snippets)
+    when None). `where` begins each block's location ("Block 3 (image)"). Images are at most
+    `content_width` pixels wide (the design's content column): Outlook draws an image at its
+    width attribute, whatever the column. RenderFailed when snippets make it too large."""
+    writer = _Writer(
+        layout=document.layout,
+        placeholders=placeholders,
+        snippets=snippets,
+        content_width=content_width,
+    )
     lines = []
     liquid = []
     for number, block in enumerate(document.blocks, 1):

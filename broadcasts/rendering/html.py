@@ -51,7 +51,12 @@ from broadcasts.rendering.bounds import (
     RenderFailed,
     html_bounds_check,
 )
-from broadcasts.rendering.document import Snippets, document_parse, document_render
+from broadcasts.rendering.document import (
+    FULL_WIDTH,
+    Snippets,
+    document_parse,
+    document_render,
+)
 from content.email_templates.builtins import CLASSIC
 from content.email_templates.designs import CUSTOM_VARIABLES, Design, custom_html_parts
 from subscribers.mail import footer_html
@@ -209,14 +214,23 @@ class Placeholders:
 
 
 def creator_html(
-    *, body: str, body_format: str, placeholders: Placeholders, snippets: Snippets | None = None
+    *,
+    body: str,
+    body_format: str,
+    placeholders: Placeholders,
+    snippets: Snippets | None = None,
+    content_width: int = FULL_WIDTH,
 ) -> str:
     """The creator's body as sanitised HTML, its Liquid markup still swapped out, its snippets
-    expanded from `snippets` (left out when None). RenderFailed when it is too large or too
-    deeply nested (bounds.py); DocumentInvalid for a visual body that breaks the schema."""
+    expanded from `snippets` (left out when None), a visual body's images at most
+    `content_width` pixels wide (the design's column). RenderFailed when it is too large or
+    too deeply nested (bounds.py); DocumentInvalid for a visual body that breaks the schema."""
     if body_format == "visual":
         rendered = document_render(
-            document_parse(body), placeholders=placeholders, snippets=snippets
+            document_parse(body),
+            placeholders=placeholders,
+            snippets=snippets,
+            content_width=content_width,
         )
         return sanitise(rendered.html)
     body, references = _snippet_references_swap(body, placeholders)

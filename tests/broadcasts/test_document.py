@@ -116,6 +116,20 @@ def test_an_image_has_a_width_a_fluid_style_and_always_an_alt():
     assert '<td align="left"' in html and '<td align="center"' in html
 
 
+@pytest.mark.parametrize(
+    ("template", "column"), [("classic", 536), ("modern", 576), ("plain", 568)]
+)
+def test_an_image_is_never_wider_than_the_column_of_the_emails_template(account, template, column):
+    """Outlook draws an image at its width attribute whatever the column: a full-width image,
+    or one wider than the template's content column, is written at the column's width."""
+    broadcast = visual(account, doc(image(), image(width=600), image(width=300)))
+    broadcast.email_template = template
+
+    for html in (frozen_parts(broadcast).html, preview(broadcast).html):
+        widths = re.findall(r'<img [^>]*width="(\d+)"', html)
+        assert widths[:3] == [str(column), str(column), "300"]
+
+
 def test_a_linked_image_sits_in_its_link():
     html = html_of(doc(image(alt="Soup", href="https://ann.example.com/soup")))
     assert re.search(r'<a href="https://ann.example.com/soup"[^>]*><img [^>]*alt="Soup"', html)

@@ -451,11 +451,6 @@ def test_the_public_files_answer_404_for_anything_else(account_a, media, path):
     assert Client().get(path).status_code == 404
 
 
-def test_the_images_page_is_in_the_navigation(alice_client):
-    body = alice_client.get(reverse("dashboard")).content.decode()
-    assert f'href="{reverse("image_library")}"' in body
-
-
 def test_the_library_json_is_json(alice_client):
     response = alice_client.get(reverse("image_library_json"))
     assert response["Content-Type"] == "application/json"
