@@ -4,6 +4,7 @@ the choice about deliveries whose outcome is unknown."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime
 
 from django.db import connection, transaction
@@ -205,6 +206,37 @@ def message_freeze(*, message: Broadcast) -> None:
         updated_at=timezone.now(),
     )
     message.frozen_subject, message.frozen_html, message.frozen_text = frozen[:3]
+
+
+def live_messages_refreeze(*, account_id: int, affected: Callable[[Broadcast], bool]) -> list[int]:
+    """Freezes again the account's messages that go out again and again and are live (sequence
+    and automation emails frozen for the pipeline, not cancelled) for which `affected(message)`
+    holds: a change around their content (a snippet they show, their template) reaches the next
+    copy sent, as it reaches a broadcast not sent yet. One that no longer renders keeps its
+    frozen version, logged (its editor lists why). Returns the ids frozen again. Call it in the
+    transaction of the change."""
+    messages = (
+        Broadcast.objects.filter(
+            account_id=account_id,
+            kind__in=[Broadcast.Kind.SEQUENCE_EMAIL, Broadcast.Kind.AUTOMATION_EMAIL],
+        )
+        .exclude(frozen_html="")
+        .exclude(state=Broadcast.State.CANCELLED)
+        .select_related("account")
+        .order_by("id")
+    )
+    refrozen = []
+    for message in messages:
+        if not affected(message):
+            continue
+        try:
+            with transaction.atomic():
+                message_freeze(message=message)
+        except RenderFailed as failed:
+            logger.warning("Message %s kept its frozen version: %s", message.pk, failed)
+            continue
+        refrozen.append(message.pk)
+    return refrozen
 
 
 def send_problems(*, broadcast: Broadcast, recipient_count: int | None = None) -> list[str]:

@@ -61,6 +61,7 @@ from broadcasts.rendering.document import (
     Snippets,
     document_parse,
     document_render,
+    document_snippet_keys,
 )
 from broadcasts.rendering.html import (
     SNIPPET_REFERENCE,
@@ -114,6 +115,7 @@ __all__ = [
     "Preview",
     "RenderFailed",
     "account_snippets",
+    "body_snippet_keys",
     "TemplateProblem",
     "WebVersion",
     "body_html_problem",
@@ -292,6 +294,17 @@ def account_snippets(account) -> Snippets:
         )
 
     return Snippets(load)
+
+
+def body_snippet_keys(*, body: str, body_format: str) -> list[str]:
+    """The keys of the snippets a body names itself (a visual body's snippet blocks, or the
+    `{{ snippet.key }}` of Markdown or HTML), once each; none for a document that is invalid."""
+    if body_format != "visual":
+        return snippet_references(body)
+    try:
+        return document_snippet_keys(document_parse(body))
+    except DocumentInvalid:
+        return []
 
 
 def body_html_problem(

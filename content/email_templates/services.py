@@ -8,6 +8,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from broadcasts.models import Broadcast
+from broadcasts.services import live_messages_refreeze
 from content.email_templates.builtins import BUILTINS, DEFAULT_KEY
 from content.email_templates.designs import Design, design_settings_check
 from content.models import EmailTemplate
@@ -59,8 +60,9 @@ def email_template_update(
     *, template: EmailTemplate, name: str, settings: dict | None = None, html: str | None = None
 ) -> EmailTemplate:
     """Saves the template's name and its settings (a design template) or HTML (an HTML one);
-    ValidationError, nothing saved, when they are not ones a layout can take. Emails already
-    frozen keep the design they were frozen with."""
+    ValidationError, nothing saved, when they are not ones a layout can take. Sent broadcasts
+    keep the design they were sent with; live sequence and automation emails take the new one
+    from their next copy (frozen again here)."""
     if template.mode == EmailTemplate.Mode.HTML:
         html = template.html if html is None else html
         try:
@@ -71,7 +73,12 @@ def email_template_update(
     else:
         template.settings = design_settings_check(settings or template.settings)
     template.name = name
-    template.save(update_fields=["name", "settings", "html", "updated_at"])
+    with transaction.atomic():
+        template.save(update_fields=["name", "settings", "html", "updated_at"])
+        live_messages_refreeze(
+            account_id=template.account_id,
+            affected=lambda message: message.email_template == template.key,
+        )
     return template
 
 

@@ -7,11 +7,13 @@ from __future__ import annotations
 from django.db import IntegrityError, transaction
 from django.utils.text import slugify
 
+from broadcasts.rendering import body_snippet_keys
 from broadcasts.rendering.document import (
     DocumentInvalid,
     document_parse,
     document_snippet_keys,
 )
+from broadcasts.services import live_messages_refreeze
 from content.models import Snippet
 
 KEY_LENGTH = Snippet._meta.get_field("key").max_length
@@ -77,14 +79,51 @@ def snippet_create(*, account, name: str, body: str) -> Snippet:
 
 def snippet_update(*, snippet: Snippet, name: str, body: str) -> Snippet:
     """The snippet's new name and body; its key stays, so the emails naming it keep finding
-    it, and show the new body the next time they are rendered."""
+    it, and show the new body the next time they are rendered: a broadcast when it is sent, a
+    live sequence or automation email from its next copy (frozen again here)."""
     _body_check(account=snippet.account, body=body, key=snippet.key)
-    snippet.name, snippet.body = name, body
-    snippet.save(update_fields=["name", "body", "updated_at"])
+    with transaction.atomic():
+        snippet.name, snippet.body = name, body
+        snippet.save(update_fields=["name", "body", "updated_at"])
+        _live_emails_refreeze(account=snippet.account, key=snippet.key)
     return snippet
 
 
 def snippet_delete(*, snippet: Snippet) -> None:
-    """Deletes the snippet; emails that name it show nothing there and are told of it by their
-    problems ("Unknown snippet sign-off")."""
-    snippet.delete()
+    """Deletes the snippet; emails that name it show nothing there (live sequence and
+    automation emails from their next copy) and are told of it by their problems ("Unknown
+    snippet sign-off")."""
+    with transaction.atomic():
+        reaching = _keys_reaching(account=snippet.account, key=snippet.key)
+        snippet.delete()
+        _live_emails_refreeze(account=snippet.account, key=snippet.key, reaching=reaching)
+
+
+def _keys_reaching(*, account, key: str) -> set[str]:
+    """`key`, and the keys of the account's snippets that show it, directly or through others."""
+    names = {
+        other: set(body_snippet_keys(body=body, body_format="visual"))
+        for other, body in Snippet.objects.filter(account=account).values_list("key", "body")
+    }
+    reaching = {key}
+    grew = True
+    while grew:
+        grew = False
+        for other, named in names.items():
+            if other not in reaching and named & reaching:
+                reaching.add(other)
+                grew = True
+    return reaching
+
+
+def _live_emails_refreeze(*, account, key: str, reaching: set[str] | None = None) -> None:
+    """Freezes again the live sequence and automation emails that show the snippet `key`, by
+    naming it or a snippet that shows it (`reaching`, found when None)."""
+    if reaching is None:
+        reaching = _keys_reaching(account=account, key=key)
+    live_messages_refreeze(
+        account_id=account.pk,
+        affected=lambda message: bool(
+            reaching & set(body_snippet_keys(body=message.body, body_format=message.body_format))
+        ),
+    )

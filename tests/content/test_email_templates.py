@@ -299,6 +299,25 @@ def test_a_sequence_email_is_frozen_in_its_chosen_template(alice_client, make_se
     assert 'class="email-header"' in email.message.frozen_html
 
 
+def test_a_live_sequence_email_sends_its_edited_template_from_its_next_copy(
+    account_a, make_sequence
+):
+    mine = services.email_template_create(account=account_a, name="Mine", start="classic")
+    sequence = make_sequence(account=account_a, emails=[("One", 0, "days"), ("Two", 1, "days")])
+    one, two = (email.message for email in SequenceEmail.objects.filter(sequence=sequence))
+    Broadcast.objects.filter(pk=one.pk).update(email_template=mine.key)
+    one.refresh_from_db()
+    services.email_template_update(template=mine, name="Mine", settings=mine.settings)
+    untouched = Broadcast.objects.get(pk=two.pk).frozen_html
+    assert "#7c2d12" not in Broadcast.objects.get(pk=one.pk).frozen_html
+
+    settings = {**mine.settings, "background_color": "#7c2d12"}
+    services.email_template_update(template=mine, name="Mine", settings=settings)
+
+    assert 'bgcolor="#7c2d12"' in Broadcast.objects.get(pk=one.pk).frozen_html
+    assert Broadcast.objects.get(pk=two.pk).frozen_html == untouched
+
+
 def test_new_emails_start_with_the_accounts_default(alice_client, account_a, make_sequence):
     mine = _template(account_a)
     response = alice_client.post(reverse("email_template_default"), {"key": mine.key})

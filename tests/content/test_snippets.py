@@ -18,6 +18,8 @@ from content.snippets.services import (
     snippet_delete,
     snippet_update,
 )
+from sequences.models import Sequence
+from sequences.services import EmailValues, email_create, email_publish, email_update
 
 
 def doc(*blocks) -> str:
@@ -80,6 +82,54 @@ def test_a_snippet_reference_in_markdown_or_html_expands_to_its_html(account_a, 
     assert "Ann</p></p>" not in html
     inline = broadcast(account_a, "<div>Hi {{snippet.sign-off}}</div>", "html")
     assert "Cheers, Jane. Ann" in preview(inline).html
+
+
+def _live_sequence_email(account, *, body: str, body_format: str = "visual") -> Broadcast:
+    """The message of a published sequence email: frozen once, sent again and again."""
+    account.postal_address = "1 Main Street"
+    account.save()
+    sequence = Sequence.objects.create(account=account, name="Welcome")
+    email = email_create(sequence=sequence)
+    email_update(
+        email=email,
+        values=EmailValues(
+            subject="Welcome",
+            preview_text="",
+            body=body,
+            body_format=body_format,
+            delay_amount=0,
+            delay_unit="days",
+        ),
+    )
+    email_publish(email=email)
+    return Broadcast.objects.get(pk=email.message_id)
+
+
+def test_a_live_sequence_email_sends_the_snippets_new_content_from_its_next_copy(
+    account_a, sign_off
+):
+    footer = snippet_create(
+        account=account_a, name="Footer", body=doc(snippet_block("sign-off"), paragraph("PS"))
+    )
+    by_block = _live_sequence_email(account_a, body=doc(paragraph("Hi."), snippet_block("footer")))
+    by_liquid = _live_sequence_email(
+        account_a, body="Hi.\n\n{{ snippet.sign-off }}", body_format="markdown"
+    )
+    other = _live_sequence_email(account_a, body=doc(paragraph("Nothing shared.")))
+    untouched = other.frozen_html
+    assert "Cheers, {{ subscriber.first_name" in by_block.frozen_html
+
+    snippet_update(snippet=sign_off, name=sign_off.name, body=doc(paragraph("Love, Ann")))
+
+    for message in (by_block, by_liquid):
+        message.refresh_from_db()
+        assert "Love, Ann" in message.frozen_html and "Cheers" not in message.frozen_html
+        assert "Love, Ann" in message.frozen_text
+    other.refresh_from_db()
+    assert other.frozen_html == untouched
+    snippet_delete(snippet=footer)
+    by_block.refresh_from_db()
+    assert "Love, Ann" not in by_block.frozen_html and "Hi." in by_block.frozen_html
 
 
 def test_an_unknown_snippet_renders_nothing_and_is_a_problem(account_a, sign_off):
