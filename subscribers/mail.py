@@ -57,12 +57,15 @@ def footer_text(*, account, url: str) -> str:
     return f"\n\n--\n{account.name}\n{account.postal_address.strip()}\n\nUnsubscribe: {url}\n"
 
 
-def footer_html(*, account, url: str, link_text: str = "Unsubscribe") -> str:
+def footer_html(
+    *, account, url: str, link_text: str = "Unsubscribe", color: str = "#666666"
+) -> str:
     """The footer: the account's name and postal address, and the link to `url` (the
-    unsubscribe link; a web version's is a signup link, or none when its `url` is "")."""
+    unsubscribe link; a web version's is a signup link, or none when its `url` is ""), in
+    `color` (a checked #rrggbb: an email's design gives its own, readable on its background)."""
     link = f'<p><a href="{escape(url)}">{escape(link_text)}</a></p>' if url else ""
     return (
-        '<div class="footer" style="margin-top:2em;font-size:12px;color:#666">'
+        f'<div class="footer" style="margin-top:2em;font-size:12px;color:{escape(color)}">'
         f"<p>{escape(account.name)}</p>"
         f"{linebreaks(account.postal_address.strip(), autoescape=True)}"
         f"{link}"

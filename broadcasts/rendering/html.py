@@ -350,9 +350,11 @@ def email_document(
     sanitiser's; the URLs are written escaped. RenderFailed if the email is too large or too
     deeply nested all the same (bounds.py)."""
     if subscribe_url is None:
-        footer = footer_html(account=account, url=unsubscribe_url)
+        footer = footer_html(account=account, url=unsubscribe_url, color=design.muted_color)
     else:
-        footer = footer_html(account=account, url=subscribe_url, link_text="Subscribe")
+        footer = footer_html(
+            account=account, url=subscribe_url, link_text="Subscribe", color=design.muted_color
+        )
         unsubscribe_url = subscribe_url
     if design.custom_html:
         body, footer_needed = custom_layout(

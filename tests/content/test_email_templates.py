@@ -106,6 +106,14 @@ def test_a_dark_design_says_so_in_its_color_scheme(account_a):
     assert '<meta name="color-scheme" content="dark">' in html
 
 
+def test_the_footer_is_written_in_the_designs_muted_colour(account_a):
+    dark = Design(background_color="#000000", content_color="#111111", muted_color="#bbbbbb")
+
+    footer = _document(account_a, dark).split('class="footer"')[1]
+
+    assert "color:#bbbbbb" in footer.split(">")[0] and "#666" not in footer
+
+
 # --- Checked values ---------------------------------------------------------------------------
 
 
