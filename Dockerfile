@@ -23,7 +23,9 @@ COPY . .
 RUN DEBUG=false SECRET_KEY=collectstatic-only SITE_URL=https://build.invalid \
     python manage.py collectstatic --noinput
 
-RUN useradd --create-home --uid 1000 app
+# The image library's files (IMAGE_STORAGE=filesystem) live under /data/media, a volume the
+# app user owns; with IMAGE_STORAGE=s3 nothing is written there.
+RUN useradd --create-home --uid 1000 app && mkdir -p /data/media && chown app /data/media
 USER app
 
 EXPOSE 8000
