@@ -1,0 +1,206 @@
+"""A creator's whole content journey in Chromium: a sign-off written as a snippet in the visual
+editor; a broadcast written in it with a heading, an image dropped from the desktop into the
+text (uploaded to the library), a button and the snippet from the personalisation menu; the
+image given its alt text; the phone-width preview; a test to herself, read in the captured
+message (HTML and plain text), the image's public URL fetched signed out; then the broadcast
+sent to her subscribers and published, and read on her public archive by a signed-out
+visitor, nobody's unsubscribe link in it."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+import urllib.request
+
+import pytest
+from PIL import Image as PillowImage
+from playwright.sync_api import Page, expect
+
+from broadcasts.models import Broadcast
+from content.images.services import image_urls
+from content.models import Image
+from convertkit.models import Account
+from subscribers.models import Subscriber
+from tests.e2e.steps import sign_up, wait_for_messages
+
+READERS = 3
+HEADING = "Soup season"
+SIGN_OFF = "Warmly, Ann"
+ALT = "A pot of tomato soup"
+BUTTON_URL = "https://example.com/soups"
+
+
+@pytest.fixture
+def images_on_the_live_server(live_server, settings, tmp_path):
+    """Uploaded images stored in the test's directory, their public URLs on the live server."""
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "images": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": tmp_path / "media", "base_url": f"{live_server.url}/media/"},
+        },
+    }
+
+
+def png_bytes() -> bytes:
+    picture = PillowImage.new("RGB", (320, 160), "tomato")
+    picture.paste((255, 255, 255), (0, 0, 160, 80))
+    out = io.BytesIO()
+    picture.save(out, "PNG")
+    return out.getvalue()
+
+
+def html_and_text(message) -> tuple[str, str]:
+    html = message.get_body(preferencelist=("html",)).get_content()
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    return html, text
+
+
+def drop_file(page: Page, target, *, name: str, data: bytes, mime: str) -> None:
+    """Drops a file from the desktop onto `target`, in its middle, as a drag from the file
+    manager would."""
+    transfer = page.evaluate_handle(
+        """([name, mime, encoded]) => {
+            const bytes = Uint8Array.from(atob(encoded), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], name, { type: mime }));
+            return transfer;
+        }""",
+        [name, mime, base64.b64encode(data).decode()],
+    )
+    box = target.bounding_box()
+    point = {"clientX": box["x"] + box["width"] / 2, "clientY": box["y"] + box["height"] / 2}
+    for kind in ("dragenter", "dragover", "drop"):
+        target.dispatch_event(kind, {"dataTransfer": transfer, **point})
+
+
+def test_a_visual_email_with_an_image_a_button_and_a_snippet_from_editor_to_archive(
+    site: str, page: Page, browser, settings, mail_sink, images_on_the_live_server
+):
+    settings.SITE_URL = site
+    sign_up(page, site, email="ann@example.com", account_name="Ann's Kitchen")
+    page.goto(f"{site}/settings/")
+    page.get_by_label("From address").fill("news@ann.example")
+    page.get_by_label("Postal address").fill("1 Main Street, Springfield")
+    page.get_by_role("button", name="Save settings").click()
+    expect(page.get_by_text("Settings saved.")).to_be_visible()
+    account = Account.objects.get(name="Ann's Kitchen")
+    Subscriber.objects.bulk_create(
+        Subscriber(account=account, email=f"reader{n}@example.org", first_name=f"Reader{n}")
+        for n in range(READERS)
+    )
+
+    # A snippet, written in the visual editor.
+    page.goto(f"{site}/snippets/")
+    page.get_by_role("link", name="New snippet").first.click()
+    page.get_by_label("Name").fill("Sign-off")
+    snippet_text = page.get_by_label("Email content")
+    snippet_text.click()
+    page.keyboard.type(SIGN_OFF)
+    page.get_by_role("button", name="Create snippet").click()
+    expect(page.get_by_text("Snippet “Sign-off” saved: {{ snippet.sign-off }}.")).to_be_visible()
+
+    # A new broadcast opens in the visual editor.
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Broadcasts").click()
+    page.get_by_role("button", name="New broadcast").click()
+    expect(page.locator("[data-email-editor][data-ready]")).to_be_visible()
+    form = page.locator("#broadcast-form")
+    form.get_by_label("Subject").fill("Soup season is here")
+    text = page.get_by_label("Email content")
+    toolbar = page.get_by_role("toolbar", name="Formatting")
+    text.click()
+    toolbar.get_by_label("Text style").select_option(label="Heading 1")
+    page.keyboard.type(HEADING)
+    page.keyboard.press("Enter")
+    expect(text.locator("h1")).to_have_text(HEADING)
+
+    # An image dropped into the text is uploaded to the library and shown where it fell.
+    drop_file(page, text.locator("p").last, name="soup.png", data=png_bytes(), mime="image/png")
+    expect(page.get_by_role("status").filter(has_text="Uploaded soup.png.")).to_be_visible()
+    image = Image.objects.get(account=account)
+    url = image_urls(image).email
+    editor_image = text.locator(f'img[src="{url}"]')
+    expect(editor_image).to_be_visible()
+
+    # A button.
+    text.locator("p").last.click()
+    toolbar.get_by_role("button", name="Button", exact=True).click()
+    page.get_by_label("Button text").fill("See the recipes")
+    page.get_by_label("Button text").press("Enter")
+    page.get_by_label("Button link").fill(BUTTON_URL)
+    page.get_by_label("Button link").press("Enter")
+    expect(text.get_by_text("See the recipes")).to_be_visible()
+
+    # The snippet, from the personalisation menu: it goes after the button, which stays.
+    toolbar.get_by_label("Insert personalisation").select_option(label="Sign-off")
+    expect(text.get_by_text("Snippet: Sign-off")).to_be_visible()
+    expect(text.get_by_text("See the recipes")).to_be_visible()
+
+    # The image's alt text.
+    editor_image.click()
+    page.get_by_label("Alt text").fill(ALT)
+    page.get_by_label("Alt text").press("Enter")
+    expect(editor_image).to_have_attribute("alt", ALT)
+
+    # The preview at phone width shows it all, the image loaded.
+    page.get_by_label("Mobile").check()
+    expect(page.locator(".email-frame")).to_have_css("width", "375px")
+    email = page.frame_locator("#broadcast-preview iframe")
+    expect(email.get_by_role("heading", name=HEADING, exact=True)).to_be_visible()
+    preview_image = email.get_by_role("img", name=ALT)
+    expect(preview_image).to_have_attribute("src", url)
+    expect(preview_image).to_have_js_property("complete", True)
+    assert preview_image.evaluate("img => img.naturalWidth") > 0
+    expect(email.get_by_role("link", name="See the recipes")).to_have_attribute("href", BUTTON_URL)
+    expect(email.get_by_text(SIGN_OFF)).to_be_visible()
+
+    # A test to herself: everything in the message, the image served to anyone.
+    form.get_by_role("button", name="Send a test to me").click()
+    expect(page.get_by_text("A test is on its way to ann@example.com.")).to_be_visible()
+    (test_copy,) = wait_for_messages(mail_sink, 1)
+    html, plain = html_and_text(test_copy)
+    assert re.search(rf"<h1[^>]*>{HEADING}</h1>", html)
+    (img_tag,) = re.findall(r"<img [^>]*>", html)
+    assert f'src="{url}"' in img_tag and f'alt="{ALT}"' in img_tag
+    assert f'href="{BUTTON_URL}"' in html
+    assert SIGN_OFF in html
+    for part in (HEADING, ALT, "See the recipes", BUTTON_URL, SIGN_OFF):
+        assert part in plain, part
+    with urllib.request.urlopen(url) as response:
+        assert response.headers["Content-Type"] == "image/png"
+        served = response.read()
+    assert PillowImage.open(io.BytesIO(served)).size == (320, 160)
+    assert (
+        served
+        == (
+            settings.STORAGES["images"]["OPTIONS"]["location"] / image.file_name("original")
+        ).read_bytes()
+    )
+
+    # Published to the archive, sent to the subscribers.
+    form.get_by_label("Publish to the archive").check()
+    form.get_by_role("button", name="Send…").click()
+    page.get_by_role("button", name=f"Send to {READERS} recipients").click()
+    expect(page.get_by_text("Sending has started.")).to_be_visible()
+    expect(page.locator("#broadcast-progress")).to_contain_text("Done", timeout=60_000)
+    wait_for_messages(mail_sink, 1 + READERS)
+    broadcast = Broadcast.objects.get(account=account)
+    assert broadcast.public
+
+    # A visitor, signed out, reads it on the archive.
+    reader = browser.new_context().new_page()
+    reader.set_default_timeout(15_000)
+    account.refresh_from_db()
+    reader.goto(f"{site}/p/{account.public_slug}/")
+    reader.get_by_role("link", name="Soup season is here").click()
+    article = reader.locator("article")
+    expect(article.get_by_role("heading", name=HEADING, exact=True)).to_be_visible()
+    archived_image = article.get_by_role("img", name=ALT)
+    expect(archived_image).to_have_attribute("src", url)
+    expect(archived_image).to_have_js_property("complete", True)
+    assert archived_image.evaluate("img => img.naturalWidth") > 0
+    expect(article.get_by_text(SIGN_OFF)).to_be_visible()
+    hrefs = reader.locator("a[href]").evaluate_all("links => links.map((a) => a.href)")
+    assert not [href for href in hrefs if "/u/" in href or "unsubscribe" in href], hrefs
+    reader.context.close()
