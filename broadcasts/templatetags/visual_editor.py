@@ -4,7 +4,8 @@
 The form has a `body` field; with a `body_format` field too (an EmailForm) the editor shows
 while that format is "visual", else (a snippet's form) the body is always a visual document.
 `snippet_key`: the key of the snippet being edited, which its own snippet menu leaves out
-(with the snippets that include it), so it cannot be put inside itself."""
+(with the snippets that include it), so it cannot be put inside itself. `label`: the editable
+area's accessible name."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ register = template.Library()
 
 
 @register.inclusion_tag("broadcasts/partials/visual_editor.html", takes_context=True)
-def visual_editor(context, form, snippet_key: str = "") -> dict:
+def visual_editor(context, form, snippet_key: str = "", label: str = "Email content") -> dict:
     account = context["request"].account
     always_visual = "body_format" not in form.fields
     return {
@@ -29,6 +30,7 @@ def visual_editor(context, form, snippet_key: str = "") -> dict:
         "images_url": reverse("image_library_json"),
         "snippets_url": reverse("snippet_library"),
         "snippet_key": snippet_key,
+        "label": label,
         "visual": always_visual or form["body_format"].value() == Broadcast.BodyFormat.VISUAL,
         "fields_json": json.dumps(
             list(

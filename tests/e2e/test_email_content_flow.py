@@ -4,12 +4,14 @@ text (uploaded to the library), a button and the snippet from the personalisatio
 image given its alt text; the phone-width preview; a test to herself, read in the captured
 message (HTML and plain text), the image's public URL fetched signed out; then the broadcast
 sent to her subscribers and published, and read on her public archive by a signed-out
-visitor, nobody's unsubscribe link in it."""
+visitor, nobody's unsubscribe link in it. A snippet block detached in the editor becomes the
+email's own content, autosaved; a snippet's editor never offers the snippet itself."""
 
 from __future__ import annotations
 
 import base64
 import io
+import json
 import re
 import urllib.request
 
@@ -20,9 +22,11 @@ from playwright.sync_api import Page, expect
 from broadcasts.models import Broadcast
 from content.images.services import image_urls
 from content.models import Image
+from content.snippets.services import snippet_create
 from convertkit.models import Account
 from subscribers.models import Subscriber
-from tests.e2e.steps import sign_up, wait_for_messages
+from tests.content.test_snippets import paragraph, snippet_block
+from tests.e2e.steps import session_share, sign_up, wait_for_messages
 
 READERS = 3
 HEADING = "Soup season"
@@ -95,7 +99,7 @@ def test_a_visual_email_with_an_image_a_button_and_a_snippet_from_editor_to_arch
     page.goto(f"{site}/snippets/")
     page.get_by_role("link", name="New snippet").first.click()
     page.get_by_label("Name").fill("Sign-off")
-    snippet_text = page.get_by_label("Email content")
+    snippet_text = page.get_by_label("Snippet content")
     snippet_text.click()
     page.keyboard.type(SIGN_OFF)
     page.get_by_role("button", name="Create snippet").click()
@@ -204,3 +208,45 @@ def test_a_visual_email_with_an_image_a_button_and_a_snippet_from_editor_to_arch
     hrefs = reader.locator("a[href]").evaluate_all("links => links.map((a) => a.href)")
     assert not [href for href in hrefs if "/u/" in href or "unsubscribe" in href], hrefs
     reader.context.close()
+
+
+def test_a_detached_snippet_becomes_the_emails_own_content_and_is_autosaved(
+    page: Page, live_server, alice_client, account_a
+):
+    def doc(*blocks) -> str:
+        return json.dumps({"type": "doc", "attrs": {"layout": "center"}, "content": list(blocks)})
+
+    sign_off = {"type": "paragraph", "content": [{"type": "text", "text": SIGN_OFF}]}
+    snippet_create(account=account_a, name="Sign-off", body=doc(sign_off))
+    snippet_create(account=account_a, name="Footer", body=doc(snippet_block("sign-off")))
+    snippet_create(account=account_a, name="Sponsor", body=doc(paragraph("Brought by Pots")))
+    heading = {
+        "type": "heading",
+        "attrs": {"level": 1},
+        "content": [{"type": "text", "text": HEADING}],
+    }
+    broadcast = Broadcast.objects.create(
+        account=account_a,
+        subject="Soup",
+        body_format="visual",
+        body=doc(heading, snippet_block("sign-off")),
+    )
+    page.set_default_timeout(15_000)
+    session_share(page, live_server.url, alice_client)
+
+    page.goto(f"{live_server.url}/broadcasts/{broadcast.pk}/")
+    text = page.get_by_label("Email content")
+    expect(text.get_by_text("Snippet: Sign-off")).to_be_visible()
+    text.get_by_role("button", name="Detach the snippet Sign-off").click()
+    expect(text.locator("p", has_text=SIGN_OFF)).to_be_visible()
+    expect(text.get_by_text("Snippet: Sign-off")).to_have_count(0)
+    expect(page.locator("[data-autosave-status]")).to_have_text(re.compile(r"^Saved \d\d:\d\d$"))
+    broadcast.refresh_from_db()
+    assert json.loads(broadcast.body)["content"] == [heading, sign_off]
+
+    # A snippet's own editor shows its content, and offers neither it nor what includes it.
+    page.goto(f"{live_server.url}/snippets/")
+    page.get_by_role("link", name="Sign-off").click()
+    expect(page.get_by_label("Snippet content").locator("p")).to_have_text(SIGN_OFF)
+    menu = page.get_by_label("Insert personalisation")
+    expect(menu.locator("optgroup[label=Snippets] option")).to_have_text(["Sponsor"])

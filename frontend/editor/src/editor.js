@@ -110,7 +110,7 @@ export function mountEditor(root) {
     extensions: [...extensions({ snippets, snippetViews, onDetach: detachSnippet }), shortcuts],
     content: format === VISUAL ? initial || EMPTY : EMPTY,
     editorProps: {
-      attributes: { "aria-label": "Email content", role: "textbox", "aria-multiline": "true", class: "ee-prose" },
+      attributes: { "aria-label": root.dataset.contentLabel || "Email content", role: "textbox", "aria-multiline": "true", class: "ee-prose" },
       handlePaste: (_view, event) => uploadFiles(event.clipboardData && event.clipboardData.files, null),
       handleDrop: (view, event) => {
         const files = event.dataTransfer && event.dataTransfer.files;
