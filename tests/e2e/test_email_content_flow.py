@@ -211,7 +211,7 @@ def test_a_visual_email_with_an_image_a_button_and_a_snippet_from_editor_to_arch
 
 
 def test_a_detached_snippet_becomes_the_emails_own_content_and_is_autosaved(
-    page: Page, live_server, alice_client, account_a
+    page: Page, live_server, alice_client, account_a, images_on_the_live_server
 ):
     def doc(*blocks) -> str:
         return json.dumps({"type": "doc", "attrs": {"layout": "center"}, "content": list(blocks)})
@@ -243,6 +243,14 @@ def test_a_detached_snippet_becomes_the_emails_own_content_and_is_autosaved(
     expect(page.locator("[data-autosave-status]")).to_have_text(re.compile(r"^Saved \d\d:\d\d$"))
     broadcast.refresh_from_db()
     assert json.loads(broadcast.body)["content"] == [heading, sign_off]
+
+    # An image dropped on the toolbar (outside the text) is uploaded, not opened by the browser.
+    toolbar = page.get_by_role("toolbar", name="Formatting")
+    drop_file(page, toolbar, name="pot.png", data=png_bytes(), mime="image/png")
+    expect(page.get_by_role("status").filter(has_text="Uploaded pot.png.")).to_be_visible()
+    expect(text.locator("img")).to_have_count(1)
+    drop_file(page, toolbar, name="notes.txt", data=b"soup", mime="text/plain")
+    expect(page.get_by_role("alert").filter(has_text="Only images")).to_be_visible()
 
     # A snippet's own editor shows its content, and offers neither it nor what includes it.
     page.goto(f"{live_server.url}/snippets/")

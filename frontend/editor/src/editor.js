@@ -601,6 +601,18 @@ export function mountEditor(root) {
     showFormat();
   }
 
+  // A file dropped on the editor but outside the text (its toolbar, its margins) is uploaded too,
+  // at the cursor, instead of the browser leaving the page to show the file.
+  const carriesFiles = (event) => event.dataTransfer && [...event.dataTransfer.types].includes("Files");
+  root.addEventListener("dragover", (event) => {
+    if (carriesFiles(event)) event.preventDefault();
+  });
+  root.addEventListener("drop", (event) => {
+    if (event.defaultPrevented || !carriesFiles(event)) return;
+    event.preventDefault();
+    if (!uploadFiles(event.dataTransfer.files, null)) complain("Only images (JPEG, PNG, GIF or WebP) can be dropped into the email.");
+  });
+
   for (const input of formatInputs) input.addEventListener("change", () => input.checked && switchFormat(input.value));
   showFormat();
   refreshToolbar();
