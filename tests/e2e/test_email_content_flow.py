@@ -154,8 +154,7 @@ def test_a_visual_email_with_an_image_a_button_and_a_snippet_from_editor_to_arch
     expect(email.get_by_role("heading", name=HEADING, exact=True)).to_be_visible()
     preview_image = email.get_by_role("img", name=ALT)
     expect(preview_image).to_have_attribute("src", url)
-    expect(preview_image).to_have_js_property("complete", True)
-    assert preview_image.evaluate("img => img.naturalWidth") > 0
+    expect(preview_image).to_have_js_property("naturalWidth", 320)  # loaded
     expect(email.get_by_role("link", name="See the recipes")).to_have_attribute("href", BUTTON_URL)
     expect(email.get_by_text(SIGN_OFF)).to_be_visible()
 
@@ -188,9 +187,11 @@ def test_a_visual_email_with_an_image_a_button_and_a_snippet_from_editor_to_arch
     page.get_by_role("button", name=f"Send to {READERS} recipients").click()
     expect(page.get_by_text("Sending has started.")).to_be_visible()
     expect(page.locator("#broadcast-progress")).to_contain_text("Done", timeout=60_000)
-    wait_for_messages(mail_sink, 1 + READERS)
+    messages = wait_for_messages(mail_sink, 1 + READERS)
     broadcast = Broadcast.objects.get(account=account)
     assert broadcast.public
+    html, _ = html_and_text(messages[-1])
+    web_view = re.search(r'<a [^>]*href="([^"]+)"[^>]*>View in browser', html)[1]
 
     # A visitor, signed out, reads it on the archive.
     reader = browser.new_context().new_page()
@@ -202,11 +203,16 @@ def test_a_visual_email_with_an_image_a_button_and_a_snippet_from_editor_to_arch
     expect(article.get_by_role("heading", name=HEADING, exact=True)).to_be_visible()
     archived_image = article.get_by_role("img", name=ALT)
     expect(archived_image).to_have_attribute("src", url)
-    expect(archived_image).to_have_js_property("complete", True)
-    assert archived_image.evaluate("img => img.naturalWidth") > 0
+    expect(archived_image).to_have_js_property("naturalWidth", 320)  # loaded
     expect(article.get_by_text(SIGN_OFF)).to_be_visible()
     hrefs = reader.locator("a[href]").evaluate_all("links => links.map((a) => a.href)")
     assert not [href for href in hrefs if "/u/" in href or "unsubscribe" in href], hrefs
+
+    # A subscriber's "View in browser" shows the same email.
+    reader.goto(web_view)
+    expect(reader.get_by_role("heading", name=HEADING, exact=True)).to_be_visible()
+    expect(reader.get_by_role("img", name=ALT)).to_have_js_property("naturalWidth", 320)
+    expect(reader.get_by_text(SIGN_OFF)).to_be_visible()
     reader.context.close()
 
 
