@@ -1,5 +1,6 @@
-"""The snippet editor's form: a name and the body, a visual document as JSON (the JS editor
-mounts on the body's textarea, id_body)."""
+"""The snippet editor's form: a name and the body, a visual document as JSON (the visual editor
+mounts beside the body's textarea, `{% visual_editor form %}`; without JavaScript the textarea
+is the editor)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ class SnippetForm(forms.Form):
         max_length=MAX_BODY_LENGTH,
         initial=EMPTY_DOCUMENT,
         widget=forms.Textarea(attrs={"rows": 18, "class": "code", "spellcheck": "false"}),
-        help_text="The snippet's blocks, as the visual editor writes them.",
+        help_text="The snippet's content: text, images, buttons, even other snippets.",
     )
 
     def clean_name(self) -> str:

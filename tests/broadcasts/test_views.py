@@ -643,3 +643,19 @@ def test_a_poll_reads_the_unknown_deliveries_only_when_their_count_changed(
     assert 'id="unknown-deliveries" aria-labelledby="unknown-heading" hx-swap-oob="true"' in changed
     assert subscriber.email in changed
     assert f"{live}?unknown=1" in changed  # the next poll knows the page shows them
+
+
+@pytest.mark.parametrize(("body_format", "shown"), [("visual", True), ("markdown", False)])
+def test_the_visual_editor_shows_for_a_visual_body_only(
+    alice_client, broadcast_a, body_format, shown
+):
+    broadcast_a.body_format = body_format
+    broadcast_a.body = '{"type": "doc", "content": [{"type": "paragraph"}]}'
+    broadcast_a.save()
+    page = alice_client.get(url("broadcast_edit", broadcast_a)).content.decode()
+    source = page[page.index("<div data-email-source") :]
+    assert ("data-visual" in source[: source.index(">")]) is shown
+    mount = page[page.index("<div data-email-editor") :]
+    mount = mount[: mount.index(">")]
+    assert 'data-input="id_body"' in mount and 'data-content-label="Email content"' in mount
+    assert "data-snippet-key" not in mount

@@ -5,6 +5,7 @@ the email is rendered; never including themselves; each account's own."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from django.urls import reverse
@@ -247,3 +248,25 @@ def test_another_accounts_snippet_is_not_found(charlie_client, sign_off, name):
         assert response.status_code == 404
     sign_off.refresh_from_db()
     assert (sign_off.name, sign_off.body) == before
+
+
+def editor_mount(page: str) -> tuple[str, str]:
+    """The body's wrapper and the visual editor's mount, as `{% visual_editor %}` wrote them."""
+    source = re.search(r"<div data-email-source[^>]*>", page)[0]
+    mount = re.search(r"<div data-email-editor[^>]*>", page)[0]
+    return source, mount
+
+
+def test_a_snippet_is_written_in_the_visual_editor_which_leaves_it_out_of_its_own_menu(
+    alice_client, sign_off
+):
+    source, mount = editor_mount(alice_client.get(reverse("snippet_create")).content.decode())
+    assert "data-visual" in source
+    assert 'data-input="id_body"' in mount and 'data-content-label="Snippet content"' in mount
+    assert f'data-snippets-url="{reverse("snippet_library")}"' in mount
+    assert "data-snippet-key" not in mount
+
+    page = alice_client.get(reverse("snippet_edit", args=[sign_off.id])).content.decode()
+    source, mount = editor_mount(page)
+    assert "data-visual" in source and 'data-snippet-key="sign-off"' in mount
+    assert page.count("data-email-editor") == 1

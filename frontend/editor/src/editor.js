@@ -110,7 +110,7 @@ export function mountEditor(root) {
     extensions: [...extensions({ snippets, snippetViews, onDetach: detachSnippet }), shortcuts],
     content: format === VISUAL ? initial || EMPTY : EMPTY,
     editorProps: {
-      attributes: { "aria-label": "Email content", role: "textbox", "aria-multiline": "true", class: "ee-prose" },
+      attributes: { "aria-label": root.dataset.contentLabel || "Email content", role: "textbox", "aria-multiline": "true", class: "ee-prose" },
       handlePaste: (_view, event) => uploadFiles(event.clipboardData && event.clipboardData.files, null),
       handleDrop: (view, event) => {
         const files = event.dataTransfer && event.dataTransfer.files;
@@ -170,11 +170,19 @@ export function mountEditor(root) {
     element("option", { value: `text:${FIRST_NAME}`, text: "First name" }),
     ...fields.map((key) => element("option", { value: `text:{{ subscriber.${key} }}`, text: key })),
   );
+  // Inserted at the cursor; with an image, a button or a snippet selected, after it (never in
+  // its place).
   function insertPersonalisation() {
     const value = personalise.value;
     personalise.value = "";
-    if (value.startsWith("text:")) chain().insertContent(value.slice(5)).run();
-    else if (value.startsWith("snippet:")) chain().insertContent({ type: "snippet", attrs: { key: value.slice(8) } }).run();
+    const { selection } = editor.state;
+    if (value.startsWith("text:")) {
+      const text = { type: "text", text: value.slice(5) };
+      if (selection instanceof NodeSelection) chain().insertContentAt(selection.to, { type: "paragraph", content: [text] }).run();
+      else chain().insertContent(text).run();
+    } else if (value.startsWith("snippet:")) {
+      insertBlock({ type: "snippet", attrs: { key: value.slice(8) } });
+    }
   }
 
   const layout = element(
@@ -427,7 +435,7 @@ export function mountEditor(root) {
   async function upload(file) {
     const body = new FormData();
     body.append("file", file);
-    const response = await fetch(urls.upload, { method: "POST", body, headers: { "X-CSRFToken": csrfToken(form) }, credentials: "same-origin" });
+    const response = await fetch(urls.upload, { method: "POST", body, headers: { "X-CSRFToken": csrfToken(form), Accept: "application/json" }, credentials: "same-origin" });
     const data = await jsonFrom(response);
     if (response.status !== 201 || !data.url) throw new Error(data.error || `The upload failed (${response.status}).`);
     return data;
@@ -531,6 +539,22 @@ export function mountEditor(root) {
     editor.chain().focus().insertContentAt({ from: pos, to: pos + node.nodeSize }, blocks.length ? blocks : [{ type: "paragraph" }]).run();
   }
 
+  // Whether the snippet of `key` is the snippet of `target`, or names it, through any depth.
+  function includes(key, target) {
+    if (!target) return false;
+    const seen = new Set();
+    const stack = [key];
+    while (stack.length) {
+      const at = stack.pop();
+      if (at === target) return true;
+      if (seen.has(at)) continue;
+      seen.add(at);
+      const doc = snippets.has(at) && parseDocument(snippets.get(at).body);
+      if (doc) doc.content?.forEach((block) => block.type === "snippet" && stack.push(block.attrs?.key));
+    }
+    return false;
+  }
+
   async function loadSnippets() {
     if (!urls.snippets) return;
     try {
@@ -538,8 +562,10 @@ export function mountEditor(root) {
       if (!response.ok) return;
       const data = await jsonFrom(response);
       for (const snippet of data.snippets || []) snippets.set(snippet.key, snippet);
-      if (!snippets.size) return;
-      snippetGroup.replaceChildren(...[...snippets.values()].map((snippet) => element("option", { value: `snippet:${snippet.key}`, text: snippet.name })));
+      // In a snippet's own editor, the menu leaves out the snippet and those that include it.
+      const offered = [...snippets.values()].filter((snippet) => !includes(snippet.key, root.dataset.snippetKey));
+      if (!offered.length) return;
+      snippetGroup.replaceChildren(...offered.map((snippet) => element("option", { value: `snippet:${snippet.key}`, text: snippet.name })));
       personalise.append(snippetGroup);
       for (const refresh of snippetViews) refresh();
     } catch {
@@ -574,6 +600,18 @@ export function mountEditor(root) {
     }
     showFormat();
   }
+
+  // A file dropped on the editor but outside the text (its toolbar, its margins) is uploaded too,
+  // at the cursor, instead of the browser leaving the page to show the file.
+  const carriesFiles = (event) => event.dataTransfer && [...event.dataTransfer.types].includes("Files");
+  root.addEventListener("dragover", (event) => {
+    if (carriesFiles(event)) event.preventDefault();
+  });
+  root.addEventListener("drop", (event) => {
+    if (event.defaultPrevented || !carriesFiles(event)) return;
+    event.preventDefault();
+    if (!uploadFiles(event.dataTransfer.files, null)) complain("Only images (JPEG, PNG, GIF or WebP) can be dropped into the email.");
+  });
 
   for (const input of formatInputs) input.addEventListener("change", () => input.checked && switchFormat(input.value));
   showFormat();
