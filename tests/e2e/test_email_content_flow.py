@@ -131,6 +131,8 @@ def test_a_visual_email_with_an_image_a_button_and_a_snippet_from_editor_to_arch
     url = image_urls(image).email
     editor_image = text.locator(f'img[src="{url}"]')
     expect(editor_image).to_be_visible()
+    # Its alt text is the creator's to write, never the file's name read out to the blind.
+    expect(editor_image).to_have_attribute("alt", "")
 
     # A button.
     text.locator("p").last.click()

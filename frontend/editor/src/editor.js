@@ -419,7 +419,7 @@ export function mountEditor(root) {
   function imageNode(image) {
     return {
       type: "image",
-      attrs: { src: image.url, alt: image.name || "", width: image.width && image.width < IMAGE_WIDTH.max ? Math.max(IMAGE_WIDTH.min, image.width) : null, imageId: image.id ?? null, href: null, align: "center" },
+      attrs: { src: image.url, alt: "", width: image.width && image.width < IMAGE_WIDTH.max ? Math.max(IMAGE_WIDTH.min, image.width) : null, imageId: image.id ?? null, href: null, align: "center" },
     };
   }
 
