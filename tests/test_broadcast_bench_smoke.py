@@ -77,8 +77,14 @@ def test_the_broadcast_benchmark_sends_the_visual_email_beside_the_markdown_one(
 
     assert (figures["visual_duplicates"], figures["visual_missing"]) == (0, 0)
     assert figures["visual_msgs_per_s"] > 0
-    markdown, visual = Broadcast.objects.order_by("id")
-    assert (markdown.body_format, visual.body_format) == ("markdown", "visual")
+    assert figures["markdown_again_msgs_per_s"] > 0
+    markdown, visual, again = Broadcast.objects.order_by("id")
+    assert (markdown.body_format, visual.body_format, again.body_format) == (
+        "markdown",
+        "visual",
+        "markdown",
+    )
+    assert again.state == Broadcast.State.SENT and again.sent_count == 60
     assert visual.state == Broadcast.State.SENT and visual.sent_count == 60
     assert 'alt="Five bowls of soup on a wooden table"' in visual.frozen_html
     assert "Get the five recipes" in visual.frozen_html
