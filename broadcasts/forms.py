@@ -57,7 +57,11 @@ class EmailForm(DraftForm):
     )
     body_format = forms.ChoiceField(
         label="Write in",
-        choices=Broadcast.BodyFormat.choices,
+        # The visual editor first: new emails start in it; Markdown and HTML for those who prefer.
+        choices=sorted(
+            Broadcast.BodyFormat.choices,
+            key=lambda choice: choice[0] != Broadcast.BodyFormat.VISUAL,
+        ),
         initial=Broadcast.BodyFormat.MARKDOWN,
         widget=forms.RadioSelect,
     )

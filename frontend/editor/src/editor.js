@@ -22,6 +22,28 @@ function element(tag, attrs = {}, ...children) {
   return node;
 }
 
+// Toolbar icons drawn as SVG strokes: symbol and emoji glyphs are missing from many systems'
+// fonts (a link or image button would show an empty box).
+const ICONS = {
+  link: "M10 13a5 5 0 0 0 7.07 0l3-3a5 5 0 0 0-7.07-7.07l-1 1M14 11a5 5 0 0 0-7.07 0l-3 3a5 5 0 0 0 7.07 7.07l1-1",
+  image: "M5 3h14a2 2 0 0 1 2 2v14a2 2 0 0 1-2 2H5a2 2 0 0 1-2-2V5a2 2 0 0 1 2-2zM21 15l-5-5L5 21M8.5 10a1.5 1.5 0 1 0 0-3 1.5 1.5 0 0 0 0 3z",
+  left: "M17 10H3M21 6H3M21 14H3M17 18H3",
+  center: "M18 10H6M21 6H3M21 14H3M18 18H6",
+  right: "M21 10H7M21 6H3M21 14H3M21 18H7",
+  divider: "M3 12h18",
+  button: "M7 8h10a4 4 0 0 1 0 8H7a4 4 0 0 1 0-8z",
+  spacer: "M12 3v18M8 7l4-4 4 4M8 17l4 4 4-4",
+};
+
+function icon(name) {
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  for (const [attr, value] of Object.entries({ viewBox: "0 0 24 24", width: "18", height: "18", fill: "none", stroke: "currentColor", "stroke-width": "2", "stroke-linecap": "round", "stroke-linejoin": "round", "aria-hidden": "true", focusable: "false" })) svg.setAttribute(attr, value);
+  const path = document.createElementNS("http://www.w3.org/2000/svg", "path");
+  path.setAttribute("d", ICONS[name]);
+  svg.append(path);
+  return svg;
+}
+
 // A document as JSON text (the body field) or already parsed (the snippet library's bodies).
 function parseDocument(source) {
   try {
@@ -137,8 +159,9 @@ export function mountEditor(root) {
 
   // --- Toolbar -------------------------------------------------------------------------------
   const toggles = [];
-  function button(label, text, run, { active, shortcut } = {}) {
-    const control = element("button", { type: "button", class: "ee-button", "aria-label": label, title: shortcut ? `${label} (${shortcut})` : label, text, onclick: () => run() });
+  // `face`: the button's text, or an icon's name (ICONS).
+  function button(label, face, run, { active, shortcut } = {}) {
+    const control = element("button", { type: "button", class: "ee-button", "aria-label": label, title: shortcut ? `${label} (${shortcut})` : label, onclick: () => run() }, face in ICONS ? icon(face) : face);
     if (active) {
       control.setAttribute("aria-pressed", "false");
       toggles.push([control, active]);
@@ -201,7 +224,7 @@ export function mountEditor(root) {
       button("Italic", "I", () => chain().toggleItalic().run(), { active: () => editor.isActive("italic"), shortcut: `${mod}I` }),
       button("Strikethrough", "S", () => chain().toggleStrike().run(), { active: () => editor.isActive("strike"), shortcut: `${mod}Shift+S` }),
       button("Code", "</>", () => chain().toggleCode().run(), { active: () => editor.isActive("code"), shortcut: `${mod}E` }),
-      button("Link", "🔗", () => showLinkPanel(), { active: () => editor.isActive("link"), shortcut: `${mod}K` }),
+      button("Link", "link", () => showLinkPanel(), { active: () => editor.isActive("link"), shortcut: `${mod}K` }),
     ),
     group(
       "Blocks",
@@ -210,13 +233,13 @@ export function mountEditor(root) {
       button("Quote", "❝", () => chain().toggleBlockquote().run(), { active: () => editor.isActive("blockquote") }),
       button("Code block", "{ }", () => chain().toggleCodeBlock().run(), { active: () => editor.isActive("codeBlock") }),
     ),
-    group("Alignment", ...ALIGNS.map((align) => button(`Align ${align}`, { left: "⇤", center: "↔", right: "⇥" }[align], () => chain().setTextAlign(align).run(), { active: () => editor.isActive({ textAlign: align }) }))),
+    group("Alignment", ...ALIGNS.map((align) => button(`Align ${align}`, align, () => chain().setTextAlign(align).run(), { active: () => editor.isActive({ textAlign: align }) }))),
     group(
       "Insert",
-      button("Divider", "―", () => chain().setHorizontalRule().run()),
-      button("Image", "🖼", () => openImageDialog(null)),
-      button("Button", "▭", () => insertBlock({ type: "button", attrs: { text: "Read more", href: "https://", ...BUTTON_DEFAULTS } })),
-      button("Spacer", "↕", () => insertBlock({ type: "spacer", attrs: { height: SPACER.default } })),
+      button("Divider", "divider", () => chain().setHorizontalRule().run()),
+      button("Image", "image", () => openImageDialog(null)),
+      button("Button", "button", () => insertBlock({ type: "button", attrs: { text: "Read more", href: "https://", ...BUTTON_DEFAULTS } })),
+      button("Spacer", "spacer", () => insertBlock({ type: "spacer", attrs: { height: SPACER.default } })),
     ),
     group("Personalise", personalise),
     group("Document", layout),
