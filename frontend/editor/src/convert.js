@@ -108,14 +108,15 @@ function blockMarkdown(node, prefix = "") {
     case "spacer":
       return prefix;
     case "snippet":
-      return "";
+      // Markdown names a snippet in Liquid; the server expands it in place.
+      return `{{ snippet.${attrs.key} }}`;
     default:
       return children("\n\n");
   }
 }
 
-/** The document (contract JSON) as Markdown: what the editor shows in Markdown's terms; spacers
- * and snippets have none and are left out. */
+/** The document (contract JSON) as Markdown: what the editor shows in Markdown's terms (a
+ * snippet as `{{ snippet.key }}`); spacers have none and are left out. */
 export function documentToMarkdown(doc) {
   return (doc.content || [])
     .map((node) => blockMarkdown(node))

@@ -162,7 +162,7 @@ function snippetNode(snippets, views, onDetach) {
       return [{ tag: 'div[data-type="snippet"]' }];
     },
     renderHTML({ node }) {
-      return ["div", mergeAttributes({ "data-type": "snippet", "data-key": node.attrs.key }), `{{ snippet: ${node.attrs.key} }}`];
+      return ["div", mergeAttributes({ "data-type": "snippet", "data-key": node.attrs.key }), `{{ snippet.${node.attrs.key} }}`];
     },
     addNodeView() {
       return ({ node, getPos, editor }) => {
