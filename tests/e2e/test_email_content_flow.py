@@ -267,3 +267,17 @@ def test_a_detached_snippet_becomes_the_emails_own_content_and_is_autosaved(
     expect(page.get_by_label("Snippet content").locator("p")).to_have_text(SIGN_OFF)
     menu = page.get_by_label("Insert personalisation")
     expect(menu.locator("optgroup[label=Snippets] option")).to_have_text(["Sponsor"])
+
+    # Written in Markdown, a snippet block is its Liquid (which the server expands), and a
+    # snippet on a line of its own is a block again back in the visual editor.
+    other = Broadcast.objects.create(
+        account=account_a,
+        subject="Soup",
+        body_format="visual",
+        body=doc(heading, snippet_block("sign-off")),
+    )
+    page.goto(f"{live_server.url}/broadcasts/{other.pk}/")
+    page.get_by_label("Markdown").check()
+    expect(page.get_by_label("Body")).to_have_value(f"# {HEADING}\n\n{{{{ snippet.sign-off }}}}")
+    page.get_by_label("Visual").check()
+    expect(page.get_by_label("Email content").get_by_text("Snippet: Sign-off")).to_be_visible()

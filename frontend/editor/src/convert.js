@@ -1,6 +1,7 @@
 // What a body becomes when the creator switches its format: Markdown to the editor's HTML input
 // (a small subset: headings, lists, quotes, code blocks, rules, images, links, bold, italic,
-// strike, code; anything else stays as text), and the document to Markdown.
+// strike, code, a `{{ snippet.key }}` line as a snippet block; anything else stays as text), and
+// the document to Markdown.
 
 const escapeHtml = (text) => text.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
 
@@ -31,6 +32,10 @@ export function markdownToHtml(markdown) {
     let match;
     if (!line.trim()) {
       index++;
+    } else if ((match = /^\s*\{\{-?\s*snippet\.([a-z0-9]+(?:[-_][a-z0-9]+)*)\s*-?\}\}\s*$/.exec(line))) {
+      // A snippet on a line of its own is a snippet block again.
+      index++;
+      out.push(`<div data-type="snippet" data-key="${match[1]}"></div>`);
     } else if (line.startsWith("```")) {
       index++;
       const code = take((current) => !current.startsWith("```"));
