@@ -31,19 +31,28 @@ class KeysetPage:
 
 
 def keyset_page(
-    queryset, *, after: int | None, before: int | None, page_size: int = PAGE_SIZE
+    queryset,
+    *,
+    after: int | None,
+    before: int | None,
+    page_size: int = PAGE_SIZE,
+    oldest_first: bool = False,
 ) -> KeysetPage:
-    """One page of `queryset`, newest first: the rows older than `after`, or the rows newer than
-    `before`. One row more than a page is read to know whether another page follows."""
+    """One page of `queryset`, newest first (or oldest first): the rows past `after`, or the
+    rows ahead of `before`. One row more than a page is read to know whether another page
+    follows. With `oldest_first`, "newer" and "older" read as "previous" and "next"."""
+    ahead, beyond = ("id__lt", "id__gt") if oldest_first else ("id__gt", "id__lt")
+    order = "id" if oldest_first else "-id"
     if before is not None:
-        items = list(queryset.filter(id__gt=before).order_by("id")[: page_size + 1])
+        reverse = "-id" if oldest_first else "id"
+        items = list(queryset.filter(**{ahead: before}).order_by(reverse)[: page_size + 1])
         has_newer = len(items) > page_size
         items = items[:page_size][::-1]
         has_older = True
     else:
         if after is not None:
-            queryset = queryset.filter(id__lt=after)
-        items = list(queryset.order_by("-id")[: page_size + 1])
+            queryset = queryset.filter(**{beyond: after})
+        items = list(queryset.order_by(order)[: page_size + 1])
         has_older = len(items) > page_size
         items = items[:page_size]
         has_newer = after is not None

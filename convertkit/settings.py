@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "sequences",
     "automations",
     "content",
+    "api",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -286,6 +287,10 @@ SIGNUP_LIMIT_PER_FORM = env_rate("SIGNUP_LIMIT_PER_FORM", "1000/600")
 CONFIRMATION_LINK_DAYS = env_int("CONFIRMATION_LINK_DAYS", 7, minimum=1)
 # Proxies (load balancers) in front of gunicorn that append to X-Forwarded-For; 0 trusts none.
 TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
+
+# --- REST API (/v4/) --------------------------------------------------------------------------------
+# Requests per API key (COUNT/SECONDS); past it the API answers 429 with Retry-After.
+API_RATE_LIMIT = env_rate("API_RATE_LIMIT", "120/60")
 
 # --- Tracking: open pixel, click redirect, ESP webhooks --------------------------------------------
 # Base URL of pixel and click links (a separate tracking host, if wanted); SITE_URL by default.

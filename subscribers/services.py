@@ -80,6 +80,19 @@ def tag_create(*, account: Account, name: str) -> Tag:
         raise TagExists(Tag.objects.get(account=account, name__iexact=name)) from None
 
 
+def tag_rename(*, tag: Tag, name: str) -> Tag:
+    """Renames the tag; TagExists if another of the account's tags has that name
+    (case-insensitive), ValueError for a blank name."""
+    name = _tag_name_cleaned(name)
+    try:
+        with transaction.atomic():
+            Tag.objects.filter(pk=tag.pk).update(name=name)
+    except IntegrityError:
+        raise TagExists(Tag.objects.get(account_id=tag.account_id, name__iexact=name)) from None
+    tag.name = name
+    return tag
+
+
 def tag_delete(*, tag: Tag) -> None:
     """Deletes the tag and its taggings; the subscribers stay."""
     tag.delete()

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+from convertkit.models import Account
+
+
+class ApiKey(models.Model):
+    """A credential for the REST API, reaching one account. Only a SHA-256 digest of the secret
+    is kept: the key is shown once, when it is created, and cannot be read back."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100)
+    # The key's first characters, shown in the list so a creator can tell their keys apart.
+    prefix = models.CharField(max_length=16)
+    key_hash = models.CharField(max_length=64, unique=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    # Written at most once a minute (api.keys.api_key_authenticate), not on every request.
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["account", "id"], name="apikey_account_id")]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
