@@ -18,7 +18,7 @@ from ninja import NinjaAPI, Schema
 from api.auth import KitApiKey
 from api.errors import NOT_JSON, ApiError, install_handlers
 from api.pagination import page_of, page_request, refuse_if
-from api.shapes import KIT_STATES, subscriber_json, tag_json, timestamp
+from api.shapes import KIT_STATES, State, subscriber_json, tag_json, timestamp
 from convertkit.models import Membership
 from convertkit.tenancy import get_for_account
 from subscribers import services
@@ -219,7 +219,11 @@ def subscriber_upsert(request, payload: SubscriberIn):
 @api.get("/subscribers/{int:subscriber_id}")
 def subscriber_get(request, subscriber_id: int):
     subscriber = get_for_account(request, Subscriber, pk=subscriber_id)
-    return _json({"subscriber": subscriber_json(subscriber)})
+    shape = subscriber_json(subscriber)
+    shape["canceled_at"] = (
+        timestamp(subscriber.unsubscribed_at) if subscriber.state == State.UNSUBSCRIBED else None
+    )
+    return _json({"subscriber": shape})
 
 
 @api.put("/subscribers/{int:subscriber_id}")
