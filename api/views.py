@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
-from django.http import HttpResponse, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.utils.dateparse import parse_date, parse_datetime
 from ninja import NinjaAPI, Schema
 
@@ -47,7 +48,7 @@ def _json(data: dict, status: int = 200) -> JsonResponse:
 def _email(raw) -> str:
     try:
         return normalize_email(raw if isinstance(raw, str) else "")
-    except Exception:
+    except ValidationError:
         raise ApiError(422, [INVALID_EMAIL]) from None
 
 
@@ -69,9 +70,10 @@ def _moment(params, name: str, problems: list[str]) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _subscribers_filtered(request, queryset, problems: list[str]):
+def _subscribers_filtered(request, queryset, problems: list[str], *, tagged: bool = False):
     """Kit's subscriber filters: status (default active), email_address (comma-separated),
-    created_after/before, updated_after/before."""
+    created_after/before, updated_after/before, and for a tag's subscribers (`queryset`
+    joined to the taggings of one tag) tagged_after/before."""
     params = request.GET
     status = params.get("status", "active") or "active"
     if status in KIT_STATES:
@@ -83,12 +85,18 @@ def _subscribers_filtered(request, queryset, problems: list[str]):
     emails = [part.strip().lower() for part in params.get("email_address", "").split(",")]
     if any(emails):
         queryset = queryset.filter(email__in=[email for email in emails if email])
-    for name, lookup in (
+    moments = [
         ("created_after", "created_at__gte"),
         ("created_before", "created_at__lte"),
         ("updated_after", "updated_at__gte"),
         ("updated_before", "updated_at__lte"),
-    ):
+    ]
+    if tagged:
+        moments += [
+            ("tagged_after", "taggings__created_at__gte"),
+            ("tagged_before", "taggings__created_at__lte"),
+        ]
+    for name, lookup in moments:
         moment = _moment(params, name, problems)
         if moment is not None:
             queryset = queryset.filter(**{lookup: moment})
@@ -397,6 +405,7 @@ def tag_subscriber_list(request, tag_id: int):
         request,
         Subscriber.objects.filter(account=request.account, taggings__tag=tag),
         problems,
+        tagged=True,
     )
     refuse_if(problems)
     items, pagination = page_of(queryset.annotate(tagged_at=F("taggings__created_at")), paging)
@@ -406,3 +415,12 @@ def tag_subscriber_list(request, tag_id: int):
             "pagination": pagination,
         }
     )
+
+
+@api.api_operation(
+    ["GET", "POST", "PUT", "PATCH", "DELETE"], "/{path:rest}", include_in_schema=False
+)
+def not_found(request, rest: str):
+    """Any other path under /v4/ (an endpoint not built yet, an id that is not a number): Kit's
+    404, not the site's HTML page."""
+    raise Http404

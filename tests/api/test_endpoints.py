@@ -386,3 +386,34 @@ def test_a_subscriber_with_several_tags_appears_once_under_each_with_its_own_tag
     assert tagged["tagged_at"] == later.created_at.strftime("%Y-%m-%dT%H:%M:%SZ")
     tags = api_a.get(f"/v4/subscribers/{ann.id}/tags").json()["tags"]
     assert sorted(tag["id"] for tag in tags) == sorted([first.id, second.id])
+
+
+def test_a_tags_subscribers_filter_by_when_they_were_tagged(api_a, account_a, ann):
+    tag = TagFactory(account=account_a)
+    old = TaggingFactory(tag=tag, subscriber=ann)
+    Tagging.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=10))
+    recent = TaggingFactory(tag=tag, subscriber=SubscriberFactory(account=account_a))
+    day = (timezone.now() - timedelta(days=5)).date().isoformat()
+
+    def ids(**params):
+        body = api_a.get(f"/v4/tags/{tag.id}/subscribers", **params).json()
+        return [s["id"] for s in body["subscribers"]]
+
+    assert ids(tagged_after=day) == [recent.subscriber_id]
+    assert ids(tagged_before=day) == [ann.id]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("get", "/v4/subscribers/abc"), ("post", "/v4/forms/1/subscribers"), ("delete", "/v4/x")],
+)
+def test_any_other_path_is_kits_404(api_a, method, path):
+    response = api_a.call(method, path)
+    assert response.status_code == 404
+    assert response.json() == {"errors": ["Not Found"]}
+
+
+def test_any_other_path_still_needs_a_key(db):
+    from tests.api.conftest import ApiClient
+
+    assert ApiClient(None).get("/v4/forms").status_code == 401
