@@ -70,10 +70,9 @@ def _moment(params, name: str, problems: list[str]) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _subscribers_filtered(request, queryset, problems: list[str], *, tagged: bool = False):
+def _subscribers_filtered(request, queryset, problems: list[str]):
     """Kit's subscriber filters: status (default active), email_address (comma-separated),
-    created_after/before, updated_after/before, and for a tag's subscribers (`queryset`
-    joined to the taggings of one tag) tagged_after/before."""
+    created_after/before, updated_after/before."""
     params = request.GET
     status = params.get("status", "active") or "active"
     if status in KIT_STATES:
@@ -85,18 +84,12 @@ def _subscribers_filtered(request, queryset, problems: list[str], *, tagged: boo
     emails = [part.strip().lower() for part in params.get("email_address", "").split(",")]
     if any(emails):
         queryset = queryset.filter(email__in=[email for email in emails if email])
-    moments = [
+    for name, lookup in (
         ("created_after", "created_at__gte"),
         ("created_before", "created_at__lte"),
         ("updated_after", "updated_at__gte"),
         ("updated_before", "updated_at__lte"),
-    ]
-    if tagged:
-        moments += [
-            ("tagged_after", "taggings__created_at__gte"),
-            ("tagged_before", "taggings__created_at__lte"),
-        ]
-    for name, lookup in moments:
+    ):
         moment = _moment(params, name, problems)
         if moment is not None:
             queryset = queryset.filter(**{lookup: moment})
@@ -401,11 +394,18 @@ def tag_subscriber_list(request, tag_id: int):
     tag = get_for_account(request, Tag, pk=tag_id)
     problems: list[str] = []
     paging = page_request(request, list_name=f"tag{tag.id}.subscribers", problems=problems)
+    # The tag and the tagging times in one filter() call: one join, on this tag's taggings (a
+    # second call would join the subscriber's taggings of any tag again).
+    taggings = {"taggings__tag": tag}
+    for name, lookup in (
+        ("tagged_after", "taggings__created_at__gte"),
+        ("tagged_before", "taggings__created_at__lte"),
+    ):
+        moment = _moment(request.GET, name, problems)
+        if moment is not None:
+            taggings[lookup] = moment
     queryset = _subscribers_filtered(
-        request,
-        Subscriber.objects.filter(account=request.account, taggings__tag=tag),
-        problems,
-        tagged=True,
+        request, Subscriber.objects.filter(account=request.account, **taggings), problems
     )
     refuse_if(problems)
     items, pagination = page_of(queryset.annotate(tagged_at=F("taggings__created_at")), paging)

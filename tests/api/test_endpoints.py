@@ -393,6 +393,8 @@ def test_a_tags_subscribers_filter_by_when_they_were_tagged(api_a, account_a, an
     old = TaggingFactory(tag=tag, subscriber=ann)
     Tagging.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=10))
     recent = TaggingFactory(tag=tag, subscriber=SubscriberFactory(account=account_a))
+    # Ann's recent tagging with another tag says nothing of when she got this one.
+    TaggingFactory(tag=TagFactory(account=account_a), subscriber=ann)
     day = (timezone.now() - timedelta(days=5)).date().isoformat()
 
     def ids(**params):
