@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import F
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.utils.dateparse import parse_date, parse_datetime
 from ninja import NinjaAPI, Schema
 
@@ -415,12 +415,3 @@ def tag_subscriber_list(request, tag_id: int):
             "pagination": pagination,
         }
     )
-
-
-@api.api_operation(
-    ["GET", "POST", "PUT", "PATCH", "DELETE"], "/{path:rest}", include_in_schema=False
-)
-def not_found(request, rest: str):
-    """Any other path under /v4/ (an endpoint not built yet, an id that is not a number): Kit's
-    404, not the site's HTML page."""
-    raise Http404

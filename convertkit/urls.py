@@ -5,7 +5,7 @@ from django.conf import settings
 from django.urls import include, path
 from django.views.decorators.csrf import csrf_exempt
 
-from api.views import api as api_v4
+from api.v4 import api as api_v4
 from content.images import views as image_views
 from convertkit import views
 from convertkit.routing import slash_optional
@@ -44,7 +44,7 @@ urlpatterns = [
     path("jobs/<int:job_id>/progress/", views.job_progress, name="job_progress"),
     path("jobs/<int:job_id>/errors.csv", views.job_errors_csv, name="job_errors_csv"),
     path("settings/api-keys/", include("api.urls")),
-    # Kit's API v4 (api.views), where Kit's clients expect it.
+    # Kit's API v4 (api.v4), where Kit's clients expect it.
     path("v4/", api_v4.urls),
     path("subscribers/", include("subscribers.urls")),
     path("forms/", include("subscribers.signup_forms.urls")),

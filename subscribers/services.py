@@ -106,6 +106,13 @@ def custom_field_create(*, account: Account, key: str, label: str) -> CustomFiel
         raise CustomFieldExists(key) from None
 
 
+def custom_field_relabel(*, custom_field: CustomField, label: str) -> CustomField:
+    """A new label; the key stays, as the values stored under it and merge tags naming it do."""
+    custom_field.label = label
+    custom_field.save(update_fields=["label"])
+    return custom_field
+
+
 def custom_field_delete(*, custom_field: CustomField) -> None:
     """Removes the definition only: values stay in Subscriber.fields, hidden, and come back if a
     field with the same key is defined again (rewriting millions of JSON values is not worth it)."""

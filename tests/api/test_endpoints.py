@@ -407,7 +407,7 @@ def test_a_tags_subscribers_filter_by_when_they_were_tagged(api_a, account_a, an
 
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("get", "/v4/subscribers/abc"), ("post", "/v4/forms/1/subscribers"), ("delete", "/v4/x")],
+    [("get", "/v4/subscribers/abc"), ("post", "/v4/purchases"), ("delete", "/v4/x")],
 )
 def test_any_other_path_is_kits_404(api_a, method, path):
     response = api_a.call(method, path)

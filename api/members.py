@@ -1,0 +1,32 @@
+"""The subscribers of a form or a sequence in Kit's shape: each with `added_at` (when they
+joined it), listed with Kit's subscriber filters and added_after/added_before."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from api.pagination import page_of, page_request, refuse_if
+from api.shapes import subscriber_json, timestamp
+from api.views import _json, _moment, _subscribers_filtered
+from subscribers.models import Subscriber
+
+
+def member_json(subscriber: Subscriber, *, added_at: datetime) -> dict:
+    shape = subscriber_json(subscriber)
+    shape["added_at"] = timestamp(added_at)
+    return shape
+
+
+def members_list(request, queryset, *, list_name: str, shape):
+    """A page of `queryset` (subscribers annotated with `added_at`), filtered by Kit's
+    parameters; `shape(subscriber)` gives each one's JSON."""
+    problems: list[str] = []
+    paging = page_request(request, list_name=list_name, problems=problems)
+    for name, lookup in (("added_after", "added_at__gte"), ("added_before", "added_at__lte")):
+        moment = _moment(request.GET, name, problems)
+        if moment is not None:
+            queryset = queryset.filter(**{lookup: moment})
+    queryset = _subscribers_filtered(request, queryset, problems)
+    refuse_if(problems)
+    items, pagination = page_of(queryset, paging)
+    return _json({"subscribers": [shape(row) for row in items], "pagination": pagination})
