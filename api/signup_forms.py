@@ -142,13 +142,14 @@ def form_subscriber_list(request, form_id: int):
     their first signup's time and page."""
     form = get_for_account(request, Form, pk=form_id)
     first_signup = Signup.objects.filter(form=form, subscriber=OuterRef("pk")).order_by("id")
-    queryset = (
-        Subscriber.objects.filter(account=request.account)
-        .annotate(
-            added_at=Subquery(first_signup.values("created_at")[:1]),
-            referrer=Subquery(first_signup.values("page_url")[:1]),
-        )
-        .filter(added_at__isnull=False)
+    # The form's signups (through their index) pick the subscribers; the first one's time and
+    # page are read for the rows of the page only.
+    queryset = Subscriber.objects.filter(
+        account=request.account,
+        pk__in=Signup.objects.filter(form=form).values("subscriber_id"),
+    ).annotate(
+        added_at=Subquery(first_signup.values("created_at")[:1]),
+        referrer=Subquery(first_signup.values("page_url")[:1]),
     )
 
     def shape(row):
