@@ -97,7 +97,7 @@ def _referrer_json(referrer: str) -> dict:
     }
 
 
-def _joined(request, form: Form, subscriber: Subscriber, referrer: str | None) -> JsonResponse:
+def _joined(form: Form, subscriber: Subscriber, referrer: str | None) -> JsonResponse:
     """Signs the subscriber up through the form: 201 the first time, 200 when they had joined
     it before; 422 (nothing changed) for a bounced or complained subscriber."""
     referrer = referrer or ""
@@ -123,7 +123,7 @@ def _live_form(request, form_id: int) -> Form:
 def form_subscriber_add(request, form_id: int, subscriber_id: int, payload: FormSubscriberIn):
     form = _live_form(request, form_id)
     subscriber = get_for_account(request, Subscriber, pk=subscriber_id)
-    return _joined(request, form, subscriber, payload.referrer)
+    return _joined(form, subscriber, payload.referrer)
 
 
 @router.post("/forms/{int:form_id}/subscribers")
@@ -133,7 +133,7 @@ def form_subscriber_add_by_email(request, form_id: int, payload: FormSubscriberI
     subscriber = _subscriber_by_email(
         request, payload.email_address, missing="Email address can't be blank"
     )
-    return _joined(request, form, subscriber, payload.referrer)
+    return _joined(form, subscriber, payload.referrer)
 
 
 @router.get("/forms/{int:form_id}/subscribers")
