@@ -14,9 +14,10 @@ from django.db import transaction
 from django.db.models import F
 from django.http import Http404, HttpResponse, JsonResponse
 from django.utils.dateparse import parse_date, parse_datetime
-from ninja import NinjaAPI, Schema
+from ninja import NinjaAPI, Router, Schema
 
 from api.auth import KitApiKey
+from api.broadcasts import router as broadcasts_router
 from api.errors import NOT_JSON, ApiError, install_handlers
 from api.pagination import page_of, page_request, refuse_if
 from api.shapes import KIT_STATES, State, subscriber_json, tag_json, timestamp
@@ -417,10 +418,19 @@ def tag_subscriber_list(request, tag_id: int):
     )
 
 
-@api.api_operation(
+# Other resources, each a Router of its own module; the fallback below stays the last.
+api.add_router("", broadcasts_router, tags=["Broadcasts"])
+
+fallback = Router()
+
+
+@fallback.api_operation(
     ["GET", "POST", "PUT", "PATCH", "DELETE"], "/{path:rest}", include_in_schema=False
 )
 def not_found(request, rest: str):
     """Any other path under /v4/ (an endpoint not built yet, an id that is not a number): Kit's
     404, not the site's HTML page."""
     raise Http404
+
+
+api.add_router("", fallback)
