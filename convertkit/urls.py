@@ -5,6 +5,7 @@ from django.conf import settings
 from django.urls import include, path
 from django.views.decorators.csrf import csrf_exempt
 
+from api.v3 import api as api_v3
 from api.v4 import api as api_v4
 from content.images import views as image_views
 from convertkit import views
@@ -46,6 +47,8 @@ urlpatterns = [
     path("settings/api-keys/", include("api.urls")),
     # Kit's API v4 (api.v4), where Kit's clients expect it.
     path("v4/", api_v4.urls),
+    # Kit's legacy API v3 subset (api.v3), for the client libraries that still call it.
+    path("v3/", api_v3.urls),
     path("subscribers/", include("subscribers.urls")),
     path("forms/", include("subscribers.signup_forms.urls")),
     path("broadcasts/", include("broadcasts.urls")),
