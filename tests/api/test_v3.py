@@ -14,7 +14,8 @@ from api.models import ApiKey
 from sequences.models import Subscription
 from sequences.services import sequence_create
 from subscribers.models import Signup, Subscriber, Tagging
-from subscribers.signup_forms.services import form_create
+from subscribers.services import subscriber_delete
+from subscribers.signup_forms.services import form_archive, form_create
 from tests.api.kit_examples import assert_kit_shape
 from tests.factories import CustomFieldFactory, SubscriberFactory, TagFactory, TaggingFactory
 
@@ -165,6 +166,14 @@ def test_past_the_rate_limit_v3_answers_429_with_retry_after(v3_a, settings):
     assert 1 <= int(response["Retry-After"]) <= 60
 
 
+def test_a_body_that_is_not_json_is_a_422_that_stores_nothing(v3_a, vip):
+    response = v3_a.client.post(
+        f"/v3/tags/{vip.id}/subscribe", "{not json", content_type="application/json"
+    )
+    assert response.status_code == 422
+    assert not Subscriber.objects.exists()
+
+
 def test_a_path_v3_does_not_serve_is_its_json_404(v3_a):
     response = v3_a.get("/v3/broadcasts")
     assert response.status_code == 404
@@ -264,6 +273,13 @@ def test_form_subscribe_with_another_accounts_tag_stores_nothing(v3_a, account_b
     assert not Subscriber.objects.exists()
 
 
+def test_an_archived_form_takes_no_subscriber(v3_a, single_form):
+    form_archive(form=single_form)
+    response = v3_a.post(f"/v3/forms/{single_form.id}/subscribe", {"email": "x@example.com"})
+    assert response.status_code == 404
+    assert not Subscriber.objects.exists()
+
+
 # Tags ----------------------------------------------------------------------------------------
 
 
@@ -294,6 +310,14 @@ def test_tag_subscribe_tags_an_unsubscribed_subscriber_without_reactivating(v3_a
     ann.refresh_from_db()
     assert ann.state == State.UNSUBSCRIBED
     assert Tagging.objects.filter(subscriber=ann, tag=vip).exists()
+
+
+def test_tag_subscribe_refuses_an_erased_address(v3_a, ann, vip):
+    subscriber_delete(subscriber=ann)
+    response = v3_a.post(f"/v3/tags/{vip.id}/subscribe", {"email": ann.email})
+    assert response.status_code == 422
+    assert not Subscriber.objects.exists()
+    assert not Tagging.objects.exists()
 
 
 def test_tag_unsubscribe_removes_the_tag_and_answers_the_tag(v3_a, ann, vip):
