@@ -174,6 +174,13 @@ def test_a_body_that_is_not_json_is_a_422_that_stores_nothing(v3_a, vip):
     assert not Subscriber.objects.exists()
 
 
+def test_v3_and_v4_count_against_one_budget_per_key(v3_a, settings):
+    settings.API_RATE_LIMIT = (1, 60)
+    v4 = v3_a.client.get("/v4/tags", headers={"X-Kit-Api-Key": v3_a.secret})
+    assert v4.status_code == 200
+    assert v3_a.get("/v3/tags").status_code == 429
+
+
 def test_a_path_v3_does_not_serve_is_its_json_404(v3_a):
     response = v3_a.get("/v3/broadcasts")
     assert response.status_code == 404
