@@ -1,12 +1,15 @@
-"""Who is calling: the key in the X-Kit-Api-Key header, and its rate limit."""
+"""Who is calling: the key in the X-Kit-Api-Key header or an OAuth access token in
+Authorization: Bearer, and the credential's rate limit."""
 
 from __future__ import annotations
 
 from django.conf import settings
-from ninja.security import APIKeyHeader
+from ninja.security import APIKeyHeader, HttpBearer
+from oauth2_provider.oauth2_backends import get_oauthlib_core
 
 from api.errors import RETRY_LATER, ApiError
 from api.keys import api_key_authenticate
+from api.models import OAuthTokenAccount
 from convertkit.ratelimit import rate_limits_hit
 
 
@@ -26,3 +29,29 @@ class KitApiKey(APIKeyHeader):
             raise ApiError(429, [RETRY_LATER], {"Retry-After": str(exceeded.retry_after)})
         request.account = api_key.account
         return api_key
+
+
+class KitOAuthToken(HttpBearer):
+    """Authorization: Bearer <OAuth access token> (api.oauth): a live token sets request.account
+    to the account it was granted for, and counts one request against API_OAUTH_RATE_LIMIT for
+    that token. An expired or revoked token is a 401, as a missing one is."""
+
+    def authenticate(self, request, token):
+        valid, oauth_request = get_oauthlib_core().verify_request(request, scopes=["public"])
+        if not valid:
+            return None
+        access_token = oauth_request.access_token
+        link = (
+            OAuthTokenAccount.objects.select_related("account")
+            .filter(access_token=access_token)
+            .first()
+        )
+        if link is None:
+            return None
+        exceeded = rate_limits_hit(
+            [("oauth-token", str(access_token.pk), settings.API_OAUTH_RATE_LIMIT)]
+        )
+        if exceeded:
+            raise ApiError(429, [RETRY_LATER], {"Retry-After": str(exceeded.retry_after)})
+        request.account = link.account
+        return access_token

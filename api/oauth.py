@@ -1,0 +1,95 @@
+"""OAuth 2.0 for third-party apps, with django-oauth-toolkit: Kit's /v4/oauth/authorize (the
+consent page), /v4/oauth/token and /v4/oauth/revoke.
+
+A token reaches one account: the creator's current account when they approved the app. The
+consent view hands it to the validator with the other credentials; the validator stores it
+beside the authorization code (OAuthGrantAccount), copies it to the access token the code is
+exchanged for (OAuthTokenAccount), and from token to token on each refresh."""
+
+from __future__ import annotations
+
+from django.db import transaction
+from django.http import HttpResponseForbidden
+from oauth2_provider.models import get_application_model
+from oauth2_provider.oauth2_validators import OAuth2Validator
+from oauth2_provider.views import AuthorizationView
+
+from api.models import OAuthGrantAccount, OAuthTokenAccount
+
+
+class AccountOAuth2Validator(OAuth2Validator):
+    """DOT's validator, carrying the account from the consent page to every token."""
+
+    def _create_authorization_code(self, request, code, expires=None):
+        grant = super()._create_authorization_code(request, code, expires)
+        OAuthGrantAccount.objects.create(grant=grant, account_id=request.account_id)
+        return grant
+
+    def validate_code(self, client_id, code, client, request, *args, **kwargs):
+        if not super().validate_code(client_id, code, client, request, *args, **kwargs):
+            return False
+        request.account_id = (
+            OAuthGrantAccount.objects.filter(grant__code=code, grant__application=client)
+            .values_list("account_id", flat=True)
+            .first()
+        )
+        return request.account_id is not None
+
+    def validate_refresh_token(self, refresh_token, client, request, *args, **kwargs):
+        if not super().validate_refresh_token(refresh_token, client, request, *args, **kwargs):
+            return False
+        request.account_id = (
+            OAuthTokenAccount.objects.filter(
+                access_token_id=request.refresh_token_instance.access_token_id
+            )
+            .values_list("account_id", flat=True)
+            .first()
+        )
+        return request.account_id is not None
+
+    def _create_access_token(self, expires, request, token, source_refresh_token=None):
+        access_token = super()._create_access_token(expires, request, token, source_refresh_token)
+        OAuthTokenAccount.objects.create(access_token=access_token, account_id=request.account_id)
+        return access_token
+
+
+class ConsentView(AuthorizationView):
+    """The consent page: the app's name, the account it will reach and the scopes, always asked
+    (a creator with several accounts approves each one)."""
+
+    template_name = "api/oauth_authorize.html"
+
+    def dispatch(self, request, *args, **kwargs):
+        if request.user.is_authenticated and not request.account:
+            return HttpResponseForbidden("Create an account before connecting an app to it.")
+        if "approval_prompt" in request.GET:
+            request.GET = request.GET.copy()
+            del request.GET["approval_prompt"]
+        return super().dispatch(request, *args, **kwargs)
+
+    def create_authorization_response(self, request, scopes, credentials, allow):
+        credentials["account_id"] = request.account.id
+        with transaction.atomic():
+            return super().create_authorization_response(request, scopes, credentials, allow)
+
+
+def oauth_application_create(
+    *, name: str, redirect_uris: list[str], confidential: bool = True
+) -> tuple[object, str]:
+    """Registers a third-party app (authorization code grant, PKCE required): the Application
+    and its client secret in clear, which is stored hashed and cannot be read back."""
+    from oauth2_provider.generators import generate_client_secret
+
+    Application = get_application_model()
+    secret = generate_client_secret()
+    application = Application(
+        name=name,
+        redirect_uris=" ".join(redirect_uris),
+        client_type=Application.CLIENT_CONFIDENTIAL if confidential else Application.CLIENT_PUBLIC,
+        authorization_grant_type=Application.GRANT_AUTHORIZATION_CODE,
+        client_secret=secret,
+        algorithm="",
+    )
+    application.full_clean()
+    application.save()
+    return application, secret
