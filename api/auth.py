@@ -43,7 +43,8 @@ class KitOAuthToken(HttpBearer):
         access_token = oauth_request.access_token
         link = (
             OAuthTokenAccount.objects.select_related("account")
-            .filter(access_token=access_token)
+            # Only while the creator who approved the app is still a member of the account.
+            .filter(access_token=access_token, account__memberships__user_id=access_token.user_id)
             .first()
         )
         if link is None:

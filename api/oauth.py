@@ -8,11 +8,16 @@ exchanged for (OAuthTokenAccount), and from token to token on each refresh."""
 
 from __future__ import annotations
 
+import json
+import time
+
 from django.db import transaction
 from django.http import HttpResponseForbidden
+from oauth2_provider.exceptions import OAuthToolkitError
 from oauth2_provider.models import get_application_model
 from oauth2_provider.oauth2_validators import OAuth2Validator
-from oauth2_provider.views import AuthorizationView
+from oauth2_provider.views import AuthorizationView, TokenView
+from oauthlib.oauth2 import AccessDeniedError
 
 from api.models import OAuthGrantAccount, OAuthTokenAccount
 
@@ -68,9 +73,29 @@ class ConsentView(AuthorizationView):
         return super().dispatch(request, *args, **kwargs)
 
     def create_authorization_response(self, request, scopes, credentials, allow):
+        # The account the page showed: a creator who switched accounts in another tab since
+        # must see the page again rather than connect an account they were not shown.
+        shown = request.POST.get("account_id")
+        if shown != str(request.account.id):
+            raise OAuthToolkitError(
+                error=AccessDeniedError(state=credentials.get("state")),
+                redirect_uri=credentials["redirect_uri"],
+            )
         credentials["account_id"] = request.account.id
         with transaction.atomic():
             return super().create_authorization_response(request, scopes, credentials, allow)
+
+
+class KitTokenView(TokenView):
+    """DOT's token endpoint, with the `created_at` (Unix time) Kit adds to its answer."""
+
+    def create_token_response(self, request):
+        url, headers, body, status = super().create_token_response(request)
+        if status == 200:
+            answer = json.loads(body)
+            answer["created_at"] = int(time.time())
+            body = json.dumps(answer)
+        return url, headers, body, status
 
 
 def oauth_application_create(

@@ -5,10 +5,10 @@ from __future__ import annotations
 from django.urls import path
 from oauth2_provider import views as oauth_views
 
-from api.oauth import ConsentView
+from api.oauth import ConsentView, KitTokenView
 
 urlpatterns = [
     path("authorize", ConsentView.as_view(), name="oauth_authorize"),
-    path("token", oauth_views.TokenView.as_view(), name="oauth_token"),
+    path("token", KitTokenView.as_view(), name="oauth_token"),
     path("revoke", oauth_views.RevokeTokenView.as_view(), name="oauth_revoke"),
 ]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
+import time
 from io import StringIO
 from urllib.parse import parse_qs, urlparse
 
@@ -53,7 +54,8 @@ def consent(client: Client, app, challenge: str) -> str:
     params = authorize_params(app, challenge)
     page = client.get("/v4/oauth/authorize", params)
     assert page.status_code == 200
-    form = {**params, "scope": "public", "allow": "Authorize"}
+    account_id = page.context["request"].account.id
+    form = {**params, "scope": "public", "account_id": account_id, "allow": "Authorize"}
     response = client.post("/v4/oauth/authorize", form)
     assert response.status_code == 302
     location = urlparse(response["Location"])
@@ -64,7 +66,7 @@ def consent(client: Client, app, challenge: str) -> str:
 
 
 def token_call(app, **data):
-    return Client().post(
+    return Client(enforce_csrf_checks=True).post(
         "/v4/oauth/token", {"client_id": app.client_id, "client_secret": app.plain_secret, **data}
     )
 
@@ -112,6 +114,7 @@ def test_the_full_flow_from_consent_to_revocation(alice_client, app, account_a):
     assert tokens["token_type"] == "Bearer"
     assert tokens["scope"] == "public"
     assert tokens["expires_in"] > 0
+    assert abs(tokens["created_at"] - time.time()) < 60
 
     api = Client()
     response = api.get("/v4/account", headers=bearer(tokens["access_token"]))
@@ -173,6 +176,32 @@ def test_the_token_reaches_the_account_chosen_at_consent(alice, account_a, app):
     assert response.json()["account"]["id"] == second.id
 
 
+def test_approving_after_switching_account_in_another_tab_is_refused(alice, account_a, app):
+    from tests.factories import AccountFactory, MembershipFactory
+
+    second = AccountFactory(name="Ann's Bakery")
+    MembershipFactory(user=alice, account=second)
+    client = Client()
+    client.force_login(alice)
+    params = authorize_params(app, pkce_pair()[1])
+    # The page showed Ann's Kitchen; the creator then switched to the bakery elsewhere.
+    client.post(f"/accounts/switch/{second.id}/")
+    form = {**params, "scope": "public", "account_id": account_a.id, "allow": "Authorize"}
+    response = client.post("/v4/oauth/authorize", form)
+    query = parse_qs(urlparse(response["Location"]).query)
+    assert query["error"] == ["access_denied"]
+    assert not Grant.objects.exists()
+
+
+def test_a_token_stops_working_when_its_creator_leaves_the_account(alice_client, alice, app):
+    from convertkit.models import Membership
+
+    tokens = tokens_for(alice_client, app)
+    Membership.objects.filter(user=alice).delete()
+    response = Client().get("/v4/account", headers=bearer(tokens["access_token"]))
+    assert response.status_code == 401
+
+
 def test_an_authorization_request_without_pkce_is_refused(alice_client, app):
     response = alice_client.get("/v4/oauth/authorize", authorize_params(app, None))
     assert response.status_code == 302
@@ -209,9 +238,10 @@ def test_a_code_is_used_once(alice_client, app):
     assert AccessToken.objects.count() == 1
 
 
-def test_cancelling_on_the_consent_page_gives_no_code(alice_client, app):
+def test_cancelling_on_the_consent_page_gives_no_code(alice_client, app, account_a):
     params = authorize_params(app, pkce_pair()[1])
-    response = alice_client.post("/v4/oauth/authorize", {**params, "scope": "public"})
+    form = {**params, "scope": "public", "account_id": account_a.id}
+    response = alice_client.post("/v4/oauth/authorize", form)
     query = parse_qs(urlparse(response["Location"]).query)
     assert query["error"] == ["access_denied"]
     assert not Grant.objects.exists()
