@@ -3,11 +3,15 @@ Authorization: Bearer, and the credential's rate limit."""
 
 from __future__ import annotations
 
+import hashlib
+
 from django.conf import settings
+from django.utils import timezone
 from ninja.security import APIKeyHeader, HttpBearer
+from oauth2_provider.models import AccessToken
 from oauth2_provider.oauth2_backends import get_oauthlib_core
 
-from api.errors import RETRY_LATER, ApiError
+from api.errors import ACCESS_TOKEN_EXPIRED, RETRY_LATER, ApiError
 from api.keys import api_key_authenticate
 from api.models import OAuthTokenAccount
 from convertkit.ratelimit import rate_limits_hit
@@ -39,6 +43,13 @@ class KitOAuthToken(HttpBearer):
     def authenticate(self, request, token):
         valid, oauth_request = get_oauthlib_core().verify_request(request, scopes=["public"])
         if not valid:
+            # Kit's own wording, on which its client libraries refresh the token and retry.
+            expired = AccessToken.objects.filter(
+                token_checksum=hashlib.sha256(token.encode()).hexdigest(),
+                expires__lte=timezone.now(),
+            )
+            if expired.exists():
+                raise ApiError(401, [ACCESS_TOKEN_EXPIRED])
             return None
         access_token = oauth_request.access_token
         link = (

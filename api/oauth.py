@@ -12,11 +12,11 @@ import json
 import time
 
 from django.db import transaction
-from django.http import HttpResponseForbidden
+from django.http import HttpResponseForbidden, JsonResponse, QueryDict
 from oauth2_provider.exceptions import OAuthToolkitError
 from oauth2_provider.models import get_application_model
 from oauth2_provider.oauth2_validators import OAuth2Validator
-from oauth2_provider.views import AuthorizationView, TokenView
+from oauth2_provider.views import AuthorizationView, RevokeTokenView, TokenView
 from oauthlib.oauth2 import AccessDeniedError
 
 from api.models import OAuthGrantAccount, OAuthTokenAccount
@@ -86,8 +86,40 @@ class ConsentView(AuthorizationView):
             return super().create_authorization_response(request, scopes, credentials, allow)
 
 
+def _json_body_as_form(request) -> bool:
+    """Kit's own client libraries post JSON to /oauth/token; DOT reads form fields (RFC 6749).
+    A JSON object body is handed to DOT as the form it stands for; False if it is not one."""
+    if request.content_type != "application/json":
+        return True
+    try:
+        data = json.loads(request.body or b"{}")
+    except ValueError:
+        return False
+    if not isinstance(data, dict):
+        return False
+    form = QueryDict(mutable=True)
+    for key, value in data.items():
+        if isinstance(value, str | int):
+            form[key] = str(value)
+    request.POST = form
+    return True
+
+
+def _malformed():
+    return JsonResponse(
+        {"error": "invalid_request", "error_description": "The body is not a JSON object"},
+        status=400,
+    )
+
+
 class KitTokenView(TokenView):
-    """DOT's token endpoint, with the `created_at` (Unix time) Kit adds to its answer."""
+    """DOT's token endpoint, taking JSON as well as a form, with the `created_at` (Unix time)
+    Kit adds to its answer."""
+
+    def post(self, request, *args, **kwargs):
+        if not _json_body_as_form(request):
+            return _malformed()
+        return super().post(request, *args, **kwargs)
 
     def create_token_response(self, request):
         url, headers, body, status = super().create_token_response(request)
@@ -96,6 +128,15 @@ class KitTokenView(TokenView):
             answer["created_at"] = int(time.time())
             body = json.dumps(answer)
         return url, headers, body, status
+
+
+class KitRevokeTokenView(RevokeTokenView):
+    """DOT's revocation endpoint (RFC 7009), taking JSON as well as a form."""
+
+    def post(self, request, *args, **kwargs):
+        if not _json_body_as_form(request):
+            return _malformed()
+        return super().post(request, *args, **kwargs)
 
 
 def oauth_application_create(

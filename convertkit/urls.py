@@ -46,6 +46,7 @@ urlpatterns = [
     path("settings/api-keys/", include("api.urls")),
     # Kit's OAuth endpoints (api.oauth), before the API's catch-all 404 under /v4/.
     path("v4/oauth/", include("api.oauth_urls")),
+    path("oauth/", include(("api.oauth_urls", "oauth_kit"))),
     # Kit's API v4 (api.v4), where Kit's clients expect it.
     path("v4/", api_v4.urls),
     path("subscribers/", include("subscribers.urls")),

@@ -268,7 +268,7 @@ def test_a_token_of_account_a_gets_404_for_account_b_subscribers(alice_client, a
     assert listed == []
 
 
-def test_an_expired_token_is_a_401(alice_client, app):
+def test_an_expired_token_is_a_401_in_kits_words_for_a_refresh(alice_client, app):
     from datetime import timedelta
 
     from django.utils import timezone
@@ -277,7 +277,8 @@ def test_an_expired_token_is_a_401(alice_client, app):
     AccessToken.objects.update(expires=timezone.now() - timedelta(seconds=1))
     response = Client().get("/v4/account", headers=bearer(tokens["access_token"]))
     assert response.status_code == 401
-    assert response.json() == {"errors": ["The access token is invalid"]}
+    # Kit's client libraries refresh the token on exactly this message.
+    assert response.json() == {"errors": ["The access token expired"]}
 
 
 def test_a_made_up_bearer_token_is_a_401(db):
@@ -335,3 +336,48 @@ def test_the_command_refuses_a_redirect_uri_that_is_not_http(db):
     with pytest.raises(CommandError, match="redirect_uris"):
         call_command("oauth_app_create", "--name", "Bad", "--redirect-uri", "ftp://x.example/")
     assert not Application.objects.exists()
+
+
+def test_a_public_app_connects_as_kits_own_client_library_does(alice_client, db):
+    """Kit's WordPress library: a public client, the consent page at /oauth/authorize, JSON
+    posted to /oauth/token with the client id and the verifier (no secret), refresh likewise."""
+    import json
+
+    app, _secret = oauth_application_create(
+        name="WordPress", redirect_uris=[REDIRECT], confidential=False
+    )
+    verifier, challenge = pkce_pair()
+    params = authorize_params(app, challenge)
+    page = alice_client.get("/oauth/authorize", params)
+    assert page.status_code == 200
+    account_id = page.context["request"].account.id
+    form = {**params, "scope": "public", "account_id": account_id, "allow": "Authorize"}
+    code = parse_qs(urlparse(alice_client.post("/oauth/authorize", form)["Location"]).query)
+    api = Client(enforce_csrf_checks=True)
+    body = {
+        "client_id": app.client_id,
+        "grant_type": "authorization_code",
+        "code": code["code"][0],
+        "redirect_uri": REDIRECT,
+        "code_verifier": verifier,
+    }
+    response = api.post("/oauth/token", json.dumps(body), content_type="application/json")
+    assert response.status_code == 200, response.content
+    tokens = response.json()
+    body = {
+        "client_id": app.client_id,
+        "grant_type": "refresh_token",
+        "refresh_token": tokens["refresh_token"],
+    }
+    response = api.post("/oauth/token", json.dumps(body), content_type="application/json")
+    assert response.status_code == 200, response.content
+    assert (
+        api.get("/v4/account", headers=bearer(response.json()["access_token"])).status_code == 200
+    )
+
+
+def test_a_token_request_whose_body_is_not_a_json_object_is_a_400(app):
+    response = Client().post("/oauth/token", "[1, 2", content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_request"
+    assert not AccessToken.objects.exists()
