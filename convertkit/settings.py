@@ -191,6 +191,8 @@ CELERY_BEAT_SCHEDULE = {
     "ensure-event-partitions": {"task": "tracking.partitions_ensure", "schedule": 6 * 3600.0},
     # Markers of drained batches, kept a day (tracking.drain.drained_batches_prune).
     "prune-drained-batches": {"task": "tracking.drained_batches_prune", "schedule": 3600.0},
+    # Expired and revoked OAuth codes and tokens (api.tasks.oauth_tokens_clear).
+    "clear-oauth-tokens": {"task": "api.oauth_tokens_clear", "schedule": 3600.0},
 }
 
 # --- Email: every message goes through Django's mail API; anymail backends for ESPs --------------

@@ -381,3 +381,33 @@ def test_a_token_request_whose_body_is_not_a_json_object_is_a_400(app):
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_request"
     assert not AccessToken.objects.exists()
+
+
+def test_the_hourly_clean_up_deletes_dead_tokens_and_keeps_live_ones(alice_client, app):
+    from datetime import timedelta
+
+    from django.utils import timezone
+    from oauth2_provider.models import RefreshToken
+
+    from api.tasks import oauth_tokens_clear
+
+    live = tokens_for(alice_client, app)
+    dead = tokens_for(alice_client, app)
+    revoked = Client().post(
+        "/v4/oauth/revoke",
+        {
+            "token": dead["refresh_token"],
+            "client_id": app.client_id,
+            "client_secret": app.plain_secret,
+        },
+    )
+    assert revoked.status_code == 200
+    consent(alice_client, app, pkce_pair()[1])  # a code never exchanged
+    Grant.objects.update(expires=timezone.now() - timedelta(seconds=1))
+    assert Grant.objects.count() == 1
+    oauth_tokens_clear()
+    assert not Grant.objects.exists()
+    assert RefreshToken.objects.count() == 1
+    assert OAuthTokenAccount.objects.count() == 1
+    response = Client().get("/v4/account", headers=bearer(live["access_token"]))
+    assert response.status_code == 200
