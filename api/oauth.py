@@ -14,7 +14,7 @@ import time
 from django.db import transaction
 from django.http import HttpResponseForbidden, JsonResponse, QueryDict
 from oauth2_provider.exceptions import OAuthToolkitError
-from oauth2_provider.models import get_application_model
+from oauth2_provider.models import get_application_model, revoke_access_token
 from oauth2_provider.oauth2_validators import OAuth2Validator
 from oauth2_provider.views import AuthorizationView, RevokeTokenView, TokenView
 from oauthlib.oauth2 import AccessDeniedError
@@ -159,3 +159,35 @@ def oauth_application_create(
     application.full_clean()
     application.save()
     return application, secret
+
+
+def oauth_connections(*, account) -> list[dict]:
+    """The apps holding a live token for the account, for the settings page: each app once,
+    with when it was last connected."""
+    apps: dict[int, dict] = {}
+    links = (
+        OAuthTokenAccount.objects.filter(account=account)
+        .select_related("access_token__application")
+        .order_by("-access_token__created")
+    )
+    for link in links:
+        application = link.access_token.application
+        apps.setdefault(
+            application.id, {"application": application, "since": link.access_token.created}
+        )
+    return list(apps.values())
+
+
+def oauth_disconnect(*, account, application_id: int) -> int:
+    """Revokes every token of the app that reaches the account (and its refresh token), as the
+    app's own call to /v4/oauth/revoke would; the number revoked. The app's tokens for other
+    accounts are untouched."""
+    links = OAuthTokenAccount.objects.filter(
+        account=account, access_token__application_id=application_id
+    ).select_related("access_token")
+    revoked = 0
+    with transaction.atomic():
+        for link in links:
+            revoke_access_token(link.access_token)
+            revoked += 1
+    return revoked

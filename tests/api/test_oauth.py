@@ -411,3 +411,27 @@ def test_the_hourly_clean_up_deletes_dead_tokens_and_keeps_live_ones(alice_clien
     assert OAuthTokenAccount.objects.count() == 1
     response = Client().get("/v4/account", headers=bearer(live["access_token"]))
     assert response.status_code == 200
+
+
+def test_the_settings_page_lists_the_connected_apps_and_disconnects_one(alice_client, app):
+    tokens = tokens_for(alice_client, app)
+    page = alice_client.get("/settings/api-keys/").content.decode()
+    assert "Connected apps" in page and "Shopify Sync" in page
+    url = f"/settings/api-keys/apps/{app.id}/disconnect/"
+    assert alice_client.get(url).status_code == 200
+    assert alice_client.post(url).status_code == 302
+    assert Client().get("/v4/account", headers=bearer(tokens["access_token"])).status_code == 401
+    refresh = token_call(app, grant_type="refresh_token", refresh_token=tokens["refresh_token"])
+    assert refresh.status_code == 400
+    assert "Connected apps" not in alice_client.get("/settings/api-keys/").content.decode()
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_another_account_cannot_disconnect_an_app_it_has_not_connected(
+    alice_client, charlie_client, app, method
+):
+    tokens = tokens_for(alice_client, app)
+    assert "Shopify Sync" not in charlie_client.get("/settings/api-keys/").content.decode()
+    response = getattr(charlie_client, method)(f"/settings/api-keys/apps/{app.id}/disconnect/")
+    assert response.status_code == 404
+    assert Client().get("/v4/account", headers=bearer(tokens["access_token"])).status_code == 200
