@@ -7,6 +7,7 @@ from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 # Kit's own wordings, so that integrations matching on them keep working.
 INVALID_TOKEN = "The access token is invalid"
+ACCESS_TOKEN_EXPIRED = "The access token expired"
 NOT_FOUND = "Not Found"
 RETRY_LATER = "Retry later"
 NOT_JSON = "The request body is not valid JSON"

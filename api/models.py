@@ -28,3 +28,25 @@ class ApiKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+
+class OAuthGrantAccount(models.Model):
+    """The account an authorization code was granted for: the creator's current account when
+    they approved the app on the consent page."""
+
+    grant = models.OneToOneField(
+        settings.OAUTH2_PROVIDER_GRANT_MODEL, on_delete=models.CASCADE, related_name="account_link"
+    )
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
+
+
+class OAuthTokenAccount(models.Model):
+    """The account an OAuth access token reaches (and the only one): copied from its grant, then
+    from token to token on each refresh."""
+
+    access_token = models.OneToOneField(
+        settings.OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL,
+        on_delete=models.CASCADE,
+        related_name="account_link",
+    )
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.http import Http404
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
 from api.forms import ApiKeyForm
 from api.keys import api_key_create, api_key_revoke
 from api.models import ApiKey
+from api.oauth import oauth_connections, oauth_disconnect
 from convertkit.tenancy import account_required, get_for_account
 
 # The new key's secret, between the POST that made it and the page that shows it, once.
@@ -34,6 +36,7 @@ def api_key_list(request):
             "keys": keys,
             "new_key": next((key for key in keys if shown and key.id == shown["id"]), None),
             "new_secret": shown["secret"] if shown else "",
+            "connections": oauth_connections(account=request.account),
         },
         status=400 if form.errors else 200,
     )
@@ -54,6 +57,38 @@ def api_key_revoke_confirm(request, key_id: int):
             "explanation": f"Whatever uses the key {api_key.prefix}… can no longer reach your "
             "account. This cannot be undone: a new key would have to be created and given to it.",
             "button": "Revoke key",
+            "danger": True,
+            "cancel_url": reverse("api_key_list"),
+        },
+    )
+
+
+@account_required
+def oauth_app_disconnect(request, application_id: int):
+    """Disconnects an app connected over OAuth: its tokens for this account stop working."""
+    connection = next(
+        (
+            found
+            for found in oauth_connections(account=request.account)
+            if found["application"].id == application_id
+        ),
+        None,
+    )
+    if connection is None:
+        raise Http404
+    name = connection["application"].name
+    if request.method == "POST":
+        oauth_disconnect(account=request.account, application_id=application_id)
+        messages.success(request, f"“{name}” disconnected. Its requests now fail.")
+        return redirect("api_key_list")
+    return render(
+        request,
+        "subscribers/confirm.html",
+        {
+            "title": f"Disconnect “{name}”?",
+            "explanation": f"{name} can no longer reach your account. To use it again, connect "
+            "it again from the app.",
+            "button": "Disconnect",
             "danger": True,
             "cancel_url": reverse("api_key_list"),
         },

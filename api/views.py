@@ -16,7 +16,7 @@ from django.http import HttpResponse, JsonResponse
 from django.utils.dateparse import parse_date, parse_datetime
 from ninja import NinjaAPI, Schema
 
-from api.auth import KitApiKey
+from api.auth import KitApiKey, KitOAuthToken
 from api.errors import NOT_JSON, ApiError, install_handlers
 from api.pagination import page_of, page_request, refuse_if
 from api.shapes import KIT_STATES, State, subscriber_json, tag_json, timestamp
@@ -30,7 +30,7 @@ api = NinjaAPI(
     title="Kit-compatible API",
     version="4.0",
     urls_namespace="api_v4",
-    auth=KitApiKey(),
+    auth=[KitApiKey(), KitOAuthToken()],
     docs_url=None,
 )
 install_handlers(api)

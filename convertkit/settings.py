@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "automations",
     "content",
     "api",
+    "oauth2_provider",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -190,6 +191,8 @@ CELERY_BEAT_SCHEDULE = {
     "ensure-event-partitions": {"task": "tracking.partitions_ensure", "schedule": 6 * 3600.0},
     # Markers of drained batches, kept a day (tracking.drain.drained_batches_prune).
     "prune-drained-batches": {"task": "tracking.drained_batches_prune", "schedule": 3600.0},
+    # Expired and revoked OAuth codes and tokens (api.tasks.oauth_tokens_clear).
+    "clear-oauth-tokens": {"task": "api.oauth_tokens_clear", "schedule": 3600.0},
 }
 
 # --- Email: every message goes through Django's mail API; anymail backends for ESPs --------------
@@ -291,6 +294,32 @@ TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
 # --- REST API (/v4/) --------------------------------------------------------------------------------
 # Requests per API key (COUNT/SECONDS); past it the API answers 429 with Retry-After.
 API_RATE_LIMIT = env_rate("API_RATE_LIMIT", "120/60")
+# Requests per OAuth access token (COUNT/SECONDS), as Kit allows an OAuth app more than a key.
+API_OAUTH_RATE_LIMIT = env_rate("API_OAUTH_RATE_LIMIT", "600/60")
+# OAuth 2.0 for third-party apps (django-oauth-toolkit, api.oauth): authorization code with PKCE
+# always, one scope as Kit has, refresh tokens rotated on each use.
+OAUTH2_PROVIDER = {
+    "OAUTH2_VALIDATOR_CLASS": "api.oauth.AccountOAuth2Validator",
+    "SCOPES": {
+        "public": "Read and change this account's subscribers, tags, forms, sequences, "
+        "broadcasts and webhooks"
+    },
+    "DEFAULT_SCOPES": ["public"],
+    "PKCE_REQUIRED": True,
+    "ROTATE_REFRESH_TOKEN": True,
+    "ACCESS_TOKEN_EXPIRE_SECONDS": env_int("OAUTH_ACCESS_TOKEN_SECONDS", 7200, minimum=60),
+    "REFRESH_TOKEN_EXPIRE_SECONDS": env_int(
+        "OAUTH_REFRESH_TOKEN_SECONDS", 90 * 24 * 3600, minimum=3600
+    ),
+    "AUTHORIZATION_CODE_EXPIRE_SECONDS": 60,
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["http", "https"] if DEBUG else ["https"],
+}
+# DOT's own models, named so that api.models can point at them (they are swappable).
+OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
+OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL = "oauth2_provider.AccessToken"
+OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL = "oauth2_provider.RefreshToken"
+OAUTH2_PROVIDER_GRANT_MODEL = "oauth2_provider.Grant"
+OAUTH2_PROVIDER_ID_TOKEN_MODEL = "oauth2_provider.IDToken"
 
 # --- Tracking: open pixel, click redirect, ESP webhooks --------------------------------------------
 # Base URL of pixel and click links (a separate tracking host, if wanted); SITE_URL by default.

@@ -45,6 +45,9 @@ urlpatterns = [
     path("jobs/<int:job_id>/progress/", views.job_progress, name="job_progress"),
     path("jobs/<int:job_id>/errors.csv", views.job_errors_csv, name="job_errors_csv"),
     path("settings/api-keys/", include("api.urls")),
+    # Kit's OAuth endpoints (api.oauth), before the API's catch-all 404 under /v4/.
+    path("v4/oauth/", include("api.oauth_urls")),
+    path("oauth/", include(("api.oauth_urls", "oauth_kit"))),
     # Kit's API v4 (api.v4), where Kit's clients expect it.
     path("v4/", api_v4.urls),
     # Kit's legacy API v3 subset (api.v3), for the client libraries that still call it.
