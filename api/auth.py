@@ -17,6 +17,27 @@ from api.models import OAuthTokenAccount
 from convertkit.ratelimit import rate_limits_hit
 
 
+def credential_admit(request, *, kind: str, credential_id: int, limit: str, account) -> None:
+    """Counts one request against `limit` (COUNT/SECONDS) for this credential (an API key, an
+    OAuth token), 429 with Retry-After past it; then the request acts as `account`. Every
+    credential of /v4/ and /v3/ passes through here."""
+    exceeded = rate_limits_hit([(kind, str(credential_id), limit)])
+    if exceeded:
+        raise ApiError(429, [RETRY_LATER], {"Retry-After": str(exceeded.retry_after)})
+    request.account = account
+
+
+def api_key_admit(request, api_key) -> None:
+    """An API key's request, on /v4/ or /v3/: one budget per key (API_RATE_LIMIT)."""
+    credential_admit(
+        request,
+        kind="api-key",
+        credential_id=api_key.pk,
+        limit=settings.API_RATE_LIMIT,
+        account=api_key.account,
+    )
+
+
 class KitApiKey(APIKeyHeader):
     """X-Kit-Api-Key: a live key sets request.account to its account (every lookup then goes
     through convertkit.tenancy, so another account's ids are 404s) and counts one request
@@ -28,10 +49,7 @@ class KitApiKey(APIKeyHeader):
         api_key = api_key_authenticate(key)
         if api_key is None:
             return None
-        exceeded = rate_limits_hit([("api-key", str(api_key.pk), settings.API_RATE_LIMIT)])
-        if exceeded:
-            raise ApiError(429, [RETRY_LATER], {"Retry-After": str(exceeded.retry_after)})
-        request.account = api_key.account
+        api_key_admit(request, api_key)
         return api_key
 
 
@@ -60,10 +78,11 @@ class KitOAuthToken(HttpBearer):
         )
         if link is None:
             return None
-        exceeded = rate_limits_hit(
-            [("oauth-token", str(access_token.pk), settings.API_OAUTH_RATE_LIMIT)]
+        credential_admit(
+            request,
+            kind="oauth-token",
+            credential_id=access_token.pk,
+            limit=settings.API_OAUTH_RATE_LIMIT,
+            account=link.account,
         )
-        if exceeded:
-            raise ApiError(429, [RETRY_LATER], {"Retry-After": str(exceeded.retry_after)})
-        request.account = link.account
         return access_token

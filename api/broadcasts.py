@@ -24,6 +24,7 @@ from ninja import Router, Schema
 from api.errors import ApiError
 from api.pagination import page_of, page_request, refuse_if
 from api.shapes import timestamp
+from api.views import json_answer
 from broadcasts import services
 from broadcasts.forms import MAX_BODY_LENGTH, body_clean
 from broadcasts.models import Broadcast
@@ -67,10 +68,6 @@ class BroadcastIn(Schema):
     # Our template keys: a built-in's ("classic", "modern", "plain") or an own template's id.
     email_template_id: int | str | None = None
     subscriber_filter: list[dict[str, Any]] | None = None
-
-
-def _json(data: dict, status: int = 200) -> JsonResponse:
-    return JsonResponse(data, status=status)
 
 
 def _broadcasts(request):
@@ -316,7 +313,7 @@ def _answer(broadcast: Broadcast, warnings: list[str], status: int = 200) -> Jso
     }
     if warnings:
         body["warnings"] = warnings
-    return _json(body, status)
+    return json_answer(body, status)
 
 
 # Endpoints ----------------------------------------------------------------------------------
@@ -329,7 +326,7 @@ def broadcast_list(request):
     refuse_if(problems)
     items, pagination = page_of(_broadcasts(request).select_related("account"), paging)
     templates = _templates(request.account)
-    return _json(
+    return json_answer(
         {
             "broadcasts": [broadcast_json(item, templates=templates) for item in items],
             "pagination": pagination,
@@ -352,7 +349,9 @@ def broadcast_create(request, payload: BroadcastIn):
 @router.get("/broadcasts/{int:broadcast_id}")
 def broadcast_get(request, broadcast_id: int):
     broadcast = _broadcast(request, broadcast_id)
-    return _json({"broadcast": broadcast_json(broadcast, templates=_templates(request.account))})
+    return json_answer(
+        {"broadcast": broadcast_json(broadcast, templates=_templates(request.account))}
+    )
 
 
 @router.put("/broadcasts/{int:broadcast_id}")
@@ -395,7 +394,7 @@ def broadcast_stats(request, broadcast_id: int):
         progress = round(broadcast.finished_count * 100 / broadcast.recipient_count, 2)
     else:
         progress = 0.0
-    return _json(
+    return json_answer(
         {
             "broadcast": {
                 "id": broadcast.id,
@@ -449,4 +448,6 @@ def broadcast_clicks(request, broadcast_id: int):
                 else 0.0,
             }
         )
-    return _json({"broadcast": {"id": broadcast.id, "clicks": rows}, "pagination": pagination})
+    return json_answer(
+        {"broadcast": {"id": broadcast.id, "clicks": rows}, "pagination": pagination}
+    )

@@ -11,7 +11,7 @@ from ninja import Router, Schema
 
 from api.errors import ApiError
 from api.pagination import page_of, page_request, refuse_if
-from api.views import _json
+from api.views import json_answer
 from convertkit.tenancy import get_for_account
 from subscribers import services
 from subscribers.forms import RESERVED_FIELD_KEYS
@@ -62,7 +62,7 @@ def custom_field_list(request):
     paging = page_request(request, list_name="custom_fields", problems=problems)
     refuse_if(problems)
     items, pagination = page_of(CustomField.objects.filter(account=request.account), paging)
-    return _json(
+    return json_answer(
         {"custom_fields": [custom_field_json(row) for row in items], "pagination": pagination}
     )
 
@@ -78,15 +78,15 @@ def custom_field_create(request, payload: CustomFieldIn):
         custom_field = services.custom_field_create(account=request.account, key=key, label=label)
     except services.CustomFieldExists:
         existing = CustomField.objects.get(account=request.account, key=key)
-        return _json({"custom_field": custom_field_json(existing)})
-    return _json({"custom_field": custom_field_json(custom_field)}, 201)
+        return json_answer({"custom_field": custom_field_json(existing)})
+    return json_answer({"custom_field": custom_field_json(custom_field)}, 201)
 
 
 @router.put("/custom_fields/{int:custom_field_id}")
 def custom_field_update(request, custom_field_id: int, payload: CustomFieldIn):
     custom_field = get_for_account(request, CustomField, pk=custom_field_id)
     services.custom_field_relabel(custom_field=custom_field, label=_label(payload.label))
-    return _json({"custom_field": custom_field_json(custom_field)})
+    return json_answer({"custom_field": custom_field_json(custom_field)})
 
 
 @router.delete("/custom_fields/{int:custom_field_id}")

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from api.pagination import page_of, page_request, refuse_if
 from api.shapes import subscriber_json, timestamp
-from api.views import _json, _moment, _subscribers_filtered
+from api.views import json_answer, moment_param, subscribers_filtered
 from subscribers.models import Subscriber
 
 
@@ -23,10 +23,10 @@ def members_list(request, queryset, *, list_name: str, shape):
     problems: list[str] = []
     paging = page_request(request, list_name=list_name, problems=problems)
     for name, lookup in (("added_after", "added_at__gte"), ("added_before", "added_at__lte")):
-        moment = _moment(request.GET, name, problems)
+        moment = moment_param(request.GET, name, problems)
         if moment is not None:
             queryset = queryset.filter(**{lookup: moment})
-    queryset = _subscribers_filtered(request, queryset, problems)
+    queryset = subscribers_filtered(request, queryset, problems)
     refuse_if(problems)
     items, pagination = page_of(queryset, paging)
-    return _json({"subscribers": [shape(row) for row in items], "pagination": pagination})
+    return json_answer({"subscribers": [shape(row) for row in items], "pagination": pagination})

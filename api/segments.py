@@ -6,7 +6,7 @@ from ninja import Router
 
 from api.pagination import page_of, page_request, refuse_if
 from api.shapes import timestamp
-from api.views import _json
+from api.views import json_answer
 from subscribers.models import Segment
 
 router = Router(tags=["Segments"])
@@ -18,7 +18,7 @@ def segment_list(request):
     paging = page_request(request, list_name="segments", problems=problems)
     refuse_if(problems)
     items, pagination = page_of(Segment.objects.filter(account=request.account), paging)
-    return _json(
+    return json_answer(
         {
             "segments": [
                 {"id": row.id, "name": row.name, "created_at": timestamp(row.created_at)}

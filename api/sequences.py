@@ -13,7 +13,7 @@ from api.errors import ApiError
 from api.members import member_json, members_list
 from api.pagination import page_of, page_request, refuse_if
 from api.shapes import timestamp
-from api.views import EmailIn, _json, _subscriber_by_email
+from api.views import EmailIn, json_answer, subscriber_by_email
 from convertkit.tenancy import get_for_account
 from sequences.models import Sequence, Subscription
 from sequences.services import SubscribeRefused, subscriber_enrol
@@ -43,7 +43,9 @@ def sequence_list(request):
     paging = page_request(request, list_name="sequences", problems=problems)
     refuse_if(problems)
     items, pagination = page_of(Sequence.objects.filter(account=request.account), paging)
-    return _json({"sequences": [sequence_json(row) for row in items], "pagination": pagination})
+    return json_answer(
+        {"sequences": [sequence_json(row) for row in items], "pagination": pagination}
+    )
 
 
 def _enrolled(sequence: Sequence, subscriber: Subscriber) -> JsonResponse:
@@ -58,7 +60,7 @@ def _enrolled(sequence: Sequence, subscriber: Subscriber) -> JsonResponse:
         .values_list("subscribed_at", flat=True)
         .get()
     )
-    return _json(
+    return json_answer(
         {"subscriber": member_json(subscriber, added_at=added_at)},
         201 if result.added or result.restarted else 200,
     )
@@ -74,7 +76,7 @@ def sequence_subscriber_add(request, sequence_id: int, subscriber_id: int):
 def sequence_subscriber_add_by_email(request, sequence_id: int, payload: EmailIn):
     """The subscriber must exist already, as in Kit (404 otherwise)."""
     sequence = get_for_account(request, Sequence, pk=sequence_id)
-    subscriber = _subscriber_by_email(
+    subscriber = subscriber_by_email(
         request, payload.email_address, missing="Email address can't be blank"
     )
     return _enrolled(sequence, subscriber)

@@ -18,7 +18,7 @@ from api.errors import ApiError
 from api.members import member_json, members_list
 from api.pagination import page_of, page_request, refuse_if
 from api.shapes import KIT_STATE_OF, timestamp
-from api.views import _json, _subscriber_by_email
+from api.views import json_answer, subscriber_by_email
 from convertkit.tenancy import get_for_account
 from subscribers.models import Form, Signup, Subscriber
 from subscribers.signup_forms.embed import embed_script_url, form_hosted_url
@@ -84,7 +84,7 @@ def form_list(request):
         queryset = queryset.none()
     refuse_if(problems)
     items, pagination = page_of(queryset, paging)
-    return _json({"forms": [form_json(row) for row in items], "pagination": pagination})
+    return json_answer({"forms": [form_json(row) for row in items], "pagination": pagination})
 
 
 def _referrer_json(referrer: str) -> dict:
@@ -112,7 +112,7 @@ def _joined(form: Form, subscriber: Subscriber, referrer: str | None) -> JsonRes
     joined = first or result.signup
     shape = member_json(subscriber, added_at=joined.created_at)
     shape.update(_referrer_json(joined.page_url))
-    return _json({"subscriber": shape}, 200 if first else 201)
+    return json_answer({"subscriber": shape}, 200 if first else 201)
 
 
 def _live_form(request, form_id: int) -> Form:
@@ -130,7 +130,7 @@ def form_subscriber_add(request, form_id: int, subscriber_id: int, payload: Form
 def form_subscriber_add_by_email(request, form_id: int, payload: FormSubscriberIn):
     """The subscriber must exist already, as in Kit (404 otherwise)."""
     form = _live_form(request, form_id)
-    subscriber = _subscriber_by_email(
+    subscriber = subscriber_by_email(
         request, payload.email_address, missing="Email address can't be blank"
     )
     return _joined(form, subscriber, payload.referrer)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.http import Http404, JsonResponse, QueryDict
@@ -23,12 +22,12 @@ from django.utils.dateparse import parse_date
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError
 
+from api.auth import api_key_admit
 from api.custom_fields import custom_field_json
 from api.errors import ApiError
 from api.keys import api_key_authenticate
 from api.shapes import KIT_STATE_OF, State, subscriber_json, tag_json, timestamp
-from api.views import _fields_known
-from convertkit.ratelimit import rate_limits_hit
+from api.views import fields_known
 from convertkit.tenancy import get_for_account, ids_not_owned
 from sequences.models import Sequence, Subscription
 from sequences.services import SubscribeRefused, subscriber_enrol
@@ -54,10 +53,7 @@ class V3Credentials:
         api_key = api_key_authenticate(secret if isinstance(secret, str) else None)
         if api_key is None:
             return None
-        exceeded = rate_limits_hit([("api-key", str(api_key.pk), settings.API_RATE_LIMIT)])
-        if exceeded:
-            raise ApiError(429, ["Retry later"], {"Retry-After": str(exceeded.retry_after)})
-        request.account = api_key.account
+        api_key_admit(request, api_key)
         return api_key
 
 
@@ -165,7 +161,7 @@ def _fields(request) -> dict[str, str]:
         isinstance(value, str | None) for value in fields.values()
     ):
         raise ApiError(422, ["fields must be an object of strings"])
-    known, _warnings = _fields_known(request.account, fields)
+    known, _warnings = fields_known(request.account, fields)
     return known
 
 

@@ -41,7 +41,8 @@ INVALID_EMAIL = "Email address is invalid"
 CREATE_STATES = ("active", "cancelled", "bounced", "complained")
 
 
-def _json(data: dict, status: int = 200) -> JsonResponse:
+def json_answer(data: dict, status: int = 200) -> JsonResponse:
+    """Every endpoint's JSON answer (the resource modules of api/ share it)."""
     return JsonResponse(data, status=status)
 
 
@@ -52,7 +53,7 @@ def _email(raw) -> str:
         raise ApiError(422, [INVALID_EMAIL]) from None
 
 
-def _moment(params, name: str, problems: list[str]) -> datetime | None:
+def moment_param(params, name: str, problems: list[str]) -> datetime | None:
     """A ?created_after= style parameter: a date (yyyy-mm-dd, midnight UTC) or an ISO 8601
     time."""
     raw = params.get(name, "")
@@ -70,7 +71,7 @@ def _moment(params, name: str, problems: list[str]) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _subscribers_filtered(request, queryset, problems: list[str]):
+def subscribers_filtered(request, queryset, problems: list[str]):
     """Kit's subscriber filters: status (default active), email_address (comma-separated),
     created_after/before, updated_after/before."""
     params = request.GET
@@ -90,13 +91,13 @@ def _subscribers_filtered(request, queryset, problems: list[str]):
         ("updated_after", "updated_at__gte"),
         ("updated_before", "updated_at__lte"),
     ):
-        moment = _moment(params, name, problems)
+        moment = moment_param(params, name, problems)
         if moment is not None:
             queryset = queryset.filter(**{lookup: moment})
     return queryset
 
 
-def _fields_known(account, fields: dict[str, str | None] | None) -> tuple[dict, list[str]]:
+def fields_known(account, fields: dict[str, str | None] | None) -> tuple[dict, list[str]]:
     """The custom field values given for keys the account defines (None clears one, as "" does)
     and a warning for each unknown key, which is ignored (as Kit does)."""
     if not fields:
@@ -132,7 +133,7 @@ def account_get(request):
         .order_by("id")
         .first()
     )
-    return _json(
+    return json_answer(
         {
             "user": {"id": owner.user.id, "email": owner.user.email}
             if owner
@@ -163,12 +164,14 @@ class SubscriberIn(Schema):
 def subscriber_list(request):
     problems: list[str] = []
     paging = page_request(request, list_name="subscribers", problems=problems)
-    queryset = _subscribers_filtered(
+    queryset = subscribers_filtered(
         request, Subscriber.objects.filter(account=request.account), problems
     )
     refuse_if(problems)
     items, pagination = page_of(queryset, paging)
-    return _json({"subscribers": [subscriber_json(row) for row in items], "pagination": pagination})
+    return json_answer(
+        {"subscribers": [subscriber_json(row) for row in items], "pagination": pagination}
+    )
 
 
 @api.post("/subscribers")
@@ -180,7 +183,7 @@ def subscriber_upsert(request, payload: SubscriberIn):
     state = payload.state or "active"
     if state not in CREATE_STATES:
         raise ApiError(422, [f"state must be one of {', '.join(CREATE_STATES)}"])
-    fields, warnings = _fields_known(request.account, payload.fields)
+    fields, warnings = fields_known(request.account, payload.fields)
     try:
         with transaction.atomic():
             subscriber = services.subscriber_create(
@@ -214,7 +217,7 @@ def subscriber_upsert(request, payload: SubscriberIn):
     body = {"subscriber": subscriber_json(subscriber)}
     if warnings:
         body["warnings"] = warnings
-    return _json(body, status)
+    return json_answer(body, status)
 
 
 @api.get("/subscribers/{int:subscriber_id}")
@@ -224,14 +227,14 @@ def subscriber_get(request, subscriber_id: int):
     shape["canceled_at"] = (
         timestamp(subscriber.unsubscribed_at) if subscriber.state == State.UNSUBSCRIBED else None
     )
-    return _json({"subscriber": shape})
+    return json_answer({"subscriber": shape})
 
 
 @api.put("/subscribers/{int:subscriber_id}")
 def subscriber_put(request, subscriber_id: int, payload: SubscriberIn):
     subscriber = get_for_account(request, Subscriber, pk=subscriber_id)
     email = _email(payload.email_address)
-    fields, warnings = _fields_known(request.account, payload.fields)
+    fields, warnings = fields_known(request.account, payload.fields)
     try:
         subscriber = services.subscriber_update(
             subscriber=subscriber,
@@ -248,7 +251,7 @@ def subscriber_put(request, subscriber_id: int, payload: SubscriberIn):
     body = {"subscriber": subscriber_json(subscriber)}
     if warnings:
         body["warnings"] = warnings
-    return _json(body)
+    return json_answer(body)
 
 
 @api.post("/subscribers/{int:subscriber_id}/unsubscribe")
@@ -266,7 +269,7 @@ def subscriber_tag_list(request, subscriber_id: int):
     refuse_if(problems)
     queryset = Tag.objects.filter(account=request.account, taggings__subscriber=subscriber)
     items, pagination = page_of(queryset.annotate(tagged_at=F("taggings__created_at")), paging)
-    return _json(
+    return json_answer(
         {
             "tags": [
                 {"id": tag.id, "name": tag.name, "tagged_at": timestamp(tag.tagged_at)}
@@ -300,7 +303,7 @@ def tag_list(request):
     paging = page_request(request, list_name="tags", problems=problems)
     refuse_if(problems)
     items, pagination = page_of(Tag.objects.filter(account=request.account), paging)
-    return _json(
+    return json_answer(
         {"tags": [tag_json(tag, with_count=True) for tag in items], "pagination": pagination}
     )
 
@@ -311,8 +314,8 @@ def tag_create(request, payload: TagIn):
     try:
         tag = services.tag_create(account=request.account, name=_tag_name(payload.name))
     except services.TagExists as exists:
-        return _json({"tag": tag_json(exists.tag)})
-    return _json({"tag": tag_json(tag)}, 201)
+        return json_answer({"tag": tag_json(exists.tag)})
+    return json_answer({"tag": tag_json(tag)}, 201)
 
 
 @api.put("/tags/{int:tag_id}")
@@ -322,7 +325,7 @@ def tag_update(request, tag_id: int, payload: TagIn):
         services.tag_rename(tag=tag, name=_tag_name(payload.name))
     except services.TagExists:
         raise ApiError(422, ["Name has already been taken"]) from None
-    return _json({"tag": tag_json(tag)})
+    return json_answer({"tag": tag_json(tag)})
 
 
 def _tagged(tag: Tag, subscriber: Subscriber) -> JsonResponse:
@@ -333,12 +336,12 @@ def _tagged(tag: Tag, subscriber: Subscriber) -> JsonResponse:
         .values_list("created_at", flat=True)
         .get()
     )
-    return _json(
+    return json_answer(
         {"subscriber": subscriber_json(subscriber, tagged_at=tagged_at)}, 201 if added else 200
     )
 
 
-def _subscriber_by_email(request, email_address: str | None, *, missing: str) -> Subscriber:
+def subscriber_by_email(request, email_address: str | None, *, missing: str) -> Subscriber:
     if not email_address:
         raise ApiError(422, [missing])
     return get_for_account(request, Subscriber, email=_email(email_address))
@@ -353,7 +356,7 @@ def tag_subscriber(request, tag_id: int, subscriber_id: int):
 @api.post("/tags/{int:tag_id}/subscribers")
 def tag_subscriber_by_email(request, tag_id: int, payload: EmailIn):
     tag = get_for_account(request, Tag, pk=tag_id)
-    subscriber = _subscriber_by_email(
+    subscriber = subscriber_by_email(
         request,
         payload.email_address,
         missing="Either subscriber id or email address is required to tag subscriber",
@@ -380,7 +383,7 @@ def untag_subscriber_by_email(request, tag_id: int):
     email_address = (body.get("email_address") if isinstance(body, dict) else None) or (
         request.GET.get("email_address")
     )
-    subscriber = _subscriber_by_email(
+    subscriber = subscriber_by_email(
         request,
         email_address,
         missing="Either subscriber id or email address is required to remove tag from subscriber",
@@ -401,15 +404,15 @@ def tag_subscriber_list(request, tag_id: int):
         ("tagged_after", "taggings__created_at__gte"),
         ("tagged_before", "taggings__created_at__lte"),
     ):
-        moment = _moment(request.GET, name, problems)
+        moment = moment_param(request.GET, name, problems)
         if moment is not None:
             taggings[lookup] = moment
-    queryset = _subscribers_filtered(
+    queryset = subscribers_filtered(
         request, Subscriber.objects.filter(account=request.account, **taggings), problems
     )
     refuse_if(problems)
     items, pagination = page_of(queryset.annotate(tagged_at=F("taggings__created_at")), paging)
-    return _json(
+    return json_answer(
         {
             "subscribers": [subscriber_json(row, tagged_at=row.tagged_at) for row in items],
             "pagination": pagination,
