@@ -27,7 +27,7 @@ from api.custom_fields import custom_field_json
 from api.errors import ApiError
 from api.keys import api_key_authenticate
 from api.shapes import KIT_STATE_OF, State, subscriber_json, tag_json, timestamp
-from api.views import fields_known
+from api.views import fields_known, subscriber_change
 from convertkit.tenancy import get_for_account, ids_not_owned
 from sequences.models import Sequence, Subscription
 from sequences.services import SubscribeRefused, subscriber_enrol
@@ -373,20 +373,12 @@ def subscriber_put(request, subscriber_id: int):
         if "email_address" in _params(request)
         else subscriber.email
     )
-    first_name, fields = _first_name(request), _fields(request)
-    try:
-        subscriber = services.subscriber_update(
-            subscriber=subscriber,
-            email=email,
-            first_name=subscriber.first_name if first_name is None else first_name,
-            fields=fields,
-        )
-    except services.SubscriberExists:
-        raise ApiError(422, ["Email address has already been taken"]) from None
-    except services.SubscriberSuppressed:
-        raise ApiError(
-            422, ["This address was removed at the subscriber's request and cannot be used"]
-        ) from None
+    subscriber = subscriber_change(
+        subscriber=subscriber,
+        email=email,
+        first_name=_first_name(request),
+        fields=_fields(request),
+    )
     return {"subscriber": subscriber_json(subscriber)}
 
 

@@ -230,16 +230,16 @@ def subscriber_get(request, subscriber_id: int):
     return json_answer({"subscriber": shape})
 
 
-@api.put("/subscribers/{int:subscriber_id}")
-def subscriber_put(request, subscriber_id: int, payload: SubscriberIn):
-    subscriber = get_for_account(request, Subscriber, pk=subscriber_id)
-    email = _email(payload.email_address)
-    fields, warnings = fields_known(request.account, payload.fields)
+def subscriber_change(
+    *, subscriber: Subscriber, email: str, first_name: str | None, fields: dict
+) -> Subscriber:
+    """A subscriber's new address, first name (None keeps it) and fields, for v4 and v3 alike;
+    422 when the address is another subscriber's or was erased at its owner's request."""
     try:
-        subscriber = services.subscriber_update(
+        return services.subscriber_update(
             subscriber=subscriber,
             email=email,
-            first_name=subscriber.first_name if payload.first_name is None else payload.first_name,
+            first_name=subscriber.first_name if first_name is None else first_name,
             fields=fields,
         )
     except services.SubscriberExists:
@@ -248,6 +248,16 @@ def subscriber_put(request, subscriber_id: int, payload: SubscriberIn):
         raise ApiError(
             422, ["This address was removed at the subscriber's request and cannot be used"]
         ) from None
+
+
+@api.put("/subscribers/{int:subscriber_id}")
+def subscriber_put(request, subscriber_id: int, payload: SubscriberIn):
+    subscriber = get_for_account(request, Subscriber, pk=subscriber_id)
+    email = _email(payload.email_address)
+    fields, warnings = fields_known(request.account, payload.fields)
+    subscriber = subscriber_change(
+        subscriber=subscriber, email=email, first_name=payload.first_name, fields=fields
+    )
     body = {"subscriber": subscriber_json(subscriber)}
     if warnings:
         body["warnings"] = warnings
