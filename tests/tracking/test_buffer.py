@@ -49,7 +49,7 @@ def idle_flusher(settings):
     buffer._buffer._wake.set()
 
 
-def test_a_flush_hands_all_buffered_events_to_redis_as_one_chunk(sent_broadcast):
+def test_a_flush_hands_all_buffered_events_to_redis_as_one_chunk(sent_broadcast, idle_flusher):
     broadcast = sent_broadcast(recipients=3)
     for delivery in broadcast.delivery_set.all():
         wsgi_call(open_path(delivery))
