@@ -22,9 +22,9 @@ from django.utils.dateparse import parse_datetime
 from ninja import Router, Schema
 
 from api.errors import ApiError
-from api.pagination import page_of, page_request, refuse_if
+from api.pagination import page_of, page_request, paged, query_parameter, refuse_if
 from api.shapes import timestamp
-from api.views import json_answer, moment_param
+from api.views import json_answer, moment_param, moments
 from broadcasts import services
 from broadcasts.forms import MAX_BODY_LENGTH, body_clean
 from broadcasts.models import Broadcast
@@ -320,7 +320,7 @@ def _answer(broadcast: Broadcast, warnings: list[str], status: int = 200) -> Jso
 # Endpoints ----------------------------------------------------------------------------------
 
 
-@router.get("/broadcasts")
+@router.get("/broadcasts", openapi_extra=paged())
 def broadcast_list(request):
     problems: list[str] = []
     paging = page_request(request, list_name="broadcasts", problems=problems)
@@ -408,7 +408,12 @@ def _stats_json(broadcast: Broadcast, figures: BroadcastFigures) -> dict:
     }
 
 
-@router.get("/broadcasts/stats")
+@router.get(
+    "/broadcasts/stats",
+    openapi_extra=paged(
+        query_parameter("status", ", ".join(STATES_OF_KIT_STATUS)), *moments("sent")
+    ),
+)
 def broadcast_stats_list(request):
     """Kit's stats of a page of broadcasts, newest first, filtered by Kit's status (draft,
     scheduled, sending, paused, completed, cancelled) and by sent_after/sent_before: the page's
@@ -448,7 +453,7 @@ def broadcast_stats(request, broadcast_id: int):
     )
 
 
-@router.get("/broadcasts/{int:broadcast_id}/clicks")
+@router.get("/broadcasts/{int:broadcast_id}/clicks", openapi_extra=paged())
 def broadcast_clicks(request, broadcast_id: int):
     """The broadcast's links (a page of them, by id), each with its people's unique clicks
     summed from the per-link rollups, as fractions of the delivered (else sent) emails and of

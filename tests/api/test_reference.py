@@ -77,3 +77,24 @@ def test_the_page_is_public_loads_nothing_from_elsewhere_and_is_linked_from_the_
     assert not re.search(r'<(script|link)[^>]+(src|href)="(https?:)?//', page)
     keys_page = alice_client.get(reverse("api_key_list")).content.decode()
     assert f'href="{URL}"' in keys_page
+
+
+# GETs that answer one object, not a page of a list.
+NOT_LISTS = {"/v4/account", "/v4/broadcasts/{broadcast_id}/stats"}
+
+
+def test_every_list_declares_kits_paging_and_the_subscriber_lists_their_filters(page):
+    schema = api.get_openapi_schema()
+    lists = [
+        path
+        for path, methods in schema["paths"].items()
+        if "get" in methods and not path.endswith("}") and path not in NOT_LISTS
+    ]
+    assert len(lists) >= 12
+    for path in lists:
+        names = {parameter["name"] for parameter in schema["paths"][path]["get"]["parameters"]}
+        assert {"per_page", "after", "before", "include_total_count"} <= names, path
+    article = page.split('id="get-v4-subscribers"', 1)[1].split("</article>", 1)[0]
+    for name in ("per_page", "after", "status", "email_address", "created_after", "updated_before"):
+        assert f"<code>{name}</code>" in article
+    assert "at most 1000" in article
