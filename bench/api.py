@@ -13,7 +13,7 @@ do-nothing API view of the same server; then the bulk and webhook parts.
    subscribers and one of --small (subscribers.seeding: set-based, in PostgreSQL), then VACUUM
    ANALYZE; each account gets a new API key every run.
 2. Starts the production server command (gunicorn convertkit.wsgi:application with
-   convertkit/gunicorn_conf.py, --web-workers sync workers, DEBUG off, on a free loopback port)
+   convertkit/gunicorn_conf.py, --web-workers sync workers (4), DEBUG off, on a free loopback port)
    with bench.api_settings: the production settings plus one route, POST /bench/v4/nothing, a
    view that does nothing behind the same credentials as /v4/ (the key's lookup and its rate
    limit). API_RATE_LIMIT is raised so that the load is counted, never refused.
@@ -56,7 +56,9 @@ from types import SimpleNamespace
 ROOT = Path(__file__).resolve().parent.parent
 PARTS = ("list", "create", "bulk", "webhooks")
 CONNECTIONS = 32
-WEB_WORKERS = 2
+# Two per core: a sync worker waits while PostgreSQL works and flushes a create's commit, and
+# gunicorn's own advice is two to four workers per core. --web-workers 2 is one per core.
+WEB_WORKERS = 4
 TARGET_LIST_MS = 150.0
 TARGET_LIST_GROWTH = 1.5
 TARGET_RATIO = 0.5

@@ -53,6 +53,7 @@ def test_the_api_benchmark_walks_the_list_and_creates_beside_its_limit():
         walks=1,
         duration=1,
         connections=4,
+        web_workers=2,
         database_url=bench_database_url(settings.DATABASE_URL, connection.settings_dict["NAME"]),
         redis_url=settings.CELERY_BROKER_URL,
         say=lambda *args, **kwargs: None,
