@@ -73,6 +73,8 @@ OWNER_EMAIL = "owner+{size}@api-bench.example"
 ACCOUNT_NAME = "API bench: {size:,} subscribers"
 # An account keeps this suffix until its seeding has finished: an interrupted seed is redone.
 SEEDING = " (seeding)"
+# The addresses the create phases make start so.
+CREATED_PREFIX = "created+"
 # Bodies prepared for the create phases, per second of --duration: more than the server answers.
 BODIES_PER_SECOND = 4_000
 
@@ -196,7 +198,7 @@ def post_requests(*, port: int, key: str, path: str, count: int, token: str) -> 
     for n in range(count):
         body = json.dumps(
             {
-                "email_address": f"created+{token}-{n}@api-bench.example",
+                "email_address": f"{CREATED_PREFIX}{token}-{n}@api-bench.example",
                 "first_name": "Ada",
                 "fields": {"city": "Lisbon"},
             }
@@ -240,7 +242,10 @@ def create_measure(
     """POST /v4/subscribers (a new address each time) between two runs of the do-nothing view
     with the same bodies; each phase's req/s, latencies and the server's CPU per request."""
     from bench.tracking import raw_load, web_workers_cpu_s
+    from subscribers.models import Subscriber
 
+    # What earlier runs created goes first, so the account keeps its size from run to run.
+    Subscriber.objects.filter(email__startswith=CREATED_PREFIX).delete()
     count = max(1000, int(BODIES_PER_SECOND * (duration + 1)))
     token = uuid.uuid4().hex[:8]
     creates = post_requests(
