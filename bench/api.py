@@ -281,6 +281,7 @@ def create_measure(
         # Steadier than req/s on a machine shared with other work: server CPU per request.
         "cpu_ratio": round(cpu_us["limit"] / cpu_us["create"], 3) if cpu_us["create"] else 0.0,
         "generator_ceiling_req_per_s": ceiling,
+        "warmup_created": warmup.acknowledged,
         "loads": {
             phase: asdict(load) | {"req_per_s": load.req_per_s} for phase, load in loads.items()
         },
