@@ -255,8 +255,8 @@ def create_measure(
     common = {"port": server.port, "connections": connections}
     # Every worker up, connected to PostgreSQL and Redis, each path run once, before anything is
     # measured (the warm-up's creates are new addresses too: the bodies go on from there).
-    raw_load(requests=nothings, expected=201, duration=1, **common)
-    warmup = raw_load(requests=creates, expected=201, duration=1, **common)
+    raw_load(requests=nothings, expected=201, duration=min(1.0, duration), **common)
+    warmup = raw_load(requests=creates, expected=201, duration=min(1.0, duration), **common)
     creates = creates[warmup.sent :]
     loads, cpu_us = {}, {}
     for phase, requests in (("limit", nothings), ("create", creates), ("limit_after", nothings)):
@@ -269,7 +269,7 @@ def create_measure(
         say(f"  {loads[phase].req_per_s:,.0f} req/s, p99 {loads[phase].p99_ms} ms")
     say("The load generator alone, against a do-nothing server")
     ceiling = generator_ceiling(
-        requests=creates, duration=max(1.0, duration / 2), connections=connections
+        requests=creates, duration=min(duration, max(1.0, duration / 2)), connections=connections
     )
     say(f"  {ceiling:,.0f} req/s")
     limit = round((loads["limit"].req_per_s + loads["limit_after"].req_per_s) / 2, 1)

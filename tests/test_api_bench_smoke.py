@@ -43,7 +43,7 @@ def test_the_api_overhead_benchmark_prints_its_figures():
 
 @pytest.mark.django_db(transaction=True)
 def test_the_api_benchmark_walks_the_list_and_creates_beside_its_limit():
-    """bench/api.py at a few hundred subscribers, 1 s phases: the real gunicorn command with
+    """bench/api.py at a few hundred subscribers, half-second phases: the real gunicorn command with
     the do-nothing route, the list walked past the small list's end, every create answered."""
     figures = api_bench_run(
         subscribers=300,
@@ -51,7 +51,7 @@ def test_the_api_benchmark_walks_the_list_and_creates_beside_its_limit():
         pages=3,
         per_page=20,
         walks=1,
-        duration=1,
+        duration=0.5,
         connections=4,
         web_workers=2,
         database_url=bench_database_url(settings.DATABASE_URL, connection.settings_dict["NAME"]),
