@@ -24,10 +24,11 @@ do-nothing API view of the same server; then the bulk and webhook parts.
    weighs on both alike. p95 per page of each; `--explain` prints the plan of the deepest page's
    query.
 4. create: POST /v4/subscribers, each request a new address with a first name and a custom field,
-   into the large account, from 32 connections for --duration seconds, between two runs of POST
-   /bench/v4/nothing with the same bodies (the limit: their mean). ratio = create / limit. The
-   load generator (asyncio in this process, bench.tracking.raw_load) is also run against a
-   do-nothing asyncio server in a process of its own: its ceiling.
+   into the large account, from 32 connections, and POST /bench/v4/nothing with the same bodies
+   (the limit), in turn: --rounds rounds of (nothing, create) and a last nothing, --duration
+   seconds of each kind in all, so that drift in the machine's load weighs on both alike. ratio
+   = create / limit. The load generator (asyncio in this process, bench.tracking.raw_load) is
+   also run against a do-nothing asyncio server in a process of its own: its ceiling.
 5. bulk and webhooks: bench/bulk_part.py's bulk_measure and bench/webhooks_part.py's
    webhooks_measure, called with the running server (see PartContext).
 6. Prints a table and, as its last line, one JSON object.
@@ -237,10 +238,18 @@ def generator_ceiling(*, requests: list[bytes], duration: float, connections: in
 
 
 def create_measure(
-    *, server, key: str, duration: float, connections: int, say: Callable = _say
+    *,
+    server,
+    key: str,
+    duration: float,
+    connections: int,
+    rounds: int = 3,
+    say: Callable = _say,
 ) -> dict:
-    """POST /v4/subscribers (a new address each time) between two runs of the do-nothing view
-    with the same bodies; each phase's req/s, latencies and the server's CPU per request."""
+    """POST /v4/subscribers (a new address each time) and the do-nothing view with the same
+    bodies, in turn: `rounds` of (nothing, create) and a last nothing, `duration` seconds of
+    each kind in all, so that drift in the machine's load weighs on both alike. req/s, the
+    server's CPU per request and the statuses of each kind, and each phase's load."""
     from bench.tracking import raw_load, web_workers_cpu_s
     from subscribers.models import Subscriber
 
@@ -255,38 +264,62 @@ def create_measure(
     common = {"port": server.port, "connections": connections}
     # Every worker up, connected to PostgreSQL and Redis, each path run once, before anything is
     # measured (the warm-up's creates are new addresses too: the bodies go on from there).
-    raw_load(requests=nothings, expected=201, duration=min(1.0, duration), **common)
     warmup = raw_load(requests=creates, expected=201, duration=min(1.0, duration), **common)
+    raw_load(requests=nothings, expected=201, duration=min(1.0, duration), **common)
     creates = creates[warmup.sent :]
-    loads, cpu_us = {}, {}
-    for phase, requests in (("limit", nothings), ("create", creates), ("limit_after", nothings)):
-        say(f"Loading {phase} for {duration:g}s ({connections} connections)")
+    phases = [("limit", duration / (rounds + 1)), ("create", duration / rounds)] * rounds
+    phases.append(("limit", duration / (rounds + 1)))
+    loads: list[tuple[str, object, float]] = []
+    say(f"Loading nothing and create in turn, {duration:g}s of each ({connections} connections)")
+    for kind, seconds in phases:
         cpu_before = web_workers_cpu_s(server)
-        loads[phase] = raw_load(requests=requests, expected=201, duration=duration, **common)
-        responses = loads[phase].responses
-        cpu_s = web_workers_cpu_s(server) - cpu_before
-        cpu_us[phase] = round(cpu_s / responses * 1e6, 1) if responses else 0.0
-        say(f"  {loads[phase].req_per_s:,.0f} req/s, p99 {loads[phase].p99_ms} ms")
+        requests = nothings if kind == "limit" else creates
+        load = raw_load(requests=requests, expected=201, duration=seconds, **common)
+        if kind == "create":
+            creates = creates[load.sent :]
+        loads.append((kind, load, web_workers_cpu_s(server) - cpu_before))
+        say(f"  {kind}: {load.req_per_s:,.0f} req/s, p99 {load.p99_ms} ms")
     say("The load generator alone, against a do-nothing server")
     ceiling = generator_ceiling(
-        requests=creates, duration=min(duration, max(1.0, duration / 2)), connections=connections
+        requests=nothings, duration=min(duration, max(1.0, duration / 2)), connections=connections
     )
     say(f"  {ceiling:,.0f} req/s")
-    limit = round((loads["limit"].req_per_s + loads["limit_after"].req_per_s) / 2, 1)
-    create = loads["create"].req_per_s
+    kinds = {}
+    for kind in ("limit", "create"):
+        mine = [(load, cpu_s) for name, load, cpu_s in loads if name == kind]
+        responses = sum(load.responses for load, _cpu in mine)
+        statuses: dict[int, int] = {}
+        for load, _cpu in mine:
+            for status, n in load.statuses.items():
+                statuses[status] = statuses.get(status, 0) + n
+        kinds[kind] = {
+            "req_per_s": round(responses / sum(load.seconds for load, _cpu in mine), 1),
+            "cpu_us_per_request": round(sum(c for _l, c in mine) / responses * 1e6, 1)
+            if responses
+            else 0.0,
+            "p99_ms": max(load.p99_ms for load, _cpu in mine),
+            "statuses": statuses,
+            "unexpected": sum(load.unexpected for load, _cpu in mine),
+            "socket_errors": sum(load.socket_errors for load, _cpu in mine),
+        }
+    limit, create = kinds["limit"], kinds["create"]
     return {
-        "create_req_per_s": create,
-        "limit_req_per_s": limit,
-        "ratio": round(create / limit, 3) if limit else 0.0,
+        "create_req_per_s": create["req_per_s"],
+        "limit_req_per_s": limit["req_per_s"],
+        "ratio": round(create["req_per_s"] / limit["req_per_s"], 3) if limit["req_per_s"] else 0.0,
         # Steadier than req/s on a machine shared with other work: server CPU per request.
-        "cpu_ratio": round(cpu_us["limit"] / cpu_us["create"], 3) if cpu_us["create"] else 0.0,
+        "cpu_ratio": round(limit["cpu_us_per_request"] / create["cpu_us_per_request"], 3)
+        if create["cpu_us_per_request"]
+        else 0.0,
         "generator_ceiling_req_per_s": ceiling,
         "warmup_created": warmup.acknowledged,
-        "loads": {
-            phase: asdict(load) | {"req_per_s": load.req_per_s} for phase, load in loads.items()
-        },
-        "unexpected": {phase: load.unexpected for phase, load in loads.items()},
-        "web_cpu_us_per_request": cpu_us,
+        "rounds": rounds,
+        "kinds": kinds,
+        "unexpected": {kind: figures["unexpected"] for kind, figures in kinds.items()},
+        "phases": [
+            {"kind": kind, "req_per_s": load.req_per_s, **asdict(load)}
+            for kind, load, _cpu in loads
+        ],
     }
 
 
@@ -344,6 +377,7 @@ def bench_run(
     per_page: int = 1000,
     walks: int = 3,
     duration: float = 10,
+    rounds: int = 3,
     connections: int = CONNECTIONS,
     web_workers: int = WEB_WORKERS,
     database_url: str,
@@ -424,7 +458,12 @@ def bench_run(
             say(f"  p95 {figures['list_p95_ms']} ms (small: {figures['list_small_p95_ms']} ms)")
         if "create" in parts:
             created = create_measure(
-                server=server, key=large_key, duration=duration, connections=connections, say=say
+                server=server,
+                key=large_key,
+                duration=duration,
+                connections=connections,
+                rounds=rounds,
+                say=say,
             )
             for name in ("create_req_per_s", "limit_req_per_s", "ratio"):
                 figures[name] = created.pop(name)
@@ -486,34 +525,33 @@ def table_print(figures: dict, *, out=sys.stdout) -> None:
         ]
     if figures["create_req_per_s"] is not None:
         created = details["create"]
-        loads, cpu = created["loads"], created["web_cpu_us_per_request"]
-        for phase, label in (
-            ("limit", "nothing"),
-            ("create", "create"),
-            ("limit_after", "nothing"),
-        ):
-            load = loads[phase]
-            statuses = ", ".join(f"{n:,} x {s}" for s, n in sorted(load["statuses"].items()))
+        for kind, label in (("limit", "nothing"), ("create", "create")):
+            figures_of = created["kinds"][kind]
+            statuses = ", ".join(
+                f"{n:,} x {status}" for status, n in sorted(figures_of["statuses"].items())
+            )
+            each = ", ".join(
+                f"{phase['req_per_s']:,.0f}" for phase in created["phases"] if phase["kind"] == kind
+            )
             rows.append(
                 (
                     label,
-                    f"{load['req_per_s']:,.0f} req/s",
-                    f"p50 {load['p50_ms']:.1f} ms, p99 {load['p99_ms']:.1f} ms, server CPU"
-                    f" {cpu[phase]:,.0f} us/request; {statuses or 'none'}",
+                    f"{figures_of['req_per_s']:,.0f} req/s",
+                    f"phases {each}; p99 {figures_of['p99_ms']:.1f} ms, server CPU"
+                    f" {figures_of['cpu_us_per_request']:,.0f} us/request; {statuses or 'none'}",
                 )
             )
         rows += [
             (
                 "ratio",
                 f"{figures['ratio']:.2f}",
-                f"create / the mean of the two do-nothing runs"
-                f" ({figures['limit_req_per_s']:,.0f} req/s); {_verdict(figures['ratio'] >= TARGET_RATIO)}"
-                f" (target >= {TARGET_RATIO:g})",
+                f"create / nothing, {created['rounds']} rounds in turn;"
+                f" {_verdict(figures['ratio'] >= TARGET_RATIO)} (target >= {TARGET_RATIO:g})",
             ),
             (
                 "CPU ratio",
                 f"{created['cpu_ratio']:.2f}",
-                "server CPU per request: the do-nothing view's (first run) / create's",
+                "server CPU per request: the do-nothing view's / create's",
             ),
             (
                 "generator",
@@ -566,7 +604,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pages", type=int, default=50, help="pages deep of each walk")
     parser.add_argument("--per-page", type=int, default=1000)
     parser.add_argument("--walks", type=int, default=3)
-    parser.add_argument("--duration", type=float, default=10, help="seconds of each load phase")
+    parser.add_argument(
+        "--duration", type=float, default=10, help="seconds of load of each kind (nothing, create)"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="(nothing, create) rounds in turn")
     parser.add_argument("--connections", type=int, default=CONNECTIONS)
     parser.add_argument("--web-workers", type=int, default=WEB_WORKERS)
     parser.add_argument("--explain", action="store_true", help="print the deepest page's plan")
@@ -579,7 +620,7 @@ def main(argv: list[str] | None = None) -> int:
     if not parts or set(parts) - set(PARTS):
         parser.error(f"--parts takes some of {', '.join(PARTS)}")
     numbers = (args.subscribers, args.small, args.pages, args.per_page, args.walks)
-    if min(*numbers, args.duration, args.connections, args.web_workers) <= 0:
+    if min(*numbers, args.duration, args.rounds, args.connections, args.web_workers) <= 0:
         parser.error("sizes, --duration, --connections and --web-workers must be positive")
     if args.per_page > 1000:
         parser.error("--per-page is at most 1000, as Kit's")
@@ -610,6 +651,7 @@ def main(argv: list[str] | None = None) -> int:
                 per_page=args.per_page,
                 walks=args.walks,
                 duration=args.duration,
+                rounds=args.rounds,
                 connections=args.connections,
                 web_workers=args.web_workers,
                 database_url=database_url,
