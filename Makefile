@@ -9,7 +9,7 @@ PYTHON ?= $(shell for p in python3.14 python3.13 python3.12 $$HOME/.pyenv/versio
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help install run test lint editor bench-pages bench-broadcast bench-tracking bench-sequences bench-sequence-page bench-automations bench-editor-page clean
+.PHONY: help install run test lint editor bench-pages bench-broadcast bench-tracking bench-sequences bench-sequence-page bench-automations bench-editor-page bench-api clean
 
 help:
 	@echo "make run    start the product (web, worker, beat, mail sink) on embedded or configured services"
@@ -22,6 +22,7 @@ help:
 	@echo "make bench-sequences   a sequence to N subscribers beside a broadcast (ARGS=\"--subscribers 1000000\")"
 	@echo "make bench-sequence-page   the sequence page and its reports at N subscriptions (ARGS=\"--subscriptions 1000000\")"
 	@echo "make bench-automations   a bulk tag of N subscribers through a rule and an automation (ARGS=\"--subscribers 20000\")"
+	@echo "make bench-api   the v4 API: the subscriber list at 2M beside 20k, creates beside a do-nothing view (ARGS=\"--parts list --subscribers 200000\")"
 	@echo "make bench-editor-page   the broadcast editor's load time in Chromium with a visual document (ARGS=\"--blocks 20\")"
 	@echo "make clean  delete .venv, .local (embedded databases, captured mail) and staticfiles"
 	@echo "Options: make run PORT=8001 MAIL_SINK_PORT=1026; make test ARGS=\"-k import -x\""
@@ -70,6 +71,9 @@ bench-automations: install
 
 bench-editor-page: install
 	$(PY) -m convertkit.dev.devstack bench bench/editor_page.py $(ARGS)
+
+bench-api: install
+	$(PY) -m convertkit.dev.devstack bench bench/api.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .local staticfiles

@@ -5,8 +5,8 @@ Thin views over broadcasts.services, as the editor's pages: only broadcasts of k
 are seen here (a sequence or automation email's message id is a 404). Kit's `content` is HTML:
 it is stored as body_format "html". Kit's `subscriber_filter` is mapped onto the broadcast's
 audience (segment_id, include_tag_ids and include_match, exclude_tag_ids); what it cannot say
-is a 422. Stats and clicks are read from the Rollup counters (tracking.reports), never by
-counting events."""
+is a 422. Stats (of one broadcast, or of a page of them) and clicks are read from the Rollup
+counters (tracking.reports), never by counting events."""
 
 from __future__ import annotations
 
@@ -22,9 +22,9 @@ from django.utils.dateparse import parse_datetime
 from ninja import Router, Schema
 
 from api.errors import ApiError
-from api.pagination import page_of, page_request, refuse_if
+from api.pagination import page_of, page_request, paged, query_parameter, refuse_if
 from api.shapes import timestamp
-from api.views import json_answer
+from api.views import json_answer, moment_param, moments
 from broadcasts import services
 from broadcasts.forms import MAX_BODY_LENGTH, body_clean
 from broadcasts.models import Broadcast
@@ -34,7 +34,7 @@ from convertkit.tenancy import get_for_account, ids_not_owned
 from subscribers.forms import one_line
 from subscribers.models import Segment, Tag, TagMatch
 from tracking.models import Link, Rollup
-from tracking.reports import broadcast_figures
+from tracking.reports import BroadcastFigures, broadcast_figures, broadcasts_figures
 
 router = Router()
 
@@ -49,6 +49,7 @@ KIT_STATUS = {
     Broadcast.State.SENT: "completed",
     Broadcast.State.CANCELLED: "cancelled",
 }
+STATES_OF_KIT_STATUS = {kit: ours for ours, kit in KIT_STATUS.items()}
 # Accepted for Kit's clients' sake, not stored: reported back as warnings when not null.
 IGNORED_FIELDS = ("published_at", "thumbnail_url", "thumbnail_alt", "email_address")
 TEXT_FIELDS = ("subject", "preview_text", "description")
@@ -319,7 +320,7 @@ def _answer(broadcast: Broadcast, warnings: list[str], status: int = 200) -> Jso
 # Endpoints ----------------------------------------------------------------------------------
 
 
-@router.get("/broadcasts")
+@router.get("/broadcasts", openapi_extra=paged())
 def broadcast_list(request):
     problems: list[str] = []
     paging = page_request(request, list_name="broadcasts", problems=problems)
@@ -381,12 +382,9 @@ def _percent(part: int, base: int) -> float:
     return round(part * 100 / base, 2) if base else 0.0
 
 
-@router.get("/broadcasts/{int:broadcast_id}/stats")
-def broadcast_stats(request, broadcast_id: int):
+def _stats_json(broadcast: Broadcast, figures: BroadcastFigures) -> dict:
     """Kit's stats from the report's figures (Rollup sums, people only, as the report's
     rates): rates in percent of the delivered (else sent) emails."""
-    broadcast = _broadcast(request, broadcast_id)
-    figures = broadcast_figures(broadcast=broadcast)
     base = figures.rates.base
     if broadcast.state == Broadcast.State.SENT:
         progress = 100.0
@@ -394,30 +392,68 @@ def broadcast_stats(request, broadcast_id: int):
         progress = round(broadcast.finished_count * 100 / broadcast.recipient_count, 2)
     else:
         progress = 0.0
+    return {
+        "recipients": figures.recipients,
+        "open_rate": _percent(figures.rates.human_unique_opens, base),
+        "emails_opened": figures.rates.human_unique_opens,
+        "click_rate": _percent(figures.rates.human_unique_clicks, base),
+        "unsubscribe_rate": _percent(figures.unsubscribes, base),
+        "unsubscribes": figures.unsubscribes,
+        "total_clicks": figures.human_clicks,
+        "show_total_clicks": True,
+        "status": KIT_STATUS[broadcast.state],
+        "progress": progress,
+        "open_tracking_disabled": False,
+        "click_tracking_disabled": False,
+    }
+
+
+@router.get(
+    "/broadcasts/stats",
+    openapi_extra=paged(
+        query_parameter("status", ", ".join(STATES_OF_KIT_STATUS)), *moments("sent")
+    ),
+)
+def broadcast_stats_list(request):
+    """Kit's stats of a page of broadcasts, newest first, filtered by Kit's status (draft,
+    scheduled, sending, paused, completed, cancelled) and by sent_after/sent_before: the page's
+    figures come from one aggregate over their rollups, whatever the page's size."""
+    problems: list[str] = []
+    paging = page_request(request, list_name="broadcasts.stats", problems=problems)
+    queryset = _broadcasts(request)
+    status = request.GET.get("status", "")
+    if status:
+        if status in STATES_OF_KIT_STATUS:
+            queryset = queryset.filter(state=STATES_OF_KIT_STATUS[status])
+        else:
+            problems.append(f"status must be one of {', '.join(STATES_OF_KIT_STATUS)}")
+    for name, lookup in (("sent_after", "sent_at__gte"), ("sent_before", "sent_at__lte")):
+        moment = moment_param(request.GET, name, problems)
+        if moment is not None:
+            queryset = queryset.filter(**{lookup: moment})
+    refuse_if(problems)
+    items, pagination = page_of(queryset, paging)
+    figures = broadcasts_figures(broadcasts=items)
     return json_answer(
         {
-            "broadcast": {
-                "id": broadcast.id,
-                "stats": {
-                    "recipients": figures.recipients,
-                    "open_rate": _percent(figures.rates.human_unique_opens, base),
-                    "emails_opened": figures.rates.human_unique_opens,
-                    "click_rate": _percent(figures.rates.human_unique_clicks, base),
-                    "unsubscribe_rate": _percent(figures.unsubscribes, base),
-                    "unsubscribes": figures.unsubscribes,
-                    "total_clicks": figures.human_clicks,
-                    "show_total_clicks": True,
-                    "status": KIT_STATUS[broadcast.state],
-                    "progress": progress,
-                    "open_tracking_disabled": False,
-                    "click_tracking_disabled": False,
-                },
-            }
+            "broadcasts": [
+                {"id": item.id, "stats": _stats_json(item, figures[item.id])} for item in items
+            ],
+            "pagination": pagination,
         }
     )
 
 
-@router.get("/broadcasts/{int:broadcast_id}/clicks")
+@router.get("/broadcasts/{int:broadcast_id}/stats")
+def broadcast_stats(request, broadcast_id: int):
+    broadcast = _broadcast(request, broadcast_id)
+    figures = broadcast_figures(broadcast=broadcast)
+    return json_answer(
+        {"broadcast": {"id": broadcast.id, "stats": _stats_json(broadcast, figures)}}
+    )
+
+
+@router.get("/broadcasts/{int:broadcast_id}/clicks", openapi_extra=paged())
 def broadcast_clicks(request, broadcast_id: int):
     """The broadcast's links (a page of them, by id), each with its people's unique clicks
     summed from the per-link rollups, as fractions of the delivered (else sent) emails and of

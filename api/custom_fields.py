@@ -10,7 +10,7 @@ from django.utils.text import slugify
 from ninja import Router, Schema
 
 from api.errors import ApiError
-from api.pagination import page_of, page_request, refuse_if
+from api.pagination import page_of, page_request, paged, refuse_if
 from api.views import json_answer
 from convertkit.tenancy import get_for_account
 from subscribers import services
@@ -56,7 +56,7 @@ def key_from_label(label: str) -> str:
     return key
 
 
-@router.get("/custom_fields")
+@router.get("/custom_fields", openapi_extra=paged())
 def custom_field_list(request):
     problems: list[str] = []
     paging = page_request(request, list_name="custom_fields", problems=problems)

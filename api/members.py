@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from api.pagination import page_of, page_request, refuse_if
+from api.pagination import page_of, page_request, paged, refuse_if
 from api.shapes import subscriber_json, timestamp
-from api.views import json_answer, moment_param, subscribers_filtered
+from api.views import SUBSCRIBER_FILTERS, json_answer, moment_param, moments, subscribers_filtered
 from subscribers.models import Subscriber
+
+# The query parameters of a members list, for the OpenAPI document.
+MEMBERS_PARAMETERS = paged(*SUBSCRIBER_FILTERS, *moments("added"))
 
 
 def member_json(subscriber: Subscriber, *, added_at: datetime) -> dict:

@@ -1,4 +1,5 @@
-"""The creator's API keys page in the settings: list, create (the key shown once), revoke."""
+"""The creator's API keys page in the settings: list, create (the key shown once), revoke; and
+the API's reference page, public as Kit's is (what it documents is public at /v4/openapi.json)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from api.forms import ApiKeyForm
 from api.keys import api_key_create, api_key_revoke
 from api.models import ApiKey
 from api.oauth import oauth_connections, oauth_disconnect
+from api.reference import api_reference
 from convertkit.tenancy import account_required, get_for_account
 
 # The new key's secret, between the POST that made it and the page that shows it, once.
@@ -91,5 +93,17 @@ def oauth_app_disconnect(request, application_id: int):
             "button": "Disconnect",
             "danger": True,
             "cancel_url": reverse("api_key_list"),
+        },
+    )
+
+
+def api_reference_page(request):
+    """Every operation of /v4/, grouped by resource, from the generated OpenAPI document."""
+    return render(
+        request,
+        "api/api_reference.html",
+        {
+            "resources": api_reference(),
+            "base_url": f"{request.scheme}://{request.get_host()}",
         },
     )

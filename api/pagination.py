@@ -83,6 +83,41 @@ def page_request(request, *, list_name: str, problems: list[str]) -> PageRequest
     )
 
 
+def query_parameter(name: str, description: str, kind: str = "string") -> dict:
+    """One query parameter as the OpenAPI document declares it."""
+    return {
+        "in": "query",
+        "name": name,
+        "required": False,
+        "schema": {"type": kind},
+        "description": description,
+    }
+
+
+PAGING_PARAMETERS = (
+    query_parameter(
+        "per_page",
+        f"Rows per page: {DEFAULT_PER_PAGE} by default, at most {MAX_PER_PAGE}",
+        "integer",
+    ),
+    query_parameter("after", "The end_cursor of a page: the page after it"),
+    query_parameter("before", "The start_cursor of a page: the page before it"),
+    query_parameter(
+        "include_total_count",
+        "true adds total_count to the pagination object (it counts every row: slower)",
+        "boolean",
+    ),
+    query_parameter("sort_order", "desc (newest first, the default) or asc"),
+    query_parameter("sort_field", "id (the default) or created_at"),
+)
+
+
+def paged(*filters: dict) -> dict:
+    """A list endpoint's query parameters for the OpenAPI document (its `openapi_extra`): the
+    views read them from request.GET, so ninja cannot see them. Kit's paging, then `filters`."""
+    return {"parameters": [*PAGING_PARAMETERS, *filters]}
+
+
 def refuse_if(problems: list[str]) -> None:
     if problems:
         raise ApiError(422, problems)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ninja import Router
 
-from api.pagination import page_of, page_request, refuse_if
+from api.pagination import page_of, page_request, paged, refuse_if
 from api.shapes import timestamp
 from api.views import json_answer
 from subscribers.models import Segment
@@ -12,7 +12,7 @@ from subscribers.models import Segment
 router = Router(tags=["Segments"])
 
 
-@router.get("/segments")
+@router.get("/segments", openapi_extra=paged())
 def segment_list(request):
     problems: list[str] = []
     paging = page_request(request, list_name="segments", problems=problems)

@@ -10,8 +10,8 @@ from django.http import JsonResponse
 from ninja import Router
 
 from api.errors import ApiError
-from api.members import member_json, members_list
-from api.pagination import page_of, page_request, refuse_if
+from api.members import MEMBERS_PARAMETERS, member_json, members_list
+from api.pagination import page_of, page_request, paged, refuse_if
 from api.shapes import timestamp
 from api.views import EmailIn, json_answer, subscriber_by_email
 from convertkit.tenancy import get_for_account
@@ -37,7 +37,7 @@ def sequence_json(sequence: Sequence) -> dict:
     }
 
 
-@router.get("/sequences")
+@router.get("/sequences", openapi_extra=paged())
 def sequence_list(request):
     problems: list[str] = []
     paging = page_request(request, list_name="sequences", problems=problems)
@@ -82,7 +82,7 @@ def sequence_subscriber_add_by_email(request, sequence_id: int, payload: EmailIn
     return _enrolled(sequence, subscriber)
 
 
-@router.get("/sequences/{int:sequence_id}/subscribers")
+@router.get("/sequences/{int:sequence_id}/subscribers", openapi_extra=MEMBERS_PARAMETERS)
 def sequence_subscriber_list(request, sequence_id: int):
     sequence = get_for_account(request, Sequence, pk=sequence_id)
     # One filter() call: one join, on this sequence's subscriptions.

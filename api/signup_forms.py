@@ -15,8 +15,8 @@ from django.http import JsonResponse
 from ninja import Router, Schema
 
 from api.errors import ApiError
-from api.members import member_json, members_list
-from api.pagination import page_of, page_request, refuse_if
+from api.members import MEMBERS_PARAMETERS, member_json, members_list
+from api.pagination import page_of, page_request, paged, query_parameter, refuse_if
 from api.shapes import KIT_STATE_OF, timestamp
 from api.views import json_answer, subscriber_by_email
 from convertkit.tenancy import get_for_account
@@ -60,7 +60,13 @@ def form_json(form: Form) -> dict:
     }
 
 
-@router.get("/forms")
+@router.get(
+    "/forms",
+    openapi_extra=paged(
+        query_parameter("status", "active (the default), archived, trashed or all"),
+        query_parameter("type", "embed or hosted"),
+    ),
+)
 def form_list(request):
     """Kit's filters: status (active by default, archived, trashed, all) and type (embed,
     hosted)."""
@@ -136,7 +142,7 @@ def form_subscriber_add_by_email(request, form_id: int, payload: FormSubscriberI
     return _joined(form, subscriber, payload.referrer)
 
 
-@router.get("/forms/{int:form_id}/subscribers")
+@router.get("/forms/{int:form_id}/subscribers", openapi_extra=MEMBERS_PARAMETERS)
 def form_subscriber_list(request, form_id: int):
     """Whoever signed up through the form (pending confirmation too, as Kit's inactive), with
     their first signup's time and page."""

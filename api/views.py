@@ -18,7 +18,7 @@ from ninja import NinjaAPI, Schema
 
 from api.auth import KitApiKey, KitOAuthToken
 from api.errors import NOT_JSON, ApiError, install_handlers
-from api.pagination import page_of, page_request, refuse_if
+from api.pagination import page_of, page_request, paged, query_parameter, refuse_if
 from api.shapes import KIT_STATES, State, subscriber_json, tag_json, timestamp
 from convertkit.models import Membership
 from convertkit.tenancy import get_for_account
@@ -51,6 +51,24 @@ def _email(raw) -> str:
         return normalize_email(raw if isinstance(raw, str) else "")
     except ValidationError:
         raise ApiError(422, [INVALID_EMAIL]) from None
+
+
+def moments(name: str) -> tuple[dict, dict]:
+    """The query parameters `name`_after and `name`_before, for the OpenAPI document."""
+    return tuple(
+        query_parameter(f"{name}_{side}", "A date (yyyy-mm-dd, midnight UTC) or an ISO 8601 time")
+        for side in ("after", "before")
+    )
+
+
+SUBSCRIBER_FILTERS = (
+    query_parameter(
+        "status", "active (the default), inactive, cancelled, bounced, complained or all"
+    ),
+    query_parameter("email_address", "One address, or several separated by commas, in any case"),
+    *moments("created"),
+    *moments("updated"),
+)
 
 
 def moment_param(params, name: str, problems: list[str]) -> datetime | None:
@@ -160,7 +178,7 @@ class SubscriberIn(Schema):
     fields: dict[str, str | None] | None = None
 
 
-@api.get("/subscribers")
+@api.get("/subscribers", openapi_extra=paged(*SUBSCRIBER_FILTERS))
 def subscriber_list(request):
     problems: list[str] = []
     paging = page_request(request, list_name="subscribers", problems=problems)
@@ -271,7 +289,7 @@ def subscriber_unsubscribe(request, subscriber_id: int):
     return HttpResponse(status=204)
 
 
-@api.get("/subscribers/{int:subscriber_id}/tags")
+@api.get("/subscribers/{int:subscriber_id}/tags", openapi_extra=paged())
 def subscriber_tag_list(request, subscriber_id: int):
     subscriber = get_for_account(request, Subscriber, pk=subscriber_id)
     problems: list[str] = []
@@ -307,7 +325,7 @@ def _tag_name(name: str) -> str:
     return name
 
 
-@api.get("/tags")
+@api.get("/tags", openapi_extra=paged())
 def tag_list(request):
     problems: list[str] = []
     paging = page_request(request, list_name="tags", problems=problems)
@@ -382,7 +400,14 @@ def untag_subscriber(request, tag_id: int, subscriber_id: int):
     return HttpResponse(status=204)
 
 
-@api.delete("/tags/{int:tag_id}/subscribers")
+@api.delete(
+    "/tags/{int:tag_id}/subscribers",
+    openapi_extra={
+        "parameters": [
+            query_parameter("email_address", "Here, or in a JSON body as Kit's clients send it")
+        ]
+    },
+)
 def untag_subscriber_by_email(request, tag_id: int):
     """The address comes in a JSON body, as Kit's clients send it, or in ?email_address=."""
     tag = get_for_account(request, Tag, pk=tag_id)
@@ -402,7 +427,10 @@ def untag_subscriber_by_email(request, tag_id: int):
     return HttpResponse(status=204)
 
 
-@api.get("/tags/{int:tag_id}/subscribers")
+@api.get(
+    "/tags/{int:tag_id}/subscribers",
+    openapi_extra=paged(*SUBSCRIBER_FILTERS, *moments("tagged")),
+)
 def tag_subscriber_list(request, tag_id: int):
     tag = get_for_account(request, Tag, pk=tag_id)
     problems: list[str] = []

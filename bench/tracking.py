@@ -331,16 +331,25 @@ def wrk_load(
 
 
 def python_load(*, port: int, paths: Path, expected: int, duration: int, connections: int) -> Load:
-    """The fallback load generator: `connections` asyncio connections in this process, each
-    sending the next path as soon as its previous answer is in (reconnecting when the server
-    closes, as gunicorn's sync workers do after every response). Requests in flight at the end
-    are waited for, so every request sent is answered or counted as an error."""
-    from bench.pages import percentile
-
+    """The fallback load generator: a GET of each path of the file in turn (raw_load)."""
     requests = [
         f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUser-Agent: {USER_AGENT}\r\n\r\n".encode()
         for path in paths.read_text().split()
     ]
+    return raw_load(
+        port=port, requests=requests, expected=expected, duration=duration, connections=connections
+    )
+
+
+def raw_load(
+    *, port: int, requests: list[bytes], expected: int, duration: float, connections: int
+) -> Load:
+    """`connections` asyncio connections in this process, each sending the next of `requests`
+    (whole HTTP/1.1 requests, in turn) as soon as its previous answer is in (reconnecting when
+    the server closes, as gunicorn's sync workers do after every response). Requests in flight
+    at the end are waited for, so every request sent is answered or counted as an error."""
+    from bench.pages import percentile
+
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
     counts = {"next": 0, "errors": 0}

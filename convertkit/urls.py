@@ -5,6 +5,7 @@ from django.conf import settings
 from django.urls import include, path
 from django.views.decorators.csrf import csrf_exempt
 
+from api import pages as api_pages
 from api.v3 import api as api_v3
 from api.v4 import api as api_v4
 from content.images import views as image_views
@@ -48,6 +49,8 @@ urlpatterns = [
     # Kit's OAuth endpoints (api.oauth), before the API's catch-all 404 under /v4/.
     path("v4/oauth/", include("api.oauth_urls")),
     path("oauth/", include(("api.oauth_urls", "oauth_kit"))),
+    # The API's reference page (api.pages), public as Kit's is.
+    path("api/reference/", api_pages.api_reference_page, name="api_reference"),
     # Kit's API v4 (api.v4), where Kit's clients expect it.
     path("v4/", api_v4.urls),
     # Kit's legacy API v3 subset (api.v3), for the client libraries that still call it.

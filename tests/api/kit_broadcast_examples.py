@@ -1,9 +1,12 @@
 """Kit's documented example responses of the broadcasts endpoints (developers.kit.com, API v4
-reference: "Get a broadcast", "Create a broadcast", "Get stats for a broadcast", "Get link
-clicks for a broadcast"), compared with ours by tests.api.kit_examples.assert_kit_shape.
+reference: "Get a broadcast", "Create a broadcast", "Get stats for a broadcast", "Get stats
+for a list of broadcasts", "Get link clicks for a broadcast"), compared with ours by
+tests.api.kit_examples.assert_kit_shape.
 
-One difference, on purpose: Kit's email_template.id is an integer; ours is the template's key
-("classic", "modern", "plain", or an own template's id as a string), so it is a string here."""
+Two differences, on purpose: Kit's email_template.id is an integer; ours is the template's key
+("classic", "modern", "plain", or an own template's id as a string), so it is a string here.
+Kit's example of the list of stats writes its rates and progress as 0, which its schema says are
+floats (as in the one broadcast's example): they are floats here."""
 
 from __future__ import annotations
 
@@ -54,6 +57,28 @@ BROADCAST_STATS = {
             "click_tracking_disabled": False,
         },
     }
+}
+BROADCASTS_STATS = {
+    "broadcasts": [
+        {
+            "id": 125,
+            "stats": {
+                "recipients": 0,
+                "open_rate": 0.0,
+                "emails_opened": 0,
+                "click_rate": 0.0,
+                "unsubscribe_rate": 0.0,
+                "unsubscribes": 0,
+                "total_clicks": 0,
+                "show_total_clicks": False,
+                "status": "draft",
+                "progress": 0.0,
+                "open_tracking_disabled": False,
+                "click_tracking_disabled": False,
+            },
+        }
+    ],
+    "pagination": PAGINATION,
 }
 BROADCAST_CLICKS = {
     "broadcast": {

@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from broadcasts.models import Broadcast
@@ -406,6 +408,85 @@ def test_stats_of_a_draft_are_zero(api_a, draft):
     )
 
 
+def test_stats_of_a_list_are_kits_and_each_broadcasts_own(api_a, draft, sent, sequence_message):
+    response = api_a.get("/v4/broadcasts/stats")
+    assert response.status_code == 200
+    body = response.json()
+    assert_kit_shape(body, kit.BROADCASTS_STATS)
+    assert [b["id"] for b in body["broadcasts"]] == [sent.id, draft.id]
+    for broadcast in body["broadcasts"]:
+        one = api_a.get(f"/v4/broadcasts/{broadcast['id']}/stats").json()["broadcast"]
+        assert broadcast == one
+    assert body["broadcasts"][0]["stats"]["open_rate"] == 50.0
+
+
+def _stats_queries(api, **params) -> int:
+    with CaptureQueriesContext(connection) as queries:
+        response = api.get("/v4/broadcasts/stats", **params)
+    assert response.status_code == 200
+    return len(queries)
+
+
+def test_stats_of_a_list_take_as_many_queries_for_many_broadcasts_as_for_one(api_a, sent):
+    _stats_queries(api_a)
+    one = _stats_queries(api_a)
+    for n in range(10):
+        broadcast = Broadcast.objects.create(
+            account=sent.account, subject=f"B{n}", state=State.SENT, sent_count=10
+        )
+        Rollup.objects.create(
+            broadcast_id=broadcast.id, hour=datetime(2026, 1, 1, tzinfo=UTC), delivered=10
+        )
+    many = api_a.get("/v4/broadcasts/stats").json()["broadcasts"]
+    assert len(many) == 11
+    assert _stats_queries(api_a) == one
+
+
+def test_stats_of_a_list_filter_by_kits_status_and_sent_time(api_a, draft, sent):
+    def ids(**params):
+        response = api_a.get("/v4/broadcasts/stats", **params)
+        assert response.status_code == 200, response.json()
+        return [b["id"] for b in response.json()["broadcasts"]]
+
+    assert ids(status="completed") == [sent.id]
+    assert ids(status="draft") == [draft.id]
+    assert ids(status="sending") == []
+    sent_on = sent.sent_at.strftime("%Y-%m-%d")
+    assert ids(sent_after=sent_on) == [sent.id]
+    assert ids(sent_before=sent_on) == []
+    assert ids(sent_after=_future()) == []
+
+
+def test_stats_of_a_list_page_with_kits_cursors(api_a, draft, sent):
+    first = api_a.get("/v4/broadcasts/stats", per_page=1, include_total_count="true").json()
+    assert [b["id"] for b in first["broadcasts"]] == [sent.id]
+    assert first["pagination"]["has_next_page"] is True
+    assert first["pagination"]["total_count"] == 2
+    after = first["pagination"]["end_cursor"]
+    second = api_a.get("/v4/broadcasts/stats", per_page=1, after=after).json()
+    assert [b["id"] for b in second["broadcasts"]] == [draft.id]
+    assert second["pagination"]["has_next_page"] is False
+    # A cursor of the broadcasts list is not one of this list.
+    listed = api_a.get("/v4/broadcasts", per_page=1).json()["pagination"]["end_cursor"]
+    assert api_a.get("/v4/broadcasts/stats", after=listed).status_code == 422
+
+
+@pytest.mark.parametrize(
+    ("params", "error"),
+    [
+        ({"status": "sent"}, "status must be one of"),
+        ({"sent_after": "yesterday"}, "sent_after must be a date"),
+        ({"sent_before": "2026-13-40"}, "sent_before must be a date"),
+        ({"per_page": "1001"}, "per_page must be a number from 1 to 1000"),
+        ({"after": "bm90LWEtY3Vyc29y"}, "The after cursor is invalid"),
+    ],
+)
+def test_stats_of_a_list_refuse_bad_parameters(api_a, sent, params, error):
+    response = api_a.get("/v4/broadcasts/stats", **params)
+    assert response.status_code == 422
+    assert any(message.startswith(error) for message in response.json()["errors"])
+
+
 def test_link_clicks_are_kits_per_link_from_the_rollups(api_a, sent):
     response = api_a.get(f"/v4/broadcasts/{sent.id}/clicks")
     assert response.status_code == 200
@@ -469,3 +550,4 @@ def test_a_sequence_emails_message_is_404_and_nothing_changes(
 
 def test_lists_show_only_the_keys_account(api_b, draft):
     assert api_b.get("/v4/broadcasts").json()["broadcasts"] == []
+    assert api_b.get("/v4/broadcasts/stats").json()["broadcasts"] == []
