@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "automations",
     "content",
     "api",
+    "webhooks",
     "oauth2_provider",
     "django.contrib.auth",
     "django.contrib.contenttypes",
