@@ -15,6 +15,8 @@ events_consume, one batch in one transaction:
    one INSERT ... ON CONFLICT; re-entry and the loop guard in its WHERE), pulls those of active
    automations whose goal matches forward to the goal (only from a step above it), and moves on
    those who waited for a sequence that they have now completed.
+5. Queues the deliveries of the outgoing webhooks whose subscriptions (hook triggers) matched
+   (webhooks.queue), whatever the depth: in the same transaction, so no event is lost.
 
 journeys_advance, per active automation, one batch in one transaction:
 
@@ -69,6 +71,7 @@ from subscribers.services import (
 )
 from tracking.models import DeliveryActivity, Link
 from tracking.models import EventKind as TrackedKind
+from webhooks.queue import HookMatch, deliveries_queue_for_events
 
 logger = logging.getLogger(__name__)
 
@@ -87,10 +90,13 @@ class EngineReport:
     entered: int = 0
     pulled: int = 0
     steps: int = 0
+    # Webhook deliveries queued.
+    webhooks: int = 0
     lag_seconds: float = 0.0
 
     def add(self, other: EngineReport) -> None:
         self.events += other.events
+        self.webhooks += other.webhooks
         self.rule_runs += other.rule_runs
         self.entered += other.entered
         self.pulled += other.pulled
@@ -548,10 +554,18 @@ def events_consume(*, now: datetime | None = None, limit: int | None = None) -> 
                 flows[automation.pk] = Flow.load(automation)
             return flows[automation.pk]
 
+        hooks: list[HookMatch] = []
         for group in groups:
             if group.kind == EventKind.SEQUENCE_COMPLETED:
                 _sequence_finished(group, now)
             matched = triggers.get((group.account_id, group.kind, group.object_id), [])
+            # Outgoing webhooks cause no further events: the depth guard does not concern them.
+            hooks += [
+                HookMatch(t, group.kind, group.object_id, group.subscriber_ids)
+                for t in matched
+                if t.role == Trigger.Role.HOOK
+            ]
+            matched = [t for t in matched if t.role != Trigger.Role.HOOK]
             if matched and group.depth >= max_depth:
                 _history_add(
                     cursor,
@@ -591,6 +605,7 @@ def events_consume(*, now: datetime | None = None, limit: int | None = None) -> 
             for rule_id, ids in fired.items():
                 _rule_fire(cursor, rules[rule_id], sorted(ids), group.depth)
                 report.rule_runs += len(ids)
+        report.webhooks = deliveries_queue_for_events(matches=hooks, urls=urls, now=now)
     return report
 
 

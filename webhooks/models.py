@@ -49,6 +49,8 @@ class EventType(models.TextChoices):
     TAG_ADDED = "subscriber.tag_added", "Tag added"
     TAG_REMOVED = "subscriber.tag_removed", "Tag removed"
     LINK_CLICKED = "subscriber.link_clicked", "Clicked a link"
+    # Ours: a rule's or an automation's "send a webhook" action.
+    SENT_BY_AUTOMATION = "subscriber.sent_by_automation", "Sent by a rule or automation"
 
 
 class WebhookEndpoint(models.Model):
@@ -60,7 +62,6 @@ class WebhookEndpoint(models.Model):
         NO = "", "Enabled"
         MANUAL = "manual", "Disabled by the account"
         FAILING = "failing", "Failing for a day"
-        GONE = "gone", "Answered 410 Gone"
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, db_index=False)
     kind = models.CharField(max_length=8, choices=Kind.choices, default=Kind.ENVELOPE)
@@ -91,7 +92,7 @@ class WebhookEndpoint(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=Q(enabled=True, disabled_reason="")
-                | Q(enabled=False, disabled_reason__in=["manual", "failing", "gone"]),
+                | Q(enabled=False, disabled_reason__in=["manual", "failing"]),
                 name="webhook_endpoint_disabled_has_reason",
             ),
         ]
