@@ -15,6 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from tests.api.conftest import api_a, api_b  # noqa: F401 - the same fixtures
+from tests.sequences.conftest import make_sequence  # noqa: F401 - the same fixture
+from tests.tracking.conftest import sent_broadcast  # noqa: F401 - the same fixture
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 
