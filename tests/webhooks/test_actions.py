@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from automations.engine import automations_run
-from automations.models import Automation, History, Node
+from automations.models import Automation, History, Node, Rule
 from automations.services import (
     ActionKind,
     AutomationInvalid,
@@ -18,6 +18,7 @@ from automations.services import (
     rule_save,
 )
 from subscribers.services import subscribers_tag
+from tests.automations.rules.conftest import editor_post
 from tests.factories import SubscriberFactory, TagFactory
 from tests.webhooks.conftest import NOW
 from webhooks.delivery import deliveries_send
@@ -125,3 +126,35 @@ def test_another_accounts_webhook_cannot_be_chosen(account_a, account_b, receive
             config={"endpoint": theirs.pk},
         )
     assert not Node.objects.filter(automation=automation).exists()
+
+
+def test_the_rule_editor_offers_the_accounts_own_webhooks_and_saves_the_action(
+    alice_client, account_a, account_b, receiver
+):
+    ours, theirs = hook(account_a, receiver), hook(account_b, receiver)
+    WebhookEndpoint.objects.filter(pk=theirs.pk).update(name="Their shop")
+    WebhookEndpoint.objects.filter(pk=ours.pk).update(name="Our shop")
+    tag = TagFactory(account=account_a)
+
+    page = alice_client.get("/automations/rules/new/").content.decode()
+    assert ">Our shop<" in page and "Their shop" not in page
+    refused = alice_client.post(
+        "/automations/rules/new/",
+        editor_post(
+            name="Steal",
+            triggers=[{"kind": "tag_added", "tag": tag.pk}],
+            actions=[{"kind": "send_webhook", "webhook": theirs.pk}],
+        ),
+    )
+    assert refused.status_code == 400
+    assert "Choose one of your webhooks" in refused.content.decode()
+    saved = alice_client.post(
+        "/automations/rules/new/",
+        editor_post(
+            name="Tell the shop",
+            triggers=[{"kind": "tag_added", "tag": tag.pk}],
+            actions=[{"kind": "send_webhook", "webhook": ours.pk}],
+        ),
+    )
+    assert saved.status_code == 302
+    assert Rule.objects.get().actions == [{"kind": "send_webhook", "object_id": ours.pk}]
