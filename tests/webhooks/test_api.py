@@ -4,11 +4,14 @@ Kit's errors, nothing stored on a refusal, and another account's ids are 404s.""
 from __future__ import annotations
 
 import pytest
+from django.test import Client
 
+from api.oauth import oauth_application_create
 from automations.engine import events_consume
 from automations.models import Trigger
 from subscribers.services import subscribers_tag
 from tests.api.kit_examples import PAGINATION, assert_kit_shape
+from tests.api.test_oauth import REDIRECT, bearer, tokens_for
 from tests.factories import SubscriberFactory, TagFactory
 from tests.webhooks.conftest import NOW
 from webhooks.delivery import deliveries_send
@@ -326,3 +329,40 @@ def test_another_accounts_webhooks_are_404_and_nothing_changes(
     assert (_stored(), WebhookDelivery.objects.count()) == before
     assert api_b.get("/v4/webhooks").json()["webhooks"] == []
     assert api_b.get("/v4/webhook_endpoints").json()["webhook_endpoints"] == []
+
+
+def test_an_apps_endpoints_are_its_own(alice_client, api_a):
+    """An endpoint created with an OAuth token belongs to that app: the app's tokens see only
+    theirs (another app's, or a key's, are 404s); an API key sees them all."""
+    shop, shop_secret = oauth_application_create(name="Shop", redirect_uris=[REDIRECT])
+    crm, crm_secret = oauth_application_create(name="CRM", redirect_uris=[REDIRECT])
+    shop.plain_secret, crm.plain_secret = shop_secret, crm_secret
+    keyed = api_a.post(
+        "/v4/webhook_endpoints", {"url": "https://a.example.com/", "events": ["subscriber.created"]}
+    ).json()["webhook_endpoint"]["id"]
+
+    def as_app(app, method, path, body=None):
+        token = tokens_for(alice_client, app)["access_token"]
+        return getattr(Client(), method)(
+            path, body, content_type="application/json", headers=bearer(token)
+        )
+
+    created = as_app(
+        shop,
+        "post",
+        "/v4/webhook_endpoints",
+        {"url": "https://shop.example.com/", "events": ["subscriber.created"]},
+    )
+    assert created.status_code == 201
+    mine = created.json()["webhook_endpoint"]["id"]
+    assert WebhookEndpoint.objects.get(pk=mine).oauth_application == shop
+    listed = as_app(shop, "get", "/v4/webhook_endpoints").json()["webhook_endpoints"]
+    assert [row["id"] for row in listed] == [mine]
+    assert as_app(shop, "get", f"/v4/webhook_endpoints/{keyed}").status_code == 404
+    assert as_app(crm, "delete", f"/v4/webhook_endpoints/{mine}").status_code == 404
+    assert {
+        row["id"] for row in api_a.get("/v4/webhook_endpoints").json()["webhook_endpoints"]
+    } == {
+        keyed,
+        mine,
+    }
