@@ -21,10 +21,13 @@ from api.views import json_answer
 from webhooks.events import LEGACY_EVENTS
 from webhooks.models import EventType, WebhookDelivery, WebhookEndpoint
 from webhooks.services import (
+    RotationOpen,
     WebhookInputError,
     delivery_resend,
     endpoint_create,
     endpoint_delete,
+    endpoint_previous_secret_revoke,
+    endpoint_secret_rotate,
     endpoint_update,
 )
 
@@ -143,6 +146,7 @@ def endpoint_json(endpoint: WebhookEndpoint, *, secret: bool = False) -> dict:
         "status": "active" if endpoint.enabled else "disabled",
         "disabled_reason": endpoint.disabled_reason or None,
         "failing_since": timestamp(endpoint.failing_since),
+        "previous_secret_expires_at": timestamp(endpoint.previous_secret_expires_at),
         "created_at": timestamp(endpoint.created_at),
         "updated_at": timestamp(endpoint.updated_at),
     }
@@ -209,6 +213,36 @@ def endpoint_update_view(request, endpoint_id: int, payload: EndpointUpdate):
     except WebhookInputError as error:
         raise _refused(error) from None
     endpoint = WebhookEndpoint.objects.prefetch_related("subscriptions").get(pk=endpoint.pk)
+    return json_answer({"webhook_endpoint": endpoint_json(endpoint)})
+
+
+class RotateIn(Schema):
+    force: bool = False
+
+
+@router.post("/webhook_endpoints/{int:endpoint_id}/rotate_secret")
+def endpoint_rotate_secret(request, endpoint_id: int, payload: RotateIn | None = None):
+    """A new secret, shown once; the old one signs beside it for a day. 409 while an earlier
+    rotation's window is open, unless force."""
+    endpoint = _endpoint(request, Kind.ENVELOPE, endpoint_id)
+    try:
+        endpoint_secret_rotate(endpoint=endpoint, force=bool(payload and payload.force))
+    except RotationOpen:
+        raise ApiError(
+            409,
+            [
+                "A previous rotation's secret is still valid: revoke it, wait for "
+                "previous_secret_expires_at, or rotate with force"
+            ],
+        ) from None
+    endpoint = WebhookEndpoint.objects.prefetch_related("subscriptions").get(pk=endpoint.pk)
+    return json_answer({"webhook_endpoint": endpoint_json(endpoint, secret=True)})
+
+
+@router.post("/webhook_endpoints/{int:endpoint_id}/revoke_previous_secret")
+def endpoint_revoke_previous_secret(request, endpoint_id: int):
+    endpoint = _endpoint(request, Kind.ENVELOPE, endpoint_id)
+    endpoint_previous_secret_revoke(endpoint=endpoint)
     return json_answer({"webhook_endpoint": endpoint_json(endpoint)})
 
 

@@ -66,6 +66,8 @@ class _Claimed:
     account_id: int
     url: str
     secret: str
+    # The secret before a rotation, while its overlap window is open ("" otherwise).
+    previous_secret: str
     body: bytes
 
 
@@ -98,19 +100,22 @@ def _claim(now: datetime, limit: int) -> list[_Claimed]:
             FROM due, {ENDPOINT_TABLE} AS e
             WHERE d.id = due.id AND e.id = d.endpoint_id
             RETURNING d.id, d.event_type, d.attempt_count, e.id, e.account_id, e.url, e.secret,
+                CASE WHEN e.previous_secret_expires_at > %(now)s THEN e.previous_secret
+                     ELSE '' END,
                 CASE WHEN e.kind = 'legacy' THEN (d.events -> 0 -> 'data')::text
                      ELSE jsonb_build_object('delivery_id', d.id, 'events', d.events)::text END
             """,
             {"now": now, "limit": limit, "lease": now + LEASE},
         )
-        return [_Claimed(*row[:7], body=row[7].encode()) for row in sorted(cursor.fetchall())]
+        return [_Claimed(*row[:8], body=row[8].encode()) for row in sorted(cursor.fetchall())]
 
 
-def signature_header(secret: str, timestamp: int, body: bytes) -> str:
-    """Kit's X-Kit-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<body>">."""
+def signature_header(keys: list[str], timestamp: int, body: bytes) -> str:
+    """Kit's X-Kit-Signature: t=<unix time>,v1=<hex HMAC-SHA256 of "<t>.<body>">, one v1 per
+    secret (two during a rotation's overlap window)."""
     signed = str(timestamp).encode() + b"." + body
-    digest = hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
-    return f"t={timestamp},v1={digest}"
+    digests = [hmac.new(key.encode(), signed, hashlib.sha256).hexdigest() for key in keys]
+    return ",".join([f"t={timestamp}", *(f"v1={digest}" for digest in digests)])
 
 
 def _post(claimed: _Claimed, now: datetime) -> Answer:
@@ -119,7 +124,11 @@ def _post(claimed: _Claimed, now: datetime) -> Answer:
         "User-Agent": USER_AGENT,
         "X-Kit-Delivery": str(claimed.id),
         "X-Kit-Event": claimed.event_type,
-        "X-Kit-Signature": signature_header(claimed.secret, int(now.timestamp()), claimed.body),
+        "X-Kit-Signature": signature_header(
+            [key for key in (claimed.secret, claimed.previous_secret) if key],
+            int(now.timestamp()),
+            claimed.body,
+        ),
     }
     return target_post(claimed.url, body=claimed.body, headers=headers, now=now)
 

@@ -70,6 +70,10 @@ class WebhookEndpoint(models.Model):
     description = models.CharField(max_length=1000, blank=True, default="")
     # Signs every POST (HMAC-SHA256). The API shows it once, at creation; the app can reveal it.
     secret = models.CharField(max_length=64)
+    # After a rotation, the old secret signs too (a second v1) until this time, so receivers
+    # can switch over without dropping a delivery.
+    previous_secret = models.CharField(max_length=64, blank=True, default="")
+    previous_secret_expires_at = models.DateTimeField(null=True, blank=True)
     enabled = models.BooleanField(default=True)
     disabled_reason = models.CharField(
         max_length=8, choices=Disabled.choices, blank=True, default=Disabled.NO

@@ -5,7 +5,7 @@ then."""
 from __future__ import annotations
 
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
@@ -20,6 +20,8 @@ from webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookSubscriptio
 from webhooks.targets import target_url_errors
 
 Kind = WebhookEndpoint.Kind
+# How long the old secret keeps signing after a rotation.
+ROTATION_OVERLAP = timedelta(hours=24)
 # The model each legacy parameter names (initiator_value is a URL, not an id).
 _PARAM_MODELS = {"tag_id": Tag, "form_id": Form, "sequence_id": Sequence}
 
@@ -197,6 +199,36 @@ def endpoint_update(
     if enabled is True:
         _kick()
     return endpoint
+
+
+class RotationOpen(Exception):
+    """A rotation's overlap window is still open (rotate with force to end it)."""
+
+
+def endpoint_secret_rotate(
+    *, endpoint: WebhookEndpoint, force: bool = False, now: datetime | None = None
+) -> str:
+    """A new signing secret, returned (the only time it is shown); the old one keeps signing
+    beside it for ROTATION_OVERLAP. RotationOpen while an earlier rotation's window is open,
+    unless `force`, which drops the secret that window kept."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        endpoint = WebhookEndpoint.objects.select_for_update().get(pk=endpoint.pk)
+        window = endpoint.previous_secret_expires_at
+        if window is not None and window > now and not force:
+            raise RotationOpen
+        endpoint.previous_secret, endpoint.secret = endpoint.secret, secrets.token_hex(32)
+        endpoint.previous_secret_expires_at = now + ROTATION_OVERLAP
+        endpoint.save()
+    return endpoint.secret
+
+
+def endpoint_previous_secret_revoke(*, endpoint: WebhookEndpoint) -> None:
+    """Ends a rotation's overlap window now: only the current secret signs."""
+    WebhookEndpoint.objects.filter(pk=endpoint.pk).update(
+        previous_secret="", previous_secret_expires_at=None
+    )
+    endpoint.previous_secret, endpoint.previous_secret_expires_at = "", None
 
 
 def endpoint_delete(*, endpoint: WebhookEndpoint) -> None:

@@ -49,12 +49,14 @@ class Receiver:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/hook"
 
-    def signature_valid(self, header: str, body: bytes) -> bool:
-        parts = dict(part.split("=", 1) for part in header.split(",") if "=" in part)
+    def signature_valid(self, header: str, body: bytes, secret: str | None = None) -> bool:
+        """Whether one of the header's v1 signatures is `secret`'s (the receiver's)."""
+        parts = [part.split("=", 1) for part in header.split(",") if "=" in part]
+        stamp = next((value for name, value in parts if name == "t"), "")
         expected = hmac.new(
-            self.secret.encode(), parts.get("t", "").encode() + b"." + body, hashlib.sha256
+            (secret or self.secret).encode(), stamp.encode() + b"." + body, hashlib.sha256
         ).hexdigest()
-        return hmac.compare_digest(expected, parts.get("v1", ""))
+        return any(hmac.compare_digest(expected, value) for name, value in parts if name == "v1")
 
     def start(self) -> None:
         receiver = self

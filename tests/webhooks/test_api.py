@@ -39,6 +39,7 @@ ENDPOINT = {
     "status": "active",
     "disabled_reason": None,
     "failing_since": None,
+    "previous_secret_expires_at": None,
     "created_at": "2026-07-29T14:32:10Z",
     "updated_at": "2026-07-29T14:32:10Z",
 }
@@ -46,7 +47,7 @@ ENDPOINT = {
 
 def _stored():
     return (
-        list(WebhookEndpoint.objects.values_list("url", "enabled")),
+        list(WebhookEndpoint.objects.values_list("url", "enabled", "secret", "previous_secret")),
         list(WebhookSubscription.objects.values_list("event_type", "object_id")),
         Trigger.objects.count(),
     )
@@ -301,6 +302,8 @@ def test_a_delivery_is_resent_with_the_same_events(api_a, delivered):
         ("get", "/v4/webhook_endpoints/{endpoint}/deliveries", None),
         ("get", "/v4/webhook_endpoints/{endpoint}/deliveries/{delivery}", None),
         ("post", "/v4/webhook_endpoints/{endpoint}/deliveries/{delivery}/resend", None),
+        ("post", "/v4/webhook_endpoints/{endpoint}/rotate_secret", None),
+        ("post", "/v4/webhook_endpoints/{endpoint}/revoke_previous_secret", None),
         ("delete", "/v4/webhooks/{legacy}", None),
         # A legacy webhook is not an endpoint, nor the other way round.
         ("own:get", "/v4/webhook_endpoints/{legacy}", None),
@@ -366,3 +369,27 @@ def test_an_apps_endpoints_are_its_own(alice_client, api_a):
         keyed,
         mine,
     }
+
+
+def test_a_secret_is_rotated_once_per_window_unless_forced_and_revoked(api_a):
+    created = api_a.post(
+        "/v4/webhook_endpoints", {"url": "https://a.example.com/", "events": ["subscriber.created"]}
+    ).json()["webhook_endpoint"]
+    path = f"/v4/webhook_endpoints/{created['id']}"
+
+    rotated = api_a.post(f"{path}/rotate_secret")
+    again = api_a.post(f"{path}/rotate_secret")
+    forced = api_a.post(f"{path}/rotate_secret", {"force": True})
+
+    assert rotated.status_code == 200
+    first = rotated.json()["webhook_endpoint"]
+    assert first["secret"] != created["secret"] and first["previous_secret_expires_at"]
+    assert again.status_code == 409 and "force" in again.json()["errors"][0]
+    assert forced.status_code == 200
+    endpoint = WebhookEndpoint.objects.get()
+    assert endpoint.secret == forced.json()["webhook_endpoint"]["secret"]
+    assert endpoint.previous_secret == first["secret"]
+    revoked = api_a.post(f"{path}/revoke_previous_secret").json()["webhook_endpoint"]
+    assert revoked["previous_secret_expires_at"] is None and "secret" not in revoked
+    endpoint.refresh_from_db()
+    assert endpoint.previous_secret == ""

@@ -16,7 +16,12 @@ from tests.factories import SubscriberFactory, TagFactory
 from tests.webhooks.conftest import NOW
 from webhooks.delivery import RETRY_DELAYS, deliveries_prune, deliveries_send
 from webhooks.models import EventType, WebhookAttempt, WebhookDelivery, WebhookEndpoint
-from webhooks.services import delivery_resend, endpoint_create, endpoint_update
+from webhooks.services import (
+    delivery_resend,
+    endpoint_create,
+    endpoint_secret_rotate,
+    endpoint_update,
+)
 from webhooks.tasks import deliver
 
 pytestmark = pytest.mark.django_db
@@ -306,3 +311,25 @@ def test_history_older_than_30_days_is_deleted_with_its_attempts(account_a, rece
     assert deliveries_prune(now=NOW) == 1
     assert list(WebhookDelivery.objects.values_list("pk", flat=True)) == [recent.pk]
     assert list(WebhookAttempt.objects.values_list("delivery_id", flat=True)) == [recent.pk]
+
+
+def test_after_a_rotation_both_secrets_sign_until_the_window_ends(account_a, receiver):
+    tag = TagFactory(account=account_a)
+    endpoint = endpoint_for(account_a, receiver, "subscriber.tag_added")
+    old = endpoint.secret
+    new = endpoint_secret_rotate(endpoint=endpoint, now=NOW)
+    tag_people(account_a, tag)
+    events_consume(now=NOW)
+
+    deliveries_send(now=NOW)
+    resend = delivery_resend(delivery=WebhookDelivery.objects.get(), now=NOW + timedelta(days=2))
+    deliveries_send(now=NOW + timedelta(days=2))
+
+    during, after = receiver.received
+    assert during.headers["X-Kit-Signature"].count("v1=") == 2
+    assert receiver.signature_valid(during.headers["X-Kit-Signature"], during.body, old)
+    assert receiver.signature_valid(during.headers["X-Kit-Signature"], during.body, new)
+    assert after.json["delivery_id"] == resend.pk
+    assert after.headers["X-Kit-Signature"].count("v1=") == 1
+    assert not receiver.signature_valid(after.headers["X-Kit-Signature"], after.body, old)
+    assert receiver.signature_valid(after.headers["X-Kit-Signature"], after.body, new)
