@@ -15,6 +15,8 @@ events_consume, one batch in one transaction:
    one INSERT ... ON CONFLICT; re-entry and the loop guard in its WHERE), pulls those of active
    automations whose goal matches forward to the goal (only from a step above it), and moves on
    those who waited for a sequence that they have now completed.
+5. Queues the deliveries of the outgoing webhooks whose subscriptions (hook triggers) matched
+   (webhooks.queue), whatever the depth: in the same transaction, so no event is lost.
 
 journeys_advance, per active automation, one batch in one transaction:
 
@@ -69,6 +71,8 @@ from subscribers.services import (
 )
 from tracking.models import DeliveryActivity, Link
 from tracking.models import EventKind as TrackedKind
+from webhooks.models import EventType, WebhookEndpoint
+from webhooks.queue import HookMatch, deliveries_queue_for_events, deliveries_queue_for_subscribers
 
 logger = logging.getLogger(__name__)
 
@@ -87,10 +91,13 @@ class EngineReport:
     entered: int = 0
     pulled: int = 0
     steps: int = 0
+    # Webhook deliveries queued.
+    webhooks: int = 0
     lag_seconds: float = 0.0
 
     def add(self, other: EngineReport) -> None:
         self.events += other.events
+        self.webhooks += other.webhooks
         self.rule_runs += other.rule_runs
         self.entered += other.entered
         self.pulled += other.pulled
@@ -400,7 +407,21 @@ def _who_matches(trigger: Trigger, group: _Group, urls: dict[int, str]) -> list[
     return ids
 
 
-def _rule_fire(cursor, rule: Rule, subscriber_ids: list[int], depth: int) -> None:
+def _webhook_send(account_id: int, endpoint_id, ids: list[int], now: datetime) -> str:
+    """A rule's or a step's "send a webhook": one delivery each (a legacy webhook's) or a
+    hundred to a delivery (an endpoint's); the history's words."""
+    endpoint = WebhookEndpoint.objects.filter(account_id=account_id, pk=endpoint_id).first()
+    if endpoint is None:
+        return "webhook deleted: nothing sent"
+    if not endpoint.enabled:
+        return f"webhook to {endpoint.url} is disabled: nothing sent"
+    deliveries_queue_for_subscribers(
+        endpoint=endpoint, subscriber_ids=ids, event_type=EventType.SENT_BY_AUTOMATION, now=now
+    )
+    return f"sent a webhook to {endpoint.url}"
+
+
+def _rule_fire(cursor, rule: Rule, subscriber_ids: list[int], depth: int, now: datetime) -> None:
     """The rule's actions in order for these subscribers, then one History row each."""
     ids = sorted(set(subscriber_ids))
     account_id = rule.account_id
@@ -445,6 +466,8 @@ def _rule_fire(cursor, rule: Rule, subscriber_ids: list[int], depth: int) -> Non
                     account_id=account_id, subscriber_ids=ids, reason=f"rule “{rule.name}”"
                 )
                 done.append("unsubscribed")
+            elif kind == ActionKind.SEND_WEBHOOK:
+                done.append(_webhook_send(account_id, object_id, ids, now))
     _history_add(
         cursor,
         account_id=account_id,
@@ -548,10 +571,18 @@ def events_consume(*, now: datetime | None = None, limit: int | None = None) -> 
                 flows[automation.pk] = Flow.load(automation)
             return flows[automation.pk]
 
+        hooks: list[HookMatch] = []
         for group in groups:
             if group.kind == EventKind.SEQUENCE_COMPLETED:
                 _sequence_finished(group, now)
             matched = triggers.get((group.account_id, group.kind, group.object_id), [])
+            # Outgoing webhooks cause no further events: the depth guard does not concern them.
+            hooks += [
+                HookMatch(t, group.kind, group.object_id, group.subscriber_ids)
+                for t in matched
+                if t.role == Trigger.Role.HOOK
+            ]
+            matched = [t for t in matched if t.role != Trigger.Role.HOOK]
             if matched and group.depth >= max_depth:
                 _history_add(
                     cursor,
@@ -589,8 +620,9 @@ def events_consume(*, now: datetime | None = None, limit: int | None = None) -> 
                 ):
                     report.pulled += _goal_pull(trigger, flow_of(automation), ids, now)
             for rule_id, ids in fired.items():
-                _rule_fire(cursor, rules[rule_id], sorted(ids), group.depth)
+                _rule_fire(cursor, rules[rule_id], sorted(ids), group.depth, now)
                 report.rule_runs += len(ids)
+        report.webhooks = deliveries_queue_for_events(matches=hooks, urls=urls, now=now)
     return report
 
 
@@ -820,6 +852,7 @@ def _note(node: Node) -> str:
         Kind.EXIT: lambda: "exited",
         Kind.CONDITION: lambda: "condition",
         Kind.GOAL: lambda: "event",
+        Kind.WEBHOOK: lambda: "send a webhook",
     }
     return names[node.kind]()
 
@@ -914,6 +947,8 @@ def _run_step(
             )
     elif node.kind == Kind.EXIT:
         leaving = {p.subscriber_id: State.EXITED for p in places}
+    elif node.kind == Kind.WEBHOOK and ids:
+        _webhook_send(account_id, config.get("endpoint"), ids, now)
     for place in places:
         if place.subscriber_id in leaving:
             place.state, place.node_id, place.due_at = leaving[place.subscriber_id], None, None

@@ -16,12 +16,14 @@ from functools import cached_property
 from django import forms
 
 from automations.models import Automation, EventKind, Node
+from automations.rules.selectors import webhook_label
 from automations.services import DELAY_UNITS, MAX_DELAY_SECONDS, TriggerSpec
 from broadcasts.models import Broadcast
 from sequences.models import Sequence
 from subscribers.forms import one_line
 from subscribers.models import CustomField, Form, Segment, Tag
 from tracking.models import Link
+from webhooks.models import WebhookEndpoint
 
 Kind = Node.Kind
 HOUR_CHOICES = [(hour, f"{hour:02d}:00") for hour in range(24)]
@@ -89,6 +91,14 @@ STEP_CHOICES = (
     ),
     StepChoice(
         Kind.EXIT, "", "Exit", ACTIONS, (), "They leave the automation. It ends this branch."
+    ),
+    StepChoice(
+        Kind.WEBHOOK,
+        "",
+        "Send a webhook",
+        ACTIONS,
+        ("endpoint",),
+        "POST them to one of your webhooks (Settings, Webhooks), signed.",
     ),
     StepChoice(Kind.DELAY, "", "Delay", WAITS, ("amount", "unit")),
     StepChoice(Kind.WAIT_UNTIL, "date", "Wait until a date", WAITS, ("date", "hour")),
@@ -203,6 +213,13 @@ class Choices:
         ]
 
     @cached_property
+    def webhooks(self) -> list[tuple[int, str]]:
+        return [
+            (endpoint.pk, webhook_label(endpoint))
+            for endpoint in WebhookEndpoint.objects.filter(account=self.account).order_by("-id")
+        ]
+
+    @cached_property
     def emails(self) -> list[tuple[int, str]]:
         """The newest emails that went out or are ready to (frozen): broadcasts, sequence
         emails and automation emails."""
@@ -249,6 +266,7 @@ _PICKERS = {
     "message_id": ("emails", "Choose an email…"),
     "link_id": ("links", "Any link"),
     "key": ("fields", "Choose a custom field…"),
+    "endpoint": ("webhooks", "Choose a webhook…"),
 }
 
 
@@ -278,6 +296,7 @@ class SettingsForm(forms.Form):
     message_id = _pick("Email", "email")
     link_id = _pick("Link", "link", required=False)
     key = _pick("Custom field", "custom field", coerce=str)
+    endpoint = _pick("Webhook", "webhook")
     op = forms.ChoiceField(
         label="Comparison",
         choices=FIELD_OP_CHOICES,

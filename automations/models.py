@@ -37,6 +37,11 @@ class EventKind(models.TextChoices):
     SEQUENCE_COMPLETED = "sequence_completed", "Completes a sequence"
     LINK_CLICKED = "link_clicked", "Clicks a link"
     UNSUBSCRIBED = "unsubscribed", "Unsubscribes"
+    # Written for outgoing webhooks (Kit's subscriber events); no rule or automation offers them.
+    CREATED = "created", "Subscriber created"
+    ACTIVATED = "activated", "Subscriber activated"
+    BOUNCED = "bounced", "Bounces"
+    COMPLAINED = "complained", "Complains"
     # Not a change: the hour a date field's day comes round (automation entry points only).
     DATE_OCCURS = "date_occurs", "Date occurs"
 
@@ -71,6 +76,8 @@ class Trigger(models.Model):
         GOAL = "goal", "Event"
         # A sequence step waiting for its sequence to be completed (the event must be written).
         WAIT = "wait", "Sequence step"
+        # An outgoing webhook's event subscription (webhooks.WebhookSubscription).
+        HOOK = "hook", "Webhook"
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, db_index=False)
     role = models.CharField(max_length=5, choices=Role.choices)
@@ -91,6 +98,13 @@ class Trigger(models.Model):
     node = models.OneToOneField(
         "Node", on_delete=models.CASCADE, null=True, blank=True, related_name="goal"
     )
+    webhook = models.ForeignKey(
+        "webhooks.WebhookSubscription",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="triggers",
+    )
     # Date entry points: the local day they last ran (claimed by a conditional UPDATE).
     last_fired_on = models.DateField(null=True, blank=True)
 
@@ -105,7 +119,8 @@ class Trigger(models.Model):
                     rule__isnull=True,
                     automation__isnull=False,
                     node__isnull=False,
-                ),
+                )
+                | Q(role="hook", rule__isnull=True, automation__isnull=True, webhook__isnull=False),
                 name="trigger_owner_matches_role",
             ),
         ]
@@ -177,6 +192,8 @@ class Node(models.Model):
         GOAL = "goal", "Event"
         # A sequence step waiting for its sequence to be completed (the event must be written).
         WAIT = "wait", "Sequence step"
+        # POSTs the subscriber to one of the account's webhook endpoints: {"endpoint": id}.
+        WEBHOOK = "webhook", "Send a webhook"
 
     class Branch(models.TextChoices):
         NEXT = "", "Next"

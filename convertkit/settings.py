@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "automations",
     "content",
     "api",
+    "webhooks",
     "oauth2_provider",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -193,6 +194,10 @@ CELERY_BEAT_SCHEDULE = {
     "prune-drained-batches": {"task": "tracking.drained_batches_prune", "schedule": 3600.0},
     # Expired and revoked OAuth codes and tokens (api.tasks.oauth_tokens_clear).
     "clear-oauth-tokens": {"task": "api.oauth_tokens_clear", "schedule": 3600.0},
+    # Due webhook deliveries (queueing kicks it at once; this catches lost kicks and retries).
+    "deliver-webhooks": {"task": "webhooks.deliver", "schedule": 2.0},
+    # Delivery history is kept 30 days.
+    "prune-webhook-deliveries": {"task": "webhooks.prune", "schedule": 3600.0},
 }
 
 # --- Email: every message goes through Django's mail API; anymail backends for ESPs --------------
@@ -270,6 +275,15 @@ SEQUENCE_CLAIM_BATCH = env_int("SEQUENCE_CLAIM_BATCH", 2000, minimum=1)
 AUTOMATION_EVENT_BATCH = env_int("AUTOMATION_EVENT_BATCH", 5000, minimum=1)
 AUTOMATION_CLAIM_BATCH = env_int("AUTOMATION_CLAIM_BATCH", 5000, minimum=1)
 AUTOMATION_MAX_DEPTH = env_int("AUTOMATION_MAX_DEPTH", 10, minimum=1)
+
+# Outgoing webhooks (webhooks/): deliveries one worker claims at a time, POSTs in flight at once
+# per worker process, the timeouts of each POST, and (development and tests only) whether
+# loopback and private addresses may be targets.
+WEBHOOK_DELIVERY_BATCH = env_int("WEBHOOK_DELIVERY_BATCH", 500, minimum=1)
+WEBHOOK_CONCURRENCY = env_int("WEBHOOK_CONCURRENCY", 32, minimum=1)
+WEBHOOK_CONNECT_TIMEOUT = env_int("WEBHOOK_CONNECT_TIMEOUT", 5, minimum=1)
+WEBHOOK_READ_TIMEOUT = env_int("WEBHOOK_READ_TIMEOUT", 10, minimum=1)
+WEBHOOK_ALLOW_PRIVATE_TARGETS = env_bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", False)
 
 # --- Creator logins --------------------------------------------------------------------------------
 # Login attempts (COUNT/SECONDS, right or wrong) per address and per client IP (an IPv6 /64); past

@@ -187,6 +187,8 @@ def subscriber_create(
         except IntegrityError:
             _raise_if_exists(account_id=account.id, email=email)
             raise
+        for kind in (EventKind.CREATED, EventKind.ACTIVATED):
+            events_add(account_id=account.id, kind=kind, subscriber_ids=[subscriber.pk])
         field_changes_record(
             account_id=account.id, subscriber_id=subscriber.pk, before={}, after=subscriber.fields
         )
@@ -232,6 +234,15 @@ def subscriber_update(
     return subscriber
 
 
+# The outbox event of reaching each state (outgoing webhooks listen for all of them).
+STATE_EVENTS = {
+    Subscriber.State.ACTIVE: EventKind.ACTIVATED,
+    Subscriber.State.UNSUBSCRIBED: EventKind.UNSUBSCRIBED,
+    Subscriber.State.BOUNCED: EventKind.BOUNCED,
+    Subscriber.State.COMPLAINED: EventKind.COMPLAINED,
+}
+
+
 def _subscriber_move(
     *,
     subscriber: Subscriber,
@@ -266,12 +277,11 @@ def _subscriber_move(
             to_state=to_state,
             reason=reason[:255],
         )
-        if to_state == Subscriber.State.UNSUBSCRIBED:
-            events_add(
-                account_id=subscriber.account_id,
-                kind=EventKind.UNSUBSCRIBED,
-                subscriber_ids=[subscriber.pk],
-            )
+        events_add(
+            account_id=subscriber.account_id,
+            kind=STATE_EVENTS[to_state],
+            subscriber_ids=[subscriber.pk],
+        )
     return True
 
 

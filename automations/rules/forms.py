@@ -42,6 +42,7 @@ _ACTION_OBJECT = {
     ActionKind.REMOVE_TAG: "tag",
     ActionKind.SUBSCRIBE_SEQUENCE: "sequence",
     ActionKind.REMOVE_SEQUENCE: "sequence",
+    ActionKind.SEND_WEBHOOK: "webhook",
 }
 # The row fields each kind uses besides its object (the others are ignored, errors included).
 _TRIGGER_TEXT = {
@@ -200,6 +201,11 @@ class ActionForm(_RowForm):
         error_messages={"invalid_choice": "Choose one of the actions offered."},
     )
     value = _text_field("Value", 2000, "Leave empty to clear the field.")
+    webhook = _id_field("Webhook", "webhook")
+
+    def __init__(self, *args, pickers: Pickers, **kwargs):
+        super().__init__(*args, pickers=pickers, **kwargs)
+        self.fields["webhook"].choices = _blank(pickers.webhooks, "webhook")
 
     def clean(self):
         cleaned = super().clean()

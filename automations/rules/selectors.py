@@ -19,6 +19,7 @@ from convertkit.paging import KeysetPage, keyset_page
 from sequences.models import Sequence
 from subscribers.models import CustomField, Form, Subscriber, Tag
 from tracking.models import Link
+from webhooks.models import WebhookEndpoint
 
 # The links the click trigger's picker offers: the account's newest (and any a rule holds).
 LINK_CHOICES = 300
@@ -38,10 +39,11 @@ class _Named:
     sequences: set
     links: set
     fields: set
+    webhooks: set
 
 
 def _named(rules: Iterable[Rule]) -> _Named:
-    named = _Named(set(), set(), set(), set(), set())
+    named = _Named(set(), set(), set(), set(), set(), set())
     for rule in rules:
         for trigger in rule.triggers.all():
             if trigger.object_id is None:
@@ -64,6 +66,8 @@ def _named(rules: Iterable[Rule]) -> _Named:
                 named.sequences.add(action.get("object_id"))
             elif kind == ActionKind.SET_FIELD:
                 named.fields.add(action.get("detail", ""))
+            elif kind == ActionKind.SEND_WEBHOOK:
+                named.webhooks.add(action.get("object_id"))
     return named
 
 
@@ -168,6 +172,7 @@ class Pickers:
     sequences: list[tuple[int, str]]
     links: list[tuple[str, list[tuple[int, str]]]]
     fields: list[tuple[str, str]]
+    webhooks: list[tuple[int, str]]
 
 
 def _with_deleted(choices: list, saved: set, label: str) -> list:
@@ -230,6 +235,10 @@ def rule_pickers(*, account: Account, rule: Rule | None = None) -> Pickers:
     fields = list(
         CustomField.objects.filter(account=account).order_by("label").values_list("key", "label")
     )
+    webhooks = [
+        (endpoint.pk, webhook_label(endpoint))
+        for endpoint in WebhookEndpoint.objects.filter(account=account).order_by("-id")
+    ]
     return Pickers(
         tags=_with_deleted(tags, named.tags, "A deleted tag"),
         forms=_with_deleted(forms, named.forms, "A deleted form"),
@@ -242,7 +251,14 @@ def rule_pickers(*, account: Account, rule: Rule | None = None) -> Pickers:
                 for key in sorted(named.fields - dict(fields).keys())
             ),
         ],
+        webhooks=_with_deleted(webhooks, named.webhooks, "A deleted webhook"),
     )
+
+
+def webhook_label(endpoint: WebhookEndpoint) -> str:
+    """A webhook as the pickers name it: its name or URL, and whether it is disabled."""
+    label = endpoint.name or endpoint.url
+    return f"{label} (disabled)" if not endpoint.enabled else label
 
 
 # History ----------------------------------------------------------------------------------------

@@ -987,6 +987,18 @@ def _merge(*, job: Job, columns: _Columns, staging: _Staging, parsed: _ParseResu
                 WHERE c.state <> %(unconfirmed)s
             """,
         )
+        # Kit's subscriber.created and subscriber.activated (outgoing webhooks).
+        created_events = events_insert_sql(
+            kind=EventKind.CREATED,
+            rows_sql="SELECT %(account)s::bigint, NULL::bigint, c.id, '' FROM created AS c",
+        )
+        activated_events = events_insert_sql(
+            kind=EventKind.ACTIVATED,
+            rows_sql="""
+                SELECT %(account)s::bigint, NULL::bigint, c.id, '' FROM created AS c
+                WHERE c.state = 'active'
+            """,
+        )
         cursor.execute(
             f"""
             WITH matched AS (
@@ -1037,7 +1049,8 @@ def _merge(*, job: Job, columns: _Columns, staging: _Staging, parsed: _ParseResu
                 ORDER BY r.email
                 ON CONFLICT (account_id, email) DO NOTHING
                 RETURNING id, state, fields
-            ), events AS ({new_field_events})
+            ), events AS ({new_field_events}),
+            created_events AS ({created_events}), activated_events AS ({activated_events})
             SELECT count(*) FROM created
             """,
             {

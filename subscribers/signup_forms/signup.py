@@ -97,11 +97,15 @@ def _record_state_change(*, subscriber: Subscriber, from_state: str, reason: str
 def _form_joined_record(*, form: Form, subscriber: Subscriber) -> None:
     """The form_joined event of a signup that counts: subscribed at once, confirmed, or an
     active subscriber signing up again (never a pending one)."""
+    _event_record(subscriber=subscriber, kind=EventKind.FORM_JOINED, object_id=form.pk)
+
+
+def _event_record(*, subscriber: Subscriber, kind: EventKind, object_id: int | None = None) -> None:
     events_add(
         account_id=subscriber.account_id,
-        kind=EventKind.FORM_JOINED,
+        kind=kind,
         subscriber_ids=[subscriber.pk],
-        object_id=form.pk,
+        object_id=object_id,
     )
 
 
@@ -183,6 +187,8 @@ def signup_submit(
             form=form, email=email, data=data, state=initial_state
         )
         state = subscriber.state
+        if created:
+            _event_record(subscriber=subscriber, kind=EventKind.CREATED)
         if state in (Subscriber.State.BOUNCED, Subscriber.State.COMPLAINED):
             logger.info(
                 "Signup of %s subscriber %s through form %s refused", state, subscriber.pk, form.pk
@@ -234,6 +240,7 @@ def signup_submit(
                     reason=f"subscribed through form “{form.name}”",
                 )
                 subscriptions_confirmed(subscriber_id=subscriber.pk, now=now)
+            _event_record(subscriber=subscriber, kind=EventKind.ACTIVATED)
             _apply_tags(form=form, subscriber=subscriber)
             gained = 1
             outcome = "subscribed"
@@ -351,6 +358,7 @@ def signup_confirm(*, signup: Signup) -> bool:
                 from_state=from_state,
                 reason=f"confirmed by email after signing up through form “{form.name}”",
             )
+            _event_record(subscriber=subscriber, kind=EventKind.ACTIVATED)
         Suppression.objects.filter(
             account_id=subscriber.account_id, email_hash=email_hash(subscriber.email)
         ).delete()

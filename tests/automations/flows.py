@@ -13,6 +13,7 @@ from sequences.models import Sequence
 from subscribers.models import Form
 from tests.factories import CustomFieldFactory, SegmentFactory, SubscriberFactory, TagFactory
 from tracking.models import Link
+from webhooks.models import WebhookEndpoint
 
 NOW = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
 
@@ -28,6 +29,7 @@ class Objects:
     other: Automation
     email: Broadcast
     link: Link
+    webhook: WebhookEndpoint
 
 
 def objects_of(account, prefix: str = "") -> Objects:
@@ -53,6 +55,9 @@ def objects_of(account, prefix: str = "") -> Objects:
         email=email,
         link=Link.objects.create(
             account=account, broadcast=email, url="https://example.com/pricing", position=1
+        ),
+        webhook=WebhookEndpoint.objects.create(
+            account=account, url="https://shop.example/hook", name=f"{prefix}Shop", secret="s"
         ),
     )
 

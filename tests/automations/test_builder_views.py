@@ -153,6 +153,11 @@ def step_cases(o) -> dict:
             {"kind": "link_clicked", "object_id": None, "detail": "/pricing", "value": ""},
             "Clicks a link whose address contains “/pricing”",
         ),
+        (Kind.WEBHOOK, ""): (
+            {"endpoint": o.webhook.pk},
+            {"endpoint": o.webhook.pk},
+            "Send a webhook",
+        ),
     }
 
 
@@ -518,6 +523,7 @@ def test_the_builder_reads_as_many_queries_with_six_steps_as_with_two(
         ({"kind": "condition", "variant": "segment"}, "Choose one of your segments."),
         ({"kind": "move"}, "Choose one of your automations."),
         ({"kind": "condition", "variant": "opened"}, "Choose one of your emails."),
+        ({"kind": "webhook"}, "Choose one of your webhooks."),
     ],
 )
 def test_another_accounts_object_in_a_step_is_refused_and_changes_nothing(
@@ -530,6 +536,7 @@ def test_another_accounts_object_in_a_step_is_refused_and_changes_nothing(
         "segment_id": theirs.segment.pk,
         "automation_id": theirs.other.pk,
         "message_id": theirs.email.pk,
+        "endpoint": theirs.webhook.pk,
     }
     before = snapshot()
     response = alice_client.post(add_url(automation), {"parent": "", "branch": "", **posted, **ids})

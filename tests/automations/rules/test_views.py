@@ -272,7 +272,8 @@ def test_a_rule_without_a_name_a_trigger_or_an_action_is_refused_with_all_three_
         ({"kind": "unsubscribed"}, {"kind": "remove_tag"}, "Choose the tag."),
         ({"kind": "unsubscribed"}, {"kind": "set_field", "value": "x"}, "Choose the custom field."),
         ({"kind": "date_occurs"}, {"kind": "unsubscribe"}, "Choose one of the triggers offered."),
-        ({"kind": "unsubscribed"}, {"kind": "send_webhook"}, "Choose one of the actions offered."),
+        ({"kind": "unsubscribed"}, {"kind": "send_sms"}, "Choose one of the actions offered."),
+        ({"kind": "unsubscribed"}, {"kind": "send_webhook"}, "Choose the webhook."),
     ],
 )
 def test_a_row_missing_what_its_kind_needs_is_marked_and_nothing_saved(
