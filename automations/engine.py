@@ -71,7 +71,8 @@ from subscribers.services import (
 )
 from tracking.models import DeliveryActivity, Link
 from tracking.models import EventKind as TrackedKind
-from webhooks.queue import HookMatch, deliveries_queue_for_events
+from webhooks.models import EventType, WebhookEndpoint
+from webhooks.queue import HookMatch, deliveries_queue_for_events, deliveries_queue_for_subscribers
 
 logger = logging.getLogger(__name__)
 
@@ -406,7 +407,21 @@ def _who_matches(trigger: Trigger, group: _Group, urls: dict[int, str]) -> list[
     return ids
 
 
-def _rule_fire(cursor, rule: Rule, subscriber_ids: list[int], depth: int) -> None:
+def _webhook_send(account_id: int, endpoint_id, ids: list[int], now: datetime) -> str:
+    """A rule's or a step's "send a webhook": one delivery each (a legacy webhook's) or a
+    hundred to a delivery (an endpoint's); the history's words."""
+    endpoint = WebhookEndpoint.objects.filter(account_id=account_id, pk=endpoint_id).first()
+    if endpoint is None:
+        return "webhook deleted: nothing sent"
+    if not endpoint.enabled:
+        return f"webhook to {endpoint.url} is disabled: nothing sent"
+    deliveries_queue_for_subscribers(
+        endpoint=endpoint, subscriber_ids=ids, event_type=EventType.SENT_BY_AUTOMATION, now=now
+    )
+    return f"sent a webhook to {endpoint.url}"
+
+
+def _rule_fire(cursor, rule: Rule, subscriber_ids: list[int], depth: int, now: datetime) -> None:
     """The rule's actions in order for these subscribers, then one History row each."""
     ids = sorted(set(subscriber_ids))
     account_id = rule.account_id
@@ -451,6 +466,8 @@ def _rule_fire(cursor, rule: Rule, subscriber_ids: list[int], depth: int) -> Non
                     account_id=account_id, subscriber_ids=ids, reason=f"rule “{rule.name}”"
                 )
                 done.append("unsubscribed")
+            elif kind == ActionKind.SEND_WEBHOOK:
+                done.append(_webhook_send(account_id, object_id, ids, now))
     _history_add(
         cursor,
         account_id=account_id,
@@ -603,7 +620,7 @@ def events_consume(*, now: datetime | None = None, limit: int | None = None) -> 
                 ):
                     report.pulled += _goal_pull(trigger, flow_of(automation), ids, now)
             for rule_id, ids in fired.items():
-                _rule_fire(cursor, rules[rule_id], sorted(ids), group.depth)
+                _rule_fire(cursor, rules[rule_id], sorted(ids), group.depth, now)
                 report.rule_runs += len(ids)
         report.webhooks = deliveries_queue_for_events(matches=hooks, urls=urls, now=now)
     return report
@@ -835,6 +852,7 @@ def _note(node: Node) -> str:
         Kind.EXIT: lambda: "exited",
         Kind.CONDITION: lambda: "condition",
         Kind.GOAL: lambda: "event",
+        Kind.WEBHOOK: lambda: "send a webhook",
     }
     return names[node.kind]()
 
@@ -929,6 +947,8 @@ def _run_step(
             )
     elif node.kind == Kind.EXIT:
         leaving = {p.subscriber_id: State.EXITED for p in places}
+    elif node.kind == Kind.WEBHOOK and ids:
+        _webhook_send(account_id, config.get("endpoint"), ids, now)
     for place in places:
         if place.subscriber_id in leaving:
             place.state, place.node_id, place.due_at = leaving[place.subscriber_id], None, None

@@ -192,6 +192,8 @@ class Node(models.Model):
         GOAL = "goal", "Event"
         # A sequence step waiting for its sequence to be completed (the event must be written).
         WAIT = "wait", "Sequence step"
+        # POSTs the subscriber to one of the account's webhook endpoints: {"endpoint": id}.
+        WEBHOOK = "webhook", "Send a webhook"
 
     class Branch(models.TextChoices):
         NEXT = "", "Next"

@@ -29,6 +29,7 @@ from convertkit.tenancy import ids_not_owned
 from sequences.models import Sequence
 from subscribers.models import CustomField, Form, Segment, Tag
 from tracking.models import Link
+from webhooks.models import WebhookEndpoint
 
 Kind = Node.Kind
 Branch = Node.Branch
@@ -83,6 +84,8 @@ class ActionKind:
     REMOVE_SEQUENCE = "remove_sequence"
     SET_FIELD = "set_field"
     UNSUBSCRIBE = "unsubscribe"
+    # object_id: one of the account's webhook endpoints (webhooks.WebhookEndpoint).
+    SEND_WEBHOOK = "send_webhook"
 
     LABELS = {
         ADD_TAG: "Add tag",
@@ -91,6 +94,7 @@ class ActionKind:
         REMOVE_SEQUENCE: "Remove from sequence",
         SET_FIELD: "Set custom field",
         UNSUBSCRIBE: "Unsubscribe",
+        SEND_WEBHOOK: "Send a webhook",
     }
 
 
@@ -99,6 +103,7 @@ _ACTION_MODEL = {
     ActionKind.REMOVE_TAG: Tag,
     ActionKind.SUBSCRIBE_SEQUENCE: Sequence,
     ActionKind.REMOVE_SEQUENCE: Sequence,
+    ActionKind.SEND_WEBHOOK: WebhookEndpoint,
 }
 
 DELAY_UNITS = {"minutes": 60, "hours": 3600, "days": 86400, "weeks": 7 * 86400}
@@ -479,6 +484,11 @@ def _config_check(problems: _Problems, automation: Automation, kind: str, config
             "detail": spec.detail,
             "value": spec.value,
         }
+    if kind == Kind.WEBHOOK:
+        pk = integer("endpoint", "webhook")
+        if pk is not None:
+            problems.owned(WebhookEndpoint, pk, "webhook")
+        return {"endpoint": pk}
     if kind in (Kind.EMAIL, Kind.EXIT):
         return {}
     problems.add(f"“{kind}” is not a step.")

@@ -87,6 +87,8 @@ def action_words(action: Mapping, names: Names) -> str:
         return f"set {target} to “{value}”" if value else f"clear {target}"
     if kind == ActionKind.UNSUBSCRIBE:
         return "unsubscribe them"
+    if kind == ActionKind.SEND_WEBHOOK:
+        return "send a webhook"
     return str(kind)
 
 
