@@ -114,8 +114,9 @@ def test_an_endpoint_added_in_the_app_listens_through_hook_triggers(
     ],
 )
 def test_a_private_or_odd_target_is_refused_with_its_reason_and_nothing_stored(
-    alice_client, account_a, url, problem
+    alice_client, account_a, url, problem, settings
 ):
+    settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = False
     answer = alice_client.post(
         reverse("webhook_endpoint_create"), {"url": url, "events": ["subscriber.tag_added"]}
     )
@@ -188,13 +189,19 @@ def test_disable_then_enable(alice_client, endpoint):
     assert alice_client.get(url).status_code == 405
 
 
-def test_edit_replaces_the_events_and_a_refused_url_keeps_the_old_one(alice_client, endpoint):
+def test_edit_replaces_the_events_and_a_refused_url_keeps_the_old_one(
+    alice_client, endpoint, settings
+):
     url = reverse("webhook_endpoint_edit", args=[endpoint.pk])
     answer = alice_client.post(url, {"url": RECEIVER, "events": ["subscriber.created"]})
     assert answer.status_code == 302
     assert [s.event_type for s in endpoint.subscriptions.all()] == ["subscriber.created"]
     assert Trigger.objects.get(webhook__endpoint=endpoint).kind == "created"
-    answer = alice_client.post(url, {"url": "gopher://x/", "events": ["subscriber.bounced"]})
+    settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = False
+    answer = alice_client.post(
+        url, {"url": "http://10.0.0.8/hooks", "events": ["subscriber.bounced"]}
+    )
+    assert "must be a public address" in answer.content.decode()
     assert answer.status_code == 400
     endpoint.refresh_from_db()
     assert endpoint.url == RECEIVER
