@@ -46,6 +46,7 @@ urlpatterns = [
     path("jobs/<int:job_id>/progress/", views.job_progress, name="job_progress"),
     path("jobs/<int:job_id>/errors.csv", views.job_errors_csv, name="job_errors_csv"),
     path("settings/api-keys/", include("api.urls")),
+    path("settings/webhooks/", include("webhooks.urls")),
     # Kit's OAuth endpoints (api.oauth), before the API's catch-all 404 under /v4/.
     path("v4/oauth/", include("api.oauth_urls")),
     path("oauth/", include(("api.oauth_urls", "oauth_kit"))),
