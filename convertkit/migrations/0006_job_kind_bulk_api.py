@@ -4,15 +4,25 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('convertkit', '0005_account_default_email_template'),
+        ("convertkit", "0005_account_default_email_template"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='job',
-            name='kind',
-            field=models.CharField(choices=[('import', 'Import'), ('bulk_tag', 'Tag subscribers'), ('bulk_untag', 'Remove tag'), ('bulk_sequence', 'Add to a sequence'), ('bulk_unsubscribe', 'Unsubscribe subscribers'), ('bulk_delete', 'Delete subscribers'), ('bulk_api', 'API bulk request')], max_length=32),
+            model_name="job",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("import", "Import"),
+                    ("bulk_tag", "Tag subscribers"),
+                    ("bulk_untag", "Remove tag"),
+                    ("bulk_sequence", "Add to a sequence"),
+                    ("bulk_unsubscribe", "Unsubscribe subscribers"),
+                    ("bulk_delete", "Delete subscribers"),
+                    ("bulk_api", "API bulk request"),
+                ],
+                max_length=32,
+            ),
         ),
     ]
