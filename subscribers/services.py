@@ -598,18 +598,22 @@ class UpsertResult:
 
 
 def _upsert_input(rows: list[UpsertRow]) -> Json:
-    return Json(
-        [
+    data = []
+    for row in rows:
+        sets, clears = row.fields, []
+        if sets and "" in sets.values():
+            sets = {key: value for key, value in row.fields.items() if value != ""}
+            clears = [key for key, value in row.fields.items() if value == ""]
+        data.append(
             {
                 "email": row.email,
                 "first_name": row.first_name,
-                "sets": {key: value for key, value in row.fields.items() if value != ""},
-                "clears": [key for key, value in row.fields.items() if value == ""],
-                "state": str(row.state),
+                "sets": sets,
+                "clears": clears,
+                "state": row.state,
             }
-            for row in rows
-        ]
-    )
+        )
+    return Json(data)
 
 
 _UPSERT_INPUT = """
@@ -628,13 +632,14 @@ def subscribers_upsert(
 ) -> UpsertResult:
     """Adds the addresses the account lacks and updates the name and fields of those it has
     (never their state: an unsubscribed, bounced or complained subscriber stays so), in one
-    transaction of three statements whatever the number of rows (each address once).
+    statement whatever the number of rows (each address once).
 
-    1. New addresses whose hash is in Suppression are left out (only when the account has any).
-    2. The existing subscribers are locked, in id order, and updated where the name or a field
+    1. The existing subscribers are locked, in id order, and updated where the name or a field
        differs; each field value set, changed or cleared is a field_changed event (not an
-       unconfirmed subscriber's: theirs count when they confirm), in the same statement.
+       unconfirmed subscriber's: theirs count when they confirm).
+    2. New addresses whose hash is in Suppression are left out (only when the account has any).
     3. The other addresses are inserted, in email order, with the events of their fields.
+    All in one statement, which reads the rows (one JSON document) once.
     """
     now = now or timezone.now()
     if not rows:
@@ -663,31 +668,23 @@ def subscribers_upsert(
             WHERE c.state <> %(unconfirmed)s
         """,
     )
-    found: dict[str, Upserted] = {}
-    suppressed: set[str] = set()
+    suppressed_sql = "SELECT NULL::text AS email WHERE false"
+    if Suppression.objects.filter(account_id=account_id).exists():
+        suppressed_sql = f"""
+            SELECT r.email FROM input AS r
+            JOIN {Suppression._meta.db_table} AS sp ON sp.account_id = %(account)s
+             AND sp.email_hash = encode(sha256(convert_to(r.email, 'UTF8')), 'hex')
+            WHERE NOT EXISTS (SELECT 1 FROM matched AS m WHERE m.email = r.email)
+        """
     with transaction.atomic(), connection.cursor() as cursor:
-        if Suppression.objects.filter(account_id=account_id).exists():
-            cursor.execute(
-                f"""
-                SELECT r.email FROM ({_UPSERT_INPUT}) AS r
-                JOIN {Suppression._meta.db_table} AS sp ON sp.account_id = %(account)s
-                 AND sp.email_hash = encode(sha256(convert_to(r.email, 'UTF8')), 'hex')
-                WHERE NOT EXISTS (
-                    SELECT 1 FROM {subscribers} AS s
-                    WHERE s.account_id = %(account)s AND s.email = r.email
-                )
-                """,
-                params,
-            )
-            suppressed = {row[0] for row in cursor.fetchall()}
         cursor.execute(
             f"""
-            WITH matched AS (
+            WITH input AS MATERIALIZED ({_UPSERT_INPUT}), matched AS (
                 SELECT s.id, s.email, s.state, s.created_at, s.first_name AS old_first_name,
                        s.fields AS old_fields, coalesce(r.first_name, s.first_name) AS first_name,
                        (s.fields || r.sets) - ARRAY(SELECT jsonb_array_elements_text(r.clears))
                            AS fields
-                FROM {subscribers} AS s JOIN ({_UPSERT_INPUT}) AS r
+                FROM {subscribers} AS s JOIN input AS r
                   ON s.account_id = %(account)s AND s.email = r.email
                 ORDER BY s.id
                 FOR UPDATE OF s
@@ -696,16 +693,9 @@ def subscribers_upsert(
                 SET first_name = m.first_name, fields = m.fields, updated_at = %(now)s
                 FROM matched AS m
                 WHERE s.id = m.id AND (m.first_name <> m.old_first_name OR m.fields <> m.old_fields)
-            ), events AS ({field_events})
-            SELECT id, email, first_name, state, created_at FROM matched
-            """,
-            params,
-        )
-        for row in cursor.fetchall():
-            found[row[1]] = Upserted(*row)
-        cursor.execute(
-            f"""
-            WITH created AS (
+            ), events AS ({field_events}),
+            suppressed AS ({suppressed_sql}),
+            created AS (
                 INSERT INTO {subscribers} (
                     account_id, email, first_name, fields, time_zone, state, source, consent_at,
                     consent_method, created_at, updated_at, confirmed_at, unsubscribed_at
@@ -714,25 +704,41 @@ def subscribers_upsert(
                        %(source)s, %(now)s, %(consent_method)s, %(now)s, %(now)s,
                        CASE WHEN r.state = 'active' THEN %(now)s END,
                        CASE WHEN r.state = 'unsubscribed' THEN %(now)s END
-                FROM ({_UPSERT_INPUT}) AS r
-                WHERE r.email <> ALL(%(skipped)s::text[])
+                FROM input AS r
+                WHERE NOT EXISTS (SELECT 1 FROM matched AS m WHERE m.email = r.email)
+                  AND NOT EXISTS (SELECT 1 FROM suppressed AS x WHERE x.email = r.email)
                 ORDER BY r.email
                 ON CONFLICT (account_id, email) DO NOTHING
                 RETURNING id, email, first_name, state, created_at, fields
-            ), events AS ({new_field_events})
-            SELECT id, email, first_name, state, created_at FROM created
+            ), new_events AS ({new_field_events})
+            SELECT 'matched', id, email, first_name, state, created_at FROM matched
+            UNION ALL SELECT 'created', id, email, first_name, state, created_at FROM created
+            UNION ALL SELECT 'suppressed', NULL, email, NULL, NULL, NULL FROM suppressed
             """,
-            {
-                **params,
-                "skipped": sorted(suppressed | set(found)),
-                "source": source[:255],
-                "consent_method": consent_method[:255],
-            },
+            {**params, "source": source[:255], "consent_method": consent_method[:255]},
         )
-        created = cursor.fetchall()
-        for row in created:
+        found: dict[str, Upserted] = {}
+        suppressed: set[str] = set()
+        created = 0
+        for outcome, *row in cursor.fetchall():
+            if outcome == "suppressed":
+                suppressed.add(row[1])
+                continue
             found[row[1]] = Upserted(*row)
-    return UpsertResult(subscribers=found, suppressed=suppressed, created=len(created))
+            created += outcome == "created"
+        # An address another transaction added meanwhile (its insert was skipped): as it is now.
+        missing = [
+            row.email for row in rows if row.email not in found and row.email not in suppressed
+        ]
+        for subscriber in Subscriber.objects.filter(account_id=account_id, email__in=missing):
+            found[subscriber.email] = Upserted(
+                subscriber.id,
+                subscriber.email,
+                subscriber.first_name,
+                subscriber.state,
+                subscriber.created_at,
+            )
+    return UpsertResult(subscribers=found, suppressed=suppressed, created=created)
 
 
 def _pairs_sql(name: str) -> str:

@@ -1,0 +1,139 @@
+"""Bulk create speed: POST /v4/bulk/subscribers with many subscribers (first name and a custom
+field each), through the whole stack in one process.
+
+    DATABASE_URL=... REDIS_URL=... DEBUG=true python bench/bulk_part.py [--rows 100000]
+
+1. A new account with an API key and the custom field (erased at the end).
+2. The request goes through Django's test client (middleware, key, rate limit, the body read
+   and checked, the Job and its BulkBatch rows stored: 202), and its job runs as a worker runs
+   it (Celery eager: the task runs as the request's transaction commits), batch after batch.
+3. Prints rows/s from the POST's start to the job's end, the request's own share, and the same
+   into an account that already holds half of the addresses (updates); one JSON object last.
+bench/api.py calls `bulk_measure`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "convertkit.settings")
+    import django
+
+    django.setup()
+
+from django.db import connection  # noqa: E402
+
+from bench.import_speed import CUSTOM_FIELD_KEY, _email, _existing_subscribers_copy  # noqa: E402
+from bench.import_speed import account_erase as _account_erase  # noqa: E402
+
+_FIRST_NAMES = ("Ada", "Ben", "Chloé", "Dev", "Eva", "Femi", "Gus", "Hana", "Ivo", "Jun")
+
+
+def bulk_body(rows: int) -> bytes:
+    return json.dumps(
+        {
+            "subscribers": [
+                {
+                    "email_address": _email(number),
+                    "first_name": _FIRST_NAMES[number % 10],
+                    "fields": {CUSTOM_FIELD_KEY: f"Company {number % 1000}"},
+                }
+                for number in range(rows)
+            ],
+            "callback_url": None,
+        }
+    ).encode()
+
+
+def account_erase(account_id: int) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM api_apikey WHERE account_id = %s", [account_id])
+        cursor.execute(
+            "DELETE FROM api_bulkbatch WHERE job_id IN "
+            "(SELECT id FROM convertkit_job WHERE account_id = %s)",
+            [account_id],
+        )
+    _account_erase(account_id)
+
+
+def bulk_measure(*, rows: int = 100_000, existing_fraction: float = 0.0) -> dict:
+    """Times one POST /v4/bulk/subscribers of `rows` subscribers until its job is done, in a new
+    account (erased after); `existing_fraction` of the addresses exist before.
+    Returns {"rows", "seconds", "rows_per_s", "request_s", "created", "failures"}."""
+    from django.test import Client, override_settings
+
+    from api.keys import api_key_create
+    from convertkit.celery import app as celery_app
+    from convertkit.models import Account, Job
+    from subscribers.models import CustomField, Subscriber
+
+    account = Account.objects.create(name=f"bulk bench {time.time():.0f}")
+    eager = celery_app.conf.task_always_eager
+    try:
+        CustomField.objects.create(account=account, key=CUSTOM_FIELD_KEY, label="Company")
+        if existing_fraction:
+            step = max(1, round(1 / existing_fraction))
+            _existing_subscribers_copy(account_id=account.id, numbers=range(0, rows, step))
+        before = Subscriber.objects.filter(account=account).count()
+        _key, secret = api_key_create(account=account, name="bench", created_by=None)
+        body = bulk_body(rows)
+        client = Client()
+        celery_app.conf.task_always_eager = True
+        with override_settings(API_RATE_LIMIT=(1_000_000, 60)):
+            started = time.perf_counter()
+            response = client.post(
+                "/v4/bulk/subscribers",
+                body,
+                content_type="application/json",
+                headers={"X-Kit-Api-Key": secret},
+            )
+            seconds = time.perf_counter() - started
+        assert response.status_code == 202, response.content[:500]
+        job = Job.objects.get(account=account, kind=Job.Kind.BULK_API)
+        assert job.state == Job.State.DONE, job.message
+        return {
+            "rows": rows,
+            "seconds": round(seconds, 2),
+            "rows_per_s": round(rows / seconds),
+            "request_s": round(seconds - (job.finished_at - job.started_at).total_seconds(), 2),
+            "created": Subscriber.objects.filter(account=account).count() - before,
+            "failures": job.error_count,
+        }
+    finally:
+        celery_app.conf.task_always_eager = eager
+        account_erase(account.id)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    args = parser.parse_args()
+    empty = bulk_measure(rows=args.rows)
+    half = bulk_measure(rows=args.rows, existing_fraction=0.5)
+    print(f"{'case':<34}{'rows':>10}{'seconds':>10}{'request s':>11}{'rows/s':>10}")
+    for label, figures in (("new account", empty), ("half already subscribed", half)):
+        print(
+            f"{label:<34}{figures['rows']:>10,}{figures['seconds']:>10.2f}"
+            f"{figures['request_s']:>11.2f}{figures['rows_per_s']:>10,}"
+        )
+    print(
+        json.dumps(
+            {
+                "bench": "bulk",
+                "rows": args.rows,
+                "bulk_rows_per_s": empty["rows_per_s"],
+                "bulk_half_existing_rows_per_s": half["rows_per_s"],
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
