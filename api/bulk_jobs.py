@@ -32,7 +32,7 @@ from django.utils import timezone
 
 from api.errors import ApiError
 from api.models import BulkBatch
-from api.shapes import KIT_STATE_OF, KIT_STATES, timestamp
+from api.shapes import KIT_STATE_OF, KIT_STATES, KIT_TIME_FORMAT, timestamp
 from api.signup_forms import form_join
 from api.tasks import run_bulk_request
 from api.views import CREATE_STATES, INVALID_EMAIL
@@ -104,19 +104,46 @@ def _subscriber_failure(item: dict, errors: list[str]) -> dict:
     }
 
 
-def _subscriber_row(item: dict, known_keys: set[str]) -> tuple[services.UpsertRow | None, list]:
-    """The upsert of one item, or what is wrong with it."""
-    errors = []
+def _subscriber_row(item: dict, known_keys: set[str]) -> services.UpsertRow | None:
+    """The upsert of one item, or None when something is wrong with it (_subscriber_errors)."""
     email = _email(item.get("email_address"))
-    if email is None:
+    first_name = item.get("first_name")
+    state = item.get("state") or "active"
+    fields = item.get("fields") or {}
+    if (
+        email is None
+        or not (first_name is None or _short_text(first_name, MAX_FIRST_NAME_LENGTH))
+        or state not in CREATE_STATES
+        or not isinstance(fields, dict)
+        or not all(
+            value is None or _short_text(value, MAX_FIELD_VALUE_LENGTH) for value in fields.values()
+        )
+    ):
+        return None
+    return services.UpsertRow(
+        email=email,
+        first_name=first_name,
+        # Keys the account does not define are ignored, as the single create does.
+        fields={key: value or "" for key, value in fields.items() if key in known_keys},
+        state=KIT_STATES[state][0],
+    )
+
+
+def _short_text(value, max_length: int) -> bool:
+    return isinstance(value, str) and len(value) <= max_length
+
+
+def _subscriber_errors(item: dict) -> list[str]:
+    """What is wrong with an item _subscriber_row refused, each problem in words."""
+    errors = []
+    if _email(item.get("email_address")) is None:
         errors.append(INVALID_EMAIL)
     first_name = item.get("first_name")
     if first_name is not None and not isinstance(first_name, str):
         errors.append("First name must be a string")
     elif first_name is not None and len(first_name) > MAX_FIRST_NAME_LENGTH:
         errors.append(f"First name is longer than {MAX_FIRST_NAME_LENGTH} characters")
-    state = item.get("state") or "active"
-    if state not in CREATE_STATES:
+    if (item.get("state") or "active") not in CREATE_STATES:
         errors.append(f"state must be one of {', '.join(CREATE_STATES)}")
     fields = item.get("fields") or {}
     if not isinstance(fields, dict):
@@ -127,16 +154,7 @@ def _subscriber_row(item: dict, known_keys: set[str]) -> tuple[services.UpsertRo
             errors.append(f"Custom field {key} must be a string")
         elif len(value or "") > MAX_FIELD_VALUE_LENGTH:
             errors.append(f"Custom field {key} is longer than {MAX_FIELD_VALUE_LENGTH} characters")
-    if errors:
-        return None, errors
-    row = services.UpsertRow(
-        email=email,
-        first_name=first_name,
-        # Keys the account does not define are ignored, as the single create does.
-        fields={key: value or "" for key, value in fields.items() if key in known_keys},
-        state=KIT_STATES[state][0],
-    )
-    return row, []
+    return errors
 
 
 def subscribers_apply(account: Account, items: list) -> tuple[list, list]:
@@ -162,9 +180,9 @@ def subscribers_apply(account: Account, items: list) -> tuple[list, list]:
         if not isinstance(item, dict):
             failures.append(_subscriber_failure({}, ["Subscriber must be an object"]))
             continue
-        row, errors = _subscriber_row(item, known_keys)
-        if errors:
-            failures.append(_subscriber_failure(item, errors))
+        row = _subscriber_row(item, known_keys)
+        if row is None:
+            failures.append(_subscriber_failure(item, _subscriber_errors(item)))
             continue
         earlier = rows.get(row.email)
         if earlier is not None:
@@ -183,16 +201,18 @@ def subscribers_apply(account: Account, items: list) -> tuple[list, list]:
         consent_method="API bulk request",
     )
     subscribers = []
-    # Those created share one time: each distinct time is written once.
-    times = {}
+    # Those created share one time: each distinct second is written once.
+    times: dict[int, str] = {}
     for email in rows:
         if email in result.suppressed:
             failures.append(_subscriber_failure(given[email], [SUPPRESSED]))
             continue
         row = result.subscribers[email]
-        created_at = times.get(row.created_at)
+        created_at = times.get(row.created_second)
         if created_at is None:
-            created_at = times[row.created_at] = timestamp(row.created_at)
+            created_at = times[row.created_second] = time.strftime(
+                KIT_TIME_FORMAT, time.gmtime(row.created_second)
+            )
         subscribers.append(
             {
                 "id": row.id,

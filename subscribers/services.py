@@ -586,7 +586,8 @@ class Upserted:
     email: str
     first_name: str
     state: str
-    created_at: datetime
+    # Whole seconds since the epoch: what an answer shows, read without a datetime per row.
+    created_second: int
 
 
 @dataclass
@@ -711,8 +712,10 @@ def subscribers_upsert(
                 ON CONFLICT (account_id, email) DO NOTHING
                 RETURNING id, email, first_name, state, created_at, fields
             ), new_events AS ({new_field_events})
-            SELECT 'matched', id, email, first_name, state, created_at FROM matched
-            UNION ALL SELECT 'created', id, email, first_name, state, created_at FROM created
+            SELECT 'matched', id, email, first_name, state,
+                   floor(extract(epoch FROM created_at))::bigint FROM matched
+            UNION ALL SELECT 'created', id, email, first_name, state,
+                   floor(extract(epoch FROM created_at))::bigint FROM created
             UNION ALL SELECT 'suppressed', NULL, email, NULL, NULL, NULL FROM suppressed
             """,
             {**params, "source": source[:255], "consent_method": consent_method[:255]},
@@ -736,7 +739,7 @@ def subscribers_upsert(
                 subscriber.email,
                 subscriber.first_name,
                 subscriber.state,
-                subscriber.created_at,
+                int(subscriber.created_at.timestamp()),
             )
     return UpsertResult(subscribers=found, suppressed=suppressed, created=created)
 
