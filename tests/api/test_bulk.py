@@ -449,3 +449,102 @@ def test_bulk_add_to_forms_signs_up_through_each_form(api_a, account_a, account_
     assert list(Signup.objects.values_list("form_id", "subscriber_id")) == [(form.id, ann.id)]
     assert Tagging.objects.filter(subscriber=ann, tag__name="sidebar").exists()
     assert not Signup.objects.filter(form=theirs).exists()
+
+
+# Tenancy -------------------------------------------------------------------------------------
+
+
+def _snapshot():
+    return (
+        list(Subscriber.objects.order_by("id").values_list("id", "email", "first_name", "fields")),
+        list(Tagging.objects.order_by("id").values_list("tag_id", "subscriber_id")),
+        list(Signup.objects.order_by("id").values_list("form_id", "subscriber_id")),
+        list(Tag.objects.order_by("id").values_list("account_id", "name")),
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "item", "echo"),
+    [
+        (
+            "post",
+            "/v4/bulk/tags/subscribers",
+            {"tag_id": "{tag}", "subscriber_id": "{subscriber}"},
+            "tagging",
+        ),
+        (
+            "delete",
+            "/v4/bulk/tags/subscribers",
+            {"tag_id": "{tag}", "subscriber_id": "{subscriber}"},
+            "tagging",
+        ),
+        (
+            "post",
+            "/v4/bulk/tags/subscribers",
+            {"tag_id": "{tag}", "email_address": "ann@example.com"},
+            "tagging",
+        ),
+        (
+            "post",
+            "/v4/bulk/custom_fields/subscribers",
+            {
+                "subscriber_id": "{subscriber}",
+                "subscriber_custom_field_id": "{field}",
+                "value": "x",
+            },
+            "custom_field_value",
+        ),
+        (
+            "post",
+            "/v4/bulk/forms/subscribers",
+            {"form_id": "{form}", "subscriber_id": "{subscriber}"},
+            "subscription",
+        ),
+    ],
+)
+def test_another_accounts_ids_are_failures_and_nothing_changes(
+    api_b, account_a, method, path, item, echo
+):
+    ann = SubscriberFactory(account=account_a, email="ann@example.com", fields={"city": "Lyon"})
+    tag = TagFactory(account=account_a)
+    TaggingFactory(tag=tag, subscriber=ann)
+    ids = {
+        "tag": tag.id,
+        "subscriber": ann.id,
+        "field": CustomFieldFactory(account=account_a, key="city", label="City").id,
+        "form": form_create(account=account_a, name="A's", double_opt_in=False).id,
+    }
+    item = {
+        key: ids[value[1:-1]] if value.startswith("{") else value for key, value in item.items()
+    }
+    before = _snapshot()
+
+    response = api_b.call(method, path, {_LIST_KEYS[path]: [item]})
+
+    assert response.status_code == 200
+    [failure] = response.json()["failures"]
+    assert "does not exist" in " ".join(failure["errors"])
+    assert failure[echo]["subscriber_id"] is None
+    assert _snapshot() == before
+
+
+_LIST_KEYS = {
+    "/v4/bulk/tags/subscribers": "taggings",
+    "/v4/bulk/custom_fields/subscribers": "custom_field_values",
+    "/v4/bulk/forms/subscribers": "additions",
+}
+
+
+def test_an_address_of_another_account_creates_the_keys_own_subscriber(api_b, account_a, account_b):
+    ann = SubscriberFactory(account=account_a, email="ann@example.com", first_name="Ann")
+
+    answer = api_b.post(
+        "/v4/bulk/subscribers",
+        {"subscribers": [{"email_address": "ann@example.com", "first_name": "Other"}]},
+    ).json()
+
+    [created] = answer["subscribers"]
+    assert created["id"] != ann.id
+    assert Subscriber.objects.get(pk=created["id"]).account_id == account_b.id
+    ann.refresh_from_db()
+    assert ann.first_name == "Ann"
