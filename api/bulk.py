@@ -28,6 +28,25 @@ from api.views import json_answer
 
 router = Router(tags=["Bulk"])
 
+_ID = {"type": "integer", "nullable": True}
+_TEXT = {"type": "string", "nullable": True}
+
+
+def _documented(list_key: str, item: dict) -> dict:
+    """The OpenAPI description of a bulk body (read by the view itself, not by ninja)."""
+    schema = {
+        "type": "object",
+        "required": [list_key],
+        "properties": {
+            list_key: {"type": "array", "items": {"type": "object", "properties": item}},
+            "callback_url": _TEXT,
+        },
+    }
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+_TAGGING = {"tag_id": _ID, "subscriber_id": _ID, "email_address": _TEXT}
+
 
 def _bulk_body(request, action: BulkAction) -> tuple[list, str | None, int]:
     """The items, the callback URL and the body's size in bytes, or the 413 or 422 saying why
@@ -84,39 +103,61 @@ def _bulk_answer(request, name: str):
     return json_answer({}, 202)
 
 
-@router.post("/bulk/subscribers")
+@router.post(
+    "/bulk/subscribers",
+    openapi_extra=_documented(
+        "subscribers",
+        {
+            "email_address": _TEXT,
+            "first_name": _TEXT,
+            "state": _TEXT,
+            "fields": {"type": "object", "additionalProperties": _TEXT},
+        },
+    ),
+)
 def bulk_subscribers_create(request):
     """Kit's bulk create subscribers: {"subscribers": [{email_address, first_name, state,
     fields}], "callback_url"}."""
     return _bulk_answer(request, "subscribers")
 
 
-@router.post("/bulk/tags")
+@router.post("/bulk/tags", openapi_extra=_documented("tags", {"name": _TEXT}))
 def bulk_tags_create(request):
     """{"tags": [{name}], "callback_url"}: each name's tag, created if missing."""
     return _bulk_answer(request, "tags")
 
 
-@router.post("/bulk/tags/subscribers")
+@router.post("/bulk/tags/subscribers", openapi_extra=_documented("taggings", _TAGGING))
 def bulk_tags_add(request):
     """{"taggings": [{tag_id, subscriber_id or email_address}], "callback_url"}."""
     return _bulk_answer(request, "taggings_add")
 
 
-@router.delete("/bulk/tags/subscribers")
+@router.delete("/bulk/tags/subscribers", openapi_extra=_documented("taggings", _TAGGING))
 def bulk_tags_remove(request):
     """{"taggings": [{tag_id, subscriber_id or email_address}], "callback_url"}."""
     return _bulk_answer(request, "taggings_remove")
 
 
-@router.post("/bulk/custom_fields/subscribers")
+@router.post(
+    "/bulk/custom_fields/subscribers",
+    openapi_extra=_documented(
+        "custom_field_values",
+        {"subscriber_id": _ID, "subscriber_custom_field_id": _ID, "value": _TEXT},
+    ),
+)
 def bulk_field_values_set(request):
     """{"custom_field_values": [{subscriber_id, subscriber_custom_field_id, value}],
     "callback_url"}."""
     return _bulk_answer(request, "field_values")
 
 
-@router.post("/bulk/forms/subscribers")
+@router.post(
+    "/bulk/forms/subscribers",
+    openapi_extra=_documented(
+        "additions", {"form_id": _ID, "subscriber_id": _ID, "referrer": _TEXT}
+    ),
+)
 def bulk_forms_add(request):
     """{"additions": [{form_id, subscriber_id, referrer}], "callback_url"}."""
     return _bulk_answer(request, "form_additions")
