@@ -181,7 +181,28 @@ def test_a_large_request_is_202_then_its_result_is_posted_to_the_callback(
     assert len(_events(EventKind.FIELD_CHANGED)) == 101
     job = Job.objects.get(account=account_a, kind=Job.Kind.BULK_API)
     assert (job.state, job.processed, job.total, job.error_count) == (Job.State.DONE, 102, 102, 1)
+    assert job.message == "101 done, 1 failed; result posted to the callback URL"
     assert not BulkBatch.objects.filter(job=job).exists()
+
+
+def test_a_callback_receiver_that_is_down_leaves_the_job_done_saying_so(
+    api_a, account_a, alice_client, receiver, run_jobs, monkeypatch
+):
+    monkeypatch.setattr(bulk_jobs, "CALLBACK_RETRY_PAUSES", (0, 0))
+    receiver.shutdown()
+    receiver.server_close()
+    body = {"tags": [{"name": f"t{n}"} for n in range(101)], "callback_url": receiver.url}
+
+    with run_jobs():
+        api_a.post("/v4/bulk/tags", body)
+
+    job = Job.objects.get(account=account_a, kind=Job.Kind.BULK_API)
+    assert job.state == Job.State.DONE
+    assert job.message == "101 done, 0 failed; callback failed: ConnectionError"
+    assert Tag.objects.filter(account=account_a).count() == 101
+    page = alice_client.get(f"/jobs/{job.id}/")
+    assert page.status_code == 200
+    assert "API: create 101 tags" in page.content.decode()
 
 
 def test_a_job_run_again_after_a_crash_redoes_no_batch_and_calls_back_once(
