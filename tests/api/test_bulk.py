@@ -261,6 +261,16 @@ def test_a_request_past_the_size_limit_is_413_and_stores_nothing(api_a, account_
     assert not Subscriber.objects.filter(account=account_a).exists()
 
 
+def test_a_bulk_body_may_be_larger_than_the_sites_upload_limit(api_a, account_a, settings):
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    body = {"tags": [{"name": f"A tag with a long name, number {n}"} for n in range(100)]}
+
+    response = api_a.post("/v4/bulk/tags", body)
+
+    assert response.status_code == 200
+    assert Tag.objects.filter(account=account_a).count() == 100
+
+
 def test_requests_queued_beyond_the_accounts_limit_are_413(api_a, account_a, settings, receiver):
     body = {"tags": [{"name": f"t{n}"} for n in range(101)]}
     size = len(json.dumps(body))
