@@ -36,7 +36,7 @@ from api.shapes import KIT_STATE_OF, KIT_STATES, KIT_TIME_FORMAT, timestamp
 from api.signup_forms import form_join
 from api.tasks import run_bulk_request
 from api.views import CREATE_STATES, INVALID_EMAIL
-from convertkit.models import Account, Job
+from convertkit.models import Account, Job, JobError
 from subscribers import services
 from subscribers.models import CustomField, Form, Subscriber, Tag, Tagging
 from subscribers.validation import (
@@ -57,6 +57,9 @@ SUPPRESSED = "This address was removed at the subscriber's request and cannot be
 MAX_FIRST_NAME_LENGTH = Subscriber._meta.get_field("first_name").max_length
 NO_SUBSCRIBER = "Subscriber does not exist"
 NO_TAG = "Tag does not exist"
+# Failures kept as JobErrors for the job's page, and how much of each item.
+MAX_STORED_FAILURES = 10_000
+MAX_FAILURE_VALUE_LENGTH = 200
 # The callback: how long to wait for the receiver, and the pauses before trying again.
 CALLBACK_TIMEOUT = (5, 30)
 CALLBACK_RETRY_PAUSES = (1, 5)
@@ -656,9 +659,21 @@ def _batch_run(job_id: int) -> bool:
         # Without a callback nobody reads the answers: an empty one marks the batch done.
         kept = answer if job.params.get("callback_url") else {}
         BulkBatch.objects.filter(pk=batch.pk).update(result=kept, items="")
+        failures = answer["failures"]
+        room = MAX_STORED_FAILURES - job.error_count
+        # The job's page lists them (the item as given, and why): the first ones only.
+        JobError.objects.bulk_create(
+            JobError(
+                job=job,
+                value=json.dumps(next(value for key, value in failure.items() if key != "errors"))[
+                    :MAX_FAILURE_VALUE_LENGTH
+                ],
+                message="; ".join(failure["errors"]),
+            )
+            for failure in failures[: max(room, 0)]
+        )
         Job.objects.filter(pk=job_id).update(
-            processed=F("processed") + len(items),
-            error_count=F("error_count") + len(answer["failures"]),
+            processed=F("processed") + len(items), error_count=F("error_count") + len(failures)
         )
     return True
 

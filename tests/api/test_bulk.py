@@ -182,6 +182,11 @@ def test_a_large_request_is_202_then_its_result_is_posted_to_the_callback(
     job = Job.objects.get(account=account_a, kind=Job.Kind.BULK_API)
     assert (job.state, job.processed, job.total, job.error_count) == (Job.State.DONE, 102, 102, 1)
     assert job.message == "101 done, 1 failed; result posted to the callback URL"
+    [problem] = job.errors.all()
+    assert (problem.message, json.loads(problem.value)["email_address"]) == (
+        "Email address is invalid",
+        "not-an-address",
+    )
     assert not BulkBatch.objects.filter(job=job).exists()
 
 
