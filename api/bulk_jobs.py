@@ -636,8 +636,8 @@ def bulk_job_run(*, job_id: int) -> None:
         logger.exception("bulk request job %s failed", job_id)
         Job.objects.filter(pk=job_id).exclude(state=Job.State.DONE).update(
             state=Job.State.FAILED,
-            message="Something went wrong on our side; the batches done are kept. "
-            "The request's job can be run again to finish it.",
+            message="Something went wrong on our side: the batches applied before it are kept, "
+            "the others were not applied and no result was posted. Send their items again.",
             finished_at=timezone.now(),
         )
 
