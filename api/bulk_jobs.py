@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import requests
 from django.conf import settings
 from django.core.exceptions import ValidationError
-from django.db import connection, transaction
+from django.db import OperationalError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
@@ -57,6 +57,12 @@ SUPPRESSED = "This address was removed at the subscriber's request and cannot be
 MAX_FIRST_NAME_LENGTH = Subscriber._meta.get_field("first_name").max_length
 NO_SUBSCRIBER = "Subscriber does not exist"
 NO_TAG = "Tag does not exist"
+# Workers that take a large request's batches at once: while one waits for PostgreSQL, another
+# checks its items, so both of a small machine's cores are busy.
+RUNNERS = 2
+# Deadlock detected and serialization failure: a batch rolled back for these is applied again.
+RETRIED_PGCODES = ("40P01", "40001")
+MAX_CONFLICTS = 5
 # Failures kept as JobErrors for the job's page, and how much of each item.
 MAX_STORED_FAILURES = 10_000
 MAX_FAILURE_VALUE_LENGTH = 200
@@ -583,7 +589,8 @@ def bulk_callback_post(url: str, payload: dict, *, pause=time.sleep) -> str | No
 def bulk_job_create(
     *, account: Account, action: BulkAction, items: list, callback_url: str | None, size: int
 ) -> Job:
-    """Stores a large request as a queued Job of BulkBatch rows and queues it on commit;
+    """Stores a large request as a queued Job of BulkBatch rows and queues it (for RUNNERS
+    workers) on commit;
     BulkQueueFull (nothing stored) when the account's queued requests and this one's `size`
     bytes would pass API_BULK_QUEUED_BYTES."""
     with transaction.atomic():
@@ -610,7 +617,8 @@ def bulk_job_create(
             BulkBatch(job=job, seq=seq, items=json.dumps(items[start : start + action.batch_size]))
             for seq, start in enumerate(range(0, len(items), action.batch_size))
         )
-        run_bulk_request.delay_on_commit(job.id)
+        for _ in range(min(RUNNERS, len(items) // action.batch_size + 1)):
+            run_bulk_request.delay_on_commit(job.id)
     return job
 
 
@@ -619,7 +627,8 @@ def bulk_job_run(*, job_id: int) -> None:
 
     1. Claim: a queued or running job becomes running; a finished one is left alone.
     2. Each batch without a result, in order, in one transaction: locked (a second runner
-       takes the next one), applied, its result saved and the job's counts moved.
+       takes the next one), applied, its result saved and the job's counts moved. A batch
+       rolled back by a deadlock between runners is applied again.
     3. With every batch done, under the job's lock: the results joined in order are posted to
        callback_url, the job marked done with what happened, and the batches deleted.
     """
@@ -629,8 +638,18 @@ def bulk_job_run(*, job_id: int) -> None:
     if not claimed:
         return
     try:
-        while _batch_run(job_id):
-            pass
+        conflicts = 0
+        while True:
+            try:
+                if not _batch_run(job_id):
+                    break
+            except OperationalError as error:
+                # Two runners' batches may wait on each other (the same address in both): the
+                # batch that PostgreSQL rolled back is simply applied again.
+                code = getattr(error.__cause__, "pgcode", None)
+                if code not in RETRIED_PGCODES or conflicts >= MAX_CONFLICTS:
+                    raise
+                conflicts += 1
         _finish(job_id)
     except Exception:
         logger.exception("bulk request job %s failed", job_id)

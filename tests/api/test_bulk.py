@@ -10,6 +10,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from django.db import OperationalError
 
 from api import bulk_jobs
 from api.models import BulkBatch
@@ -584,3 +585,32 @@ def test_an_address_of_another_account_creates_the_keys_own_subscriber(api_b, ac
     assert Subscriber.objects.get(pk=created["id"]).account_id == account_b.id
     ann.refresh_from_db()
     assert ann.first_name == "Ann"
+
+
+def test_a_batch_rolled_back_by_a_deadlock_is_applied_again(
+    api_a, account_a, receiver, monkeypatch
+):
+    class Deadlock(Exception):
+        pgcode = "40P01"
+
+    apply = bulk_jobs.bulk_apply
+    calls = []
+
+    def deadlocked_once(**kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("deadlock detected") from Deadlock()
+        return apply(**kwargs)
+
+    monkeypatch.setattr(bulk_jobs, "bulk_apply", deadlocked_once)
+    api_a.post(
+        "/v4/bulk/tags",
+        {"tags": [{"name": f"t{n}"} for n in range(101)], "callback_url": receiver.url},
+    )
+    job = Job.objects.get(account=account_a, kind=Job.Kind.BULK_API)
+
+    bulk_jobs.bulk_job_run(job_id=job.pk)
+
+    job.refresh_from_db()
+    assert (job.state, job.processed, len(calls)) == (Job.State.DONE, 101, 2)
+    assert len(receiver.bodies[0]["tags"]) == 101
