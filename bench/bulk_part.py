@@ -66,9 +66,12 @@ def account_erase(account_id: int) -> None:
     _account_erase(account_id)
 
 
-def bulk_measure(*, rows: int = 100_000, existing_fraction: float = 0.0) -> dict:
+def bulk_measure(
+    *, rows: int = 100_000, existing_fraction: float = 0.0, runners: int | None = None
+) -> dict:
     """Times one POST /v4/bulk/subscribers of `rows` subscribers until its job is done, in a new
-    account (erased after); `existing_fraction` of the addresses exist before.
+    account (erased after); `existing_fraction` of the addresses exist before; `runners`
+    replaces api.bulk_jobs.RUNNERS.
     Returns {"rows", "seconds", "rows_per_s", "request_s", "created", "failures"}."""
     from django.test import Client, override_settings
 
@@ -90,6 +93,7 @@ def bulk_measure(*, rows: int = 100_000, existing_fraction: float = 0.0) -> dict
         with (
             override_settings(API_RATE_LIMIT=(1_000_000, 60)),
             mock.patch.object(bulk_jobs.run_bulk_request, "delay_on_commit", queued.append),
+            mock.patch.object(bulk_jobs, "RUNNERS", runners or bulk_jobs.RUNNERS),
         ):
             # A first request loads what a running server has loaded already.
             client.post(
@@ -144,9 +148,10 @@ def _job_run(job_id: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--runners", type=int, default=None, help="workers taking the job")
     args = parser.parse_args()
-    empty = bulk_measure(rows=args.rows)
-    half = bulk_measure(rows=args.rows, existing_fraction=0.5)
+    empty = bulk_measure(rows=args.rows, runners=args.runners)
+    half = bulk_measure(rows=args.rows, existing_fraction=0.5, runners=args.runners)
     print(f"{'case':<34}{'rows':>10}{'seconds':>10}{'request s':>11}{'rows/s':>10}")
     for label, figures in (("new account", empty), ("half already subscribed", half)):
         print(
@@ -158,6 +163,7 @@ def main() -> None:
             {
                 "bench": "bulk",
                 "rows": args.rows,
+                "runners": empty["runners"],
                 "bulk_rows_per_s": empty["rows_per_s"],
                 "bulk_half_existing_rows_per_s": half["rows_per_s"],
             }
