@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -34,6 +35,8 @@ class _Receiver(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Length", "0")
         self.end_headers()
+        if status == 200:
+            self.server.posted.set()
 
     def log_message(self, *args):
         pass
@@ -42,10 +45,10 @@ class _Receiver(BaseHTTPRequestHandler):
 @pytest.fixture
 def receiver(settings):
     """A local HTTP server taking callbacks: `.bodies` as they came, `.statuses` to answer
-    (200 once they run out); callbacks to loopback allowed."""
+    (200 once they run out), `.posted` set at the first 200; callbacks to loopback allowed."""
     settings.WEBHOOK_ALLOW_PRIVATE_TARGETS = True
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
-    server.bodies, server.statuses = [], []
+    server.bodies, server.statuses, server.posted = [], [], threading.Event()
     server.url = f"http://127.0.0.1:{server.server_port}/kit/bulk"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -614,3 +617,26 @@ def test_a_batch_rolled_back_by_a_deadlock_is_applied_again(
     job.refresh_from_db()
     assert (job.state, job.processed, len(calls)) == (Job.State.DONE, 101, 2)
     assert len(receiver.bodies[0]["tags"]) == 101
+
+
+def test_a_real_worker_runs_a_large_request_and_calls_back(
+    api_a, account_a, receiver, celery_worker
+):
+    body = {
+        "subscribers": [{"email_address": f"reader{n}@example.com"} for n in range(150)],
+        "callback_url": receiver.url,
+    }
+
+    assert api_a.post("/v4/bulk/subscribers", body).status_code == 202
+
+    assert receiver.posted.wait(timeout=60)
+    [posted] = receiver.bodies
+    assert len(posted["subscribers"]) == 150
+    assert Subscriber.objects.filter(account=account_a).count() == 150
+    # The job is marked done in the transaction the callback was posted from.
+    job = Job.objects.get(account=account_a, kind=Job.Kind.BULK_API)
+    deadline = time.monotonic() + 10
+    while job.state != Job.State.DONE and time.monotonic() < deadline:
+        time.sleep(0.05)
+        job.refresh_from_db()
+    assert (job.state, job.processed) == (Job.State.DONE, 150)
