@@ -10,17 +10,23 @@ field each), through the whole stack in one process.
    runs bulk_job_run in a thread of its own, as workers take them, until the job is done.
 3. Prints rows/s from the POST's start to the job's end, the request's own share, and the same
    into an account that already holds half of the addresses (updates); one JSON object last.
-bench/api.py calls `bulk_measure`.
+
+bench/api.py calls `bulk_measure(context)` with its running production server (PartContext):
+the same body is POSTed to that server over HTTP, a Celery worker of RUNNERS processes started
+here (with the server's environment) runs the job, and rows/s is counted from the POST's start
+until the job is done in the database; the subscribers it added are deleted afterwards.
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import os
 import sys
 import threading
 import time
+import uuid
 from pathlib import Path
 from unittest import mock
 
@@ -36,15 +42,16 @@ from django.db import connection  # noqa: E402
 from bench.import_speed import CUSTOM_FIELD_KEY, _email, _existing_subscribers_copy  # noqa: E402
 from bench.import_speed import account_erase as _account_erase  # noqa: E402
 
+ROWS = 100_000
 _FIRST_NAMES = ("Ada", "Ben", "Chloé", "Dev", "Eva", "Femi", "Gus", "Hana", "Ivo", "Jun")
 
 
-def bulk_body(rows: int) -> bytes:
+def bulk_body(rows: int, *, prefix: str = "") -> bytes:
     return json.dumps(
         {
             "subscribers": [
                 {
-                    "email_address": _email(number),
+                    "email_address": prefix + _email(number),
                     "first_name": _FIRST_NAMES[number % 10],
                     "fields": {CUSTOM_FIELD_KEY: f"Company {number % 1000}"},
                 }
@@ -67,12 +74,21 @@ def account_erase(account_id: int) -> None:
 
 
 def bulk_measure(
-    *, rows: int = 100_000, existing_fraction: float = 0.0, runners: int | None = None
+    context=None,
+    *,
+    rows: int = ROWS,
+    existing_fraction: float = 0.0,
+    runners: int | None = None,
 ) -> dict:
-    """Times one POST /v4/bulk/subscribers of `rows` subscribers until its job is done, in a new
-    account (erased after); `existing_fraction` of the addresses exist before; `runners`
-    replaces api.bulk_jobs.RUNNERS.
-    Returns {"rows", "seconds", "rows_per_s", "request_s", "created", "failures"}."""
+    """Times one POST /v4/bulk/subscribers of `rows` subscribers until its job is done.
+
+    With `context` (bench/api.py's PartContext; its `bulk_rows` if it has one, else `rows`):
+    against that server, {"bulk_rows_per_s"}. Without: in this process, in a new account
+    (erased after), `existing_fraction` of the addresses there before, `runners` replacing
+    api.bulk_jobs.RUNNERS; {"rows", "seconds", "rows_per_s", "request_s", "runners", "created",
+    "failures"}."""
+    if context is not None:
+        return _live_measure(context, rows=getattr(context, "bulk_rows", rows))
     from django.test import Client, override_settings
 
     from api import bulk_jobs
@@ -136,6 +152,75 @@ def bulk_measure(
         account_erase(account.id)
 
 
+def _live_measure(context, *, rows: int) -> dict:
+    """POSTs the body to the running server as a client would, with a Celery worker of RUNNERS
+    processes started here; the job's end is read from the database."""
+    from api.bulk_jobs import RUNNERS
+    from bench.broadcast import process_stop, worker_start, worker_wait_ready
+    from convertkit.celery import app as celery_app
+    from convertkit.models import Job
+
+    prefix = f"bulk-{uuid.uuid4().hex[:8]}-"
+    body = bulk_body(rows, prefix=prefix)
+    name = f"bulk-{prefix[5:-1]}@bench"
+    context.say(f"bulk: starting a Celery worker ({RUNNERS} processes)")
+    worker = worker_start(
+        env=context.env,
+        concurrency=RUNNERS,
+        log_path=context.workdir / "bulk-worker.log",
+        name=name,
+        queues="default",
+    )
+    try:
+        worker_wait_ready(celery_app, name, worker)
+        context.say(f"bulk: POST /v4/bulk/subscribers with {rows:,} subscribers")
+        client = http.client.HTTPConnection("127.0.0.1", context.port, timeout=300)
+        started = time.perf_counter()
+        client.request(
+            "POST",
+            "/v4/bulk/subscribers",
+            body,
+            {
+                "Content-Type": "application/json",
+                "X-Kit-Api-Key": context.api_key,
+                # What the TLS-terminating proxy in front of the server adds.
+                "X-Forwarded-Proto": "https",
+            },
+        )
+        response = client.getresponse()
+        answer = response.read()
+        request_s = time.perf_counter() - started
+        client.close()
+        if response.status != 202:
+            raise RuntimeError(f"bulk: the server answered {response.status}: {answer[:300]!r}")
+        job = (
+            Job.objects.filter(account_id=context.account_id, kind=Job.Kind.BULK_API)
+            .order_by("-id")
+            .first()
+        )
+        deadline = time.monotonic() + 600
+        while job.state not in (Job.State.DONE, Job.State.FAILED):
+            if time.monotonic() > deadline:
+                raise RuntimeError("bulk: the job did not end within 600 s")
+            time.sleep(0.02)
+            job.refresh_from_db(fields=["state", "message"])
+        seconds = time.perf_counter() - started
+        if job.state != Job.State.DONE:
+            raise RuntimeError(f"bulk: the job failed: {job.message}")
+    finally:
+        process_stop(worker, grace=30)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "DELETE FROM subscribers_subscriber WHERE account_id = %s AND email LIKE %s",
+                [context.account_id, prefix + "%"],
+            )
+    context.say(
+        f"bulk: {rows:,} rows in {seconds:.2f} s (the request {request_s:.2f} s): "
+        f"{rows / seconds:,.0f} rows/s"
+    )
+    return {"bulk_rows_per_s": round(rows / seconds)}
+
+
 def _job_run(job_id: int) -> None:
     from api.bulk_jobs import bulk_job_run
 
@@ -147,7 +232,7 @@ def _job_run(job_id: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--rows", type=int, default=ROWS)
     parser.add_argument("--runners", type=int, default=None, help="workers taking the job")
     args = parser.parse_args()
     empty = bulk_measure(rows=args.rows, runners=args.runners)
