@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from convertkit.models import Account
+from convertkit.models import Account, Job
 
 
 class ApiKey(models.Model):
@@ -50,3 +50,21 @@ class OAuthTokenAccount(models.Model):
         related_name="account_link",
     )
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
+
+
+class BulkBatch(models.Model):
+    """One batch of a bulk API request's items, as it came, and what applying it gave (Kit's
+    result shapes and failures): the request's Job is done when every batch has a result. The
+    batches go once the result has been posted to the callback URL."""
+
+    job = models.ForeignKey(Job, on_delete=models.CASCADE, related_name="bulk_batches")
+    seq = models.IntegerField()
+    # The items as JSON text: only ever read back whole, and text is stored many times faster
+    # than jsonb, which PostgreSQL would parse on the way in.
+    items = models.TextField()
+    result = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["job", "seq"], name="bulkbatch_unique_seq"),
+        ]

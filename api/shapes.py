@@ -25,9 +25,12 @@ KIT_STATES = {
 KIT_STATE_OF = {ours: kit for kit, (ours,) in KIT_STATES.items()}
 
 
+KIT_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
 def timestamp(value: datetime | None) -> str | None:
     """Kit's timestamps: UTC, to the second, "2023-02-17T11:43:55Z"."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+    return value.astimezone(UTC).strftime(KIT_TIME_FORMAT) if value else None
 
 
 def subscriber_json(subscriber: Subscriber, *, tagged_at: datetime | None = None) -> dict:

@@ -93,7 +93,7 @@ def form_list(request):
     return json_answer({"forms": [form_json(row) for row in items], "pagination": pagination})
 
 
-def _referrer_json(referrer: str) -> dict:
+def referrer_json(referrer: str) -> dict:
     query = parse_qs(urlsplit(referrer).query)
     return {
         "referrer": referrer or None,
@@ -103,9 +103,10 @@ def _referrer_json(referrer: str) -> dict:
     }
 
 
-def _joined(form: Form, subscriber: Subscriber, referrer: str | None) -> JsonResponse:
-    """Signs the subscriber up through the form: 201 the first time, 200 when they had joined
-    it before; 422 (nothing changed) for a bounced or complained subscriber."""
+def form_join(form: Form, subscriber: Subscriber, referrer: str | None) -> tuple[dict, bool]:
+    """Signs the subscriber up through the form: their JSON (with when and from where they first
+    joined it) and whether this was the first time; 422 (nothing changed) for a bounced or
+    complained subscriber or a referrer too long. The one path of the single and bulk adds."""
     referrer = referrer or ""
     if len(referrer) > MAX_REFERRER_LENGTH:
         raise ApiError(422, [f"Referrer is longer than {MAX_REFERRER_LENGTH} characters"])
@@ -117,8 +118,14 @@ def _joined(form: Form, subscriber: Subscriber, referrer: str | None) -> JsonRes
     subscriber.refresh_from_db()
     joined = first or result.signup
     shape = member_json(subscriber, added_at=joined.created_at)
-    shape.update(_referrer_json(joined.page_url))
-    return json_answer({"subscriber": shape}, 200 if first else 201)
+    shape.update(referrer_json(joined.page_url))
+    return shape, first is None
+
+
+def _joined(form: Form, subscriber: Subscriber, referrer: str | None) -> JsonResponse:
+    """201 the first time, 200 when they had joined the form before."""
+    shape, first_time = form_join(form, subscriber, referrer)
+    return json_answer({"subscriber": shape}, 201 if first_time else 200)
 
 
 def _live_form(request, form_id: int) -> Form:
@@ -159,6 +166,6 @@ def form_subscriber_list(request, form_id: int):
     )
 
     def shape(row):
-        return {**member_json(row, added_at=row.added_at), **_referrer_json(row.referrer)}
+        return {**member_json(row, added_at=row.added_at), **referrer_json(row.referrer)}
 
     return members_list(request, queryset, list_name=f"form{form.id}.subscribers", shape=shape)

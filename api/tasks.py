@@ -11,3 +11,13 @@ def oauth_tokens_clear() -> None:
     from oauth2_provider.models import clear_expired
 
     clear_expired()
+
+
+# Never retried: an error marks the Job failed. acks_late (settings) brings a job whose worker
+# was killed back to the next one, and bulk_job_run is safe to run again.
+@shared_task(name="api.run_bulk_request", queue="default", ignore_result=True)
+def run_bulk_request(job_id: int) -> None:
+    """Applies a bulk API request's batches, then posts the result to its callback_url."""
+    from api.bulk_jobs import bulk_job_run
+
+    bulk_job_run(job_id=job_id)

@@ -8,10 +8,10 @@ from __future__ import annotations
 from django.http import Http404
 from ninja import Router
 
-from api import broadcasts, custom_fields, segments, sequences, signup_forms, webhooks
+from api import broadcasts, bulk, custom_fields, segments, sequences, signup_forms, webhooks
 from api.views import api
 
-for resource in (custom_fields, signup_forms, sequences, segments, broadcasts, webhooks):
+for resource in (custom_fields, signup_forms, sequences, segments, broadcasts, webhooks, bulk):
     api.add_router("", resource.router)
 
 fallback = Router()

@@ -125,6 +125,8 @@ class Job(models.Model):
         BULK_SEQUENCE = "bulk_sequence", "Add to a sequence"
         BULK_UNSUBSCRIBE = "bulk_unsubscribe", "Unsubscribe subscribers"
         BULK_DELETE = "bulk_delete", "Delete subscribers"
+        # A request to one of the API's /v4/bulk/ endpoints (api.bulk_jobs).
+        BULK_API = "bulk_api", "API bulk request"
 
     class State(models.TextChoices):
         QUEUED = "queued", "Queued"

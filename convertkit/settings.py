@@ -310,6 +310,9 @@ TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 0, minimum=0)
 API_RATE_LIMIT = env_rate("API_RATE_LIMIT", "120/60")
 # Requests per OAuth access token (COUNT/SECONDS), as Kit allows an OAuth app more than a key.
 API_OAUTH_RATE_LIMIT = env_rate("API_OAUTH_RATE_LIMIT", "600/60")
+# Bytes of bulk request bodies an account may have queued at once (Kit's 300 MB); a request
+# that would go past it is a 413, and nothing is stored.
+API_BULK_QUEUED_BYTES = env_int("API_BULK_QUEUED_BYTES", 300 * 1024 * 1024, minimum=1024)
 # OAuth 2.0 for third-party apps (django-oauth-toolkit, api.oauth): authorization code with PKCE
 # always, one scope as Kit has, refresh tokens rotated on each use.
 OAUTH2_PROVIDER = {

@@ -12,6 +12,13 @@ MAX_TAG_NAME_LENGTH = 100
 # Longest value of a custom field, whether typed in a form or imported from a CSV.
 MAX_FIELD_VALUE_LENGTH = 2000
 _validator = EmailValidator()
+# Addresses this simple are accepted by normalize_email (EmailValidator's dot-atom and host name
+# rules are supersets of it); everything else goes through normalize_email itself. Explicit ASCII
+# classes, never IGNORECASE: that would let the Kelvin sign match [a-z].
+SIMPLE_EMAIL = re.compile(
+    r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
+)
 
 
 def normalize_email(raw: str) -> str:
@@ -53,6 +60,15 @@ def normalize_email(raw: str) -> str:
             f"“{email[:80]}” is not a valid email address.", code="invalid"
         ) from None
     return email
+
+
+def normalize_email_quick(raw: str) -> str:
+    """normalize_email, with a regular expression first: a plain address (nearly all of them)
+    is only trimmed and lower-cased, which a bulk request of many thousands notices."""
+    email = raw.strip()
+    if len(email) <= MAX_EMAIL_LENGTH and SIMPLE_EMAIL.fullmatch(email):
+        return email.lower()
+    return normalize_email(raw)
 
 
 def tag_names_parse(text: str) -> list[str]:

@@ -209,5 +209,18 @@ def _ms(started: float) -> int:
 
 
 def _error_text(error: Exception) -> str:
+    """What went wrong, in words a creator reads in the delivery log: urllib3's own text names
+    its connection classes and repeats the host."""
     reason = getattr(error, "reason", None) or error
+    if isinstance(reason, urllib3.exceptions.NameResolutionError):
+        return "the host name does not resolve"
+    # Checked before timeouts: urllib3's NewConnectionError is also a ConnectTimeoutError.
+    if "Connection refused" in str(reason):
+        return "connection refused"
+    if isinstance(reason, ConnectionResetError) or "Connection reset" in str(reason):
+        return "connection reset"
+    if isinstance(reason, urllib3.exceptions.TimeoutError | TimeoutError):
+        return "timed out"
+    if isinstance(reason, urllib3.exceptions.SSLError):
+        return f"TLS error: {reason}"[:500]
     return f"{type(reason).__name__}: {reason}"[:500]

@@ -42,7 +42,12 @@ from subscribers.models import (
 )
 from subscribers.services import MAX_TAG_NAME_LENGTH, tag_get_or_create
 from subscribers.tasks import run_import
-from subscribers.validation import MAX_EMAIL_LENGTH, MAX_FIELD_VALUE_LENGTH, normalize_email
+from subscribers.validation import (
+    MAX_EMAIL_LENGTH,
+    MAX_FIELD_VALUE_LENGTH,
+    SIMPLE_EMAIL,
+    normalize_email,
+)
 
 CHUNK_SIZE = 1024 * 1024
 BATCH_ROWS = 50_000
@@ -84,13 +89,6 @@ _HEADER_GUESSES = {
     TIME_ZONE: {"time zone", "timezone", "tz"},
 }
 
-# Addresses this simple are accepted by normalize_email (EmailValidator's dot-atom and host name
-# rules are supersets of it); everything else goes through normalize_email itself. Explicit ASCII
-# classes, never IGNORECASE: that would let the Kelvin sign match [a-z].
-_SIMPLE_EMAIL = re.compile(
-    r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*"
-    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}"
-)
 # Characters str.splitlines() breaks on that the csv module does not.
 _EXOTIC_LINE_BREAKS = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 _BINARY_MAGIC = (b"PK\x03\x04", b"%PDF", b"\xd0\xcf\x11\xe0", b"\x1f\x8b")
@@ -657,7 +655,7 @@ def _parse_into_staging(
     )
     field_indexes = [index for index, _ in columns.fields]
     fields = columns.fields
-    simple_email = _SIMPLE_EMAIL.fullmatch
+    simple_email = SIMPLE_EMAIL.fullmatch
     add = valid.append
     rows = 0
     end = 0

@@ -14,7 +14,7 @@ from tests.webhooks.conftest import NOW
 from webhooks.delivery import deliveries_send
 from webhooks.models import WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from webhooks.services import WebhookInputError, endpoint_create
-from webhooks.targets import target_url_errors
+from webhooks.targets import target_post, target_url_errors
 
 PUBLIC = "93.184.215.14"
 
@@ -127,3 +127,28 @@ def test_a_name_rebound_to_loopback_is_refused_at_delivery(
     assert attempt.status_code is None
     assert "refused" in attempt.error and "127.0.0.1" in attempt.error
     assert WebhookDelivery.objects.get().status == WebhookDelivery.Status.RETRYING
+
+
+def test_a_receiver_that_never_answers_times_out_and_says_so(settings):
+    """A read timeout (a setting) bounds each POST; the log says it timed out."""
+    settings.WEBHOOK_READ_TIMEOUT = 1
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)
+    try:
+        answer = target_post(
+            f"http://127.0.0.1:{silent.getsockname()[1]}/hook", body=b"{}", headers={}
+        )
+    finally:
+        silent.close()
+    assert (answer.status, answer.error) == (None, "timed out")
+    assert 900 <= answer.duration_ms < 5000
+
+
+def test_a_closed_port_is_connection_refused():
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    answer = target_post(f"http://127.0.0.1:{port}/hook", body=b"{}", headers={})
+    assert (answer.status, answer.error) == (None, "connection refused")
