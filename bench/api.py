@@ -340,32 +340,31 @@ class PartContext:
     env: dict[str, str]
     workdir: Path
     say: Callable
+    bulk_rows: int = 100_000
+    webhook_deliveries: int = 20_000
+    webhook_down_seconds: float = 5.0
 
 
 def bulk_part(context: PartContext) -> dict:
-    """/v4/bulk/subscribers with 100,000 subscribers: {"bulk_rows_per_s": ...}, from
-    bench/bulk_part.py's bulk_measure(context); None until that module is merged."""
-    try:
-        from bench.bulk_part import bulk_measure
-    except ModuleNotFoundError:
-        context.say("bulk: bench/bulk_part.py is not merged yet, skipped")
-        return {"bulk_rows_per_s": None}
+    """/v4/bulk/subscribers with 100,000 subscribers against the running server, a Celery
+    worker running the job: {"bulk_rows_per_s": ...} (bench/bulk_part.py)."""
+    from bench.bulk_part import bulk_measure
+
     return bulk_measure(context)
 
 
 def webhooks_part(context: PartContext) -> dict:
-    """Signed webhooks to a local receiver, down for a while then up: {"webhook_deliveries_per_s":
-    ..., "webhooks_lost": ...}, from bench/webhooks_part.py's webhooks_measure(context); None
-    until that module is merged."""
-    try:
-        from bench.webhooks_part import webhooks_measure
-    except ModuleNotFoundError:
-        context.say("webhooks: bench/webhooks_part.py is not merged yet, skipped")
-        return {"webhook_deliveries_per_s": None, "webhooks_lost": None}
-    return webhooks_measure(context)
+    """Signed webhooks to a local receiver, down for a while then up (bench/webhooks_part.py):
+    {"webhook_deliveries_per_s": ..., "webhooks_lost": ...}, its details printed."""
+    from bench.webhooks_part import webhooks_measure
 
-
-# --- the whole run ------------------------------------------------------------------------------
+    figures = webhooks_measure(
+        deliveries=context.webhook_deliveries,
+        down_seconds=context.webhook_down_seconds,
+        say=context.say,
+    )
+    context.say(f"  webhooks: {json.dumps(figures.pop('_details'))}")
+    return figures
 
 
 def bench_run(
@@ -383,6 +382,9 @@ def bench_run(
     database_url: str,
     redis_url: str,
     explain: bool = False,
+    bulk_rows: int = 100_000,
+    webhook_deliveries: int = 20_000,
+    webhook_down_seconds: float = 5.0,
     say: Callable = _say,
 ) -> dict:
     """Runs the chosen parts on the current (migrated) database; returns the figures. The server
@@ -477,6 +479,9 @@ def bench_run(
             env=env,
             workdir=workdir,
             say=say,
+            bulk_rows=bulk_rows,
+            webhook_deliveries=webhook_deliveries,
+            webhook_down_seconds=webhook_down_seconds,
         )
         if "bulk" in parts:
             figures.update(bulk_part(context))
@@ -611,6 +616,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=CONNECTIONS)
     parser.add_argument("--web-workers", type=int, default=WEB_WORKERS)
     parser.add_argument("--explain", action="store_true", help="print the deepest page's plan")
+    parser.add_argument("--bulk-rows", type=int, default=100_000, help="subscribers in one bulk")
+    parser.add_argument(
+        "--webhook-deliveries", type=int, default=20_000, help="subscribers tagged per round"
+    )
+    parser.add_argument(
+        "--webhook-down-seconds", type=float, default=5.0, help="how long the receiver is down"
+    )
     parser.add_argument("--redis-url", default="", help="use this Redis instead of a private one")
     parser.add_argument("--database", default="convertkit_bench_api")
     parser.add_argument("--fresh", action="store_true", help="recreate the bench database first")
@@ -657,6 +669,9 @@ def main(argv: list[str] | None = None) -> int:
                 database_url=database_url,
                 redis_url=redis_url,
                 explain=args.explain,
+                bulk_rows=args.bulk_rows,
+                webhook_deliveries=args.webhook_deliveries,
+                webhook_down_seconds=args.webhook_down_seconds,
             )
         finally:
             connections.close_all()

@@ -44,7 +44,8 @@ def test_the_api_overhead_benchmark_prints_its_figures():
 @pytest.mark.django_db(transaction=True)
 def test_the_api_benchmark_walks_the_list_and_creates_beside_its_limit():
     """bench/api.py at a few hundred subscribers, half-second phases: the real gunicorn command with
-    the do-nothing route, the list walked past the small list's end, every create answered."""
+    the do-nothing route, the list walked past the small list's end, every create answered; a
+    small bulk request and a few webhooks through the parts' own modules."""
     figures = api_bench_run(
         subscribers=300,
         small=40,
@@ -55,6 +56,9 @@ def test_the_api_benchmark_walks_the_list_and_creates_beside_its_limit():
         rounds=1,
         connections=4,
         web_workers=2,
+        bulk_rows=300,
+        webhook_deliveries=30,
+        webhook_down_seconds=0.5,
         database_url=bench_database_url(settings.DATABASE_URL, connection.settings_dict["NAME"]),
         redis_url=settings.CELERY_BROKER_URL,
         say=lambda *args, **kwargs: None,
@@ -78,6 +82,9 @@ def test_the_api_benchmark_walks_the_list_and_creates_beside_its_limit():
     assert details["list"]["small_restarts"] >= 1
     assert details["create"]["unexpected"] == {"limit": 0, "create": 0}
     assert figures["create_req_per_s"] > 0 and figures["limit_req_per_s"] > 0
+    # The bulk and webhook parts ran against the same server, and no event was lost.
+    assert figures["bulk_rows_per_s"] > 0
+    assert figures["webhook_deliveries_per_s"] > 0 and figures["webhooks_lost"] == 0
     created = details["create"]["kinds"]["create"]["statuses"][201]
     warmup = details["create"]["warmup_created"]
     assert Subscriber.objects.filter(email__startswith="created+").count() == warmup + created
