@@ -7,6 +7,7 @@ objects up through convertkit.tenancy (another account's id is a 404) and answer
 from __future__ import annotations
 
 import json
+from contextlib import nullcontext
 from datetime import UTC, datetime
 
 from django.core.exceptions import ValidationError
@@ -203,7 +204,9 @@ def subscriber_upsert(request, payload: SubscriberIn):
         raise ApiError(422, [f"state must be one of {', '.join(CREATE_STATES)}"])
     fields, warnings = fields_known(request.account, payload.fields)
     try:
-        with transaction.atomic():
+        # An active subscriber is one statement; another state is a second change that must
+        # commit with it.
+        with transaction.atomic() if state != "active" else nullcontext():
             subscriber = services.subscriber_create(
                 account=request.account,
                 email=email,

@@ -15,7 +15,7 @@ from ninja import Router, Schema
 from oauth2_provider.models import AccessToken
 
 from api.errors import ApiError
-from api.pagination import page_of, page_request, refuse_if
+from api.pagination import page_of, page_request, paged, query_parameter, refuse_if
 from api.shapes import timestamp
 from api.views import json_answer
 from webhooks.events import LEGACY_EVENTS
@@ -80,7 +80,7 @@ def legacy_webhook_json(endpoint: WebhookEndpoint) -> dict:
     }
 
 
-@router.get("/webhooks")
+@router.get("/webhooks", openapi_extra=paged())
 def webhook_list(request):
     problems: list[str] = []
     paging = page_request(request, list_name="webhooks", problems=problems)
@@ -155,7 +155,10 @@ def endpoint_json(endpoint: WebhookEndpoint, *, secret: bool = False) -> dict:
     return shape
 
 
-@router.get("/webhook_endpoints")
+@router.get(
+    "/webhook_endpoints",
+    openapi_extra=paged(query_parameter("status", "active or disabled")),
+)
 def endpoint_list(request):
     problems: list[str] = []
     paging = page_request(request, list_name="webhook_endpoints", problems=problems)
@@ -283,7 +286,13 @@ def delivery_json(delivery: WebhookDelivery, *, full: bool = False) -> dict:
     return shape
 
 
-@router.get("/webhook_endpoints/{int:endpoint_id}/deliveries")
+@router.get(
+    "/webhook_endpoints/{int:endpoint_id}/deliveries",
+    openapi_extra=paged(
+        query_parameter("status", "pending, retrying, delivered or failed"),
+        query_parameter("event_type", "an event type, e.g. subscriber.tag_added"),
+    ),
+)
 def delivery_list(request, endpoint_id: int):
     """Newest first; ?status= and ?event_type= filter (an unknown value is a 422 naming it)."""
     endpoint = _endpoint(request, Kind.ENVELOPE, endpoint_id)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -148,6 +149,40 @@ def field_changes_record(
     return keys
 
 
+def _subscriber_insert_sql() -> str:
+    """One statement for a new subscriber: the INSERT (nothing when the address is suppressed or
+    the account has it already), and its events (created, activated, a field_changed per value)
+    as CTEs of the same statement. Built per call: the events' depth is the caller's."""
+    table = Subscriber._meta.db_table
+    columns = ", ".join(field.column for field in Subscriber._meta.concrete_fields)
+    new_rows = "SELECT %(account)s::bigint, NULL::bigint, new.id, ''::text FROM new"
+    return f"""
+        WITH new AS (
+            INSERT INTO {table} (account_id, email, first_name, fields, state, source,
+                                 time_zone, consent_at, consent_method, consent_ip, created_at,
+                                 updated_at, confirmed_at)
+            SELECT %(account)s, %(email)s, %(first_name)s, %(fields)s::jsonb, 'active', %(source)s,
+                   '', %(now)s, %(consent_method)s, %(consent_ip)s::inet, %(now)s, %(now)s,
+                   %(now)s
+            WHERE NOT EXISTS (
+                SELECT 1 FROM {Suppression._meta.db_table}
+                WHERE account_id = %(account)s AND email_hash = %(hash)s)
+            ON CONFLICT (account_id, email) DO NOTHING
+            RETURNING {columns}
+        ),
+        created AS ({events_insert_sql(kind=EventKind.CREATED, rows_sql=new_rows)}),
+        activated AS ({events_insert_sql(kind=EventKind.ACTIVATED, rows_sql=new_rows)}),
+        changed AS ({
+        events_insert_sql(
+            kind=EventKind.FIELD_CHANGED,
+            rows_sql="SELECT %(account)s::bigint, NULL::bigint, new.id, key "
+            "FROM new, unnest(%(keys)s::text[]) AS key",
+        )
+    })
+        SELECT * FROM new
+    """
+
+
 def subscriber_create(
     *,
     account: Account,
@@ -165,35 +200,46 @@ def subscriber_create(
     Raises SubscriberExists for an address the account has, and SubscriberSuppressed for one that
     was erased unless `readd` says the person asked to be added again (the suppression then goes).
     Each custom field given a value is an event (field_changed), as each tag added is.
+
+    The common case (an API or form signup) is one statement: the insert, the suppression
+    check and the events together, with no savepoint; what went wrong is looked for only when
+    nothing was inserted.
     """
-    with transaction.atomic():
+    values = {key: value for key, value in (fields or {}).items() if value != ""}
+    params = {
+        "account": account.id,
+        "email": email,
+        "first_name": first_name,
+        "fields": Json(values),
+        "source": source,
+        "now": timezone.now(),
+        "consent_method": consent_method,
+        "consent_ip": consent_ip,
+        "hash": email_hash(email),
+        "keys": sorted(values),
+    }
+    # One statement needs no transaction of its own; with a suppression to lift or tags to add
+    # after it, they all commit together.
+    with transaction.atomic() if readd or tag_names else nullcontext():
         if readd:
-            Suppression.objects.filter(account=account, email_hash=email_hash(email)).delete()
-        elif _is_suppressed(account_id=account.id, email=email):
-            raise SubscriberSuppressed(email)
-        now = timezone.now()
-        try:
-            with transaction.atomic():
-                subscriber = Subscriber.objects.create(
-                    account=account,
-                    email=email,
-                    first_name=first_name,
-                    fields={key: value for key, value in (fields or {}).items() if value != ""},
-                    state=Subscriber.State.ACTIVE,
-                    source=source,
-                    consent_at=now,
-                    consent_method=consent_method,
-                    consent_ip=consent_ip,
-                    confirmed_at=now,
-                )
-        except IntegrityError:
+            Suppression.objects.filter(account=account, email_hash=params["hash"]).delete()
+        with connection.cursor() as cursor:
+            cursor.execute(_subscriber_insert_sql(), params)
+            row = cursor.fetchone()
+        if row is None:
+            if _is_suppressed(account_id=account.id, email=email):
+                raise SubscriberSuppressed(email)
             _raise_if_exists(account_id=account.id, email=email)
-            raise
-        for kind in (EventKind.CREATED, EventKind.ACTIVATED):
-            events_add(account_id=account.id, kind=kind, subscriber_ids=[subscriber.pk])
-        field_changes_record(
-            account_id=account.id, subscriber_id=subscriber.pk, before={}, after=subscriber.fields
+            # Neither: the address that was in the way went meanwhile; the caller may try again.
+            raise IntegrityError(f"subscriber {email} could not be added")
+        # RETURNING lists the concrete fields' columns in their order.
+        subscriber = Subscriber.from_db(
+            connection.alias, [field.attname for field in Subscriber._meta.concrete_fields], row
         )
+        # A raw cursor leaves jsonb as text (JSONField parses it in its converter): the values
+        # are the ones just stored.
+        subscriber.fields = values
+        subscriber.account = account
         for name in tag_names:
             subscriber_tag(subscriber=subscriber, name=name)
     return subscriber

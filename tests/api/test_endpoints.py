@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from automations.models import Event, Rule, Trigger
 from subscribers.models import StateChange, Subscriber, Suppression, Tag, Tagging, email_hash
 from tests.api import kit_examples as kit
 from tests.api.kit_examples import assert_kit_shape
@@ -419,3 +420,46 @@ def test_any_other_path_still_needs_a_key(db):
     from tests.api.conftest import ApiClient
 
     assert ApiClient(None).get("/v4/forms").status_code == 401
+
+
+def test_a_create_is_one_statement_after_the_key_and_writes_its_events_with_it(
+    api_a, account_a, django_assert_max_num_queries
+):
+    """POST /v4/subscribers is the API's busiest write: the key's lookup, the account's custom
+    fields (when fields are given), then one statement (insert, suppression check and outbox
+    events together)."""
+    field = CustomFieldFactory(account=account_a, key="company")
+    rule = Rule.objects.create(account=account_a, name="Watch")
+    for kind, detail in (("created", ""), ("activated", ""), ("field_changed", "company")):
+        Trigger.objects.create(
+            account=account_a, role=Trigger.Role.RULE, rule=rule, kind=kind, detail=detail
+        )
+    api_a.post("/v4/subscribers", {"email_address": "warm@example.com"})
+    Event.objects.all().delete()
+    with django_assert_max_num_queries(3):
+        response = api_a.post(
+            "/v4/subscribers",
+            {"email_address": "ada@example.com", "first_name": "Ada", "fields": {"company": "Kit"}},
+        )
+    assert response.status_code == 201
+    ada = Subscriber.objects.get(account=account_a, email="ada@example.com")
+    assert (ada.first_name, ada.fields, ada.state) == ("Ada", {"company": "Kit"}, "active")
+    assert response.json()["subscriber"]["id"] == ada.id
+    assert response.json()["subscriber"]["fields"] == {field.key: "Kit"}
+    assert sorted(Event.objects.values_list("kind", "subscriber_id", "detail")) == [
+        ("activated", ada.id, ""),
+        ("created", ada.id, ""),
+        ("field_changed", ada.id, "company"),
+    ]
+
+
+def test_a_create_refused_or_upserted_writes_no_event(api_a, account_a):
+    rule = Rule.objects.create(account=account_a, name="Watch")
+    Trigger.objects.create(account=account_a, role=Trigger.Role.RULE, rule=rule, kind="created")
+    Suppression.objects.create(account=account_a, email_hash=email_hash("gone@example.com"))
+    SubscriberFactory(account=account_a, email="here@example.com")
+    Event.objects.all().delete()
+    assert api_a.post("/v4/subscribers", {"email_address": "gone@example.com"}).status_code == 422
+    assert api_a.post("/v4/subscribers", {"email_address": "here@example.com"}).status_code == 200
+    assert not Event.objects.exists()
+    assert not Subscriber.objects.filter(account=account_a, email="gone@example.com").exists()
