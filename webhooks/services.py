@@ -184,6 +184,12 @@ def endpoint_update(
         raise WebhookInputError(errors)
     now = now or timezone.now()
     with transaction.atomic():
+        # Locked first, as the delivery workers lock it before writing its deliveries.
+        endpoint.enabled = (
+            WebhookEndpoint.objects.select_for_update()
+            .values_list("enabled", flat=True)
+            .get(pk=endpoint.pk)
+        )
         if enabled is True and not endpoint.enabled:
             changes.update(enabled=True, disabled_reason="", failing_since=None)
             deliveries_unpark(endpoint_ids=[endpoint.pk], now=now)
