@@ -56,7 +56,9 @@ def _legacy_spec(account: Account, event, errors: list[str]) -> Spec | None:
     if isinstance(value, bool) or not isinstance(value, int):
         errors.append(f"event.{param} is required for {name} and must be an integer")
         return None
-    if not _PARAM_MODELS[param].objects.filter(account=account, pk=value).exists():
+    if not 0 < value < 2**63 or not (
+        _PARAM_MODELS[param].objects.filter(account=account, pk=value).exists()
+    ):
         errors.append(f"event.{param} {value} was not found")
         return None
     return (name, value, "")
