@@ -130,7 +130,13 @@ def _post(claimed: _Claimed, now: datetime) -> Answer:
             claimed.body,
         ),
     }
-    return target_post(claimed.url, body=claimed.body, headers=headers, now=now)
+    try:
+        return target_post(claimed.url, body=claimed.body, headers=headers, now=now)
+    except Exception as error:
+        # One delivery that breaks the POST itself must not fail its whole batch (which would
+        # come back after the lease, POSTed again to everyone): it is a failed attempt.
+        logger.exception("Webhook delivery %s could not be POSTed", claimed.id)
+        return Answer(None, error=f"{type(error).__name__}: {error}"[:500])
 
 
 _executor: ThreadPoolExecutor | None = None

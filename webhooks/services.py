@@ -18,6 +18,7 @@ from webhooks.delivery import deliveries_park, deliveries_unpark
 from webhooks.events import CATALOG_EVENTS, KIND_OF, LEGACY_EVENTS
 from webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookSubscription
 from webhooks.targets import target_url_errors
+from webhooks.tasks import deliver
 
 Kind = WebhookEndpoint.Kind
 # How long the old secret keeps signing after a rotation.
@@ -263,6 +264,4 @@ def delivery_resend(*, delivery: WebhookDelivery, now: datetime | None = None) -
 
 
 def _kick() -> None:
-    from webhooks.tasks import deliver
-
     transaction.on_commit(deliver.delay)

@@ -15,6 +15,7 @@ from convertkit.redis import redis_client
 from subscribers.services import subscribers_tag, subscribers_untag
 from tests.factories import SubscriberFactory, TagFactory
 from tests.webhooks.conftest import NOW
+from webhooks import delivery as delivery_module
 from webhooks.delivery import RETRY_DELAYS, deliveries_prune, deliveries_send
 from webhooks.models import EventType, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from webhooks.services import (
@@ -354,3 +355,27 @@ def test_the_task_delivers_while_a_run_slot_is_free(account_a, receiver, setting
 
     assert len(receiver.received) == 1
     assert WebhookDelivery.objects.get().status == Status.DELIVERED
+
+
+def test_a_delivery_that_breaks_its_post_fails_alone(account_a, receiver, monkeypatch):
+    tag = TagFactory(account=account_a)
+    legacy_webhook(account_a, receiver, tag)
+    broken = endpoint_for(account_a, receiver, "subscriber.tag_added")
+    WebhookEndpoint.objects.filter(pk=broken.pk).update(url=receiver.url + "?broken")
+    WebhookEndpoint.objects.update(secret=broken.secret)
+    real_post = delivery_module.target_post
+
+    def post(url, **kwargs):
+        if url.endswith("?broken"):
+            raise RuntimeError("a bug")
+        return real_post(url, **kwargs)
+
+    monkeypatch.setattr(delivery_module, "target_post", post)
+    tag_people(account_a, tag)
+    events_consume(now=NOW)
+
+    report = deliveries_send(now=NOW)
+
+    assert (report.delivered, report.retrying) == (1, 1)
+    failed = WebhookAttempt.objects.get(delivery__endpoint=broken)
+    assert (failed.status_code, failed.error) == (None, "RuntimeError: a bug")
