@@ -116,13 +116,21 @@ def worker_loop() -> None:
     import django
 
     django.setup()
+    from django.db import InterfaceError, OperationalError
+
     from webhooks.delivery import deliveries_send
 
     stopping = []
     signal.signal(signal.SIGTERM, lambda *args: stopping.append(True))
     print("ready worker", flush=True)
     while not stopping:
-        if not deliveries_send().claimed:
+        try:
+            claimed = deliveries_send().claimed
+        except (OperationalError, InterfaceError) as error:
+            # What the task's retry policy does: try again (the batch's lease stands).
+            _say(f"webhook worker: {error}")
+            claimed = 0
+        if not claimed:
             time.sleep(0.02)
 
 
@@ -138,18 +146,28 @@ def _waiting() -> tuple[int, int]:
 def _until_settled(say: Callable, what: str, *, skip_waits: bool = False) -> float:
     """Waits until no delivery is pending or retrying (with `skip_waits`, making the retrying
     ones due at once, over and over); returns when the last one completed."""
+    from django.db import connection
     from django.db.models import Max
     from django.utils import timezone
 
-    from webhooks.models import WebhookDelivery
+    from webhooks.models import WebhookAttempt, WebhookDelivery
 
     deadline = time.monotonic() + PHASE_TIMEOUT_S
     shown = time.monotonic()
     while True:
         if skip_waits:
-            WebhookDelivery.objects.filter(
-                status=WebhookDelivery.Status.RETRYING, next_attempt_at__gt=timezone.now()
-            ).update(next_attempt_at=timezone.now())
+            # Only those waiting for a retry: not those a worker holds (claimed, their attempt
+            # counted but not yet recorded), whose lease must stand.
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"""
+                    UPDATE {WebhookDelivery._meta.db_table} AS d SET next_attempt_at = %s
+                    WHERE d.status = 'retrying' AND d.next_attempt_at > %s
+                      AND d.attempt_count = (SELECT count(*) FROM {WebhookAttempt._meta.db_table}
+                                             AS a WHERE a.delivery_id = d.id)
+                    """,
+                    [timezone.now(), timezone.now()],
+                )
         waiting, delivered = _waiting()
         if not waiting:
             break

@@ -277,10 +277,12 @@ AUTOMATION_CLAIM_BATCH = env_int("AUTOMATION_CLAIM_BATCH", 5000, minimum=1)
 AUTOMATION_MAX_DEPTH = env_int("AUTOMATION_MAX_DEPTH", 10, minimum=1)
 
 # Outgoing webhooks (webhooks/): deliveries one worker claims at a time, POSTs in flight at once
-# per worker process, the timeouts of each POST, and (development and tests only) whether
-# loopback and private addresses may be targets.
+# per worker process, delivery runs at once (one per worker process kept busy), the timeouts of
+# each POST, and (development and tests only) whether loopback and private addresses may be
+# targets.
 WEBHOOK_DELIVERY_BATCH = env_int("WEBHOOK_DELIVERY_BATCH", 500, minimum=1)
 WEBHOOK_CONCURRENCY = env_int("WEBHOOK_CONCURRENCY", 32, minimum=1)
+WEBHOOK_DELIVERY_RUNS = env_int("WEBHOOK_DELIVERY_RUNS", 2, minimum=1)
 WEBHOOK_CONNECT_TIMEOUT = env_int("WEBHOOK_CONNECT_TIMEOUT", 5, minimum=1)
 WEBHOOK_READ_TIMEOUT = env_int("WEBHOOK_READ_TIMEOUT", 10, minimum=1)
 WEBHOOK_ALLOW_PRIVATE_TARGETS = env_bool("WEBHOOK_ALLOW_PRIVATE_TARGETS", False)

@@ -130,7 +130,13 @@ def _post(claimed: _Claimed, now: datetime) -> Answer:
             claimed.body,
         ),
     }
-    return target_post(claimed.url, body=claimed.body, headers=headers, now=now)
+    try:
+        return target_post(claimed.url, body=claimed.body, headers=headers, now=now)
+    except Exception as error:
+        # One delivery that breaks the POST itself must not fail its whole batch (which would
+        # come back after the lease, POSTed again to everyone): it is a failed attempt.
+        logger.exception("Webhook delivery %s could not be POSTed", claimed.id)
+        return Answer(None, error=f"{type(error).__name__}: {error}"[:500])
 
 
 _executor: ThreadPoolExecutor | None = None
@@ -159,22 +165,30 @@ def _next_step(claimed: _Claimed, answer: Answer, now: datetime) -> tuple[str, d
 
 
 def _record(claimed: list[_Claimed], answers: list[Answer], now: datetime) -> DeliveryReport:
-    """Step 3."""
+    """Step 3. The endpoints' rows are locked first, in id order, as endpoint_update locks
+    its endpoint before parking its deliveries: two workers, or a worker and a creator
+    disabling an endpoint, take their locks in one order and never deadlock. A delivery whose
+    endpoint was disabled while it was in flight is parked, not scheduled."""
     report = DeliveryReport(claimed=len(claimed))
-    statuses, dues, completed = [], [], []
-    healthy, failing = set(), set()
-    for item, answer in zip(claimed, answers, strict=True):
-        status, due = _next_step(item, answer, now)
-        statuses.append(status.value)
-        dues.append(due)
-        completed.append(now if status in (Status.DELIVERED, Status.FAILED) else None)
-        (healthy if answer.ok else failing).add(item.endpoint_id)
-        report.delivered += status == Status.DELIVERED
-        report.retrying += status == Status.RETRYING
-        report.failed += status == Status.FAILED
-    failing -= healthy
+    healthy = {item.endpoint_id for item, answer in zip(claimed, answers, strict=True) if answer.ok}
+    failing = {item.endpoint_id for item in claimed} - healthy
     ids = [item.id for item in claimed]
     with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id, enabled FROM {ENDPOINT_TABLE} WHERE id = ANY(%s::bigint[]) "
+            "ORDER BY id FOR UPDATE",
+            [sorted(healthy | failing)],
+        )
+        enabled = dict(cursor.fetchall())
+        statuses, dues, completed = [], [], []
+        for item, answer in zip(claimed, answers, strict=True):
+            status, due = _next_step(item, answer, now)
+            statuses.append(status.value)
+            dues.append(due if enabled.get(item.endpoint_id) else None)
+            completed.append(now if status in (Status.DELIVERED, Status.FAILED) else None)
+            report.delivered += status == Status.DELIVERED
+            report.retrying += status == Status.RETRYING
+            report.failed += status == Status.FAILED
         cursor.execute(
             f"""
             INSERT INTO {ATTEMPT_TABLE}
@@ -201,14 +215,18 @@ def _record(claimed: list[_Claimed], answers: list[Answer], now: datetime) -> De
             """,
             [ids, statuses, dues, completed],
         )
-        if healthy:
-            WebhookEndpoint.objects.filter(pk__in=healthy, failing_since__isnull=False).update(
-                failing_since=None
-            )
+        # One statement for both: the first failure since a success starts the clock, a
+        # success stops it.
+        cursor.execute(
+            f"""
+            UPDATE {ENDPOINT_TABLE} AS e
+            SET failing_since = CASE WHEN v.ok THEN NULL ELSE %s::timestamptz END
+            FROM unnest(%s::bigint[], %s::boolean[]) AS v(id, ok)
+            WHERE e.id = v.id AND (e.failing_since IS NULL) <> v.ok
+            """,
+            [now, sorted(healthy | failing), [pk in healthy for pk in sorted(healthy | failing)]],
+        )
         if failing:
-            WebhookEndpoint.objects.filter(pk__in=failing, failing_since__isnull=True).update(
-                failing_since=now
-            )
             report.endpoints_disabled = _endpoints_disable_failing(failing, now)
     return report
 

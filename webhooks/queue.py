@@ -24,6 +24,7 @@ from subscribers.models import Form, Subscriber, Tag
 from tracking.models import Link
 from webhooks.events import RESOURCE_OF
 from webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookSubscription
+from webhooks.tasks import deliver
 
 # Events per delivery to a webhook endpoint (Kit's limit); a legacy webhook's are one each.
 EVENTS_PER_DELIVERY = 100
@@ -118,8 +119,6 @@ def _insert(rows: _Rows, now: datetime) -> int:
         )
         queued = cursor.rowcount
     if queued:
-        from webhooks.tasks import deliver
-
         transaction.on_commit(deliver.delay)
     return queued
 

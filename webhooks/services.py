@@ -18,6 +18,7 @@ from webhooks.delivery import deliveries_park, deliveries_unpark
 from webhooks.events import CATALOG_EVENTS, KIND_OF, LEGACY_EVENTS
 from webhooks.models import WebhookDelivery, WebhookEndpoint, WebhookSubscription
 from webhooks.targets import target_url_errors
+from webhooks.tasks import deliver
 
 Kind = WebhookEndpoint.Kind
 # How long the old secret keeps signing after a rotation.
@@ -56,7 +57,9 @@ def _legacy_spec(account: Account, event, errors: list[str]) -> Spec | None:
     if isinstance(value, bool) or not isinstance(value, int):
         errors.append(f"event.{param} is required for {name} and must be an integer")
         return None
-    if not _PARAM_MODELS[param].objects.filter(account=account, pk=value).exists():
+    if not 0 < value < 2**63 or not (
+        _PARAM_MODELS[param].objects.filter(account=account, pk=value).exists()
+    ):
         errors.append(f"event.{param} {value} was not found")
         return None
     return (name, value, "")
@@ -184,6 +187,12 @@ def endpoint_update(
         raise WebhookInputError(errors)
     now = now or timezone.now()
     with transaction.atomic():
+        # Locked first, as the delivery workers lock it before writing its deliveries.
+        endpoint.enabled = (
+            WebhookEndpoint.objects.select_for_update()
+            .values_list("enabled", flat=True)
+            .get(pk=endpoint.pk)
+        )
         if enabled is True and not endpoint.enabled:
             changes.update(enabled=True, disabled_reason="", failing_since=None)
             deliveries_unpark(endpoint_ids=[endpoint.pk], now=now)
@@ -255,6 +264,4 @@ def delivery_resend(*, delivery: WebhookDelivery, now: datetime | None = None) -
 
 
 def _kick() -> None:
-    from webhooks.tasks import deliver
-
     transaction.on_commit(deliver.delay)

@@ -115,6 +115,14 @@ def test_a_legacy_webhook_names_its_tag(api_a, account_a):
             "tag_id 999999 was not found",
         ),
         (
+            {"target_url": "https://example.com/h", "event": {"name": "tag_add", "tag_id": 2**64}},
+            "was not found",
+        ),
+        (
+            {"target_url": "https://example.com/h", "event": {"name": "tag_add", "tag_id": "3"}},
+            "must be an integer",
+        ),
+        (
             {"target_url": "ftp://example.com/h", "event": {"name": "subscriber_activate"}},
             "http or https",
         ),

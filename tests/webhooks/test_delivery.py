@@ -11,9 +11,11 @@ from django.core import mail
 
 from automations.engine import events_consume
 from automations.models import Event
+from convertkit.redis import redis_client
 from subscribers.services import subscribers_tag, subscribers_untag
 from tests.factories import SubscriberFactory, TagFactory
 from tests.webhooks.conftest import NOW
+from webhooks import delivery as delivery_module
 from webhooks.delivery import RETRY_DELAYS, deliveries_prune, deliveries_send
 from webhooks.models import EventType, WebhookAttempt, WebhookDelivery, WebhookEndpoint
 from webhooks.services import (
@@ -333,3 +335,47 @@ def test_after_a_rotation_both_secrets_sign_until_the_window_ends(account_a, rec
     assert after.headers["X-Kit-Signature"].count("v1=") == 1
     assert not receiver.signature_valid(after.headers["X-Kit-Signature"], after.body, old)
     assert receiver.signature_valid(after.headers["X-Kit-Signature"], after.body, new)
+
+
+def test_the_task_delivers_while_a_run_slot_is_free(account_a, receiver, settings):
+    tag = TagFactory(account=account_a)
+    legacy_webhook(account_a, receiver, tag)
+    tag_people(account_a, tag)
+    events_consume(now=NOW)
+    settings.WEBHOOK_DELIVERY_RUNS = 1
+    client = redis_client()
+    client.set("ck:webhooks:deliver:0", "another run", ex=60)
+    try:
+        deliver()
+        assert receiver.received == []
+    finally:
+        client.delete("ck:webhooks:deliver:0")
+
+    deliver()
+
+    assert len(receiver.received) == 1
+    assert WebhookDelivery.objects.get().status == Status.DELIVERED
+
+
+def test_a_delivery_that_breaks_its_post_fails_alone(account_a, receiver, monkeypatch):
+    tag = TagFactory(account=account_a)
+    legacy_webhook(account_a, receiver, tag)
+    broken = endpoint_for(account_a, receiver, "subscriber.tag_added")
+    WebhookEndpoint.objects.filter(pk=broken.pk).update(url=receiver.url + "?broken")
+    WebhookEndpoint.objects.update(secret=broken.secret)
+    real_post = delivery_module.target_post
+
+    def post(url, **kwargs):
+        if url.endswith("?broken"):
+            raise RuntimeError("a bug")
+        return real_post(url, **kwargs)
+
+    monkeypatch.setattr(delivery_module, "target_post", post)
+    tag_people(account_a, tag)
+    events_consume(now=NOW)
+
+    report = deliveries_send(now=NOW)
+
+    assert (report.delivered, report.retrying) == (1, 1)
+    failed = WebhookAttempt.objects.get(delivery__endpoint=broken)
+    assert (failed.status_code, failed.error) == (None, "RuntimeError: a bug")
