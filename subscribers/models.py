@@ -93,15 +93,21 @@ class Subscriber(models.Model):
 
 
 class SubscriberCount(models.Model):
-    """Exact number of subscribers per (account, state), maintained by database triggers."""
+    """Exact number of subscribers per (account, state), maintained by database triggers: the
+    sum of the key's shards. A key is split in 16 rows, one chosen by the writing connection
+    (migration 0009), so that signups at once into one account do not wait for each other's
+    commit on one counter row; a shard alone may be negative."""
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, db_index=False)
     state = models.CharField(max_length=16, choices=Subscriber.State.choices)
+    shard = models.SmallIntegerField(default=0, db_default=0)
     count = models.BigIntegerField(default=0)
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["account", "state"], name="subscribercount_unique"),
+            models.UniqueConstraint(
+                fields=["account", "state", "shard"], name="subscribercount_unique_shard"
+            ),
         ]
 
 
@@ -120,6 +126,8 @@ class ListGrowth(models.Model):
         Account, on_delete=models.CASCADE, db_index=False, db_constraint=False
     )
     hour = models.DateTimeField()
+    # As SubscriberCount's: readers sum an hour's shards.
+    shard = models.SmallIntegerField(default=0, db_default=0)
     subscribed = models.IntegerField(default=0)
     unsubscribed = models.IntegerField(default=0)
     bounced = models.IntegerField(default=0)
@@ -127,7 +135,9 @@ class ListGrowth(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["account", "hour"], name="listgrowth_unique_hour"),
+            models.UniqueConstraint(
+                fields=["account", "hour", "shard"], name="listgrowth_unique_hour_shard"
+            ),
         ]
 
 

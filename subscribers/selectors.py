@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 
-from django.db.models import OuterRef, Q, QuerySet, Subquery
+from django.db.models import OuterRef, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Lower
 
 from convertkit.paging import PAGE_SIZE
@@ -39,8 +39,11 @@ def account_segments(*, account) -> list[tuple[int, str]]:
 def subscriber_counts(*, account) -> dict[str, int]:
     """Exact totals per state plus "total", from the trigger-maintained counters (no COUNT(*))."""
     counts = {state: 0 for state in Subscriber.State.values}
-    for state, count in SubscriberCount.objects.filter(account=account).values_list(
-        "state", "count"
+    for state, count in (
+        SubscriberCount.objects.filter(account=account)
+        .values("state")
+        .annotate(total=Sum("count"))
+        .values_list("state", "total")
     ):
         counts[state] = count
     counts["total"] = sum(counts[state] for state in Subscriber.State.values)

@@ -22,6 +22,7 @@ from datetime import timedelta
 
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connection, transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from automations.models import EventKind
@@ -956,9 +957,13 @@ def _merge(*, job: Job, columns: _Columns, staging: _Staging, parsed: _ParseResu
 
         # Whether the account held anyone unsubscribed, bounced or complained before this import;
         # if not, there is nobody to count as "kept" (and no join over the whole file to run).
-        had_suppressed = SubscriberCount.objects.filter(
-            account_id=account_id, state__in=_SUPPRESSED_STATES, count__gt=0
-        ).exists()
+        had_suppressed = (
+            SubscriberCount.objects.filter(account_id=account_id, state__in=_SUPPRESSED_STATES)
+            .values("state")
+            .annotate(total=Sum("count"))
+            .filter(total__gt=0)
+            .exists()
+        )
         fields_sql, field_params = _fields_sql(columns)
         consent_by = job.params.get("consent_by") or (
             job.created_by.email if job.created_by else "the command line"
