@@ -197,13 +197,28 @@ def row_locked(model, pk: int) -> Iterator[None]:
         holder.close()
 
 
+# When the running test began, by the database's clock (_test_began).
+_began: list = [None]
+
+
+@pytest.fixture(autouse=True)
+def _test_began():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT clock_timestamp()")
+        _began[0] = cursor.fetchone()[0]
+
+
 def other_backends() -> int:
-    """Connections to the test database but this test's own (a worker's, a dying backend's)."""
+    """Connections to the test database but this test's own, opened since the test began (a
+    worker's, a dying backend's). Older ones are not this test's: an idle connection an earlier
+    test's thread left behind, closed only when the garbage collector gets to it."""
     with connection.cursor() as cursor:
         cursor.execute("SELECT pg_stat_clear_snapshot()")
         cursor.execute(
             "SELECT count(*) FROM pg_stat_activity"
             " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            " AND backend_start >= %s",
+            [_began[0]],
         )
         return cursor.fetchone()[0]
 
