@@ -11,7 +11,7 @@ from contextlib import nullcontext
 from datetime import UTC, datetime
 
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.http import HttpResponse, JsonResponse
 from django.utils.dateparse import parse_date, parse_datetime
@@ -121,11 +121,15 @@ def fields_known(account, fields: dict[str, str | None] | None) -> tuple[dict, l
     and a warning for each unknown key, which is ignored (as Kit does)."""
     if not fields:
         return {}, []
-    known = set(
-        CustomField.objects.filter(account=account, key__in=list(fields)).values_list(
-            "key", flat=True
+    # A plain query: every create with fields runs it, and the ORM's building of it cost
+    # more than PostgreSQL's answer.
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT key FROM {CustomField._meta.db_table} "
+            "WHERE account_id = %s AND key = ANY(%s::text[])",
+            [account.id, list(fields)],
         )
-    )
+        known = {key for (key,) in cursor.fetchall()}
     too_long = [key for key, value in fields.items() if len(value or "") > MAX_FIELD_VALUE_LENGTH]
     if too_long:
         raise ApiError(
