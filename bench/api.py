@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -638,45 +637,33 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--per-page is at most 1000, as Kit's")
 
     sys.path.insert(0, str(ROOT))
-    from bench.broadcast import django_setup, redis_for_bench
-    from bench.pages import bench_database_url, database_ensure, database_recreate
+    from bench.broadcast import bench_session
 
-    base_url = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/convertkit"
-    if args.fresh:
-        database_recreate(base_url, args.database)
-    else:
-        database_ensure(base_url, args.database)
-    database_url = bench_database_url(base_url, args.database)
-    with redis_for_bench(args.redis_url) as (redis_url, _private):
-        django_setup(database_url=database_url, redis_url=redis_url, ALLOWED_HOSTS="127.0.0.1")
-        from django.core.management import call_command
-        from django.db import connections
-
-        try:
-            _say(f"Migrating {args.database}")
-            call_command("migrate", verbosity=0)
-            figures = bench_run(
-                parts=parts,
-                subscribers=args.subscribers,
-                small=args.small,
-                pages=args.pages,
-                per_page=args.per_page,
-                walks=args.walks,
-                duration=args.duration,
-                rounds=args.rounds,
-                connections=args.connections,
-                web_workers=args.web_workers,
-                database_url=database_url,
-                redis_url=redis_url,
-                explain=args.explain,
-                bulk_rows=args.bulk_rows,
-                webhook_deliveries=args.webhook_deliveries,
-                webhook_down_seconds=args.webhook_down_seconds,
-            )
-        finally:
-            connections.close_all()
-            if args.drop:
-                database_recreate(base_url, args.database, drop_only=True)
+    with bench_session(
+        database=args.database,
+        redis_url=args.redis_url,
+        keep=not args.drop,
+        fresh=args.fresh,
+        ALLOWED_HOSTS="127.0.0.1",
+    ) as (database_url, redis_url, _private):
+        figures = bench_run(
+            parts=parts,
+            subscribers=args.subscribers,
+            small=args.small,
+            pages=args.pages,
+            per_page=args.per_page,
+            walks=args.walks,
+            duration=args.duration,
+            rounds=args.rounds,
+            connections=args.connections,
+            web_workers=args.web_workers,
+            database_url=database_url,
+            redis_url=redis_url,
+            explain=args.explain,
+            bulk_rows=args.bulk_rows,
+            webhook_deliveries=args.webhook_deliveries,
+            webhook_down_seconds=args.webhook_down_seconds,
+        )
     table_print(figures)
     print(json.dumps({key: value for key, value in figures.items() if key != "_details"}))
     unexpected = figures["_details"].get("create", {}).get("unexpected", {})

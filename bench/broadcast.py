@@ -1153,23 +1153,30 @@ def table_print(figures: dict, *, out=sys.stdout) -> None:
 
 
 @contextlib.contextmanager
-def bench_session(*, database: str, redis_url: str, keep: bool) -> Iterator[tuple[str, str, bool]]:
-    """A bench's own database (`database` beside the one of DATABASE_URL, recreated, migrated,
-    dropped afterwards unless `keep`) and Redis (`redis_url`, else a private redis-server), with
-    Django set up on them in this process; yields (database URL, Redis URL, whether the Redis is
-    the bench's own). This process sends what the bench measures (broadcast_send queues the
-    fan-out, the sequence scheduler publishes): the same settings as the worker's, production
-    behaviour, so the caller's mail and send settings are dropped first."""
+def bench_session(
+    *, database: str, redis_url: str, keep: bool, fresh: bool = True, **settings: str
+) -> Iterator[tuple[str, str, bool]]:
+    """A bench's own database (`database` beside the one of DATABASE_URL, recreated, or with
+    `fresh` off created only if missing, so that a second run seeds nothing; migrated, dropped
+    afterwards unless `keep`) and Redis (`redis_url`, else a private redis-server), with Django
+    set up on them in this process (`settings` added to its environment); yields (database
+    URL, Redis URL, whether the Redis is the bench's own). This process sends what the bench
+    measures (broadcast_send queues the fan-out, the sequence scheduler publishes): the same
+    settings as the worker's, production behaviour, so the caller's mail and send settings are
+    dropped first."""
     sys.path.insert(0, str(ROOT))
-    from bench.pages import bench_database_url, database_recreate
+    from bench.pages import bench_database_url, database_ensure, database_recreate
 
     base_url = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/convertkit"
-    database_recreate(base_url, database)
+    if fresh:
+        database_recreate(base_url, database)
+    else:
+        database_ensure(base_url, database)
     database_url = bench_database_url(base_url, database)
     with redis_for_bench(redis_url) as (bench_redis_url, private_redis):
         for name in [n for n in os.environ if n.startswith(("EMAIL_", "ANYMAIL_", "BROADCAST_"))]:
             del os.environ[name]
-        django_setup(database_url=database_url, redis_url=bench_redis_url)
+        django_setup(database_url=database_url, redis_url=bench_redis_url, **settings)
         from django.core.management import call_command
         from django.db import connections
 

@@ -802,39 +802,27 @@ def main(argv: list[str] | None = None) -> int:
     tool = wrk if args.tool != "python" and wrk else "python"
 
     sys.path.insert(0, str(ROOT))
-    from bench.broadcast import django_setup, redis_for_bench
-    from bench.pages import bench_database_url, database_ensure, database_recreate
+    from bench.broadcast import bench_session
 
-    base_url = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/convertkit"
-    if args.fresh:
-        database_recreate(base_url, args.database)
-    else:
-        database_ensure(base_url, args.database)
-    database_url = bench_database_url(base_url, args.database)
-    with redis_for_bench(args.redis_url) as (redis_url, _private):
-        django_setup(database_url=database_url, redis_url=redis_url, ALLOWED_HOSTS="127.0.0.1")
-        from django.core.management import call_command
-        from django.db import connections
-
+    with bench_session(
+        database=args.database,
+        redis_url=args.redis_url,
+        keep=not args.drop,
+        fresh=args.fresh,
+        ALLOWED_HOSTS="127.0.0.1",
+    ) as (database_url, redis_url, _private):
         from tracking.partitions import partitions_ensure
 
-        try:
-            _say(f"Migrating {args.database}")
-            call_command("migrate", verbosity=0)
-            partitions_ensure()
-            figures = bench_run(
-                deliveries=args.deliveries,
-                links=args.links,
-                duration=args.duration,
-                tool=tool,
-                database_url=database_url,
-                redis_url=redis_url,
-                connections=args.connections,
-            )
-        finally:
-            connections.close_all()
-            if args.drop:
-                database_recreate(base_url, args.database, drop_only=True)
+        partitions_ensure()
+        figures = bench_run(
+            deliveries=args.deliveries,
+            links=args.links,
+            duration=args.duration,
+            tool=tool,
+            database_url=database_url,
+            redis_url=redis_url,
+            connections=args.connections,
+        )
     table_print(figures)
     print(json.dumps({key: value for key, value in figures.items() if key != "_details"}))
     details = figures["_details"]
