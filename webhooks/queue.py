@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 from django.db import connection, transaction
 
+from api.shapes import KIT_STATE_OF
 from automations.models import Trigger
 from sequences.models import Sequence
 from subscribers.models import Form, Subscriber, Tag
@@ -29,10 +30,12 @@ from webhooks.tasks import deliver
 # Events per delivery to a webhook endpoint (Kit's limit); a legacy webhook's are one each.
 EVENTS_PER_DELIVERY = 100
 
-_KIT_STATE_SQL = """
-    CASE s.state WHEN 'unconfirmed' THEN 'inactive' WHEN 'unsubscribed' THEN 'cancelled'
-         ELSE s.state END
-"""
+# Kit's name of each state, the API's own mapping (api.shapes) written as SQL.
+_KIT_STATE_SQL = (
+    "CASE s.state "
+    + " ".join(f"WHEN '{ours}' THEN '{kit}'" for ours, kit in KIT_STATE_OF.items())
+    + " END"
+)
 
 _INSERT = f"""
     INSERT INTO {WebhookDelivery._meta.db_table}
