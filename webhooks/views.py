@@ -54,58 +54,58 @@ def endpoint_list(request):
     return render(request, "webhooks/endpoint_list.html", {"page": page})
 
 
-def _form_errors(form: EndpointForm, error: WebhookInputError) -> None:
-    for message in error.errors:
-        field = message.split(" ", 1)[0].split(":", 1)[0].removeprefix("target_")
-        form.add_error(field if field in form.fields else None, message)
+def _endpoint_form_page(request, form: EndpointForm, endpoint: WebhookEndpoint | None, save):
+    """The add and edit pages: `save(**cleaned_data)` is the service call; its refusals are
+    shown on the form, each beside its field where its message names one."""
+    if request.method == "POST" and form.is_valid():
+        try:
+            saved = save(**form.cleaned_data)
+        except WebhookInputError as error:
+            for message in error.errors:
+                field = message.split(" ", 1)[0].split(":", 1)[0].removeprefix("target_")
+                form.add_error(field if field in form.fields else None, message)
+        else:
+            messages.success(
+                request,
+                "Endpoint saved."
+                if endpoint
+                else "Endpoint added. Its signing secret is below: use it to check each delivery.",
+            )
+            return redirect("webhook_endpoint_detail", saved.pk)
+    return render(
+        request,
+        "webhooks/endpoint_form.html",
+        {"form": form, "endpoint": endpoint},
+        status=400 if form.errors else 200,
+    )
 
 
 @account_required
 def endpoint_create_page(request):
-    form = EndpointForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        try:
-            endpoint = endpoint_create(account=request.account, **form.cleaned_data)
-        except WebhookInputError as error:
-            _form_errors(form, error)
-        else:
-            messages.success(
-                request,
-                "Endpoint added. Its signing secret is below: use it to check each delivery.",
-            )
-            return redirect("webhook_endpoint_detail", endpoint.pk)
-    return render(
+    return _endpoint_form_page(
         request,
-        "webhooks/endpoint_form.html",
-        {"form": form, "endpoint": None},
-        status=400 if form.errors else 200,
+        EndpointForm(request.POST or None),
+        None,
+        lambda **values: endpoint_create(account=request.account, **values),
     )
 
 
 @account_required
 def endpoint_edit(request, endpoint_id: int):
     endpoint = _endpoint(request, endpoint_id)
-    legacy = endpoint.kind == WebhookEndpoint.Kind.LEGACY
     initial = {
         "url": endpoint.url,
         "name": endpoint.name,
         "description": endpoint.description,
         "events": [s.event_type for s in endpoint.subscriptions.all()],
     }
-    form = EndpointForm(request.POST or None, initial=initial, legacy=legacy)
-    if request.method == "POST" and form.is_valid():
-        try:
-            endpoint_update(endpoint=endpoint, **form.cleaned_data)
-        except WebhookInputError as error:
-            _form_errors(form, error)
-        else:
-            messages.success(request, "Endpoint saved.")
-            return redirect("webhook_endpoint_detail", endpoint.pk)
-    return render(
-        request,
-        "webhooks/endpoint_form.html",
-        {"form": form, "endpoint": endpoint},
-        status=400 if form.errors else 200,
+    form = EndpointForm(
+        request.POST or None,
+        initial=initial,
+        legacy=endpoint.kind == WebhookEndpoint.Kind.LEGACY,
+    )
+    return _endpoint_form_page(
+        request, form, endpoint, lambda **values: endpoint_update(endpoint=endpoint, **values)
     )
 
 
